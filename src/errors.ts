@@ -1,0 +1,46 @@
+/**
+ * One error type for the whole kit. The `code` is stable: it is what goes on the
+ * v2 wire, what `failed` events carry and what the README documents.
+ */
+export const ERROR_CODES = [
+  /** A datagram or argument that does not parse or breaks a limit. */
+  'bad_request',
+  /** A v2 datagram with a version this side does not speak. */
+  'unsupported_version',
+  /** Registering a session whose name is taken. */
+  'session_exists',
+  /** Joining or addressing a session that does not exist (or expired). */
+  'session_not_found',
+  /** Joining a session that already has its maximum of members. */
+  'session_full',
+  /** Registering a member name that another member of the session uses. */
+  'name_taken',
+  /** A request whose token does not grant it (not the member, not the host). */
+  'not_authorized',
+  /** The session ended: closed by the host, expired, or the server shut down. */
+  'session_closed',
+  /** No answer within the time allowed. */
+  'timeout',
+  /** Peers were exchanged but no direct path was confirmed in time. */
+  'punch_failed',
+  /** The caller aborted (AbortSignal) or closed the client. */
+  'aborted',
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+const CODE_SET: ReadonlySet<string> = new Set(ERROR_CODES);
+
+export function isErrorCode(value: string): value is ErrorCode {
+  return CODE_SET.has(value);
+}
+
+export class HolePunchError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'HolePunchError';
+    this.code = code;
+  }
+}

@@ -1,0 +1,26 @@
+import type { Endpoint } from '../protocol/endpoint.js';
+
+/**
+ * Where a sans-IO core puts the datagrams it wants sent. The shell binds it to a
+ * `node:dgram` socket; tests bind it to an array.
+ */
+export interface Outbox {
+  send(to: Endpoint, data: Uint8Array): void;
+}
+
+/**
+ * A protocol's half of the rendezvous server (legacy text or v2 binary). Pure: it never
+ * reads a clock or touches a socket; `now` is milliseconds on any monotonic scale.
+ */
+export interface ProtocolHandler {
+  /** Handles one untrusted datagram. Never throws. */
+  handle(now: number, from: Endpoint, data: Uint8Array): void;
+  /** The earliest `now` at which `handleTimeout` has work to do, or `Infinity`. */
+  nextDeadline(): number;
+  /** Runs expiries and retransmissions that are due at `now`. */
+  handleTimeout(now: number): void;
+  /** Tells every member of every open session that the server stops, then forgets them. */
+  shutdown(now: number, reason: string): void;
+  /** Open sessions (waiting or started-but-not-yet-forgotten). */
+  readonly sessionCount: number;
+}
