@@ -1,0 +1,30 @@
+/**
+ * Counters kept by the sans-IO core and read by the shell (logs, `--stats`, benchmarks).
+ * Plain numbers on one object: incrementing them costs nothing on the hot path.
+ */
+export interface ServerCounters {
+  datagramsIn: number;
+  datagramsOut: number;
+  sessionsCreated: number;
+  sessionsStarted: number;
+  sessionsExpired: number;
+  sessionsClosed: number;
+  /** Rejected or dropped datagrams by kind (e.g. `oversized`, `not_utf8`, `unknown_type`). */
+  rejections: Record<string, number>;
+}
+
+export function createCounters(): ServerCounters {
+  return {
+    datagramsIn: 0,
+    datagramsOut: 0,
+    sessionsCreated: 0,
+    sessionsStarted: 0,
+    sessionsExpired: 0,
+    sessionsClosed: 0,
+    rejections: {},
+  };
+}
+
+export function countRejection(counters: ServerCounters, kind: string): void {
+  counters.rejections[kind] = (counters.rejections[kind] ?? 0) + 1;
+}
