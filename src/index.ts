@@ -1,0 +1,3 @@
+// The package's public entry: everything a game or tool imports comes from here.
+export { ERROR_CODES, type ErrorCode, HolePunchError, isErrorCode } from './errors.js';
+export type { Endpoint } from './protocol/endpoint.js';
