@@ -25,6 +25,10 @@ export const ERROR_CODES = [
   'punch_failed',
   /** The caller aborted (AbortSignal) or closed the client. */
   'aborted',
+  /** The NAT lab cannot run here: not root, or `ip`/`iptables` missing, or namespaces fail. */
+  'lab_unavailable',
+  /** A NAT lab router did not behave as its NAT type says (found by the probe). */
+  'nat_misbehaved',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
