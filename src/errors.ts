@@ -29,6 +29,8 @@ export const ERROR_CODES = [
   'lab_unavailable',
   /** A NAT lab router did not behave as its NAT type says (found by the probe). */
   'nat_misbehaved',
+  /** The server holds its maximum number of sessions (v2 `host` refused). */
+  'server_full',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
