@@ -1,0 +1,4 @@
+// Public face of the wire protocols.
+export * from './endpoint.js';
+export * from './legacy.js';
+export * from './magic.js';

@@ -1,0 +1,448 @@
+import { type Endpoint, endpointKey } from '../protocol/endpoint.js';
+import {
+  CLOSE_REASONS,
+  DEFAULT_MAX_PLAYERS_CAP,
+  decodeLegacy,
+  encodeClose,
+  encodeLobby,
+  encodeOk,
+  type LegacyDecodeOptions,
+  legacyAddressText,
+} from '../protocol/legacy.js';
+import { countRejection, type ServerCounters } from './counters.js';
+import type { Outbox, ProtocolHandler } from './handler.js';
+import type { SessionLifecycleEvent } from './lifecycle.js';
+
+/** Sessions expire this long after `rs` (the original's later revision: 600 s). */
+export const SESSION_TTL_MS = 600_000;
+
+/** Default `--max-sessions`: bounds memory (≈ 1 KiB per session) against `rs` floods. */
+export const DEFAULT_MAX_SESSIONS = 1_000_000;
+
+/**
+ * How a legacy session ends, as data (the lifecycle table; docs/server.md prints it).
+ * A session has one live state, `waiting`, entered by an accepted `rs`; within it `rc` and
+ * `cc` change the membership (members get `lobby:`). Every ending below deletes the session
+ * at once, so its KEY can be registered again.
+ */
+export const LEGACY_SESSION_ENDINGS = {
+  /** `rc` filled the session and autostart is on: every member gets `peers:`. */
+  autostart: { state: 'started', counter: 'sessionsStarted', told: 'peers' },
+  /** `ep:KEY` from the host: every member gets `peers:`. */
+  exchange_peers: { state: 'started', counter: 'sessionsStarted', told: 'peers' },
+  /** `cs:KEY:REASON` from the host: every member gets `close:REASON`. */
+  host_closed: { state: 'closed', counter: 'sessionsClosed', told: 'close' },
+  /** TTL ran out: every member gets `close:Session closed.`. */
+  expired: { state: 'expired', counter: 'sessionsExpired', told: 'close' },
+  /** The server stops: every member gets `close:Server shutting down`. */
+  shutdown: { state: 'closed', counter: 'sessionsClosed', told: 'close' },
+} as const;
+
+export type LegacySessionEnding = keyof typeof LEGACY_SESSION_ENDINGS;
+
+/** Refusals by the state machine (decoder refusals are the `LegacyRejectionKind`s). */
+export const LEGACY_REFUSAL_KINDS = [
+  'session_exists',
+  'session_not_found',
+  'session_full',
+  'name_taken',
+  'not_host',
+  'not_owner',
+  'too_many_sessions',
+  'ipv6_unsupported',
+] as const;
+
+export type LegacyRefusalKind = (typeof LEGACY_REFUSAL_KINDS)[number];
+
+export interface LegacySessionsOptions {
+  readonly outbox: Outbox;
+  readonly counters: ServerCounters;
+  /** Send `peers:` as soon as a session reaches MAX members (the original's AUTOSTART `y`). */
+  readonly autostart: boolean;
+  readonly sessionTtlMs?: number;
+  readonly maxSessions?: number;
+  readonly maxPlayersCap?: number;
+  /** Called once per lifecycle event (not per datagram); the shell logs it. */
+  readonly onLifecycle?: (event: SessionLifecycleEvent) => void;
+}
+
+/** A read-only copy of a session, for tests and diagnostics. */
+export interface LegacySessionSnapshot {
+  readonly key: string;
+  readonly maxPlayers: number;
+  readonly host: Endpoint;
+  readonly deadline: number;
+  readonly members: readonly {
+    readonly name: string;
+    readonly nickname: string;
+    readonly address: string;
+    readonly port: number;
+  }[];
+}
+
+// Members double as the `Endpoint` the outbox sends to: no separate address object.
+interface Member {
+  readonly address: string;
+  readonly port: number;
+  readonly name: string;
+  readonly nickname: string;
+  readonly session: Session;
+}
+
+// Kept lean (≈ 100k idle sessions must fit in well under 100 MB): plain fields, members in an
+// exact-length array replaced on change (a pushed-to array over-allocates 17 slots).
+interface Session {
+  readonly key: string;
+  readonly maxPlayers: number;
+  readonly hostAddress: string;
+  readonly hostPort: number;
+  readonly deadline: number;
+  members: readonly Member[];
+  live: boolean;
+}
+
+const NO_MEMBERS: readonly Member[] = Object.freeze([]);
+
+// Refusal replies never change: encode them once.
+const CLOSE_SESSION_EXISTS = encodeClose(CLOSE_REASONS.sessionExists);
+const CLOSE_CLIENT_REGISTERED = encodeClose(CLOSE_REASONS.clientRegistered);
+const CLOSE_SESSION_NOT_FOUND = encodeClose(CLOSE_REASONS.sessionNotFound);
+const CLOSE_SESSION_FULL = encodeClose(CLOSE_REASONS.sessionFull);
+const CLOSE_SESSION_EXPIRED = encodeClose(CLOSE_REASONS.sessionExpired);
+const CLOSE_TOO_MANY_SESSIONS = encodeClose(CLOSE_REASONS.tooManySessions);
+const CLOSE_IPV6_UNSUPPORTED = encodeClose(CLOSE_REASONS.ipv6Unsupported);
+
+// Dead queue entries are dropped in bulk once they are this many and half the queue.
+const EXPIRY_QUEUE_COMPACT_MIN = 1024;
+
+const utf8Encoder = new TextEncoder();
+
+/**
+ * The legacy session table: a pure state machine (`now` injected, sends through `outbox`).
+ * Names are scoped per session; an endpoint (address + port) holds at most one membership,
+ * which is what makes `cc:NAME` checkable and a retransmitted `rc` idempotent.
+ */
+export class LegacySessions implements ProtocolHandler {
+  readonly #outbox: Outbox;
+  readonly #counters: ServerCounters;
+  readonly #autostart: boolean;
+  readonly #sessionTtlMs: number;
+  readonly #maxSessions: number;
+  readonly #decodeOptions: LegacyDecodeOptions;
+  readonly #onLifecycle: ((event: SessionLifecycleEvent) => void) | undefined;
+  readonly #sessions = new Map<string, Session>();
+  readonly #memberByEndpoint = new Map<string, Member>();
+  // TTL is constant, so creation order is expiry order: a FIFO replaces a heap or timers.
+  #expiryQueue: Session[] = [];
+  #expiryHead = 0;
+
+  constructor(options: LegacySessionsOptions) {
+    this.#outbox = options.outbox;
+    this.#counters = options.counters;
+    this.#autostart = options.autostart;
+    this.#sessionTtlMs = options.sessionTtlMs ?? SESSION_TTL_MS;
+    this.#maxSessions = options.maxSessions ?? DEFAULT_MAX_SESSIONS;
+    this.#decodeOptions = { maxPlayersCap: options.maxPlayersCap ?? DEFAULT_MAX_PLAYERS_CAP };
+    this.#onLifecycle = options.onLifecycle;
+  }
+
+  get sessionCount(): number {
+    return this.#sessions.size;
+  }
+
+  handle(now: number, from: Endpoint, data: Uint8Array): void {
+    const result = decodeLegacy(data, this.#decodeOptions);
+    if (!result.ok) {
+      countRejection(this.#counters, result.error.kind);
+      return;
+    }
+    const msg = result.msg;
+    switch (msg.type) {
+      case 'register_session':
+        this.#registerSession(now, from, msg.key, msg.maxPlayers);
+        return;
+      case 'register_client':
+        this.#registerClient(from, msg.name, msg.key, msg.nickname);
+        return;
+      case 'exchange_peers': {
+        const session = this.#hostedSession(from, msg.key);
+        if (session !== undefined) this.#end(session, 'exchange_peers', undefined);
+        return;
+      }
+      case 'close_session': {
+        const session = this.#hostedSession(from, msg.key);
+        if (session !== undefined) {
+          this.#end(session, 'host_closed', msg.reason ?? CLOSE_REASONS.sessionExpired);
+        }
+        return;
+      }
+      case 'check_out':
+        this.#checkOut(from, msg.name);
+        return;
+      case 'goodbye':
+        // Sent by clients after `peers:`; the original ignored it too.
+        return;
+    }
+  }
+
+  nextDeadline(): number {
+    const queue = this.#expiryQueue;
+    while (this.#expiryHead < queue.length && !(queue[this.#expiryHead] as Session).live) {
+      this.#expiryHead++;
+    }
+    const head = queue[this.#expiryHead];
+    return head === undefined ? Number.POSITIVE_INFINITY : head.deadline;
+  }
+
+  handleTimeout(now: number): void {
+    const queue = this.#expiryQueue;
+    while (this.#expiryHead < queue.length) {
+      const session = queue[this.#expiryHead] as Session;
+      if (session.live) {
+        if (session.deadline > now) break;
+        this.#end(session, 'expired', CLOSE_REASONS.sessionExpired);
+      }
+      this.#expiryHead++;
+    }
+    this.#compactExpiryQueue();
+  }
+
+  shutdown(_now: number, reason: string): void {
+    const bytes = encodeClose(reason);
+    for (const session of this.#sessions.values()) {
+      for (const member of session.members) this.#outbox.send(member, bytes);
+      session.members = NO_MEMBERS;
+      session.live = false;
+      this.#counters.sessionsClosed++;
+    }
+    this.#sessions.clear();
+    this.#memberByEndpoint.clear();
+    this.#expiryQueue = [];
+    this.#expiryHead = 0;
+  }
+
+  /** The session registered as KEY, or undefined. */
+  describeSession(key: string): LegacySessionSnapshot | undefined {
+    const session = this.#sessions.get(key);
+    return session === undefined ? undefined : snapshotOf(session);
+  }
+
+  /** Every open session, in creation order. */
+  describeSessions(): LegacySessionSnapshot[] {
+    return Array.from(this.#sessions.values(), snapshotOf);
+  }
+
+  #registerSession(now: number, from: Endpoint, key: string, maxPlayers: number): void {
+    const existing = this.#sessions.get(key);
+    if (existing !== undefined) {
+      if (
+        existing.hostAddress === from.address &&
+        existing.hostPort === from.port &&
+        existing.maxPlayers === maxPlayers
+      ) {
+        // The host retransmitted `rs` (its `ok:` was lost): answer again, change nothing.
+        this.#outbox.send(from, encodeOk(from.port));
+        return;
+      }
+      this.#refuse(from, CLOSE_SESSION_EXISTS, 'session_exists');
+      return;
+    }
+    if (legacyAddressText(from.address) === undefined) {
+      this.#refuse(from, CLOSE_IPV6_UNSUPPORTED, 'ipv6_unsupported');
+      return;
+    }
+    if (this.#sessions.size >= this.#maxSessions) {
+      this.#refuse(from, CLOSE_TOO_MANY_SESSIONS, 'too_many_sessions');
+      return;
+    }
+    const session: Session = {
+      key,
+      maxPlayers,
+      hostAddress: from.address,
+      hostPort: from.port,
+      deadline: now + this.#sessionTtlMs,
+      members: NO_MEMBERS,
+      live: true,
+    };
+    this.#sessions.set(key, session);
+    this.#expiryQueue.push(session);
+    this.#counters.sessionsCreated++;
+    this.#outbox.send(from, encodeOk(from.port));
+    this.#onLifecycle?.({
+      type: 'created',
+      protocol: 'legacy',
+      key,
+      maxPlayers,
+      members: 0,
+      reason: undefined,
+    });
+  }
+
+  #registerClient(from: Endpoint, name: string, key: string, nickname: string): void {
+    if (legacyAddressText(from.address) === undefined) {
+      this.#refuse(from, CLOSE_IPV6_UNSUPPORTED, 'ipv6_unsupported');
+      return;
+    }
+    const session = this.#sessions.get(key);
+    if (session === undefined) {
+      this.#refuse(from, CLOSE_SESSION_NOT_FOUND, 'session_not_found');
+      return;
+    }
+    const fromKey = endpointKey(from);
+    const previous = this.#memberByEndpoint.get(fromKey);
+    const members = session.members;
+    // The slot this registration replaces: the sender's own earlier membership of this session.
+    let replaceIndex = -1;
+    for (let i = 0; i < members.length; i++) {
+      const member = members[i] as Member;
+      if (member === previous) replaceIndex = i;
+      else if (member.name === name) {
+        this.#refuse(from, CLOSE_CLIENT_REGISTERED, 'name_taken');
+        return;
+      }
+    }
+    if (replaceIndex === -1 && members.length >= session.maxPlayers) {
+      this.#refuse(from, CLOSE_SESSION_FULL, 'session_full');
+      return;
+    }
+    // Moving to another session: leave the old one first (its members see the new lobby).
+    if (previous !== undefined && previous.session !== session) this.#removeMember(previous);
+    const member: Member = { address: from.address, port: from.port, name, nickname, session };
+    if (replaceIndex === -1) {
+      session.members = [...members, member];
+    } else {
+      const replaced = members.slice();
+      replaced[replaceIndex] = member;
+      session.members = replaced;
+    }
+    this.#memberByEndpoint.set(fromKey, member);
+    this.#outbox.send(from, encodeOk(from.port));
+    this.#sendLobby(session);
+    if (this.#autostart && session.members.length >= session.maxPlayers) {
+      this.#end(session, 'autostart', undefined);
+    }
+  }
+
+  #checkOut(from: Endpoint, name: string): void {
+    const member = this.#memberByEndpoint.get(endpointKey(from));
+    // Only the address that registered NAME may check it out (the original let anyone).
+    if (member === undefined || member.name !== name) {
+      countRejection(this.#counters, 'not_owner');
+      return;
+    }
+    this.#removeMember(member);
+  }
+
+  /** The session KEY if `from` is its host; otherwise counts the refusal. */
+  #hostedSession(from: Endpoint, key: string): Session | undefined {
+    const session = this.#sessions.get(key);
+    if (session === undefined) {
+      countRejection(this.#counters, 'session_not_found');
+      return undefined;
+    }
+    if (session.hostAddress !== from.address || session.hostPort !== from.port) {
+      countRejection(this.#counters, 'not_host');
+      return undefined;
+    }
+    return session;
+  }
+
+  #removeMember(member: Member): void {
+    const session = member.session;
+    this.#memberByEndpoint.delete(endpointKey(member));
+    session.members = session.members.filter((other) => other !== member);
+    this.#sendLobby(session);
+  }
+
+  #sendLobby(session: Session): void {
+    const members = session.members;
+    if (members.length === 0) return;
+    const bytes = encodeLobby(
+      members.map((member) => member.nickname),
+      session.maxPlayers,
+    );
+    for (const member of members) this.#outbox.send(member, bytes);
+  }
+
+  #end(session: Session, ending: LegacySessionEnding, reason: string | undefined): void {
+    const rule = LEGACY_SESSION_ENDINGS[ending];
+    const members = session.members;
+    if (rule.told === 'peers') {
+      this.#sendPeers(session);
+    } else if (members.length > 0) {
+      const bytes =
+        reason === CLOSE_REASONS.sessionExpired ? CLOSE_SESSION_EXPIRED : encodeClose(reason ?? '');
+      for (const member of members) this.#outbox.send(member, bytes);
+    }
+    for (const member of members) {
+      const key = endpointKey(member);
+      if (this.#memberByEndpoint.get(key) === member) this.#memberByEndpoint.delete(key);
+    }
+    this.#sessions.delete(session.key);
+    session.live = false;
+    session.members = NO_MEMBERS;
+    this.#counters[rule.counter]++;
+    this.#onLifecycle?.({
+      type: rule.state,
+      protocol: 'legacy',
+      key: session.key,
+      maxPlayers: session.maxPlayers,
+      members: members.length,
+      reason: rule.told === 'close' ? reason : ending,
+    });
+  }
+
+  /** `peers:` to each member, listing every OTHER member; HOSTING marks the `rs` sender. */
+  #sendPeers(session: Session): void {
+    const members = session.members;
+    const entries = members.map((member) => {
+      const hosting = member.address === session.hostAddress && member.port === session.hostPort;
+      // Registration refused IPv6 senders, so every member has an IPv4 text form.
+      const address = legacyAddressText(member.address) ?? member.address;
+      return `${member.name}:${address}:${member.port}:${hosting ? 'True' : 'False'}`;
+    });
+    for (let i = 0; i < members.length; i++) {
+      let text = 'peers:';
+      let first = true;
+      for (let j = 0; j < entries.length; j++) {
+        if (j === i) continue;
+        if (!first) text += ',';
+        text += entries[j] as string;
+        first = false;
+      }
+      this.#outbox.send(members[i] as Member, utf8Encoder.encode(text));
+    }
+  }
+
+  #refuse(to: Endpoint, reply: Uint8Array, kind: LegacyRefusalKind): void {
+    countRejection(this.#counters, kind);
+    this.#outbox.send(to, reply);
+  }
+
+  #compactExpiryQueue(): void {
+    const head = this.#expiryHead;
+    const queue = this.#expiryQueue;
+    if (head === queue.length) {
+      this.#expiryQueue = [];
+      this.#expiryHead = 0;
+    } else if (head >= EXPIRY_QUEUE_COMPACT_MIN && head * 2 >= queue.length) {
+      this.#expiryQueue = queue.slice(head);
+      this.#expiryHead = 0;
+    }
+  }
+}
+
+function snapshotOf(session: Session): LegacySessionSnapshot {
+  return {
+    key: session.key,
+    maxPlayers: session.maxPlayers,
+    host: { address: session.hostAddress, port: session.hostPort },
+    deadline: session.deadline,
+    members: session.members.map((member) => ({
+      name: member.name,
+      nickname: member.nickname,
+      address: member.address,
+      port: member.port,
+    })),
+  };
+}

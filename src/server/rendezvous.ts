@@ -1,0 +1,115 @@
+import type { Endpoint } from '../protocol/endpoint.js';
+import { CLOSE_REASONS, DEFAULT_MAX_PLAYERS_CAP } from '../protocol/legacy.js';
+import { hasV2Prefix } from '../protocol/magic.js';
+import { countRejection, createCounters, type ServerCounters } from './counters.js';
+import type { Outbox } from './handler.js';
+import { DEFAULT_MAX_SESSIONS, LegacySessions, SESSION_TTL_MS } from './legacy-sessions.js';
+import type { SessionLifecycleEvent } from './lifecycle.js';
+import { V2Sessions } from './v2-sessions.js';
+
+export interface RendezvousServerOptions {
+  /** Where replies go (the shell binds it to the socket; tests to an array). */
+  readonly outbox: Outbox;
+  /** Legacy AUTOSTART: `peers:` as soon as a session is full. Default true. */
+  readonly autostart?: boolean;
+  /** Default `SESSION_TTL_MS` (600 s). */
+  readonly sessionTtlMs?: number;
+  /** Per protocol. Default `DEFAULT_MAX_SESSIONS`. */
+  readonly maxSessions?: number;
+  /** Largest MAX a session may ask for. Default `DEFAULT_MAX_PLAYERS_CAP` (64). */
+  readonly maxPlayersCap?: number;
+  /** Random bytes for v2 tokens. Default: Web Crypto `getRandomValues`. */
+  readonly randomBytes?: (bytes: number) => Uint8Array;
+  /** Lifecycle events (created, started, closed, expired), for logs. */
+  readonly onLifecycle?: (event: SessionLifecycleEvent) => void;
+  /** Share counters with another owner; default: fresh ones. */
+  readonly counters?: ServerCounters;
+}
+
+function webCryptoRandomBytes(bytes: number): Uint8Array {
+  return globalThis.crypto.getRandomValues(new Uint8Array(bytes));
+}
+
+/**
+ * The whole rendezvous server without I/O: counts every datagram, routes v2 datagrams (by
+ * their magic prefix) to the v2 table and everything else to the legacy table.
+ */
+export class RendezvousServer {
+  readonly counters: ServerCounters;
+  readonly legacy: LegacySessions;
+  readonly v2: V2Sessions;
+
+  constructor(options: RendezvousServerOptions) {
+    const counters = options.counters ?? createCounters();
+    this.counters = counters;
+    const target = options.outbox;
+    // Counting at the one place every reply passes keeps the handlers free of it.
+    const outbox: Outbox = {
+      send(to: Endpoint, data: Uint8Array): void {
+        counters.datagramsOut++;
+        target.send(to, data);
+      },
+    };
+    const autostart = options.autostart ?? true;
+    const sessionTtlMs = options.sessionTtlMs ?? SESSION_TTL_MS;
+    const maxSessions = options.maxSessions ?? DEFAULT_MAX_SESSIONS;
+    const maxPlayersCap = options.maxPlayersCap ?? DEFAULT_MAX_PLAYERS_CAP;
+    const legacyOptions = { outbox, counters, autostart, sessionTtlMs, maxSessions, maxPlayersCap };
+    this.legacy = new LegacySessions(
+      options.onLifecycle === undefined
+        ? legacyOptions
+        : { ...legacyOptions, onLifecycle: options.onLifecycle },
+    );
+    this.v2 = new V2Sessions({
+      outbox,
+      counters,
+      randomBytes: options.randomBytes ?? webCryptoRandomBytes,
+      sessionTtlMs,
+      maxSessions,
+      maxPlayersCap,
+      autostart,
+    });
+  }
+
+  /** Handles one untrusted datagram. Never throws. */
+  handle(now: number, from: Endpoint, data: Uint8Array): void {
+    this.counters.datagramsIn++;
+    try {
+      if (hasV2Prefix(data)) this.v2.handle(now, from, data);
+      else this.legacy.handle(now, from, data);
+    } catch {
+      // Last line of defence: a bug must cost one datagram, not the server. Tests assert
+      // that no input reaches this line.
+      countRejection(this.counters, 'internal_error');
+    }
+  }
+
+  /** The earliest `now` at which `handleTimeout` has work, or `Infinity`. */
+  nextDeadline(): number {
+    return Math.min(this.legacy.nextDeadline(), this.v2.nextDeadline());
+  }
+
+  handleTimeout(now: number): void {
+    try {
+      this.legacy.handleTimeout(now);
+      this.v2.handleTimeout(now);
+    } catch {
+      countRejection(this.counters, 'internal_error');
+    }
+  }
+
+  /** Tells every member of every open session `close:Server shutting down` (legacy). */
+  shutdown(now: number, reason: string = CLOSE_REASONS.serverShutdown): void {
+    try {
+      this.legacy.shutdown(now, reason);
+      this.v2.shutdown(now, reason);
+    } catch {
+      countRejection(this.counters, 'internal_error');
+    }
+  }
+
+  /** Open sessions of both protocols. */
+  get sessionCount(): number {
+    return this.legacy.sessionCount + this.v2.sessionCount;
+  }
+}

@@ -1,0 +1,216 @@
+import { randomBytes } from 'node:crypto';
+import dgram from 'node:dgram';
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import { type Logger, pino } from 'pino';
+import type { Endpoint } from '../protocol/endpoint.js';
+import { CLOSE_REASONS, DEFAULT_MAX_PLAYERS_CAP } from '../protocol/legacy.js';
+import type { ServerCounters } from './counters.js';
+import type { Outbox } from './handler.js';
+import { DEFAULT_MAX_SESSIONS, SESSION_TTL_MS } from './legacy-sessions.js';
+import type { SessionLifecycleEvent } from './lifecycle.js';
+import { RendezvousServer } from './rendezvous.js';
+
+/** The original's port, and the CLI's default. */
+export const DEFAULT_PORT = 4000;
+
+/** How long `close()` waits for the shutdown `close:` datagrams to leave the socket. */
+export const SHUTDOWN_DRAIN_MS = 1000;
+
+// setTimeout clamps longer delays to 1 ms; wake up early instead and re-arm.
+const MAX_TIMER_DELAY_MS = 2 ** 31 - 1;
+
+export interface StartServerOptions {
+  /** UDP port; 0 picks a free one (read it back from `RunningServer.port`). Default 4000. */
+  readonly port?: number;
+  /**
+   * Bind address (IP literal or resolvable name). Default: every interface, IPv4 and IPv6
+   * (`::` dual-stack), or `0.0.0.0` where the machine has no IPv6.
+   */
+  readonly host?: string;
+  /** Legacy AUTOSTART (`y`): `peers:` as soon as a session is full. Default true. */
+  readonly autostart?: boolean;
+  readonly sessionTtlMs?: number;
+  readonly maxSessions?: number;
+  readonly maxPlayersCap?: number;
+  /** pino logger for the startup line and lifecycle events. Default: silent. */
+  readonly logger?: Logger;
+}
+
+export interface RunningServer {
+  /** The bound address (`::`, `0.0.0.0` or the `host` given). */
+  readonly address: string;
+  /** The bound port (the actual one when 0 was asked for). */
+  readonly port: number;
+  readonly family: 'IPv4' | 'IPv6';
+  /** Live counters of the core (datagrams, sessions, rejections by kind). */
+  readonly counters: ServerCounters;
+  /** The sans-IO core, for inspection (`core.legacy.describeSessions()`). */
+  readonly core: RendezvousServer;
+  /** Tells members of open sessions `close:Server shutting down`, then releases the socket. */
+  close(): Promise<void>;
+}
+
+/** Binds the rendezvous server to a UDP socket and starts serving. */
+export async function startServer(options: StartServerOptions = {}): Promise<RunningServer> {
+  const logger = options.logger ?? pino({ enabled: false });
+  const port = options.port ?? DEFAULT_PORT;
+  const autostart = options.autostart ?? true;
+  const sessionTtlMs = options.sessionTtlMs ?? SESSION_TTL_MS;
+  const maxSessions = options.maxSessions ?? DEFAULT_MAX_SESSIONS;
+  const maxPlayersCap = options.maxPlayersCap ?? DEFAULT_MAX_PLAYERS_CAP;
+
+  const socket = await bindSocket(options.host, port);
+
+  let draining = false;
+  let pendingSends = 0;
+  let onDrained: (() => void) | undefined;
+  const afterDrainSend = (): void => {
+    pendingSends--;
+    if (pendingSends === 0) onDrained?.();
+  };
+  const outbox: Outbox = {
+    send(to: Endpoint, data: Uint8Array): void {
+      if (draining) {
+        pendingSends++;
+        socket.send(data, to.port, to.address, afterDrainSend);
+      } else {
+        socket.send(data, to.port, to.address);
+      }
+    },
+  };
+
+  const onLifecycle = (event: SessionLifecycleEvent): void => {
+    logger.info(
+      {
+        protocol: event.protocol,
+        key: event.key,
+        maxPlayers: event.maxPlayers,
+        members: event.members,
+        reason: event.reason,
+      },
+      `session ${event.type}`,
+    );
+  };
+  const core = new RendezvousServer({
+    outbox,
+    autostart,
+    sessionTtlMs,
+    maxSessions,
+    maxPlayersCap,
+    randomBytes: (bytes) => randomBytes(bytes),
+    onLifecycle,
+  });
+
+  let timer: NodeJS.Timeout | undefined;
+  let armedDeadline = Number.POSITIVE_INFINITY;
+  // One timer for every session: re-armed only when the core's next deadline moves earlier.
+  const armTimer = (): void => {
+    const next = core.nextDeadline();
+    if (next >= armedDeadline) return;
+    if (timer !== undefined) clearTimeout(timer);
+    armedDeadline = next;
+    const delay = Math.min(Math.max(0, Math.ceil(next - performance.now())), MAX_TIMER_DELAY_MS);
+    timer = setTimeout(onTimer, delay);
+    timer.unref();
+  };
+  const onTimer = (): void => {
+    timer = undefined;
+    armedDeadline = Number.POSITIVE_INFINITY;
+    core.handleTimeout(performance.now());
+    armTimer();
+  };
+
+  let closing: Promise<void> | undefined;
+  const traceDatagrams = logger.isLevelEnabled('trace');
+  socket.on('message', (data: Buffer, rinfo: dgram.RemoteInfo) => {
+    if (closing !== undefined) return;
+    if (traceDatagrams) {
+      logger.trace({ from: rinfo.address, port: rinfo.port, bytes: data.length }, 'datagram');
+    }
+    core.handle(performance.now(), rinfo, data);
+    armTimer();
+  });
+  socket.on('error', (error) => {
+    logger.warn({ err: error }, 'socket error');
+  });
+
+  const bound = socket.address();
+  const family = bound.family === 'IPv6' ? 'IPv6' : 'IPv4';
+  logger.info(
+    {
+      address: bound.address,
+      port: bound.port,
+      family,
+      autostart,
+      sessionTtlS: sessionTtlMs / 1000,
+      maxSessions,
+      maxPlayersCap,
+    },
+    'listening',
+  );
+
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      if (timer !== undefined) clearTimeout(timer);
+      const sessions = core.sessionCount;
+      draining = true;
+      core.shutdown(performance.now(), CLOSE_REASONS.serverShutdown);
+      if (pendingSends > 0) {
+        await new Promise<void>((resolve) => {
+          const giveUp = setTimeout(resolve, SHUTDOWN_DRAIN_MS);
+          onDrained = () => {
+            clearTimeout(giveUp);
+            resolve();
+          };
+        });
+      }
+      await new Promise<void>((resolve) => socket.close(() => resolve()));
+      logger.info({ sessions, counters: core.counters }, 'closed');
+    })();
+    return closing;
+  };
+
+  return {
+    address: bound.address,
+    port: bound.port,
+    family,
+    counters: core.counters,
+    core,
+    close,
+  };
+}
+
+async function bindSocket(host: string | undefined, port: number): Promise<dgram.Socket> {
+  if (host === undefined) {
+    try {
+      return await bindTo(dgram.createSocket({ type: 'udp6', ipv6Only: false }), port, '::');
+    } catch (error) {
+      // A taken port is taken on IPv4 too; anything else means no usable IPv6 here.
+      if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') throw error;
+      return await bindTo(dgram.createSocket('udp4'), port, '0.0.0.0');
+    }
+  }
+  const address = isIP(host) === 0 ? (await lookup(host)).address : host;
+  const type = isIP(address) === 6 ? 'udp6' : 'udp4';
+  // `--host ::` means every interface, IPv4 included.
+  return await bindTo(dgram.createSocket({ type, ipv6Only: false }), port, address);
+}
+
+function bindTo(socket: dgram.Socket, port: number, address: string): Promise<dgram.Socket> {
+  return new Promise((resolve, reject) => {
+    const onError = (error: Error): void => {
+      try {
+        socket.close();
+      } catch {
+        // Already closed by the failed bind.
+      }
+      reject(error);
+    };
+    socket.once('error', onError);
+    socket.bind({ port, address, exclusive: true }, () => {
+      socket.off('error', onError);
+      resolve(socket);
+    });
+  });
+}
