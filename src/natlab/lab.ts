@@ -1,0 +1,508 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { HolePunchError } from '../errors.js';
+import { OBSERVER_ADDRESSES, SERVER_ADDRESS, siteLan, sitePublicAddress } from './addresses.js';
+import { mustRun, runCommand, runCommandSync } from './command.js';
+import { isNatType, lossRuleset, type NatType, routerRuleset } from './nat-types.js';
+import { assertLabCapable } from './preflight.js';
+import { probeLab, type SiteVerdict } from './probe.js';
+
+/** Every lab namespace starts with this, so `natlab down` can find leftovers. */
+export const LAB_PREFIX = 'hp-';
+/** Most sites a lab holds: 192.0.2.0/24 is cut into /28 LANs (the last one stays unused). */
+export const MAX_SITES = 15;
+/** Most hosts behind one router (a /28 has 13 usable host addresses, and port ranges must fit). */
+export const MAX_HOSTS_PER_SITE = 4;
+/** A process in the lab is killed after this long unless the caller says otherwise. */
+const DEFAULT_PROCESS_TIMEOUT_MS = 60_000;
+
+export interface SiteSpec {
+  /** Short name used to address the site's hosts: `name` is host 0, `name/1` host 1. */
+  readonly name: string;
+  readonly nat: NatType;
+  /** Hosts behind the router (default 1; a public `none` site has exactly one). */
+  readonly hosts?: number;
+  /** The router forwards packets from its LAN to its own public address back into the LAN. */
+  readonly hairpin?: boolean;
+  /** Drop probability on the router's uplink, each direction (0..1). */
+  readonly loss?: number;
+}
+
+export interface LabSpec {
+  readonly sites: readonly SiteSpec[];
+  /** Probe and verify every site's NAT before use (default true). */
+  readonly probe?: boolean;
+}
+
+export interface LabHost {
+  /** `site` for host 0, `site/1` for host 1, ... */
+  readonly name: string;
+  readonly site: string;
+  readonly ns: string;
+  readonly address: string;
+  /** Ephemeral ports of this host (its `ip_local_port_range`); the probe uses ports above it. */
+  readonly portRange: readonly [number, number];
+  /** Ports the probe binds: main, collision test, hairpin test (above the ephemeral range). */
+  readonly probePorts: readonly [number, number, number];
+}
+
+export interface LabSite {
+  readonly name: string;
+  readonly nat: NatType;
+  readonly hairpin: boolean;
+  loss: number;
+  /** The router namespace, or undefined for a public (`none`) site. */
+  readonly routerNs: string | undefined;
+  readonly publicAddress: string;
+  readonly lanCidr: string | undefined;
+  readonly hosts: readonly LabHost[];
+}
+
+/** One JSON object a lab process printed on a line of its stdout. */
+export type JsonLine = Record<string, unknown>;
+
+export interface ProcessResult {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly lines: readonly JsonLine[];
+  readonly stderr: string;
+  readonly elapsedMs: number;
+  readonly timedOut: boolean;
+}
+
+/** A process running inside a lab namespace. */
+export interface LabProcess {
+  readonly pid: number | undefined;
+  readonly lines: readonly JsonLine[];
+  readonly exited: Promise<ProcessResult>;
+  /** Resolves with the first line matching `match`, or undefined after `timeoutMs` or exit. */
+  waitForLine(match: (line: JsonLine) => boolean, timeoutMs: number): Promise<JsonLine | undefined>;
+  kill(): void;
+}
+
+const liveLabs = new Set<Lab>();
+let labCounter = 0;
+let handlersInstalled = false;
+
+function onSignal(signal: NodeJS.Signals): void {
+  for (const lab of liveLabs) lab.destroySync();
+  process.exit(signal === 'SIGINT' ? 130 : 143);
+}
+
+function installHandlers(): void {
+  if (handlersInstalled) return;
+  handlersInstalled = true;
+  process.on('exit', () => {
+    for (const lab of liveLabs) lab.destroySync();
+  });
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+}
+
+/**
+ * A built topology. Namespaces: `<prefix>-inet` holds the public bridge; `-srv` the
+ * rendezvous server; `-obs` the probe observers; per site `-r<i>` the router and `-h<i>-<k>`
+ * its hosts (a public site has only `-h<i>-0`, attached to the bridge).
+ */
+export class Lab {
+  readonly prefix: string;
+  readonly sites: LabSite[] = [];
+  readonly serverAddress = SERVER_ADDRESS;
+  private readonly namespaces: string[] = [];
+  private readonly children = new Set<ChildProcess>();
+  private destroyed = false;
+  /** What the probe found per host (empty when the lab was built without probing). */
+  verdicts: SiteVerdict[] = [];
+
+  constructor() {
+    labCounter += 1;
+    this.prefix = `${LAB_PREFIX}${process.pid}-${labCounter}`;
+  }
+
+  get namespaceNames(): readonly string[] {
+    return this.namespaces;
+  }
+
+  get serverNs(): string {
+    return `${this.prefix}-srv`;
+  }
+
+  get observerNs(): string {
+    return `${this.prefix}-obs`;
+  }
+
+  site(name: string): LabSite {
+    const site = this.sites.find((s) => s.name === name);
+    if (site === undefined) throw new HolePunchError('bad_request', `no site named ${name}`);
+    return site;
+  }
+
+  /** `site` or `site/k` for a host; `server` and `observer` for the public namespaces. */
+  host(name: string): LabHost {
+    const [siteName = '', index = '0'] = name.split('/');
+    const host = this.site(siteName).hosts[Number(index)];
+    if (host === undefined) throw new HolePunchError('bad_request', `no host ${name}`);
+    return host;
+  }
+
+  namespaceOf(target: string): string {
+    if (target === 'server') return this.serverNs;
+    if (target === 'observer') return this.observerNs;
+    return this.host(target).ns;
+  }
+
+  private async addNamespace(name: string): Promise<void> {
+    await mustRun(['ip', 'netns', 'add', name]);
+    this.namespaces.push(name);
+    await mustRun(['ip', '-n', name, 'link', 'set', 'lo', 'up']);
+  }
+
+  /** Runs a shell snippet inside a namespace (sysctls under /proc/sys/net are per namespace). */
+  private async nsShell(ns: string, script: string): Promise<void> {
+    await mustRun(['ip', 'netns', 'exec', ns, 'sh', '-ec', script]);
+  }
+
+  /**
+   * Plugs namespace `ns` into the public bridge with `address` on its `wan` interface. The
+   * veth pair is created inside the bridge namespace with its peer placed straight into
+   * `ns`: nothing ever exists in the root namespace.
+   */
+  private async attachPublic(
+    ns: string,
+    bridgePort: string,
+    address: string,
+    extra: string[] = [],
+  ): Promise<void> {
+    const inet = `${this.prefix}-inet`;
+    await mustRun([
+      'ip',
+      '-n',
+      inet,
+      'link',
+      'add',
+      bridgePort,
+      'type',
+      'veth',
+      'peer',
+      'name',
+      'wan',
+      'netns',
+      ns,
+    ]);
+    await mustRun(['ip', '-n', inet, 'link', 'set', bridgePort, 'master', 'br0', 'up']);
+    await mustRun(['ip', '-n', ns, 'addr', 'add', `${address}/24`, 'dev', 'wan']);
+    for (const more of extra)
+      await mustRun(['ip', '-n', ns, 'addr', 'add', `${more}/24`, 'dev', 'wan']);
+    await mustRun(['ip', '-n', ns, 'link', 'set', 'wan', 'up']);
+    // Everything public is on one bridge: every public address is on-link, whatever its range.
+    await mustRun(['ip', '-n', ns, 'route', 'add', 'default', 'dev', 'wan']);
+  }
+
+  /** Builds namespaces, links, addresses and NAT rules (not loss: see `setLoss`). */
+  async build(spec: LabSpec): Promise<void> {
+    if (spec.sites.length > MAX_SITES) {
+      throw new HolePunchError('bad_request', `a lab holds at most ${MAX_SITES} sites`);
+    }
+    const inet = `${this.prefix}-inet`;
+    await this.addNamespace(inet);
+    await mustRun(['ip', '-n', inet, 'link', 'add', 'br0', 'type', 'bridge']);
+    await mustRun(['ip', '-n', inet, 'link', 'set', 'br0', 'up']);
+    await this.addNamespace(this.serverNs);
+    await this.attachPublic(this.serverNs, 'srv', SERVER_ADDRESS);
+    await this.addNamespace(this.observerNs);
+    const [firstObserver, ...otherObservers] = OBSERVER_ADDRESSES;
+    await this.attachPublic(this.observerNs, 'obs', firstObserver, otherObservers);
+
+    for (const [i, spec_] of spec.sites.entries()) {
+      await this.buildSite(i, spec_);
+    }
+  }
+
+  private async buildSite(i: number, spec: SiteSpec): Promise<void> {
+    if (!/^[a-z0-9-]{1,24}$/.test(spec.name) || this.sites.some((s) => s.name === spec.name)) {
+      throw new HolePunchError(
+        'bad_request',
+        `site name ${JSON.stringify(spec.name)} is invalid or taken`,
+      );
+    }
+    if (!isNatType(spec.nat))
+      throw new HolePunchError('bad_request', `unknown NAT type ${String(spec.nat)}`);
+    const hostCount = spec.nat === 'none' ? 1 : (spec.hosts ?? 1);
+    if (hostCount < 1 || hostCount > MAX_HOSTS_PER_SITE) {
+      throw new HolePunchError('bad_request', `a site has 1..${MAX_HOSTS_PER_SITE} hosts`);
+    }
+    if ((spec.nat === 'full-cone' || spec.nat === 'address-restricted') && hostCount > 1) {
+      // Inbound new flows go to one "DMZ" host; a second host would see port-restricted filtering.
+      throw new HolePunchError('bad_request', `a ${spec.nat} site has exactly one host`);
+    }
+    if (spec.hairpin === true && hostCount < 2) {
+      throw new HolePunchError(
+        'bad_request',
+        `hairpin on site ${spec.name} needs at least two hosts`,
+      );
+    }
+    const publicAddress = sitePublicAddress(i);
+    const hosts: LabHost[] = [];
+    const portsFor = (k: number) => {
+      // Host k owns [20000+10000k, 28999+10000k] as ephemeral ports and probes from above.
+      const low = 20_000 + 10_000 * k;
+      return {
+        portRange: [low, low + 8_999] as const,
+        probePorts: [low + 9_000, low + 9_001, low + 9_002] as const,
+      };
+    };
+    if (spec.nat === 'none') {
+      const ns = `${this.prefix}-h${i}-0`;
+      await this.addNamespace(ns);
+      await this.attachPublic(ns, `s${i}`, publicAddress);
+      hosts.push({ name: spec.name, site: spec.name, ns, address: publicAddress, ...portsFor(0) });
+      this.sites.push({
+        name: spec.name,
+        nat: 'none',
+        hairpin: false,
+        loss: 0,
+        routerNs: undefined,
+        publicAddress,
+        lanCidr: undefined,
+        hosts,
+      });
+    } else {
+      const router = `${this.prefix}-r${i}`;
+      const lan = siteLan(i);
+      const lanCidr = lan.cidr;
+      const gateway = lan.gateway;
+      await this.addNamespace(router);
+      await this.attachPublic(router, `s${i}`, publicAddress);
+      await mustRun(['ip', '-n', router, 'link', 'add', 'lan', 'type', 'bridge']);
+      await mustRun(['ip', '-n', router, 'addr', 'add', `${gateway}/28`, 'dev', 'lan']);
+      await mustRun(['ip', '-n', router, 'link', 'set', 'lan', 'up']);
+      // Forwarding only inside the router namespace; the root namespace is never touched.
+      await this.nsShell(router, 'echo 1 > /proc/sys/net/ipv4/ip_forward');
+      for (let k = 0; k < hostCount; k++) {
+        const ns = `${this.prefix}-h${i}-${k}`;
+        const address = lan.host(k);
+        await this.addNamespace(ns);
+        await mustRun([
+          'ip',
+          '-n',
+          router,
+          'link',
+          'add',
+          `h${k}`,
+          'type',
+          'veth',
+          'peer',
+          'name',
+          'eth0',
+          'netns',
+          ns,
+        ]);
+        await mustRun(['ip', '-n', router, 'link', 'set', `h${k}`, 'master', 'lan', 'up']);
+        await mustRun(['ip', '-n', ns, 'addr', 'add', `${address}/28`, 'dev', 'eth0']);
+        await mustRun(['ip', '-n', ns, 'link', 'set', 'eth0', 'up']);
+        await mustRun(['ip', '-n', ns, 'route', 'add', 'default', 'via', gateway]);
+        const name = k === 0 ? spec.name : `${spec.name}/${k}`;
+        hosts.push({ name, site: spec.name, ns, address, ...portsFor(k) });
+      }
+      const ruleset = routerRuleset({
+        type: spec.nat,
+        lanCidr,
+        publicAddress,
+        // Hairpin routing by port covers the whole block of the host, probe ports included.
+        hosts: hosts.map((h) => ({
+          address: h.address,
+          portRange: [h.portRange[0], h.portRange[0] + 9_999],
+        })),
+        hairpin: spec.hairpin === true,
+      });
+      await mustRun(['ip', 'netns', 'exec', router, 'iptables-restore'], { input: ruleset });
+      this.sites.push({
+        name: spec.name,
+        nat: spec.nat,
+        hairpin: spec.hairpin === true,
+        loss: 0,
+        routerNs: router,
+        publicAddress,
+        lanCidr,
+        hosts,
+      });
+    }
+    for (const host of hosts) {
+      await this.nsShell(
+        host.ns,
+        `echo "${host.portRange[0]} ${host.portRange[1]}" > /proc/sys/net/ipv4/ip_local_port_range`,
+      );
+    }
+  }
+
+  /** Sets the drop probability on a site's uplink (router, or the public host itself). */
+  async setLoss(siteName: string, probability: number): Promise<void> {
+    if (!(probability >= 0 && probability < 1))
+      throw new HolePunchError('bad_request', 'loss must be in [0, 1)');
+    const site = this.site(siteName);
+    const ns = site.routerNs ?? site.hosts[0]?.ns;
+    if (ns === undefined) return;
+    await mustRun(['ip', 'netns', 'exec', ns, 'iptables-restore'], {
+      input: lossRuleset(probability),
+    });
+    site.loss = probability;
+  }
+
+  /** Starts a process in a namespace; `node` as argv[0] means this very Node binary. */
+  spawn(target: string, argv: readonly string[], options: { timeoutMs?: number } = {}): LabProcess {
+    if (this.destroyed) throw new HolePunchError('lab_unavailable', 'the lab is torn down');
+    const ns = this.namespaceOf(target);
+    const command = argv[0] === 'node' ? [process.execPath, ...argv.slice(1)] : [...argv];
+    const started = performance.now();
+    const child = spawn('ip', ['netns', 'exec', ns, ...command], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.children.add(child);
+    const lines: JsonLine[] = [];
+    const waiters = new Set<() => void>();
+    let stderr = '';
+    let buffered = '';
+    let timedOut = false;
+    child.stdout?.setEncoding('utf8');
+    child.stdout?.on('data', (chunk: string) => {
+      buffered += chunk;
+      for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
+        const text = buffered.slice(0, nl).trim();
+        buffered = buffered.slice(nl + 1);
+        if (!text.startsWith('{')) continue;
+        try {
+          lines.push(JSON.parse(text) as JsonLine);
+        } catch {
+          // Not every line a program prints must be JSON; only JSON lines are collected.
+        }
+        for (const wake of waiters) wake();
+      }
+    });
+    child.stderr?.setEncoding('utf8');
+    child.stderr?.on('data', (chunk: string) => {
+      if (stderr.length < 64 * 1024) stderr += chunk;
+    });
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, options.timeoutMs ?? DEFAULT_PROCESS_TIMEOUT_MS);
+    const exited = new Promise<ProcessResult>((resolve) => {
+      child.on('close', (code, signal) => {
+        clearTimeout(timer);
+        this.children.delete(child);
+        for (const wake of waiters) wake();
+        resolve({ code, signal, lines, stderr, elapsedMs: performance.now() - started, timedOut });
+      });
+      child.on('error', (error) => {
+        stderr += String(error);
+      });
+    });
+    let done = false;
+    void exited.then(() => {
+      done = true;
+    });
+    return {
+      pid: child.pid,
+      lines,
+      exited,
+      kill: () => child.kill('SIGKILL'),
+      waitForLine: (match, timeoutMs) =>
+        new Promise((resolve) => {
+          const check = () => {
+            const hit = lines.find(match);
+            if (hit !== undefined || done) {
+              clearTimeout(t);
+              waiters.delete(check);
+              resolve(hit);
+            }
+          };
+          const t = setTimeout(() => {
+            waiters.delete(check);
+            resolve(lines.find(match));
+          }, timeoutMs);
+          waiters.add(check);
+          check();
+        }),
+    };
+  }
+
+  /** Runs a process in a namespace to completion and returns its JSON lines. */
+  run(
+    target: string,
+    argv: readonly string[],
+    options: { timeoutMs?: number } = {},
+  ): Promise<ProcessResult> {
+    return this.spawn(target, argv, options).exited;
+  }
+
+  /** Kills every process the lab started, then deletes its namespaces (idempotent). */
+  async destroy(): Promise<void> {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    for (const child of this.children) child.kill('SIGKILL');
+    for (const ns of [...this.namespaces].reverse()) {
+      await killNamespaceProcesses(ns);
+      await runCommand(['ip', 'netns', 'del', ns]);
+    }
+    this.namespaces.length = 0;
+    liveLabs.delete(this);
+  }
+
+  /** For exit and signal handlers, where nothing asynchronous runs any more. */
+  destroySync(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    for (const child of this.children) child.kill('SIGKILL');
+    for (const ns of [...this.namespaces].reverse()) runCommandSync(['ip', 'netns', 'del', ns]);
+    this.namespaces.length = 0;
+    liveLabs.delete(this);
+  }
+
+  /** Registers the lab for teardown on exit and signals (called by `createLab`). */
+  track(): void {
+    installHandlers();
+    liveLabs.add(this);
+  }
+}
+
+/** Kills what still runs in a lab namespace, by pid (all of it was started by a lab). */
+export async function killNamespaceProcesses(ns: string): Promise<void> {
+  const pids = await runCommand(['ip', 'netns', 'pids', ns]);
+  for (const pid of pids.stdout.split(/\s+/).filter((p) => /^\d+$/.test(p))) {
+    try {
+      process.kill(Number(pid), 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  }
+}
+
+/**
+ * Builds a lab (refusing clearly when it cannot), probes every site's NAT (throwing
+ * `nat_misbehaved` when one differs from its type), then applies loss. Tears everything down
+ * again if any step fails.
+ */
+export async function createLab(spec: LabSpec): Promise<Lab> {
+  await assertLabCapable();
+  const lab = new Lab();
+  lab.track();
+  try {
+    await lab.build(spec);
+    if (spec.probe !== false) {
+      lab.verdicts = await probeLab(lab);
+      const wrong = lab.verdicts.filter((v) => !v.ok);
+      if (wrong.length > 0) {
+        throw new HolePunchError(
+          'nat_misbehaved',
+          `NAT probe failed:\n${wrong.map((v) => `  ${v.host}: ${v.problems.join('; ')}`).join('\n')}`,
+        );
+      }
+    }
+    for (const site of spec.sites) {
+      if ((site.loss ?? 0) > 0) await lab.setLoss(site.name, site.loss ?? 0);
+    }
+  } catch (error) {
+    await lab.destroy();
+    throw error;
+  }
+  return lab;
+}
