@@ -1,7 +1,35 @@
-// PLACEHOLDER owned by the v2/client engineer: replaced by the real v2 session table.
-import type { Endpoint } from '../protocol/endpoint.js';
+/**
+ * The v2 half of the rendezvous server (docs/protocol-v2.md): a sans-IO session table.
+ * Pure: time comes in as `now`, randomness through `randomBytes`, datagrams go out
+ * through the outbox. Datagram in/out totals are counted by the dispatcher.
+ */
+import type { ErrorCode } from '../errors.js';
+import { type Endpoint, sameEndpoint } from '../protocol/endpoint.js';
+import {
+  decodeV2,
+  encodeV2,
+  isValidField,
+  MAX_DATAGRAM_BYTES,
+  MAX_NAME_BYTES,
+  MAX_NICKNAME_BYTES,
+  MAX_PLAYERS_WIRE,
+  MAX_SESSION_BYTES,
+  MIN_PLAYERS,
+  PEERS_FIXED_BYTES,
+  PUNCH_KEY_BYTES,
+  peerWireBytes,
+  TOKEN_BYTES,
+  type V2Message,
+  type V2Peer,
+} from '../protocol/v2.js';
 import { countRejection, type ServerCounters } from './counters.js';
 import type { Outbox, ProtocolHandler } from './handler.js';
+
+/** First re-push of `peers` to a member that has not acked them; doubles each time. */
+export const PEERS_RETRY_FIRST_MS = 250;
+export const PEERS_MAX_TRIES = 6;
+/** A started session is forgotten once all members acked, at the latest after this. */
+export const STARTED_LINGER_MS = 15_000;
 
 export interface V2SessionsOptions {
   readonly outbox: Outbox;
@@ -14,26 +42,427 @@ export interface V2SessionsOptions {
   readonly autostart: boolean;
 }
 
+interface Member {
+  readonly name: string;
+  readonly nickname: string;
+  readonly token: Uint8Array;
+  readonly isHost: boolean;
+  endpoint: Endpoint;
+  readonly candidates: readonly Endpoint[];
+  peersAcked: boolean;
+  peersTries: number;
+  peersNextAt: number;
+}
+
+interface Session {
+  readonly name: string;
+  readonly maxPlayers: number;
+  readonly punchKey: Uint8Array;
+  readonly members: Member[];
+  state: 'waiting' | 'started';
+  lobbyVersion: number;
+  /** Waiting: expiry (refreshed by the host). Started: when it is forgotten. */
+  deadline: number;
+}
+
+type Request = Extract<
+  V2Message,
+  { type: 'host' | 'join' | 'start' | 'leave' | 'close' | 'keepalive' | 'peers_ack' }
+>;
+
+/**
+ * A dual-stack server sees IPv4 clients as `::ffff:a.b.c.d`; peers on IPv4-only sockets
+ * cannot send to that form, so the wire carries the plain IPv4 address.
+ */
+function wireEndpoint(ep: Endpoint): Endpoint {
+  const a = ep.address;
+  if (a.startsWith('::ffff:') && a.includes('.')) return { address: a.slice(7), port: ep.port };
+  return ep;
+}
+
+function sameToken(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= (a[i] as number) ^ (b[i] as number);
+  return diff === 0;
+}
+
 export class V2Sessions implements ProtocolHandler {
+  readonly #outbox: Outbox;
   readonly #counters: ServerCounters;
+  readonly #randomBytes: (bytes: number) => Uint8Array;
+  readonly #ttlMs: number;
+  readonly #maxSessions: number;
+  readonly #maxPlayersCap: number;
+  readonly #autostart: boolean;
+  readonly #sessions = new Map<string, Session>();
+  /** A lower bound of every pending deadline; stale-early is fine (one spurious wakeup). */
+  #next = Number.POSITIVE_INFINITY;
 
   constructor(options: V2SessionsOptions) {
+    this.#outbox = options.outbox;
     this.#counters = options.counters;
+    this.#randomBytes = options.randomBytes;
+    this.#ttlMs = options.sessionTtlMs;
+    this.#maxSessions = options.maxSessions;
+    this.#maxPlayersCap = Math.min(options.maxPlayersCap, MAX_PLAYERS_WIRE);
+    this.#autostart = options.autostart;
   }
 
-  handle(_now: number, _from: Endpoint, _data: Uint8Array): void {
-    countRejection(this.#counters, 'v2_unsupported');
+  get sessionCount(): number {
+    return this.#sessions.size;
+  }
+
+  handle(now: number, from: Endpoint, data: Uint8Array): void {
+    const decoded = decodeV2(data);
+    if (!decoded.ok) {
+      if (decoded.code === undefined || decoded.requestId === undefined) {
+        countRejection(this.#counters, 'v2_malformed');
+        return;
+      }
+      countRejection(
+        this.#counters,
+        decoded.code === 'unsupported_version' ? 'v2_unsupported_version' : 'v2_bad_request',
+      );
+      this.#error(from, decoded.requestId, decoded.code, decoded.error);
+      return;
+    }
+    const msg = decoded.msg;
+    switch (msg.type) {
+      case 'host':
+      case 'join':
+      case 'start':
+      case 'leave':
+      case 'close':
+      case 'keepalive':
+      case 'peers_ack':
+        this.#request(now, from, msg);
+        return;
+      default:
+        // Server pushes or peer messages sent to the server: never answer (no reflection loops).
+        countRejection(this.#counters, 'v2_unexpected_type');
+    }
+  }
+
+  #request(now: number, from: Endpoint, msg: Request): void {
+    switch (msg.type) {
+      case 'host':
+        this.#host(now, from, msg);
+        return;
+      case 'join':
+        this.#join(now, from, msg);
+        return;
+      default:
+        break;
+    }
+    const session = this.#sessions.get(msg.session);
+    if (session === undefined) {
+      this.#refuse(from, msg.requestId, 'session_not_found', 'No such session.');
+      return;
+    }
+    const member = session.members.find((m) => sameToken(m.token, msg.token));
+    if (member === undefined) {
+      this.#refuse(from, msg.requestId, 'not_authorized', 'Token is not a member of this session.');
+      return;
+    }
+    switch (msg.type) {
+      case 'start':
+        if (!member.isHost) {
+          this.#refuse(from, msg.requestId, 'not_authorized', 'Only the host can start.');
+          return;
+        }
+        member.endpoint = from;
+        this.#send(from, encodeV2({ type: 'ok', requestId: msg.requestId }));
+        if (session.state === 'waiting') this.#start(now, session);
+        return;
+      case 'close':
+        if (!member.isHost) {
+          this.#refuse(from, msg.requestId, 'not_authorized', 'Only the host can close.');
+          return;
+        }
+        this.#send(from, encodeV2({ type: 'ok', requestId: msg.requestId }));
+        this.#counters.sessionsClosed++;
+        this.#end(session, msg.reason || 'Session closed by the host.', member);
+        return;
+      case 'leave':
+        this.#send(from, encodeV2({ type: 'ok', requestId: msg.requestId }));
+        if (member.isHost && session.state === 'waiting') {
+          this.#counters.sessionsClosed++;
+          this.#end(session, 'The host left.', member);
+          return;
+        }
+        session.members.splice(session.members.indexOf(member), 1);
+        if (session.state === 'waiting') {
+          session.lobbyVersion++;
+          this.#broadcastLobby(session);
+        } else this.#forgetIfAllAcked(session);
+        return;
+      case 'keepalive':
+        // A NAT may re-map a long-idle client; the token proves it is the same member.
+        member.endpoint = from;
+        if (session.state === 'waiting') {
+          if (member.isHost) this.#setDeadline(session, now + this.#ttlMs);
+          this.#send(from, this.#lobbyBytes(session, msg.requestId));
+        } else this.#sendPeers(session, member, msg.requestId);
+        return;
+      case 'peers_ack':
+        this.#send(from, encodeV2({ type: 'ok', requestId: msg.requestId }));
+        member.peersAcked = true;
+        this.#forgetIfAllAcked(session);
+        return;
+    }
+  }
+
+  #host(now: number, from: Endpoint, msg: Extract<V2Message, { type: 'host' }>): void {
+    if (
+      !isValidField(msg.session, MAX_SESSION_BYTES) ||
+      !isValidField(msg.name, MAX_NAME_BYTES) ||
+      !isValidField(msg.nickname, MAX_NICKNAME_BYTES, true)
+    ) {
+      this.#refuse(from, msg.requestId, 'bad_request', 'Session and name must not be empty.');
+      return;
+    }
+    if (msg.maxPlayers < MIN_PLAYERS || msg.maxPlayers > this.#maxPlayersCap) {
+      this.#refuse(
+        from,
+        msg.requestId,
+        'bad_request',
+        `maxPlayers must be ${MIN_PLAYERS}..${this.#maxPlayersCap}.`,
+      );
+      return;
+    }
+    const existing = this.#sessions.get(msg.session);
+    if (existing !== undefined) {
+      const host = existing.members.find((m) => m.isHost);
+      // A retransmitted `host` (its reply was lost): same answer, same token.
+      if (host !== undefined && host.name === msg.name && sameEndpoint(host.endpoint, from)) {
+        this.#registered(from, msg.requestId, host);
+        if (existing.state === 'waiting') this.#send(from, this.#lobbyBytes(existing, 0));
+        return;
+      }
+      this.#refuse(from, msg.requestId, 'session_exists', 'Tried to create existing session.');
+      return;
+    }
+    if (this.#sessions.size >= this.#maxSessions) {
+      this.#refuse(from, msg.requestId, 'server_full', 'The server holds too many sessions.');
+      return;
+    }
+    const host = this.#member(msg.name, msg.nickname, true, from, msg.candidates);
+    const session: Session = {
+      name: msg.session,
+      maxPlayers: msg.maxPlayers,
+      punchKey: this.#randomBytes(PUNCH_KEY_BYTES),
+      members: [host],
+      state: 'waiting',
+      lobbyVersion: 1,
+      deadline: now + this.#ttlMs,
+    };
+    this.#sessions.set(msg.session, session);
+    this.#counters.sessionsCreated++;
+    this.#setDeadline(session, session.deadline);
+    this.#registered(from, msg.requestId, host);
+    this.#send(from, this.#lobbyBytes(session, 0));
+  }
+
+  #join(now: number, from: Endpoint, msg: Extract<V2Message, { type: 'join' }>): void {
+    if (
+      !isValidField(msg.session, MAX_SESSION_BYTES) ||
+      !isValidField(msg.name, MAX_NAME_BYTES) ||
+      !isValidField(msg.nickname, MAX_NICKNAME_BYTES, true)
+    ) {
+      this.#refuse(from, msg.requestId, 'bad_request', 'Session and name must not be empty.');
+      return;
+    }
+    const session = this.#sessions.get(msg.session);
+    if (session === undefined) {
+      this.#refuse(
+        from,
+        msg.requestId,
+        'session_not_found',
+        'Client registered for non-existing session.',
+      );
+      return;
+    }
+    const same = session.members.find((m) => m.name === msg.name);
+    if (same !== undefined) {
+      if (sameEndpoint(same.endpoint, from)) {
+        this.#registered(from, msg.requestId, same);
+        if (session.state === 'waiting') this.#send(from, this.#lobbyBytes(session, 0));
+        else this.#sendPeers(session, same, 0);
+        return;
+      }
+      this.#refuse(from, msg.requestId, 'name_taken', 'Client already registered.');
+      return;
+    }
+    if (session.state === 'started' || session.members.length >= session.maxPlayers) {
+      this.#refuse(from, msg.requestId, 'session_full', 'Session full.');
+      return;
+    }
+    const member = this.#member(msg.name, msg.nickname, false, from, msg.candidates);
+    session.members.push(member);
+    session.lobbyVersion++;
+    this.#registered(from, msg.requestId, member);
+    this.#broadcastLobby(session);
+    if (this.#autostart && session.members.length >= session.maxPlayers) this.#start(now, session);
+  }
+
+  #member(
+    name: string,
+    nickname: string,
+    isHost: boolean,
+    endpoint: Endpoint,
+    candidates: readonly Endpoint[],
+  ): Member {
+    return {
+      name,
+      nickname,
+      isHost,
+      endpoint,
+      candidates,
+      token: this.#randomBytes(TOKEN_BYTES),
+      peersAcked: false,
+      peersTries: 0,
+      peersNextAt: Number.POSITIVE_INFINITY,
+    };
+  }
+
+  #start(now: number, session: Session): void {
+    session.state = 'started';
+    this.#counters.sessionsStarted++;
+    session.deadline = now + STARTED_LINGER_MS;
+    this.#setDeadline(session, session.deadline);
+    for (const m of session.members) {
+      m.peersTries = 1;
+      m.peersNextAt = now + PEERS_RETRY_FIRST_MS;
+      this.#sendPeers(session, m, 0);
+    }
+    this.#setDeadline(session, now + PEERS_RETRY_FIRST_MS);
+  }
+
+  /** Sends `member` every other member, split over as many datagrams as needed. */
+  #sendPeers(session: Session, member: Member, requestId: number): void {
+    const peers: V2Peer[] = [];
+    for (const m of session.members) {
+      if (m === member) continue;
+      peers.push({
+        name: m.name,
+        nickname: m.nickname,
+        isHost: m.isHost,
+        publicEndpoint: wireEndpoint(m.endpoint),
+        candidates: m.candidates,
+      });
+    }
+    const total = peers.length;
+    let first = 0;
+    let part: V2Peer[] = [];
+    let size = PEERS_FIXED_BYTES;
+    const flush = (): void => {
+      this.#send(
+        member.endpoint,
+        encodeV2({
+          type: 'peers',
+          requestId,
+          punchKey: session.punchKey,
+          total,
+          first,
+          peers: part,
+        }),
+      );
+      first += part.length;
+      part = [];
+      size = PEERS_FIXED_BYTES;
+    };
+    for (const p of peers) {
+      const n = peerWireBytes(p);
+      if (part.length > 0 && size + n > MAX_DATAGRAM_BYTES) flush();
+      part.push(p);
+      size += n;
+    }
+    flush();
+  }
+
+  #forgetIfAllAcked(session: Session): void {
+    if (session.members.every((m) => m.peersAcked)) this.#sessions.delete(session.name);
+  }
+
+  #lobbyBytes(session: Session, requestId: number): Uint8Array {
+    return encodeV2({
+      type: 'lobby',
+      requestId,
+      version: session.lobbyVersion,
+      maxPlayers: session.maxPlayers,
+      nicknames: session.members.map((m) => m.nickname),
+    });
+  }
+
+  #broadcastLobby(session: Session): void {
+    const bytes = this.#lobbyBytes(session, 0);
+    for (const m of session.members) this.#send(m.endpoint, bytes);
+  }
+
+  /** Tells every member except `except` that the session ended, then forgets it. */
+  #end(session: Session, reason: string, except?: Member): void {
+    const bytes = encodeV2({ type: 'closed', requestId: 0, code: 'session_closed', reason });
+    for (const m of session.members) if (m !== except) this.#send(m.endpoint, bytes);
+    this.#sessions.delete(session.name);
+  }
+
+  #registered(to: Endpoint, requestId: number, member: Member): void {
+    this.#send(
+      to,
+      encodeV2({ type: 'registered', requestId, token: member.token, observed: wireEndpoint(to) }),
+    );
+  }
+
+  #refuse(to: Endpoint, requestId: number, code: ErrorCode, message: string): void {
+    countRejection(this.#counters, `v2_${code}`);
+    this.#error(to, requestId, code, message);
+  }
+
+  #error(to: Endpoint, requestId: number, code: ErrorCode, message: string): void {
+    this.#send(to, encodeV2({ type: 'error', requestId, code, message }));
+  }
+
+  #send(to: Endpoint, data: Uint8Array): void {
+    this.#outbox.send(to, data);
+  }
+
+  #setDeadline(_session: Session, at: number): void {
+    if (at < this.#next) this.#next = at;
   }
 
   nextDeadline(): number {
-    return Number.POSITIVE_INFINITY;
+    return this.#next;
   }
 
-  handleTimeout(_now: number): void {}
+  handleTimeout(now: number): void {
+    if (now < this.#next) return;
+    let next = Number.POSITIVE_INFINITY;
+    for (const session of [...this.#sessions.values()]) {
+      if (now >= session.deadline) {
+        if (session.state === 'waiting') {
+          this.#counters.sessionsExpired++;
+          this.#end(session, 'Session expired.');
+        } else this.#sessions.delete(session.name);
+        continue;
+      }
+      next = Math.min(next, session.deadline);
+      if (session.state !== 'started') continue;
+      for (const m of session.members) {
+        if (m.peersAcked || m.peersTries >= PEERS_MAX_TRIES) continue;
+        if (now >= m.peersNextAt) {
+          this.#sendPeers(session, m, 0);
+          m.peersNextAt = now + PEERS_RETRY_FIRST_MS * 2 ** m.peersTries;
+          m.peersTries++;
+        }
+        if (m.peersTries < PEERS_MAX_TRIES) next = Math.min(next, m.peersNextAt);
+      }
+    }
+    this.#next = next;
+  }
 
-  shutdown(_now: number, _reason: string): void {}
-
-  get sessionCount(): number {
-    return 0;
+  shutdown(_now: number, reason: string): void {
+    for (const session of [...this.#sessions.values()]) this.#end(session, reason);
+    this.#next = Number.POSITIVE_INFINITY;
   }
 }

@@ -1,0 +1,276 @@
+/**
+ * The pure punch state machine (docs/protocol-v2.md §6): given the peers the server
+ * sent, punch every candidate of every peer until each peer acked one of our punches.
+ * No clock, no socket: `now` comes in, datagrams go out through `send`.
+ */
+import type { Endpoint } from '../protocol/endpoint.js';
+import { endpointKey } from '../protocol/endpoint.js';
+import { encodePunch, type V2Message, type V2Peer, verifyPunchTag } from '../protocol/v2.js';
+
+/** One punch round to every candidate of every unconfirmed peer this often, at first. */
+export const PUNCH_INTERVAL_MS = 50;
+/** After `PUNCH_FAST_ROUNDS` rounds the interval doubles up to this (caps the send rate). */
+export const PUNCH_INTERVAL_MAX_MS = 200;
+export const PUNCH_FAST_ROUNDS = 20;
+/** Rounds on the public, LAN and reflexive candidates before port prediction joins in. */
+export const PREDICT_AFTER_ROUNDS = 8;
+/** Port prediction tries the ports this far on either side of the observed public port. */
+export const PREDICT_PORT_RANGE = 8;
+/** Default total time for punching, from the peer list to the last confirmation. */
+export const PUNCH_BUDGET_MS = 10_000;
+/** After success keep answering peers' punches this long, so they can confirm us too. */
+export const PUNCH_LINGER_MS = 5_000;
+/** Peer-reflexive candidates remembered per peer (a spray of spoofed sources cannot grow it). */
+export const MAX_REFLEXIVE_CANDIDATES = 4;
+
+/** How the confirmed path to a peer was found. */
+export type PunchPath = 'public' | 'local' | 'predicted' | 'reflexive';
+
+export interface PunchCandidate {
+  readonly endpoint: Endpoint;
+  readonly kind: PunchPath;
+}
+
+export interface ConfirmedPeer {
+  readonly name: string;
+  readonly nickname: string;
+  readonly isHost: boolean;
+  /** Where the peer's ack came from: the address to send game traffic to. */
+  readonly address: string;
+  readonly port: number;
+  readonly path: PunchPath;
+  readonly rttMs: number;
+}
+
+interface PeerState {
+  readonly info: V2Peer;
+  readonly candidates: PunchCandidate[];
+  readonly known: Set<string>;
+  reflexive: number;
+  confirmed: ConfirmedPeer | undefined;
+}
+
+export interface PunchAttemptOptions {
+  readonly selfName: string;
+  readonly punchKey: Uint8Array;
+  readonly peers: readonly V2Peer[];
+  readonly now: number;
+  readonly budgetMs?: number;
+  readonly send: (to: Endpoint, data: Uint8Array) => void;
+}
+
+export type PunchMessage = Extract<V2Message, { type: 'punch' | 'punch_ack' }>;
+
+export class PunchAttempt {
+  readonly #self: string;
+  readonly #key: Uint8Array;
+  readonly #send: (to: Endpoint, data: Uint8Array) => void;
+  readonly #peers = new Map<string, PeerState>();
+  readonly #startedAt: number;
+  readonly #failAt: number;
+  #round = 0;
+  #nextRoundAt: number;
+  #seq = 1;
+  #state: 'punching' | 'punched' | 'failed' = 'punching';
+  #lingerUntil = Number.POSITIVE_INFINITY;
+  /** Datagrams this attempt sent (for reports and tests). */
+  sent = 0;
+  /** Peer messages dropped: bad tag, not for us, unknown sender. */
+  rejected = 0;
+
+  constructor(options: PunchAttemptOptions) {
+    this.#self = options.selfName;
+    this.#key = options.punchKey;
+    this.#send = options.send;
+    this.#startedAt = options.now;
+    this.#failAt = options.now + (options.budgetMs ?? PUNCH_BUDGET_MS);
+    this.#nextRoundAt = options.now;
+    for (const info of options.peers) {
+      const state: PeerState = {
+        info,
+        candidates: [],
+        known: new Set(),
+        reflexive: 0,
+        confirmed: undefined,
+      };
+      addCandidate(state, info.publicEndpoint, 'public');
+      for (const c of info.candidates) addCandidate(state, c, 'local');
+      this.#peers.set(info.name, state);
+    }
+    if (this.#peers.size === 0) this.#finish(options.now);
+    else this.handleTimeout(options.now);
+  }
+
+  get state(): 'punching' | 'punched' | 'failed' {
+    return this.#state;
+  }
+
+  get startedAt(): number {
+    return this.#startedAt;
+  }
+
+  /** Every confirmed peer, in the order the server listed them. */
+  get confirmed(): ConfirmedPeer[] {
+    const out: ConfirmedPeer[] = [];
+    for (const p of this.#peers.values()) if (p.confirmed) out.push(p.confirmed);
+    return out;
+  }
+
+  /** Names of the peers not confirmed yet. */
+  get pending(): string[] {
+    const out: string[] = [];
+    for (const p of this.#peers.values()) if (!p.confirmed) out.push(p.info.name);
+    return out;
+  }
+
+  get candidateCount(): number {
+    let n = 0;
+    for (const p of this.#peers.values()) n += p.candidates.length;
+    return n;
+  }
+
+  nextDeadline(): number {
+    if (this.#state === 'punching') return Math.min(this.#nextRoundAt, this.#failAt);
+    return Number.POSITIVE_INFINITY;
+  }
+
+  /** True while peer messages still deserve an answer (punching or lingering after success). */
+  get answering(): boolean {
+    return this.#state === 'punching' || this.#state === 'punched';
+  }
+
+  handleTimeout(now: number): void {
+    if (this.#state !== 'punching') return;
+    if (now >= this.#failAt) {
+      this.#state = 'failed';
+      return;
+    }
+    if (now < this.#nextRoundAt) return;
+    this.#round++;
+    if (this.#round === PREDICT_AFTER_ROUNDS + 1) this.#addPredictions();
+    for (const peer of this.#peers.values()) {
+      if (peer.confirmed) continue;
+      for (let i = 0; i < peer.candidates.length; i++) {
+        this.#punch(now, peer, i);
+      }
+    }
+    const slow = Math.max(0, Math.floor((this.#round - PUNCH_FAST_ROUNDS) / 10) + 1);
+    const interval =
+      this.#round < PUNCH_FAST_ROUNDS
+        ? PUNCH_INTERVAL_MS
+        : Math.min(PUNCH_INTERVAL_MS * 2 ** slow, PUNCH_INTERVAL_MAX_MS);
+    this.#nextRoundAt = now + interval;
+  }
+
+  /**
+   * Handles a decoded peer message that arrived from `from`. Returns true when it
+   * changed the outcome (a peer got confirmed, or all are).
+   */
+  handle(now: number, from: Endpoint, msg: PunchMessage): boolean {
+    if (this.#state === 'failed' || now > this.#lingerUntil) return false;
+    const peer = this.#peers.get(msg.from);
+    if (
+      peer === undefined ||
+      msg.to !== this.#self ||
+      !verifyPunchTag(this.#key, msg.signed, msg.tag)
+    ) {
+      this.rejected++;
+      return false;
+    }
+    if (msg.type === 'punch') {
+      this.#sendTo(from, {
+        type: 'punch_ack',
+        requestId: this.#seq++,
+        from: this.#self,
+        to: peer.info.name,
+        candidate: msg.candidate,
+        sentAt: msg.sentAt,
+      });
+      if (peer.confirmed || this.#state !== 'punching') return false;
+      // The peer reached us from here: a mapping towards us exists, punch straight back.
+      let index = indexOf(peer, from);
+      if (index < 0 && peer.reflexive < MAX_REFLEXIVE_CANDIDATES) {
+        peer.reflexive++;
+        index = addCandidate(peer, from, 'reflexive');
+      }
+      if (index >= 0) this.#punch(now, peer, index);
+      return false;
+    }
+    if (peer.confirmed || this.#state !== 'punching') return false;
+    const candidate = peer.candidates[msg.candidate];
+    peer.confirmed = {
+      name: peer.info.name,
+      nickname: peer.info.nickname,
+      isHost: peer.info.isHost,
+      address: from.address,
+      port: from.port,
+      path: candidate?.kind ?? 'reflexive',
+      rttMs: Math.max(0, (Math.floor(now) - msg.sentAt) >>> 0),
+    };
+    if (this.pending.length === 0) this.#finish(now);
+    return true;
+  }
+
+  #finish(now: number): void {
+    this.#state = 'punched';
+    this.#lingerUntil = now + PUNCH_LINGER_MS;
+  }
+
+  #punch(now: number, peer: PeerState, index: number): void {
+    const c = peer.candidates[index];
+    if (c === undefined) return;
+    this.#sendTo(c.endpoint, {
+      type: 'punch',
+      requestId: this.#seq++,
+      from: this.#self,
+      to: peer.info.name,
+      candidate: index,
+      sentAt: Math.floor(now) >>> 0,
+    });
+  }
+
+  #sendTo(
+    to: Endpoint,
+    fields: {
+      type: 'punch' | 'punch_ack';
+      requestId: number;
+      from: string;
+      to: string;
+      candidate: number;
+      sentAt: number;
+    },
+  ): void {
+    this.sent++;
+    this.#send(to, encodePunch(this.#key, fields));
+  }
+
+  #addPredictions(): void {
+    for (const peer of this.#peers.values()) {
+      if (peer.confirmed) continue;
+      const base = peer.info.publicEndpoint;
+      for (let d = 1; d <= PREDICT_PORT_RANGE; d++) {
+        for (const port of [base.port + d, base.port - d]) {
+          if (port < 1 || port > 65535) continue;
+          addCandidate(peer, { address: base.address, port }, 'predicted');
+        }
+      }
+    }
+  }
+}
+
+/** Adds a candidate unless known; returns its index (-1 when the list is full). */
+function addCandidate(peer: PeerState, endpoint: Endpoint, kind: PunchPath): number {
+  const key = endpointKey(endpoint);
+  if (peer.known.has(key)) return indexOf(peer, endpoint);
+  // The candidate index travels as a u8.
+  if (peer.candidates.length >= 255) return -1;
+  peer.known.add(key);
+  peer.candidates.push({ endpoint, kind });
+  return peer.candidates.length - 1;
+}
+
+function indexOf(peer: PeerState, endpoint: Endpoint): number {
+  return peer.candidates.findIndex(
+    (c) => c.endpoint.port === endpoint.port && c.endpoint.address === endpoint.address,
+  );
+}

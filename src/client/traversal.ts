@@ -1,0 +1,469 @@
+/**
+ * The pure client core: one traversal from `host`/`join` through the lobby to confirmed
+ * peers (docs/protocol-v2.md §4–6). It never reads a clock or touches a socket: the
+ * shell (HolePunchClient) or the simulator feeds it `now` and datagrams and sends what
+ * it hands to `send`.
+ */
+import { HolePunchError } from '../errors.js';
+import type { Endpoint } from '../protocol/endpoint.js';
+import { sameEndpoint } from '../protocol/endpoint.js';
+import {
+  decodeV2,
+  encodeV2,
+  isValidField,
+  MAX_NAME_BYTES,
+  MAX_NICKNAME_BYTES,
+  MAX_PLAYERS_WIRE,
+  MAX_REASON_BYTES,
+  MAX_SESSION_BYTES,
+  MIN_PLAYERS,
+  truncateUtf8,
+  type V2Message,
+  type V2Peer,
+} from '../protocol/v2.js';
+import { type ConfirmedPeer, PUNCH_BUDGET_MS, PunchAttempt } from './punch.js';
+
+/** First retransmission of an unanswered request; doubles up to `REQUEST_RETRY_MAX_MS`. */
+export const REQUEST_RETRY_FIRST_MS = 150;
+export const REQUEST_RETRY_MAX_MS = 2_000;
+/** A server that answers nothing for this long is considered gone. */
+export const SERVER_SILENCE_LIMIT_MS = 10_000;
+/** A join that meets `session_not_found` keeps trying this long (the host may start later). */
+export const SESSION_WAIT_MS = 15_000;
+/** Re-join after `session_not_found` this soon (players often start at the same moment). */
+export const SESSION_WAIT_RETRY_MS = 100;
+/** Keepalive period in a lobby: well under common UDP mapping timeouts (30 s and more). */
+export const KEEPALIVE_INTERVAL_MS = 5_000;
+/** `leave` and `close` are sent at most this many times (best effort on the way out). */
+export const GOODBYE_MAX_TRIES = 4;
+
+export interface TraversalOptions {
+  readonly server: Endpoint;
+  readonly session: string;
+  readonly isHost: boolean;
+  readonly name: string;
+  readonly nickname: string;
+  readonly maxPlayers: number;
+  /** Our LAN addresses with the bound port, handed to peers for same-NAT players. */
+  readonly localCandidates: readonly Endpoint[];
+  readonly send: (to: Endpoint, data: Uint8Array) => void;
+  readonly onEvent: (event: TraversalEvent) => void;
+  /** Uniform in [0, 1); picks the first request id. */
+  readonly random: () => number;
+  /** From `start` to success; `Infinity` (the default) waits in the lobby as long as it takes. */
+  readonly timeoutMs?: number;
+  readonly punchBudgetMs?: number;
+}
+
+export type TraversalEvent =
+  | { type: 'registered'; observed: Endpoint }
+  | { type: 'lobby'; nicknames: string[]; maxPlayers: number }
+  | { type: 'peers'; peers: V2Peer[] }
+  | { type: 'punched'; peers: ConfirmedPeer[]; elapsedMs: number }
+  | { type: 'failed'; error: HolePunchError }
+  | { type: 'goodbye'; kind: 'leave' | 'close'; ok: boolean };
+
+type RequestKind = 'register' | 'start' | 'keepalive' | 'leave' | 'close';
+
+interface Pending {
+  readonly kind: RequestKind;
+  readonly id: number;
+  readonly bytes: Uint8Array;
+  nextAt: number;
+  intervalMs: number;
+  tries: number;
+  readonly firstAt: number;
+}
+
+export type TraversalState =
+  | 'idle'
+  | 'registering'
+  | 'lobby'
+  | 'punching'
+  | 'punched'
+  | 'failed'
+  | 'left';
+
+/** Validates user input before it goes anywhere; throws `bad_request`. */
+export function checkTraversalInput(o: {
+  session: string;
+  name: string;
+  nickname: string;
+  maxPlayers: number;
+}): void {
+  if (!isValidField(o.session, MAX_SESSION_BYTES)) {
+    throw new HolePunchError('bad_request', `session must be 1..${MAX_SESSION_BYTES} UTF-8 bytes`);
+  }
+  if (!isValidField(o.name, MAX_NAME_BYTES)) {
+    throw new HolePunchError('bad_request', `name must be 1..${MAX_NAME_BYTES} UTF-8 bytes`);
+  }
+  if (!isValidField(o.nickname, MAX_NICKNAME_BYTES, true)) {
+    throw new HolePunchError('bad_request', `nickname must be at most ${MAX_NICKNAME_BYTES} bytes`);
+  }
+  if (
+    !Number.isInteger(o.maxPlayers) ||
+    o.maxPlayers < MIN_PLAYERS ||
+    o.maxPlayers > MAX_PLAYERS_WIRE
+  ) {
+    throw new HolePunchError(
+      'bad_request',
+      `maxPlayers must be ${MIN_PLAYERS}..${MAX_PLAYERS_WIRE}`,
+    );
+  }
+}
+
+export class Traversal {
+  readonly #o: TraversalOptions;
+  #state: TraversalState = 'idle';
+  #nextId: number;
+  #pending = new Map<number, Pending>();
+  #token: Uint8Array | undefined;
+  #observed: Endpoint | undefined;
+  #startedAt = 0;
+  #deadline = Number.POSITIVE_INFINITY;
+  #lastHeardAt = 0;
+  #lobbyVersion = 0;
+  #keepaliveAt = Number.POSITIVE_INFINITY;
+  #startWanted = false;
+  #peerParts = new Map<number, V2Peer>();
+  #punch: PunchAttempt | undefined;
+  #sessionWaitUntil = 0;
+
+  constructor(options: TraversalOptions) {
+    checkTraversalInput(options);
+    this.#o = options;
+    // Random start so that a restarted client's ids do not collide with its old ones.
+    this.#nextId = 1 + Math.floor(options.random() * 0x3fffffff);
+  }
+
+  get state(): TraversalState {
+    return this.#state;
+  }
+
+  get observed(): Endpoint | undefined {
+    return this.#observed;
+  }
+
+  get punch(): PunchAttempt | undefined {
+    return this.#punch;
+  }
+
+  start(now: number): void {
+    if (this.#state !== 'idle') return;
+    this.#state = 'registering';
+    this.#startedAt = now;
+    this.#lastHeardAt = now;
+    this.#sessionWaitUntil = now + SESSION_WAIT_MS;
+    const t = this.#o.timeoutMs;
+    if (t !== undefined && Number.isFinite(t)) this.#deadline = now + t;
+    const id = this.#id();
+    const base = {
+      requestId: id,
+      session: this.#o.session,
+      name: this.#o.name,
+      nickname: this.#o.nickname,
+      candidates: this.#o.localCandidates,
+    };
+    const bytes = this.#o.isHost
+      ? encodeV2({ type: 'host', maxPlayers: this.#o.maxPlayers, ...base })
+      : encodeV2({ type: 'join', ...base });
+    this.#request(now, 'register', id, bytes);
+  }
+
+  /** Host: ask the server to exchange peers now (seed `finalize_peers`). */
+  finalize(now: number): void {
+    if (!this.#o.isHost) throw new HolePunchError('not_authorized', 'only the host can finalize');
+    if (this.#state === 'registering') {
+      this.#startWanted = true;
+      return;
+    }
+    if (this.#state !== 'lobby' || this.#token === undefined) return;
+    if ([...this.#pending.values()].some((p) => p.kind === 'start')) return;
+    const id = this.#id();
+    const bytes = encodeV2({
+      type: 'start',
+      requestId: id,
+      session: this.#o.session,
+      token: this.#token,
+    });
+    this.#request(now, 'start', id, bytes);
+  }
+
+  /**
+   * Leave (`kind` leave, seed `client_disconnect`) or close the session for everyone
+   * (`close`, host only, seed `close_session`). Best effort; ends in a `goodbye` event.
+   */
+  goodbye(now: number, kind: 'leave' | 'close', reason = 'Session closed by the host.'): void {
+    const token = this.#token;
+    const wasActive = this.#state !== 'left' && this.#state !== 'idle';
+    this.#stop('left');
+    if (token === undefined || !wasActive) {
+      this.#o.onEvent({ type: 'goodbye', kind, ok: true });
+      return;
+    }
+    const id = this.#id();
+    const session = this.#o.session;
+    const bytes =
+      kind === 'close'
+        ? encodeV2({
+            type: 'close',
+            requestId: id,
+            session,
+            token,
+            reason: truncateUtf8(reason, MAX_REASON_BYTES),
+          })
+        : encodeV2({ type: 'leave', requestId: id, session, token });
+    this.#request(now, kind, id, bytes);
+  }
+
+  nextDeadline(): number {
+    let next = Math.min(this.#deadline, this.#keepaliveAt);
+    for (const p of this.#pending.values()) next = Math.min(next, p.nextAt);
+    if (this.#punch) next = Math.min(next, this.#punch.nextDeadline());
+    return next;
+  }
+
+  handleTimeout(now: number): void {
+    if (this.#state === 'idle') return;
+    if (now >= this.#deadline && this.#active()) {
+      this.#fail('timeout', `no connection to all peers within ${this.#o.timeoutMs} ms`);
+      return;
+    }
+    for (const p of [...this.#pending.values()]) {
+      if (now < p.nextAt) continue;
+      if (p.kind === 'leave' || p.kind === 'close') {
+        if (p.tries >= GOODBYE_MAX_TRIES) {
+          this.#pending.delete(p.id);
+          this.#o.onEvent({ type: 'goodbye', kind: p.kind, ok: false });
+          continue;
+        }
+      } else if (now - this.#lastHeardAt >= SERVER_SILENCE_LIMIT_MS) {
+        const s = this.#o.server;
+        this.#fail(
+          'timeout',
+          `no answer from the server ${s.address}:${s.port} for ${SERVER_SILENCE_LIMIT_MS} ms`,
+        );
+        return;
+      }
+      this.#o.send(this.#o.server, p.bytes);
+      p.tries++;
+      p.nextAt = now + p.intervalMs;
+      p.intervalMs = Math.min(p.intervalMs * 2, REQUEST_RETRY_MAX_MS);
+    }
+    if (now >= this.#keepaliveAt && this.#state === 'lobby' && this.#token !== undefined) {
+      this.#keepaliveAt = Number.POSITIVE_INFINITY;
+      const id = this.#id();
+      const bytes = encodeV2({
+        type: 'keepalive',
+        requestId: id,
+        session: this.#o.session,
+        token: this.#token,
+        lobbyVersion: this.#lobbyVersion,
+      });
+      this.#request(now, 'keepalive', id, bytes);
+    }
+    if (this.#punch) {
+      this.#punch.handleTimeout(now);
+      this.#checkPunch(now);
+    }
+  }
+
+  /** One datagram that arrived on the socket. Never throws. Returns false if it is not v2. */
+  handle(now: number, from: Endpoint, data: Uint8Array): boolean {
+    const decoded = decodeV2(data);
+    if (!decoded.ok) return false;
+    const msg = decoded.msg;
+    if (msg.type === 'punch' || msg.type === 'punch_ack') {
+      if (this.#punch?.answering) {
+        if (this.#punch.handle(now, from, msg)) this.#checkPunch(now);
+      }
+      return true;
+    }
+    if (!sameEndpoint(from, this.#o.server)) return true;
+    this.#lastHeardAt = now;
+    this.#fromServer(now, msg);
+    return true;
+  }
+
+  #fromServer(now: number, msg: V2Message): void {
+    const pending = msg.requestId !== 0 ? this.#pending.get(msg.requestId) : undefined;
+    switch (msg.type) {
+      case 'registered':
+        if (pending?.kind !== 'register' || this.#state !== 'registering') return;
+        this.#pending.delete(pending.id);
+        this.#token = msg.token;
+        this.#observed = msg.observed;
+        this.#state = 'lobby';
+        this.#keepaliveAt = now + KEEPALIVE_INTERVAL_MS;
+        this.#o.onEvent({ type: 'registered', observed: msg.observed });
+        if (this.#startWanted) this.finalize(now);
+        return;
+      case 'ok':
+        if (pending === undefined) return;
+        this.#pending.delete(pending.id);
+        if (pending.kind === 'leave' || pending.kind === 'close') {
+          this.#o.onEvent({ type: 'goodbye', kind: pending.kind, ok: true });
+        }
+        return;
+      case 'error':
+        if (pending === undefined) return;
+        this.#onError(now, pending, msg.code, msg.message);
+        return;
+      case 'lobby':
+        if (pending?.kind === 'keepalive') {
+          this.#pending.delete(pending.id);
+          this.#keepaliveAt = now + KEEPALIVE_INTERVAL_MS;
+        }
+        if (this.#state !== 'lobby' || msg.version <= this.#lobbyVersion) return;
+        this.#lobbyVersion = msg.version;
+        this.#o.onEvent({
+          type: 'lobby',
+          nicknames: [...msg.nicknames],
+          maxPlayers: msg.maxPlayers,
+        });
+        return;
+      case 'peers':
+        if (pending?.kind === 'keepalive') this.#pending.delete(pending.id);
+        this.#onPeers(now, msg);
+        return;
+      case 'closed':
+        if (
+          this.#state === 'registering' ||
+          this.#state === 'lobby' ||
+          this.#state === 'punching'
+        ) {
+          this.#fail(msg.code, msg.reason || 'Session closed.');
+        }
+        return;
+      default:
+        return;
+    }
+  }
+
+  #onError(now: number, pending: Pending, code: HolePunchError['code'], message: string): void {
+    if (pending.kind === 'leave' || pending.kind === 'close') {
+      // Already gone (e.g. our first try got through and only its `ok` was lost).
+      this.#pending.delete(pending.id);
+      const gone = code === 'not_authorized' || code === 'session_not_found';
+      this.#o.onEvent({ type: 'goodbye', kind: pending.kind, ok: gone });
+      return;
+    }
+    if (pending.kind === 'register' && code === 'session_not_found' && !this.#o.isHost) {
+      if (now < this.#sessionWaitUntil) {
+        // The host may not have registered yet: ask again soon, independent of backoff.
+        pending.nextAt = Math.min(pending.nextAt, now + SESSION_WAIT_RETRY_MS);
+        return;
+      }
+    }
+    this.#pending.delete(pending.id);
+    if (
+      pending.kind === 'keepalive' &&
+      (code === 'not_authorized' || code === 'session_not_found')
+    ) {
+      this.#fail('session_closed', `the session is gone: ${message}`);
+      return;
+    }
+    if (pending.kind === 'start' && code === 'not_authorized') {
+      this.#fail('session_closed', `the session is gone: ${message}`);
+      return;
+    }
+    this.#fail(code, message);
+  }
+
+  #onPeers(now: number, msg: Extract<V2Message, { type: 'peers' }>): void {
+    if (this.#token === undefined) return;
+    // Ack every complete copy, so a server whose earlier ack got lost stops re-sending.
+    for (let i = 0; i < msg.peers.length; i++) {
+      this.#peerParts.set(msg.first + i, msg.peers[i] as V2Peer);
+    }
+    const peers: V2Peer[] = [];
+    for (let i = 0; i < msg.total; i++) {
+      const p = this.#peerParts.get(i);
+      if (p === undefined) return;
+      peers.push(p);
+    }
+    this.#o.send(
+      this.#o.server,
+      encodeV2({
+        type: 'peers_ack',
+        requestId: this.#id(),
+        session: this.#o.session,
+        token: this.#token,
+      }),
+    );
+    if (this.#state !== 'lobby') return;
+    this.#state = 'punching';
+    this.#keepaliveAt = Number.POSITIVE_INFINITY;
+    for (const p of [...this.#pending.values()]) {
+      if (p.kind === 'keepalive' || p.kind === 'start') this.#pending.delete(p.id);
+    }
+    this.#o.onEvent({ type: 'peers', peers });
+    this.#punch = new PunchAttempt({
+      selfName: this.#o.name,
+      punchKey: msg.punchKey,
+      peers,
+      now,
+      budgetMs: this.#o.punchBudgetMs ?? PUNCH_BUDGET_MS,
+      send: this.#o.send,
+    });
+    this.#checkPunch(now);
+  }
+
+  #checkPunch(now: number): void {
+    const punch = this.#punch;
+    if (punch === undefined || this.#state !== 'punching') return;
+    if (punch.state === 'punched') {
+      this.#state = 'punched';
+      this.#deadline = Number.POSITIVE_INFINITY;
+      this.#o.onEvent({
+        type: 'punched',
+        peers: punch.confirmed,
+        elapsedMs: now - this.#startedAt,
+      });
+    } else if (punch.state === 'failed') {
+      this.#fail(
+        'punch_failed',
+        `no direct path confirmed to ${punch.pending.join(', ')} within the punch budget ` +
+          `(${this.#o.punchBudgetMs ?? PUNCH_BUDGET_MS} ms, ${punch.candidateCount} candidates, ` +
+          `${punch.sent} datagrams sent); a symmetric NAT on either side defeats hole punching`,
+      );
+    }
+  }
+
+  #active(): boolean {
+    return this.#state === 'registering' || this.#state === 'lobby' || this.#state === 'punching';
+  }
+
+  #fail(code: HolePunchError['code'], message: string): void {
+    if (!this.#active()) return;
+    this.#stop('failed');
+    this.#o.onEvent({ type: 'failed', error: new HolePunchError(code, message) });
+  }
+
+  #stop(state: 'failed' | 'left'): void {
+    this.#state = state;
+    this.#pending.clear();
+    this.#keepaliveAt = Number.POSITIVE_INFINITY;
+    this.#deadline = Number.POSITIVE_INFINITY;
+    if (this.#punch && this.#punch.state === 'punching') this.#punch = undefined;
+  }
+
+  #request(now: number, kind: RequestKind, id: number, bytes: Uint8Array): void {
+    this.#pending.set(id, {
+      kind,
+      id,
+      bytes,
+      nextAt: now + REQUEST_RETRY_FIRST_MS,
+      intervalMs: REQUEST_RETRY_FIRST_MS * 2,
+      tries: 1,
+      firstAt: now,
+    });
+    this.#o.send(this.#o.server, bytes);
+  }
+
+  #id(): number {
+    const id = this.#nextId;
+    this.#nextId = this.#nextId >= 0xfffffffe ? 1 : this.#nextId + 1;
+    return id;
+  }
+}

@@ -1,0 +1,567 @@
+/**
+ * Codec of the v2 binary protocol (docs/protocol-v2.md, section 1–2). Pure: encoders
+ * build bytes, `decodeV2` never throws on untrusted input.
+ */
+import { createHmac } from 'node:crypto';
+import { type ErrorCode, isErrorCode } from '../errors.js';
+import type { Endpoint } from './endpoint.js';
+import { V2_MAGIC, V2_MAGIC_BYTES } from './magic.js';
+
+export const MAX_DATAGRAM_BYTES = 1200;
+export const V2_HEADER_BYTES = V2_MAGIC_BYTES + 1 + 4;
+export const TOKEN_BYTES = 16;
+export const PUNCH_KEY_BYTES = 16;
+export const TAG_BYTES = 16;
+export const MAX_SESSION_BYTES = 64;
+export const MAX_NAME_BYTES = 32;
+export const MAX_NICKNAME_BYTES = 32;
+export const MAX_REASON_BYTES = 200;
+export const MAX_CODE_BYTES = 32;
+export const MAX_ADDRESS_BYTES = 45;
+export const MAX_CANDIDATES = 4;
+export const MIN_PLAYERS = 2;
+export const MAX_PLAYERS_WIRE = 32;
+export const V2_VERSION = 2;
+
+export const V2_TYPES = {
+  host: 0x01,
+  join: 0x02,
+  start: 0x03,
+  leave: 0x04,
+  close: 0x05,
+  keepalive: 0x06,
+  peers_ack: 0x07,
+  registered: 0x20,
+  ok: 0x21,
+  error: 0x22,
+  lobby: 0x23,
+  peers: 0x24,
+  closed: 0x25,
+  punch: 0x40,
+  punch_ack: 0x41,
+  // Reserved for the relay fallback (docs/protocol-v2.md §2); not decoded yet.
+  relay_allocate: 0x60,
+  relay_allocated: 0x61,
+  relay_data: 0x62,
+  relay_close: 0x63,
+} as const;
+
+export interface V2Peer {
+  readonly name: string;
+  readonly nickname: string;
+  readonly isHost: boolean;
+  readonly publicEndpoint: Endpoint;
+  readonly candidates: readonly Endpoint[];
+}
+
+export type V2Message =
+  | {
+      type: 'host';
+      requestId: number;
+      session: string;
+      maxPlayers: number;
+      name: string;
+      nickname: string;
+      candidates: readonly Endpoint[];
+    }
+  | {
+      type: 'join';
+      requestId: number;
+      session: string;
+      name: string;
+      nickname: string;
+      candidates: readonly Endpoint[];
+    }
+  | { type: 'start'; requestId: number; session: string; token: Uint8Array }
+  | { type: 'leave'; requestId: number; session: string; token: Uint8Array }
+  | { type: 'close'; requestId: number; session: string; token: Uint8Array; reason: string }
+  | {
+      type: 'keepalive';
+      requestId: number;
+      session: string;
+      token: Uint8Array;
+      lobbyVersion: number;
+    }
+  | { type: 'peers_ack'; requestId: number; session: string; token: Uint8Array }
+  | { type: 'registered'; requestId: number; token: Uint8Array; observed: Endpoint }
+  | { type: 'ok'; requestId: number }
+  | { type: 'error'; requestId: number; code: ErrorCode; message: string }
+  | {
+      type: 'lobby';
+      requestId: number;
+      version: number;
+      maxPlayers: number;
+      nicknames: readonly string[];
+    }
+  | {
+      type: 'peers';
+      requestId: number;
+      punchKey: Uint8Array;
+      total: number;
+      first: number;
+      peers: readonly V2Peer[];
+    }
+  | { type: 'closed'; requestId: number; code: ErrorCode; reason: string }
+  | {
+      type: 'punch' | 'punch_ack';
+      requestId: number;
+      from: string;
+      to: string;
+      candidate: number;
+      sentAt: number;
+      /** The HMAC tag as received; check with `verifyPunchTag`. */
+      tag: Uint8Array;
+      /** The bytes the tag covers (everything before it). */
+      signed: Uint8Array;
+    };
+
+export type V2MessageType = V2Message['type'];
+
+export type V2DecodeResult =
+  | { ok: true; msg: V2Message }
+  | {
+      ok: false;
+      error: string;
+      /** Set when the header was readable, so the server may answer with an `error`. */
+      requestId?: number;
+      /** `unsupported_version` or `bad_request` (for answers), absent for unreadable headers. */
+      code?: ErrorCode;
+    };
+
+const encoder = new TextEncoder();
+const strictDecoder = new TextDecoder('utf-8', { fatal: true });
+
+class Writer {
+  readonly buf = new Uint8Array(MAX_DATAGRAM_BYTES);
+  off = 0;
+  overflow = false;
+
+  u8(v: number): void {
+    if (this.off + 1 > this.buf.length) {
+      this.overflow = true;
+      return;
+    }
+    this.buf[this.off++] = v & 0xff;
+  }
+
+  u16(v: number): void {
+    this.u8(v >>> 8);
+    this.u8(v);
+  }
+
+  u32(v: number): void {
+    this.u8(v >>> 24);
+    this.u8(v >>> 16);
+    this.u8(v >>> 8);
+    this.u8(v);
+  }
+
+  bytes(b: Uint8Array): void {
+    if (this.off + b.length > this.buf.length) {
+      this.overflow = true;
+      return;
+    }
+    this.buf.set(b, this.off);
+    this.off += b.length;
+  }
+
+  str(s: string, max: number): void {
+    const b = encoder.encode(s);
+    if (b.length > max) throw new RangeError(`string of ${b.length} bytes exceeds ${max}`);
+    this.u8(b.length);
+    this.bytes(b);
+  }
+
+  endpoint(ep: Endpoint): void {
+    this.str(ep.address, MAX_ADDRESS_BYTES);
+    this.u16(ep.port);
+  }
+
+  endpoints(eps: readonly Endpoint[]): void {
+    const n = Math.min(eps.length, MAX_CANDIDATES);
+    this.u8(n);
+    for (let i = 0; i < n; i++) this.endpoint(eps[i] as Endpoint);
+  }
+
+  fixed(b: Uint8Array, len: number): void {
+    if (b.length !== len) throw new RangeError(`expected ${len} bytes, got ${b.length}`);
+    this.bytes(b);
+  }
+
+  done(): Uint8Array {
+    if (this.overflow) throw new RangeError(`datagram exceeds ${MAX_DATAGRAM_BYTES} bytes`);
+    return this.buf.slice(0, this.off);
+  }
+}
+
+/** Thrown inside the reader only; `decodeV2` catches it. */
+class ShortRead extends Error {}
+
+class Reader {
+  readonly buf: Uint8Array;
+  off = 0;
+
+  constructor(buf: Uint8Array) {
+    this.buf = buf;
+  }
+
+  need(n: number): void {
+    if (this.off + n > this.buf.length) throw new ShortRead('truncated datagram');
+  }
+
+  u8(): number {
+    this.need(1);
+    return this.buf[this.off++] as number;
+  }
+
+  u16(): number {
+    return (this.u8() << 8) | this.u8();
+  }
+
+  u32(): number {
+    return ((this.u8() << 24) | (this.u8() << 16) | (this.u8() << 8) | this.u8()) >>> 0;
+  }
+
+  bytes(n: number): Uint8Array {
+    this.need(n);
+    const b = this.buf.slice(this.off, this.off + n);
+    this.off += n;
+    return b;
+  }
+
+  str(max: number): string {
+    const len = this.u8();
+    if (len > max) throw new ShortRead(`string of ${len} bytes exceeds ${max}`);
+    this.need(len);
+    try {
+      const s = strictDecoder.decode(this.buf.subarray(this.off, this.off + len));
+      this.off += len;
+      return s;
+    } catch {
+      throw new ShortRead('string is not well-formed UTF-8');
+    }
+  }
+
+  endpoint(): Endpoint {
+    const address = this.str(MAX_ADDRESS_BYTES);
+    if (!/^[0-9A-Fa-f:.]{2,45}$/.test(address)) throw new ShortRead('bad address');
+    const port = this.u16();
+    if (port === 0) throw new ShortRead('port 0');
+    return { address, port };
+  }
+
+  endpoints(): Endpoint[] {
+    const n = this.u8();
+    if (n > MAX_CANDIDATES) throw new ShortRead('too many candidates');
+    const out: Endpoint[] = [];
+    for (let i = 0; i < n; i++) out.push(this.endpoint());
+    return out;
+  }
+
+  code(): ErrorCode {
+    const c = this.str(MAX_CODE_BYTES);
+    if (!isErrorCode(c)) throw new ShortRead(`unknown error code ${c}`);
+    return c;
+  }
+}
+
+function header(type: number, requestId: number): Writer {
+  const w = new Writer();
+  w.bytes(V2_MAGIC);
+  w.u8(type);
+  w.u32(requestId >>> 0);
+  return w;
+}
+
+/**
+ * Encodes one message. Throws RangeError when a field breaks a limit (a programming
+ * error on the sending side; callers validate user input first with `checkName` etc.).
+ * Punch messages need `encodePunch` (they carry a tag).
+ */
+export function encodeV2(msg: Exclude<V2Message, { type: 'punch' | 'punch_ack' }>): Uint8Array {
+  const w = header(V2_TYPES[msg.type], msg.requestId);
+  switch (msg.type) {
+    case 'host':
+      w.str(msg.session, MAX_SESSION_BYTES);
+      w.u8(msg.maxPlayers);
+      w.str(msg.name, MAX_NAME_BYTES);
+      w.str(msg.nickname, MAX_NICKNAME_BYTES);
+      w.endpoints(msg.candidates);
+      break;
+    case 'join':
+      w.str(msg.session, MAX_SESSION_BYTES);
+      w.str(msg.name, MAX_NAME_BYTES);
+      w.str(msg.nickname, MAX_NICKNAME_BYTES);
+      w.endpoints(msg.candidates);
+      break;
+    case 'start':
+    case 'leave':
+    case 'peers_ack':
+      w.str(msg.session, MAX_SESSION_BYTES);
+      w.fixed(msg.token, TOKEN_BYTES);
+      break;
+    case 'close':
+      w.str(msg.session, MAX_SESSION_BYTES);
+      w.fixed(msg.token, TOKEN_BYTES);
+      w.str(msg.reason, MAX_REASON_BYTES);
+      break;
+    case 'keepalive':
+      w.str(msg.session, MAX_SESSION_BYTES);
+      w.fixed(msg.token, TOKEN_BYTES);
+      w.u32(msg.lobbyVersion >>> 0);
+      break;
+    case 'registered':
+      w.fixed(msg.token, TOKEN_BYTES);
+      w.endpoint(msg.observed);
+      break;
+    case 'ok':
+      break;
+    case 'error':
+      w.str(msg.code, MAX_CODE_BYTES);
+      w.str(truncateUtf8(msg.message, MAX_REASON_BYTES), MAX_REASON_BYTES);
+      break;
+    case 'lobby':
+      w.u32(msg.version >>> 0);
+      w.u8(msg.maxPlayers);
+      w.u8(msg.nicknames.length);
+      for (const n of msg.nicknames) w.str(n, MAX_NICKNAME_BYTES);
+      break;
+    case 'peers':
+      w.fixed(msg.punchKey, PUNCH_KEY_BYTES);
+      w.u8(msg.total);
+      w.u8(msg.first);
+      w.u8(msg.peers.length);
+      for (const p of msg.peers) writePeer(w, p);
+      break;
+    case 'closed':
+      w.str(msg.code, MAX_CODE_BYTES);
+      w.str(truncateUtf8(msg.reason, MAX_REASON_BYTES), MAX_REASON_BYTES);
+      break;
+  }
+  return w.done();
+}
+
+function writePeer(w: Writer, p: V2Peer): void {
+  w.str(p.name, MAX_NAME_BYTES);
+  w.str(p.nickname, MAX_NICKNAME_BYTES);
+  w.u8(p.isHost ? 1 : 0);
+  w.endpoint(p.publicEndpoint);
+  w.endpoints(p.candidates);
+}
+
+/** Bytes a peer takes in a `peers` message (for splitting the list across datagrams). */
+export function peerWireBytes(p: V2Peer): number {
+  let n = 2 + encoder.encode(p.name).length + encoder.encode(p.nickname).length + 1;
+  n += 3 + p.publicEndpoint.address.length + 1;
+  for (const c of p.candidates.slice(0, MAX_CANDIDATES)) n += 3 + c.address.length;
+  return n;
+}
+
+/** Header + key + total/first/count bytes of a `peers` datagram. */
+export const PEERS_FIXED_BYTES = V2_HEADER_BYTES + PUNCH_KEY_BYTES + 3;
+
+export interface PunchFields {
+  readonly type: 'punch' | 'punch_ack';
+  readonly requestId: number;
+  readonly from: string;
+  readonly to: string;
+  readonly candidate: number;
+  readonly sentAt: number;
+}
+
+/** Encodes a peer message and appends its HMAC tag made with the session punch key. */
+export function encodePunch(key: Uint8Array, msg: PunchFields): Uint8Array {
+  const w = header(V2_TYPES[msg.type], msg.requestId);
+  w.str(msg.from, MAX_NAME_BYTES);
+  w.str(msg.to, MAX_NAME_BYTES);
+  w.u8(msg.candidate);
+  w.u32(msg.sentAt >>> 0);
+  w.bytes(punchTag(key, w.buf.subarray(0, w.off)));
+  return w.done();
+}
+
+export function punchTag(key: Uint8Array, signed: Uint8Array): Uint8Array {
+  return new Uint8Array(createHmac('sha256', key).update(signed).digest().subarray(0, TAG_BYTES));
+}
+
+/** Constant-time comparison of the received tag with the expected one. */
+export function verifyPunchTag(key: Uint8Array, signed: Uint8Array, tag: Uint8Array): boolean {
+  const expected = punchTag(key, signed);
+  if (tag.length !== expected.length) return false;
+  let diff = 0;
+  for (let i = 0; i < expected.length; i++) diff |= (expected[i] as number) ^ (tag[i] as number);
+  return diff === 0;
+}
+
+const TYPE_BY_CODE = new Map<number, V2MessageType>(
+  Object.entries(V2_TYPES)
+    .filter(([name]) => !name.startsWith('relay_'))
+    .map(([name, code]) => [code, name as V2MessageType]),
+);
+
+/** Decodes one untrusted datagram. Never throws. */
+export function decodeV2(data: Uint8Array): V2DecodeResult {
+  if (data.length < V2_HEADER_BYTES) return { ok: false, error: 'shorter than a v2 header' };
+  if (data[0] !== 0x89 || data[1] !== 0x48 || data[2] !== 0x50) {
+    return { ok: false, error: 'no v2 magic' };
+  }
+  const r = new Reader(data);
+  r.off = V2_MAGIC_BYTES;
+  const typeCode = r.u8();
+  const requestId = r.u32();
+  if (data[3] !== V2_VERSION) {
+    return {
+      ok: false,
+      error: `protocol version ${data[3]} not supported`,
+      requestId,
+      code: 'unsupported_version',
+    };
+  }
+  if (data.length > MAX_DATAGRAM_BYTES) {
+    return { ok: false, error: 'datagram too large', requestId, code: 'bad_request' };
+  }
+  const type = TYPE_BY_CODE.get(typeCode);
+  if (type === undefined) {
+    return {
+      ok: false,
+      error: `unknown or reserved message type 0x${typeCode.toString(16)}`,
+      requestId,
+      code: 'bad_request',
+    };
+  }
+  try {
+    const msg = readBody(r, type, requestId);
+    if (r.off !== data.length) {
+      return { ok: false, error: 'trailing bytes', requestId, code: 'bad_request' };
+    }
+    return { ok: true, msg };
+  } catch (err) {
+    const error = err instanceof ShortRead ? err.message : 'malformed datagram';
+    return { ok: false, error, requestId, code: 'bad_request' };
+  }
+}
+
+function readBody(r: Reader, type: V2MessageType, requestId: number): V2Message {
+  switch (type) {
+    case 'host': {
+      const session = r.str(MAX_SESSION_BYTES);
+      const maxPlayers = r.u8();
+      return {
+        type,
+        requestId,
+        session,
+        maxPlayers,
+        name: r.str(MAX_NAME_BYTES),
+        nickname: r.str(MAX_NICKNAME_BYTES),
+        candidates: r.endpoints(),
+      };
+    }
+    case 'join':
+      return {
+        type,
+        requestId,
+        session: r.str(MAX_SESSION_BYTES),
+        name: r.str(MAX_NAME_BYTES),
+        nickname: r.str(MAX_NICKNAME_BYTES),
+        candidates: r.endpoints(),
+      };
+    case 'start':
+    case 'leave':
+    case 'peers_ack':
+      return { type, requestId, session: r.str(MAX_SESSION_BYTES), token: r.bytes(TOKEN_BYTES) };
+    case 'close':
+      return {
+        type,
+        requestId,
+        session: r.str(MAX_SESSION_BYTES),
+        token: r.bytes(TOKEN_BYTES),
+        reason: r.str(MAX_REASON_BYTES),
+      };
+    case 'keepalive':
+      return {
+        type,
+        requestId,
+        session: r.str(MAX_SESSION_BYTES),
+        token: r.bytes(TOKEN_BYTES),
+        lobbyVersion: r.u32(),
+      };
+    case 'registered':
+      return { type, requestId, token: r.bytes(TOKEN_BYTES), observed: r.endpoint() };
+    case 'ok':
+      return { type, requestId };
+    case 'error':
+      return { type, requestId, code: r.code(), message: r.str(MAX_REASON_BYTES) };
+    case 'lobby': {
+      const version = r.u32();
+      const maxPlayers = r.u8();
+      const count = r.u8();
+      const nicknames: string[] = [];
+      for (let i = 0; i < count; i++) nicknames.push(r.str(MAX_NICKNAME_BYTES));
+      return { type, requestId, version, maxPlayers, nicknames };
+    }
+    case 'peers': {
+      const punchKey = r.bytes(PUNCH_KEY_BYTES);
+      const total = r.u8();
+      const first = r.u8();
+      const count = r.u8();
+      if (first + count > total) throw new ShortRead('peer slice beyond total');
+      const peers: V2Peer[] = [];
+      for (let i = 0; i < count; i++) {
+        const name = r.str(MAX_NAME_BYTES);
+        const nickname = r.str(MAX_NICKNAME_BYTES);
+        const isHost = r.u8();
+        if (isHost > 1) throw new ShortRead('isHost not 0/1');
+        peers.push({
+          name,
+          nickname,
+          isHost: isHost === 1,
+          publicEndpoint: r.endpoint(),
+          candidates: r.endpoints(),
+        });
+      }
+      return { type, requestId, punchKey, total, first, peers };
+    }
+    case 'closed':
+      return { type, requestId, code: r.code(), reason: r.str(MAX_REASON_BYTES) };
+    case 'punch':
+    case 'punch_ack': {
+      const from = r.str(MAX_NAME_BYTES);
+      const to = r.str(MAX_NAME_BYTES);
+      const candidate = r.u8();
+      const sentAt = r.u32();
+      const signedEnd = r.off;
+      const tag = r.bytes(TAG_BYTES);
+      const signed = r.buf.slice(0, signedEnd);
+      return { type, requestId, from, to, candidate, sentAt, tag, signed };
+    }
+  }
+}
+
+/** Cuts a string to at most `maxBytes` of UTF-8 without splitting a character. */
+export function truncateUtf8(s: string, maxBytes: number): string {
+  if (encoder.encode(s).length <= maxBytes) return s;
+  let out = '';
+  let used = 0;
+  for (const ch of s) {
+    const n = encoder.encode(ch).length;
+    if (used + n > maxBytes) break;
+    out += ch;
+    used += n;
+  }
+  return out;
+}
+
+/** UTF-8 byte length (for validating user input before encoding). */
+export function utf8Bytes(s: string): number {
+  return encoder.encode(s).length;
+}
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** True when `s` is non-empty, at most `maxBytes` of UTF-8 and has no lone surrogates. */
+export function isValidField(s: string, maxBytes: number, allowEmpty = false): boolean {
+  if (typeof s !== 'string') return false;
+  if (!allowEmpty && s.length === 0) return false;
+  if (LONE_SURROGATE.test(s)) return false;
+  return utf8Bytes(s) <= maxBytes;
+}

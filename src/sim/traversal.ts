@@ -1,0 +1,180 @@
+/**
+ * One whole traversal in the simulator: the real rendezvous server core and N real client
+ * cores on a simulated network with NATs, delay and loss. Used by tests and benchmarks.
+ */
+import type { PunchPath } from '../client/punch.js';
+import { Traversal, type TraversalEvent } from '../client/traversal.js';
+import type { ErrorCode } from '../errors.js';
+import type { Endpoint } from '../protocol/endpoint.js';
+import { RendezvousServer } from '../server/rendezvous.js';
+import type { NatType } from './nat.js';
+import { SimNetwork } from './network.js';
+import { seededBytes, seededRandom } from './random.js';
+
+export const SIM_SERVER: Endpoint = { address: '203.0.113.200', port: 4000 };
+/** Every simulated client binds this local port (cones then keep it on the public side). */
+export const SIM_CLIENT_PORT = 50_000;
+/** A simulation gives up after this much virtual time. */
+export const SIM_LIMIT_MS = 60_000;
+
+export interface SimulateTraversalOptions {
+  /** Players including the host (default 2). */
+  readonly players?: number;
+  /** NAT of the host (player 0); default port-restricted. */
+  readonly natA?: NatType;
+  /** NAT of every other player; default port-restricted. */
+  readonly natB?: NatType;
+  /** Per-player NATs; overrides natA/natB when given. */
+  readonly nats?: readonly NatType[];
+  /** All players behind one shared router of type natA (LAN candidates must win). */
+  readonly sameLan?: boolean;
+  readonly oneWayDelayMs?: number;
+  readonly lossRate?: number;
+  readonly seed?: number;
+  readonly punchBudgetMs?: number;
+  /** When player i (i ≥ 1) starts, in virtual ms (default 0 for everyone). */
+  readonly joinDelayMs?: number;
+}
+
+export interface SimulatedClient {
+  readonly name: string;
+  readonly nat: NatType;
+  /** Virtual ms from the client's start to its `punched` event; undefined when it failed. */
+  readonly punchedAtMs: number | undefined;
+  readonly failedCode: ErrorCode | undefined;
+  readonly failedMessage: string | undefined;
+  /** The path per peer name. */
+  readonly paths: Readonly<Record<string, PunchPath>>;
+  readonly events: readonly TraversalEvent['type'][];
+}
+
+export interface SimulateTraversalResult {
+  /** Every client reached `punched`. */
+  readonly ok: boolean;
+  /** Per client, ms from its start to `punched` (NaN when it failed). */
+  readonly punchedAtMs: number[];
+  /** The time the last client punched (NaN unless ok): the lobby's time to connect. */
+  readonly elapsedMs: number;
+  /** Path the host used to reach player 1. */
+  readonly path: PunchPath | undefined;
+  readonly clients: SimulatedClient[];
+  readonly endedAtMs: number;
+  readonly datagrams: { sent: number; lost: number; filtered: number; unroutable: number };
+}
+
+export function simulateTraversal(options: SimulateTraversalOptions = {}): SimulateTraversalResult {
+  const players = options.players ?? 2;
+  const seed = options.seed ?? 1;
+  const net = new SimNetwork({
+    oneWayDelayMs: options.oneWayDelayMs ?? 20,
+    lossRate: options.lossRate ?? 0,
+    seed,
+  });
+  const random = seededRandom(seed ^ 0x5eed);
+  const server = new RendezvousServer({
+    outbox: { send: (to, data) => serverSocket.send(to, data) },
+    randomBytes: seededBytes(random),
+  });
+  net.addHost(undefined, SIM_SERVER.address);
+  const serverSocket = net.bind(SIM_SERVER.address, SIM_SERVER.port, (now, from, data) =>
+    server.handle(now, from, data),
+  );
+  net.addAgent(server);
+
+  const natOf = (i: number): NatType =>
+    options.nats?.[i] ?? (i === 0 ? options.natA : options.natB) ?? 'port-restricted';
+  const shared =
+    options.sameLan && natOf(0) !== 'none'
+      ? net.addNat(natOf(0) as Exclude<NatType, 'none'>)
+      : undefined;
+
+  interface Running {
+    name: string;
+    nat: NatType;
+    startAt: number;
+    core: Traversal;
+    punchedAt?: number;
+    failed?: { code: ErrorCode; message: string };
+    paths: Record<string, PunchPath>;
+    events: TraversalEvent['type'][];
+  }
+  const clients: Running[] = [];
+  for (let i = 0; i < players; i++) {
+    const nat = natOf(i);
+    const router = shared ?? (nat === 'none' ? undefined : net.addNat(nat));
+    const address = net.addHost(router);
+    const name = i === 0 ? 'host' : `player${i}`;
+    const run: Running = {
+      name,
+      nat,
+      startAt: i === 0 ? 0 : (options.joinDelayMs ?? 0),
+      paths: {},
+      events: [],
+      core: undefined as unknown as Traversal,
+    };
+    const socket = net.bind(address, SIM_CLIENT_PORT, (now, from, data) => {
+      run.core.handle(now, from, data);
+    });
+    run.core = new Traversal({
+      server: SIM_SERVER,
+      session: 'sim',
+      isHost: i === 0,
+      name,
+      nickname: name,
+      maxPlayers: players,
+      localCandidates: [socket.local],
+      random: seededRandom(seed * 31 + i),
+      send: (to, data) => socket.send(to, data),
+      punchBudgetMs: options.punchBudgetMs,
+      onEvent: (ev) => {
+        run.events.push(ev.type);
+        if (ev.type === 'punched') {
+          run.punchedAt = net.now - run.startAt;
+          for (const p of ev.peers) run.paths[p.name] = p.path;
+        } else if (ev.type === 'failed') {
+          run.failed = { code: ev.error.code, message: ev.error.message };
+        }
+      },
+    });
+    clients.push(run);
+    // Starts the core at its start time (the host first, so equal times keep its order).
+    let started = false;
+    net.addAgent({
+      nextDeadline: () => (started ? run.core.nextDeadline() : run.startAt),
+      handleTimeout: (now) => {
+        if (!started) {
+          started = true;
+          run.core.start(now);
+        } else run.core.handleTimeout(now);
+      },
+    });
+  }
+
+  const endedAtMs = net.run(SIM_LIMIT_MS, () =>
+    clients.every((c) => c.punchedAt !== undefined || c.failed !== undefined),
+  );
+  const punchedAtMs = clients.map((c) => c.punchedAt ?? Number.NaN);
+  const ok = clients.every((c) => c.punchedAt !== undefined);
+  return {
+    ok,
+    punchedAtMs,
+    elapsedMs: ok ? Math.max(...punchedAtMs) : Number.NaN,
+    path: clients[0]?.paths[clients[1]?.name ?? ''],
+    clients: clients.map((c) => ({
+      name: c.name,
+      nat: c.nat,
+      punchedAtMs: c.punchedAt,
+      failedCode: c.failed?.code,
+      failedMessage: c.failed?.message,
+      paths: c.paths,
+      events: c.events,
+    })),
+    endedAtMs,
+    datagrams: {
+      sent: net.stats.sent,
+      lost: net.stats.lost,
+      filtered: net.stats.filtered,
+      unroutable: net.stats.unroutable,
+    },
+  };
+}
