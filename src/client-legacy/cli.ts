@@ -1,0 +1,104 @@
+#!/usr/bin/env node
+/**
+ * A client of the original HolePunch plugin's protocol, with the original's timings, for
+ * the NAT lab and benchmarks:
+ *   node dist/src/client-legacy/cli.js host|join SESSION --server HOST:PORT [--json]
+ *     [--name NAME] [--nickname NICK] [--max-players N] [--timeout MS] [--local-port N]
+ * Prints one JSON line per event (registered, lobby, punched, rtt, failed) with --json,
+ * readable lines otherwise. Exit 0 when punched and game datagrams came back, 1 otherwise.
+ */
+import { parseArgs } from 'node:util';
+import { HolePunchError } from '../errors.js';
+import { exchangeGameDatagrams } from './game-check.js';
+import { LegacyClient } from './shell.js';
+
+/** Whole run (registration, lobby, punch) gives up after this unless --timeout says otherwise. */
+const DEFAULT_TIMEOUT_MS = 30_000;
+const USAGE =
+  'usage: legacy-client host|join SESSION --server HOST:PORT [--name NAME] [--nickname NICK] [--max-players N] [--timeout MS] [--local-port N] [--json]';
+
+function main(): Promise<number> {
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: {
+      server: { type: 'string' },
+      name: { type: 'string' },
+      nickname: { type: 'string' },
+      'max-players': { type: 'string', default: '2' },
+      timeout: { type: 'string', default: String(DEFAULT_TIMEOUT_MS) },
+      'local-port': { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  const [role, session] = positionals;
+  const at = values.server?.lastIndexOf(':') ?? -1;
+  if (
+    (role !== 'host' && role !== 'join') ||
+    session === undefined ||
+    values.server === undefined ||
+    at < 0
+  ) {
+    process.stderr.write(`${USAGE}\n`);
+    return Promise.resolve(2);
+  }
+  const server = { address: values.server.slice(0, at), port: Number(values.server.slice(at + 1)) };
+  const name = values.name ?? `${role}-${process.pid}`;
+  const print = (line: Record<string, unknown>) => {
+    process.stdout.write(
+      values.json ? `${JSON.stringify(line)}\n` : `${Object.values(line).map(String).join(' ')}\n`,
+    );
+  };
+  const client = new LegacyClient({
+    role,
+    session,
+    name,
+    nickname: values.nickname ?? name,
+    maxPlayers: Number(values['max-players']),
+    server,
+    localPort: values['local-port'] === undefined ? server.port : Number(values['local-port']),
+  });
+  client.on('event', (event: Record<string, unknown>) => {
+    // `peers` is internal progress; the v2 CLI has no such line.
+    if (event.event !== 'peers') print(event);
+  });
+  const timeoutMs = Number(values.timeout);
+  return new Promise<number>((resolve) => {
+    const timer = setTimeout(() => {
+      print({
+        event: 'failed',
+        code: 'timeout',
+        message: `nothing punched within ${timeoutMs} ms`,
+      });
+      client.close();
+      resolve(1);
+    }, timeoutMs);
+    const stop = () => {
+      clearTimeout(timer);
+      client.close();
+      resolve(130);
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    client
+      .start()
+      .then(() => client.punched())
+      .then(async ({ event, socket }) => {
+        clearTimeout(timer);
+        const results = await exchangeGameDatagrams(socket, event.peers);
+        for (const r of results) print({ event: 'rtt', ...r });
+        socket.close();
+        resolve(results.every((r) => r.received > 0) ? 0 : 1);
+      })
+      .catch((error: unknown) => {
+        clearTimeout(timer);
+        // `failed` was already printed for protocol failures; report only what the state
+        // machine could not (a socket that cannot bind, for one).
+        if (!(error instanceof HolePunchError) || error.code === 'aborted') {
+          print({ event: 'failed', code: 'bad_request', message: String(error) });
+        }
+        resolve(1);
+      });
+  });
+}
+
+process.exitCode = await main();

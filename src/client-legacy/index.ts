@@ -1,0 +1,25 @@
+// A client of the original HolePunch plugin's protocol (seed PROTOCOL.md), used by the NAT
+// lab and the benchmarks to prove that games with the original plugin get through our server.
+export { exchangeGameDatagrams, type GameCheckResult } from './game-check.js';
+export {
+  decodePeerMessage,
+  decodeServerMessage,
+  encodeLegacy,
+  type LegacyPeerEntry,
+  type LegacyPeerMessage,
+  type LegacyServerMessage,
+} from './messages.js';
+export { LegacyClient, type LegacyClientOptions, type LegacyPunchResult } from './shell.js';
+export {
+  CASCADE_HALF_WIDTH,
+  GOS_FOR_SUCCESS,
+  GREETS_BEFORE_CASCADE,
+  JOINER_DELAY_MS,
+  type LegacyClientAction,
+  type LegacyClientConfig,
+  type LegacyClientEvent,
+  LegacyClientState,
+  type LegacyPunchedPeer,
+  PEER_TICK_MS,
+  PUNCH_BUDGET_MS,
+} from './state.js';

@@ -1,0 +1,129 @@
+/**
+ * The messages a client of the original HolePunch plugin reads and writes (seed
+ * PROTOCOL.md): server replies, and the peer handshake greet/confirm/go. Text, `:`-separated,
+ * nothing escaped. Decoders never throw: anything unexpected is `undefined`, and the client
+ * ignores it like the original did.
+ */
+
+export interface LegacyPeerEntry {
+  readonly name: string;
+  readonly address: string;
+  readonly port: number;
+  /** The later revision's fourth field; undefined from servers of the earlier revision. */
+  readonly hosting: boolean | undefined;
+}
+
+export type LegacyServerMessage =
+  | { readonly type: 'ok'; readonly port: number }
+  | { readonly type: 'lobby'; readonly nicknames: readonly string[]; readonly maxPlayers: number }
+  | { readonly type: 'peers'; readonly peers: readonly LegacyPeerEntry[] }
+  | { readonly type: 'close'; readonly reason: string };
+
+export type LegacyPeerMessage =
+  /** `greet:NAME:OWNPORT:PEERPORT`: the sender, its public port, the port it sent to. */
+  | {
+      readonly type: 'greet';
+      readonly name: string;
+      readonly ownPort: number;
+      readonly peerPort: number;
+    }
+  /** `confirm:OWNPORT:NAME:ISHOST:PEERPORT` */
+  | {
+      readonly type: 'confirm';
+      readonly ownPort: number;
+      readonly name: string;
+      readonly isHost: boolean;
+      readonly peerPort: number;
+    }
+  /** `go:NAME` */
+  | { readonly type: 'go'; readonly name: string };
+
+function port(text: string | undefined): number | undefined {
+  if (text === undefined || !/^\d{1,5}$/.test(text)) return undefined;
+  const value = Number(text);
+  return value >= 1 && value <= 65_535 ? value : undefined;
+}
+
+const decoder = new TextDecoder('utf-8', { fatal: false });
+
+export function decodeServerMessage(data: Uint8Array): LegacyServerMessage | undefined {
+  const text = decoder.decode(data);
+  const fields = text.split(':');
+  switch (fields[0]) {
+    case 'ok': {
+      const p = port(fields[1]);
+      return p === undefined ? undefined : { type: 'ok', port: p };
+    }
+    case 'lobby': {
+      const max = Number(fields[2]);
+      if (fields.length !== 3 || !Number.isInteger(max)) return undefined;
+      const list = fields[1] ?? '';
+      return { type: 'lobby', nicknames: list === '' ? [] : list.split(','), maxPlayers: max };
+    }
+    case 'peers': {
+      const peers: LegacyPeerEntry[] = [];
+      const body = text.slice('peers:'.length);
+      for (const entry of body === '' ? [] : body.split(',')) {
+        const [name, address, portText, hosting] = entry.split(':');
+        const p = port(portText);
+        if (name === undefined || address === undefined || p === undefined) return undefined;
+        peers.push({
+          name,
+          address,
+          port: p,
+          hosting: hosting === undefined ? undefined : hosting === 'True',
+        });
+      }
+      return { type: 'peers', peers };
+    }
+    case 'close':
+      return { type: 'close', reason: text.slice('close:'.length) };
+    default:
+      return undefined;
+  }
+}
+
+export function decodePeerMessage(data: Uint8Array): LegacyPeerMessage | undefined {
+  const fields = decoder.decode(data).split(':');
+  switch (fields[0]) {
+    case 'greet': {
+      const own = port(fields[2]);
+      const peer = port(fields[3]);
+      if (fields[1] === undefined || own === undefined || peer === undefined) return undefined;
+      return { type: 'greet', name: fields[1], ownPort: own, peerPort: peer };
+    }
+    case 'confirm': {
+      const own = port(fields[1]);
+      const peer = port(fields[4]);
+      if (fields[2] === undefined || own === undefined || peer === undefined) return undefined;
+      return {
+        type: 'confirm',
+        ownPort: own,
+        name: fields[2],
+        isHost: fields[3] === 'True',
+        peerPort: peer,
+      };
+    }
+    case 'go':
+      return fields[1] === undefined ? undefined : { type: 'go', name: fields[1] };
+    default:
+      return undefined;
+  }
+}
+
+const encoder = new TextEncoder();
+
+export const encodeLegacy = {
+  registerSession: (key: string, maxPlayers: number) => encoder.encode(`rs:${key}:${maxPlayers}`),
+  registerClient: (name: string, key: string, nickname: string) =>
+    encoder.encode(`rc:${name}:${key}:${nickname}`),
+  exchangePeers: (key: string) => encoder.encode(`ep:${key}`),
+  checkOut: (name: string) => encoder.encode(`cc:${name}`),
+  closeSession: (key: string, reason: string) => encoder.encode(`cs:${key}:${reason}`),
+  greet: (name: string, ownPort: number, peerPort: number) =>
+    encoder.encode(`greet:${name}:${ownPort}:${peerPort}`),
+  // Godot's str(bool) is "True"/"False"; the original compares the text.
+  confirm: (ownPort: number, name: string, isHost: boolean, peerPort: number) =>
+    encoder.encode(`confirm:${ownPort}:${name}:${isHost ? 'True' : 'False'}:${peerPort}`),
+  go: (name: string) => encoder.encode(`go:${name}`),
+};

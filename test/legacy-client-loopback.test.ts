@@ -1,0 +1,56 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import {
+  exchangeGameDatagrams,
+  LegacyClient,
+  type LegacyPunchResult,
+} from '../src/client-legacy/index.js';
+import { type RunningServer, startServer } from '../src/server/index.js';
+
+describe('legacy client against our server on loopback', () => {
+  let server: RunningServer;
+  const clients: LegacyClient[] = [];
+  const results: LegacyPunchResult[] = [];
+
+  before(async () => {
+    server = await startServer({ port: 0, host: '127.0.0.1' });
+  });
+  after(async () => {
+    for (const c of clients) c.close();
+    for (const r of results) r.socket.close();
+    await server.close();
+  });
+
+  it('a host and a joiner speaking the original protocol punch and exchange game datagrams both ways', async () => {
+    const common = {
+      session: 'loop',
+      maxPlayers: 2,
+      server: { address: '127.0.0.1', port: server.port },
+      localPort: 0,
+    };
+    const host = new LegacyClient({ ...common, role: 'host', name: 'alice', nickname: 'Alice' });
+    const joiner = new LegacyClient({ ...common, role: 'join', name: 'bob', nickname: 'Bob' });
+    clients.push(host, joiner);
+    const lobbies: unknown[] = [];
+    joiner.on('event', (e: { event: string }) => {
+      if (e.event === 'lobby') lobbies.push(e);
+    });
+    await Promise.all([host.start(), joiner.start()]);
+    const [h, j] = await Promise.all([host.punched(), joiner.punched()]);
+    results.push(h, j);
+    assert.ok(j.event.elapsedMs >= 2_000, 'the joiner keeps the original 2 s registration delay');
+    assert.equal(j.event.peers[0]?.name, 'alice');
+    assert.equal(
+      j.event.peers[0]?.port,
+      h.event.localPort,
+      'the joiner reaches the host on the port the host listens on',
+    );
+    assert.deepEqual(lobbies.at(-1), { event: 'lobby', players: ['Alice', 'Bob'], maxPlayers: 2 });
+    const [fromHost, fromJoiner] = await Promise.all([
+      exchangeGameDatagrams(h.socket, h.event.peers),
+      exchangeGameDatagrams(j.socket, j.event.peers),
+    ]);
+    assert.ok((fromHost[0]?.received ?? 0) > 0, 'host got answers from the joiner');
+    assert.ok((fromJoiner[0]?.received ?? 0) > 0, 'joiner got answers from the host');
+  });
+});

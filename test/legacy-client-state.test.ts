@@ -1,0 +1,199 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import {
+  decodePeerMessage,
+  decodeServerMessage,
+  JOINER_DELAY_MS,
+  type LegacyClientAction,
+  type LegacyClientEvent,
+  LegacyClientState,
+  PEER_TICK_MS,
+  PUNCH_BUDGET_MS,
+} from '../src/client-legacy/index.js';
+
+const SERVER = { address: '203.0.113.10', port: 4000 };
+const text = (data: Uint8Array) => new TextDecoder().decode(data);
+const bytes = (s: string) => new TextEncoder().encode(s);
+
+function client(role: 'host' | 'join', name: string) {
+  return new LegacyClientState({
+    role,
+    session: 'game',
+    name,
+    nickname: `${name}-nick`,
+    maxPlayers: 2,
+    server: SERVER,
+  });
+}
+
+const sends = (actions: LegacyClientAction[]) =>
+  actions.flatMap((a) =>
+    a.type === 'send' ? [{ to: `${a.to.address}:${a.to.port}`, text: text(a.data) }] : [],
+  );
+const events = (actions: LegacyClientAction[]) =>
+  actions.flatMap((a): LegacyClientEvent[] => (a.type === 'event' ? [a.event] : []));
+
+describe('legacy client state machine (original timings)', () => {
+  it('a joiner stays silent for 2 s and then registers once, without retransmitting', () => {
+    const joiner = client('join', 'bob');
+    joiner.start(0);
+    assert.deepEqual(joiner.poll(), []);
+    assert.equal(joiner.nextDeadline(), JOINER_DELAY_MS);
+    joiner.handleTimeout(JOINER_DELAY_MS - 1);
+    assert.deepEqual(sends(joiner.poll()), []);
+    joiner.handleTimeout(JOINER_DELAY_MS);
+    assert.deepEqual(sends(joiner.poll()), [
+      { to: '203.0.113.10:4000', text: 'rc:bob:game:bob-nick' },
+    ]);
+    assert.equal(joiner.nextDeadline(), Infinity, 'nothing is retransmitted, like the original');
+  });
+
+  it('the host registers the session, and itself on the first ok:', () => {
+    const host = client('host', 'alice');
+    host.start(0);
+    assert.deepEqual(sends(host.poll()), [{ to: '203.0.113.10:4000', text: 'rs:game:2' }]);
+    host.handleServer(5, SERVER, bytes('ok:4000'));
+    const out = host.poll();
+    assert.deepEqual(sends(out), [{ to: '203.0.113.10:4000', text: 'rc:alice:game:alice-nick' }]);
+    assert.deepEqual(events(out), [{ event: 'registered', publicPort: 4000 }]);
+    host.handleServer(6, SERVER, bytes('ok:4000'));
+    assert.deepEqual(sends(host.poll()), [], 'a second ok: does not register twice');
+  });
+
+  it('a refused registration (ok: then close:) ends with session_closed and the reason', () => {
+    const joiner = client('join', 'bob');
+    joiner.start(0);
+    joiner.handleTimeout(JOINER_DELAY_MS);
+    joiner.poll();
+    joiner.handleServer(2010, SERVER, bytes('ok:4000'));
+    joiner.handleServer(2011, SERVER, bytes('close:Client registered for non-existing session'));
+    const failed = events(joiner.poll()).at(-1);
+    assert.deepEqual(failed, {
+      event: 'failed',
+      code: 'session_closed',
+      message: 'Client registered for non-existing session',
+    });
+    assert.equal(joiner.finished, true);
+  });
+
+  it('on peers: it listens on the public port the server saw and greets every 100 ms, then cascades after 5 greets', () => {
+    const joiner = client('join', 'bob');
+    joiner.start(0);
+    joiner.handleTimeout(JOINER_DELAY_MS);
+    joiner.handleServer(2001, SERVER, bytes('ok:40001'));
+    joiner.poll();
+    joiner.handleServer(2002, SERVER, bytes('peers:alice:198.51.100.11:4000:True'));
+    const first = joiner.poll();
+    assert.deepEqual(
+      first.find((a) => a.type === 'listen'),
+      { type: 'listen', port: 40001 },
+    );
+    assert.deepEqual(sends(first), [{ to: '198.51.100.11:4000', text: 'greet:bob:40001:4000' }]);
+    for (let tick = 1; tick < 5; tick++) {
+      assert.equal(joiner.nextDeadline(), 2002 + tick * PEER_TICK_MS);
+      joiner.handleTimeout(2002 + tick * PEER_TICK_MS);
+      assert.equal(sends(joiner.poll()).length, 1, `tick ${tick} sends one greet`);
+    }
+    joiner.handleTimeout(2002 + 5 * PEER_TICK_MS);
+    const cascade = sends(joiner.poll());
+    const ports = cascade.map((s) => Number(s.to.split(':')[1])).sort((a, b) => a - b);
+    assert.equal(ports.length, 20, 'the greet plus 19 other ports of the 20 around the peer port');
+    assert.equal(ports[0], 3990);
+    assert.equal(ports.at(-1), 4009);
+    assert.ok(cascade.every((s) => s.text === `greet:bob:40001:${s.to.split(':')[1]}`));
+  });
+
+  it('two clients complete greet, confirm and go over a lossless network', () => {
+    const host = client('host', 'alice');
+    const joiner = client('join', 'bob');
+    const hostPublic = { address: '198.51.100.11', port: 4000 };
+    const joinerPublic = { address: '198.51.100.12', port: 4000 };
+    host.start(0);
+    joiner.start(0);
+    host.handleServer(1, SERVER, bytes('ok:4000'));
+    joiner.handleServer(2001, SERVER, bytes('ok:4000'));
+    host.handleServer(2002, SERVER, bytes('peers:bob:198.51.100.12:4000:False'));
+    joiner.handleServer(2002, SERVER, bytes('peers:alice:198.51.100.11:4000:True'));
+    const seen: LegacyClientEvent[] = [];
+    let now = 2002;
+    for (let round = 0; round < 50 && !(host.finished && joiner.finished); round++) {
+      for (const [from, self, other, otherFrom] of [
+        [hostPublic, host, joiner, joinerPublic],
+        [joinerPublic, joiner, host, hostPublic],
+      ] as const) {
+        for (const action of self.poll()) {
+          if (action.type === 'event') seen.push(action.event);
+          if (
+            action.type === 'send' &&
+            action.to.address === otherFrom.address &&
+            action.to.port === otherFrom.port
+          ) {
+            other.handlePeer(now, from, action.data);
+          }
+        }
+      }
+      now += PEER_TICK_MS;
+      host.handleTimeout(now);
+      joiner.handleTimeout(now);
+    }
+    for (const self of [host, joiner])
+      for (const a of self.poll()) if (a.type === 'event') seen.push(a.event);
+    const punched = seen.filter((e) => e.event === 'punched');
+    assert.equal(punched.length, 2, 'both sides report hole_punched');
+    const joinerView = punched.find((e) => e.event === 'punched' && e.peers[0]?.name === 'alice');
+    assert.ok(joinerView?.event === 'punched');
+    assert.deepEqual(joinerView.peers[0], {
+      name: 'alice',
+      address: '198.51.100.11',
+      port: 4000,
+      path: 'public',
+      isHost: true,
+    });
+    assert.ok(now - 2002 < 1_000, 'a lossless handshake takes a few 100 ms ticks');
+  });
+
+  it('a peer that never answers ends the attempt with punch_failed after the budget, not a hang', () => {
+    const joiner = client('join', 'bob');
+    joiner.start(0);
+    joiner.handleTimeout(JOINER_DELAY_MS);
+    joiner.handleServer(2001, SERVER, bytes('ok:4000'));
+    joiner.handleServer(2002, SERVER, bytes('peers:alice:198.51.100.11:4000'));
+    let last: LegacyClientEvent | undefined;
+    for (let i = 0; i < 1_000 && !joiner.finished; i++) {
+      joiner.handleTimeout(joiner.nextDeadline());
+      last = events(joiner.poll()).at(-1) ?? last;
+    }
+    assert.equal(joiner.finished, true);
+    assert.equal(last?.event, 'failed');
+    assert.equal(last?.event === 'failed' ? last.code : '', 'punch_failed');
+    assert.equal(joiner.nextDeadline(), Infinity);
+    void PUNCH_BUDGET_MS;
+  });
+
+  it('decoders return undefined for any garbage instead of throwing', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 200 }), (data) => {
+        decodeServerMessage(data);
+        decodePeerMessage(data);
+      }),
+    );
+    for (const s of [
+      'ok:',
+      'ok:70000',
+      'peers:a:b',
+      'lobby:x',
+      'greet:a:1',
+      'confirm:x:a:True:1',
+      'go',
+    ]) {
+      assert.equal(
+        s.startsWith('peers')
+          ? decodeServerMessage(bytes(s))
+          : (decodeServerMessage(bytes(s)) ?? decodePeerMessage(bytes(s))),
+        undefined,
+        s,
+      );
+    }
+  });
+});
