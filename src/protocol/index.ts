@@ -2,3 +2,4 @@
 export * from './endpoint.js';
 export * from './legacy.js';
 export * from './magic.js';
+export * from './v2.js';

@@ -1,0 +1,199 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import {
+  CLOSE_REASONS,
+  DEFAULT_MAX_PLAYERS_CAP,
+  decodeLegacy,
+  encodeClose,
+  encodeLobby,
+  encodeOk,
+  encodePeers,
+  type LegacyDecodeResult,
+  type LegacyRejectionKind,
+  legacyAddressText,
+  MAX_LEGACY_DATAGRAM_BYTES,
+} from '../src/protocol/legacy.js';
+
+const text = (s: string): Uint8Array => new TextEncoder().encode(s);
+const decodeText = (s: string, cap?: number): LegacyDecodeResult =>
+  decodeLegacy(text(s), cap === undefined ? {} : { maxPlayersCap: cap });
+const str = (bytes: Uint8Array): string => new TextDecoder().decode(bytes);
+
+function assertRejected(result: LegacyDecodeResult, kind: LegacyRejectionKind): void {
+  assert.equal(result.ok, false, `expected rejection ${kind}, got ${JSON.stringify(result)}`);
+  if (!result.ok) assert.equal(result.error.kind, kind);
+}
+
+describe('legacy codec: decoding every client message', () => {
+  test('rs:KEY:MAX registers a session', () => {
+    assert.deepEqual(decodeText('rs:lobby1:4'), {
+      ok: true,
+      msg: { type: 'register_session', key: 'lobby1', maxPlayers: 4 },
+    });
+  });
+
+  test('rc:NAME:KEY:NICKNAME registers a client, an empty nickname included', () => {
+    assert.deepEqual(decodeText('rc:p1:lobby1:Alice'), {
+      ok: true,
+      msg: { type: 'register_client', name: 'p1', key: 'lobby1', nickname: 'Alice' },
+    });
+    assert.deepEqual(decodeText('rc:p1:lobby1:'), {
+      ok: true,
+      msg: { type: 'register_client', name: 'p1', key: 'lobby1', nickname: '' },
+    });
+  });
+
+  test('ep:KEY asks for the peer exchange', () => {
+    assert.deepEqual(decodeText('ep:lobby1'), {
+      ok: true,
+      msg: { type: 'exchange_peers', key: 'lobby1' },
+    });
+  });
+
+  test('cc:NAME checks a client out', () => {
+    assert.deepEqual(decodeText('cc:p1'), { ok: true, msg: { type: 'check_out', name: 'p1' } });
+  });
+
+  test('cs:KEY:REASON closes a session and keeps every byte of the reason, colons included', () => {
+    assert.deepEqual(decodeText('cs:lobby1:Host left: bye'), {
+      ok: true,
+      msg: { type: 'close_session', key: 'lobby1', reason: 'Host left: bye' },
+    });
+    assert.deepEqual(decodeText('cs:lobby1'), {
+      ok: true,
+      msg: { type: 'close_session', key: 'lobby1', reason: undefined },
+    });
+  });
+
+  test('goodbye is understood (and carries nothing)', () => {
+    assert.deepEqual(decodeText('goodbye'), { ok: true, msg: { type: 'goodbye' } });
+  });
+
+  test('non-ASCII UTF-8 names and nicknames pass through', () => {
+    assert.deepEqual(decodeText('rc:jörg:schloß:Jörg 🎮'), {
+      ok: true,
+      msg: { type: 'register_client', name: 'jörg', key: 'schloß', nickname: 'Jörg 🎮' },
+    });
+  });
+
+  test('one trailing newline (hand-typed with nc) is tolerated, CRLF too', () => {
+    assert.deepEqual(decodeText('rs:k:2\n'), decodeText('rs:k:2'));
+    assert.deepEqual(decodeText('cc:p1\r\n'), decodeText('cc:p1'));
+  });
+});
+
+describe('legacy codec: every refusal has its kind', () => {
+  test('an empty datagram (or a lone newline) is refused as empty', () => {
+    assertRejected(decodeLegacy(new Uint8Array(0)), 'empty');
+    assertRejected(decodeText('\n'), 'empty');
+  });
+
+  test('more than 1 KiB is refused as oversized, exactly 1 KiB is read', () => {
+    const key = 'k'.repeat(MAX_LEGACY_DATAGRAM_BYTES - 'rs::2'.length);
+    assert.equal(decodeText(`rs:${key}:2`).ok, true);
+    assertRejected(decodeText(`rs:${key}x:2`), 'oversized');
+  });
+
+  test('invalid UTF-8 is refused as not_utf8', () => {
+    assertRejected(decodeLegacy(Uint8Array.of(0x72, 0x73, 0x3a, 0xff, 0x3a, 0x32)), 'not_utf8');
+    assertRejected(decodeLegacy(Uint8Array.of(0x72, 0x63, 0x3a, 0xc3)), 'not_utf8');
+  });
+
+  test('binary and control characters are refused as control_chars', () => {
+    assertRejected(decodeLegacy(Uint8Array.of(0x72, 0x73, 0x00, 0x01)), 'control_chars');
+    assertRejected(decodeText('rc:a\tb:k:n'), 'control_chars');
+    assertRejected(decodeText('rs:k:2\n\n'), 'control_chars');
+    assertRejected(decodeText('cc:p\x7f'), 'control_chars');
+  });
+
+  test('missing fields are refused as too_few_fields', () => {
+    for (const message of ['rs', 'rs:k', 'rc:n:k', 'rc', 'ep', 'cc', 'cs']) {
+      assertRejected(decodeText(message), 'too_few_fields');
+    }
+  });
+
+  test('a colon inside a field is refused as too_many_fields, since it cannot be relayed', () => {
+    for (const message of ['rs:k:2:x', 'rc:n:k:nick:name', 'ep:k:x', 'cc:n:x', 'goodbye:x']) {
+      assertRejected(decodeText(message), 'too_many_fields');
+    }
+  });
+
+  test('an empty NAME or KEY is refused as empty_field', () => {
+    for (const message of ['rs::2', 'rc::k:n', 'rc:n::n', 'ep:', 'cc:', 'cs::why']) {
+      assertRejected(decodeText(message), 'empty_field');
+    }
+  });
+
+  test('a comma in NAME or NICKNAME is refused as bad_name: it would split lobby and peers lists', () => {
+    assertRejected(decodeText('rc:a,b:k:nick'), 'bad_name');
+    assertRejected(decodeText('rc:a:k:Smith, J'), 'bad_name');
+    // KEY is never echoed back, so a comma there harms nobody.
+    assert.equal(decodeText('rc:a:k,1:nick').ok, true);
+  });
+
+  test('MAX that is not a plain number in 1..cap is refused as bad_max', () => {
+    for (const max of ['', 'x', '-1', '0', '+3', ' 3', '3.0', '1e1', '65', '9999999']) {
+      assertRejected(decodeText(`rs:k:${max}`), 'bad_max');
+    }
+    assert.equal(decodeText(`rs:k:${DEFAULT_MAX_PLAYERS_CAP}`).ok, true);
+    assert.equal(decodeText('rs:k:1').ok, true);
+    assertRejected(decodeText('rs:k:9', 8), 'bad_max');
+    assert.equal(decodeText('rs:k:100', 128).ok, true);
+  });
+
+  test('an unknown type is refused as unknown_type, peer handshake messages included', () => {
+    for (const message of ['xx:1', 'RS:k:2', 'rsx:k:2', 'greet:a:1:2', 'go:a', 'hello', ':']) {
+      assertRejected(decodeText(message), 'unknown_type');
+    }
+  });
+});
+
+describe('legacy codec: encoding server replies byte for byte', () => {
+  test('ok:PORT', () => {
+    assert.equal(str(encodeOk(40123)), 'ok:40123');
+  });
+
+  test('lobby:NICKS:MAX in registration order', () => {
+    assert.equal(str(encodeLobby(['Alice', 'Bob'], 4)), 'lobby:Alice,Bob:4');
+    assert.equal(str(encodeLobby(['Alice'], 2)), 'lobby:Alice:2');
+  });
+
+  test('peers: entries with the HOSTING field True/False', () => {
+    assert.equal(
+      str(
+        encodePeers([
+          { name: 'h', address: '198.51.100.7', port: 4000, hosting: true },
+          { name: 'p', address: '203.0.113.9', port: 5123, hosting: false },
+        ]),
+      ),
+      'peers:h:198.51.100.7:4000:True,p:203.0.113.9:5123:False',
+    );
+    assert.equal(str(encodePeers([])), 'peers:');
+  });
+
+  test("close:REASON with the original's reason strings", () => {
+    assert.equal(
+      str(encodeClose(CLOSE_REASONS.sessionExists)),
+      'close:Tried to create existing session',
+    );
+    assert.equal(
+      str(encodeClose(CLOSE_REASONS.clientRegistered)),
+      'close:Client already registered',
+    );
+    assert.equal(
+      str(encodeClose(CLOSE_REASONS.sessionNotFound)),
+      'close:Client registered for non-existing session',
+    );
+    assert.equal(str(encodeClose(CLOSE_REASONS.sessionFull)), 'close:Session full');
+    assert.equal(str(encodeClose(CLOSE_REASONS.sessionExpired)), 'close:Session closed.');
+    assert.equal(str(encodeClose(CLOSE_REASONS.serverShutdown)), 'close:Server shutting down');
+  });
+
+  test('addresses: IPv4-mapped IPv6 is written as plain IPv4, native IPv6 cannot be written', () => {
+    assert.equal(legacyAddressText('203.0.113.5'), '203.0.113.5');
+    assert.equal(legacyAddressText('::ffff:203.0.113.5'), '203.0.113.5');
+    assert.equal(legacyAddressText('::FFFF:127.0.0.1'), '127.0.0.1');
+    assert.equal(legacyAddressText('2001:db8::1'), undefined);
+    assert.equal(legacyAddressText('::1'), undefined);
+  });
+});
