@@ -1,0 +1,327 @@
+#!/usr/bin/env node
+// `holepunch host|join SESSION [options]`: one traversal through a rendezvous server, then a
+// round-trip test with every peer over the punched path. With --json, one JSON object per
+// line (docs/client.md lists them); the NAT lab parses these lines, keep them stable.
+import { randomBytes } from 'node:crypto';
+import type dgram from 'node:dgram';
+import { parseArgs } from 'node:util';
+import { HolePunchClient, type HolePunchResult } from '../client/client.js';
+import { HolePunchError } from '../errors.js';
+
+const EXIT_OK = 0;
+const EXIT_FAILED = 1;
+const EXIT_USAGE = 2;
+
+/** Test datagrams sent to each peer after the punch, this far apart. */
+const TEST_PINGS = 5;
+const TEST_PING_INTERVAL_MS = 100;
+/** After the last ping, wait this long for late pongs. */
+const TEST_REPLY_WAIT_MS = 1000;
+/**
+ * Keep answering peers' pings (and late punches) after our own test, so a peer that
+ * punched later than us still gets its answers: until every peer sent its last ping,
+ * or it went quiet for `LINGER_QUIET_MS`, and never longer than `LINGER_MAX_MS`.
+ */
+const LINGER_QUIET_MS = 1500;
+const LINGER_MAX_MS = 5000;
+const TEST_PREFIX = 'hp-test:';
+
+const USAGE = `Usage: holepunch host SESSION [options]
+       holepunch join SESSION [options]
+
+Registers with a HolePunch rendezvous server (v2 protocol), waits for the lobby,
+punches a direct UDP path to every peer, then exchanges ${TEST_PINGS} test datagrams
+with each peer and reports the round-trip time.
+
+Options:
+  --server HOST:PORT     rendezvous server (default 127.0.0.1:4000)
+  --name NAME            unique member name (default: random)
+  --nickname NICK        display name (default: the name)
+  --max-players N        host: lobby size, 2-32 (default 2)
+  --timeout MS           fail if not punched within MS (default 60000)
+  --local-port PORT      local UDP port (default: ephemeral)
+  --finalize-after MS    host: exchange peers after MS even if the lobby is not full
+  --json                 one JSON object per line on stdout
+  -h, --help             show this help
+
+Exit status: 0 punched and tested, 1 failed, 2 bad usage.
+`;
+
+interface CliOptions {
+  readonly isHost: boolean;
+  readonly session: string;
+  readonly server: { address: string; port: number };
+  readonly name: string;
+  readonly nickname: string;
+  readonly maxPlayers: number;
+  readonly timeoutMs: number;
+  readonly localPort: number;
+  readonly finalizeAfterMs: number | undefined;
+  readonly json: boolean;
+}
+
+type Parsed =
+  | { kind: 'run'; options: CliOptions }
+  | { kind: 'help' }
+  | { kind: 'error'; message: string };
+
+const INTEGER = /^[0-9]+$/;
+
+function intOption(
+  value: string | undefined,
+  name: string,
+  min: number,
+  max: number,
+  fallback: number,
+): number {
+  if (value === undefined) return fallback;
+  if (!INTEGER.test(value) || Number(value) < min || Number(value) > max) {
+    throw new Error(`--${name} must be an integer ${min}-${max}`);
+  }
+  return Number(value);
+}
+
+export function parseClientArgs(argv: readonly string[]): Parsed {
+  try {
+    const { values, positionals } = parseArgs({
+      args: [...argv],
+      allowPositionals: true,
+      options: {
+        server: { type: 'string' },
+        name: { type: 'string' },
+        nickname: { type: 'string' },
+        'max-players': { type: 'string' },
+        timeout: { type: 'string' },
+        'local-port': { type: 'string' },
+        'finalize-after': { type: 'string' },
+        json: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+    if (values.help) return { kind: 'help' };
+    const [mode, session, ...rest] = positionals;
+    if (mode !== 'host' && mode !== 'join')
+      return { kind: 'error', message: 'expected host or join' };
+    if (session === undefined || session === '')
+      return { kind: 'error', message: 'missing SESSION' };
+    if (rest.length > 0) return { kind: 'error', message: `unexpected argument ${rest[0]}` };
+    const serverText = values.server ?? '127.0.0.1:4000';
+    const colon = serverText.lastIndexOf(':');
+    const host = serverText.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
+    const portText = serverText.slice(colon + 1);
+    if (colon <= 0 || !INTEGER.test(portText) || Number(portText) < 1 || Number(portText) > 65535) {
+      return { kind: 'error', message: '--server must be HOST:PORT' };
+    }
+    const name = values.name ?? `player-${randomBytes(4).toString('hex')}`;
+    const finalize = values['finalize-after'];
+    return {
+      kind: 'run',
+      options: {
+        isHost: mode === 'host',
+        session,
+        server: { address: host, port: Number(portText) },
+        name,
+        nickname: values.nickname ?? name,
+        maxPlayers: intOption(values['max-players'], 'max-players', 2, 32, 2),
+        timeoutMs: intOption(values.timeout, 'timeout', 1, 2 ** 31 - 1, 60_000),
+        localPort: intOption(values['local-port'], 'local-port', 0, 65535, 0),
+        finalizeAfterMs:
+          finalize === undefined
+            ? undefined
+            : intOption(finalize, 'finalize-after', 0, 2 ** 31 - 1, 0),
+        json: values.json === true,
+      },
+    };
+  } catch (err) {
+    return { kind: 'error', message: (err as Error).message };
+  }
+}
+
+interface PeerStats {
+  sent: number;
+  received: number;
+  rtts: number[];
+  lastPingFromPeer: number;
+}
+
+export async function runClient(o: CliOptions): Promise<number> {
+  const out = (event: Record<string, unknown>, text: string): void => {
+    process.stdout.write(o.json ? `${JSON.stringify(event)}\n` : `${text}\n`);
+  };
+  const client = new HolePunchClient({ server: o.server, port: o.localPort });
+  const startedAt = performance.now();
+  const stats = new Map<string, PeerStats>();
+  let lastPingSeenAt = 0;
+  client.on('message', (data: Buffer, rinfo: dgram.RemoteInfo) => {
+    const text = data.toString('utf8');
+    if (!text.startsWith(TEST_PREFIX)) return;
+    const [, kind, seqText, ...nameParts] = text.split(':');
+    const peer = nameParts.join(':');
+    const seq = Number(seqText);
+    if (kind === 'ping') {
+      client.send(`${TEST_PREFIX}pong:${seqText}:${o.name}`, rinfo.port, rinfo.address);
+      lastPingSeenAt = performance.now();
+      const s = stats.get(peer);
+      if (s) s.lastPingFromPeer = Math.max(s.lastPingFromPeer, seq);
+    } else if (kind === 'pong') {
+      const s = stats.get(peer);
+      const sentAt = pingTimes.get(`${peer}\n${seq}`);
+      if (s && sentAt !== undefined) {
+        pingTimes.delete(`${peer}\n${seq}`);
+        s.received++;
+        s.rtts.push(performance.now() - sentAt);
+      }
+    }
+  });
+  const pingTimes = new Map<string, number>();
+  client.on('sessionRegistered', (e) =>
+    out(
+      {
+        event: 'registered',
+        session: e.session,
+        name: o.name,
+        isHost: e.isHost,
+        localPort: e.localPort,
+        publicAddress: e.publicAddress,
+        publicPort: e.publicPort,
+      },
+      `registered in ${e.session} as ${o.name} (local port ${e.localPort}, public ${e.publicAddress}:${e.publicPort})`,
+    ),
+  );
+  client.on('lobbyUpdate', (e) =>
+    out(
+      { event: 'lobby', nicknames: e.nicknames, maxPlayers: e.maxPlayers },
+      `lobby ${e.nicknames.length}/${e.maxPlayers}: ${e.nicknames.join(', ')}`,
+    ),
+  );
+  const abort = new AbortController();
+  const onSignal = (): void => abort.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  let finalizeTimer: NodeJS.Timeout | undefined;
+  if (o.isHost && o.finalizeAfterMs !== undefined) {
+    finalizeTimer = setTimeout(() => {
+      try {
+        client.finalizePeers();
+      } catch {}
+    }, o.finalizeAfterMs);
+  }
+  try {
+    const result = await client.startTraversal({
+      session: o.session,
+      isHost: o.isHost,
+      name: o.name,
+      nickname: o.nickname,
+      maxPlayers: o.maxPlayers,
+      timeoutMs: o.timeoutMs,
+      signal: abort.signal,
+    });
+    clearTimeout(finalizeTimer);
+    out(
+      {
+        event: 'punched',
+        elapsedMs: Math.round(performance.now() - startedAt),
+        localPort: result.localPort,
+        publicAddress: result.publicAddress,
+        publicPort: result.publicPort,
+        hostAddress: result.hostAddress,
+        hostPort: result.hostPort,
+        peers: result.peers.map((p) => ({
+          name: p.name,
+          nickname: p.nickname,
+          isHost: p.isHost,
+          address: p.address,
+          port: p.port,
+          path: p.path,
+        })),
+      },
+      `punched in ${Math.round(performance.now() - startedAt)} ms: ${result.peers
+        .map((p) => `${p.name} at ${p.address}:${p.port} (${p.path})`)
+        .join(', ')}`,
+    );
+    await testPeers(client, o.name, result, stats, pingTimes);
+    for (const p of result.peers) {
+      const s = stats.get(p.name) as PeerStats;
+      const sorted = [...s.rtts].sort((a, b) => a - b);
+      const median = sorted.length > 0 ? sorted[Math.floor(sorted.length / 2)] : undefined;
+      const rttMs = median === undefined ? null : Math.round(median * 100) / 100;
+      out(
+        { event: 'rtt', peer: p.name, rttMs, sent: s.sent, received: s.received },
+        `rtt to ${p.name}: ${rttMs === null ? 'no answer' : `${rttMs} ms`} (${s.received}/${s.sent} answered)`,
+      );
+    }
+    // Linger: the peers may still be testing us.
+    const lingerStart = performance.now();
+    const everyPeerDone = (): boolean =>
+      result.peers.every((p) => (stats.get(p.name)?.lastPingFromPeer ?? -1) >= TEST_PINGS - 1);
+    while (performance.now() - lingerStart < LINGER_MAX_MS && !everyPeerDone()) {
+      const quiet = performance.now() - Math.max(lastPingSeenAt, lingerStart);
+      const heardAll = result.peers.every((p) => (stats.get(p.name)?.lastPingFromPeer ?? -1) >= 0);
+      if (heardAll && quiet > LINGER_QUIET_MS) break;
+      await sleep(50);
+    }
+    const anyAnswered =
+      [...stats.values()].some((s) => s.received > 0) || result.peers.length === 0;
+    return anyAnswered ? EXIT_OK : EXIT_FAILED;
+  } catch (err) {
+    clearTimeout(finalizeTimer);
+    const e =
+      err instanceof HolePunchError
+        ? err
+        : new HolePunchError('bad_request', String((err as Error).message));
+    out({ event: 'failed', code: e.code, message: e.message }, `failed (${e.code}): ${e.message}`);
+    return EXIT_FAILED;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    await client.close();
+  }
+}
+
+async function testPeers(
+  client: HolePunchClient,
+  self: string,
+  result: HolePunchResult,
+  stats: Map<string, PeerStats>,
+  pingTimes: Map<string, number>,
+): Promise<void> {
+  for (const p of result.peers) {
+    if (!stats.has(p.name))
+      stats.set(p.name, { sent: 0, received: 0, rtts: [], lastPingFromPeer: -1 });
+  }
+  for (let seq = 0; seq < TEST_PINGS; seq++) {
+    for (const p of result.peers) {
+      const s = stats.get(p.name) as PeerStats;
+      s.sent++;
+      pingTimes.set(`${p.name}\n${seq}`, performance.now());
+      client.send(`${TEST_PREFIX}ping:${seq}:${self}`, p.port, p.address);
+    }
+    await sleep(TEST_PING_INTERVAL_MS);
+  }
+  const waitStart = performance.now();
+  while (performance.now() - waitStart < TEST_REPLY_WAIT_MS) {
+    if (result.peers.every((p) => stats.get(p.name)?.received === TEST_PINGS)) break;
+    await sleep(20);
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function main(): Promise<void> {
+  const parsed = parseClientArgs(process.argv.slice(2));
+  if (parsed.kind === 'help') {
+    process.stdout.write(USAGE);
+    process.exitCode = EXIT_OK;
+    return;
+  }
+  if (parsed.kind === 'error') {
+    process.stderr.write(`holepunch: ${parsed.message}\n\n${USAGE}`);
+    process.exitCode = EXIT_USAGE;
+    return;
+  }
+  process.exitCode = await runClient(parsed.options);
+}
+
+await main();

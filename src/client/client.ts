@@ -1,0 +1,436 @@
+/**
+ * `HolePunchClient`: the thin node:dgram shell around the pure `Traversal` core. One UDP
+ * socket serves the rendezvous server and the peers, so the mapping the server observed
+ * is the mapping the peers punch; after the punch the socket stays open for the game.
+ */
+import dgram from 'node:dgram';
+import { lookup } from 'node:dns/promises';
+import { EventEmitter } from 'node:events';
+import { isIP } from 'node:net';
+import { networkInterfaces } from 'node:os';
+import { HolePunchError } from '../errors.js';
+import type { Endpoint } from '../protocol/endpoint.js';
+import { hasV2Prefix } from '../protocol/magic.js';
+import { MAX_CANDIDATES } from '../protocol/v2.js';
+import type { ConfirmedPeer, PunchPath } from './punch.js';
+import { checkTraversalInput, Traversal, type TraversalEvent } from './traversal.js';
+
+export const DEFAULT_SERVER: Endpoint = { address: '127.0.0.1', port: 4000 };
+// setTimeout clamps longer delays to 1 ms; wake up early instead and re-arm.
+const MAX_TIMER_DELAY_MS = 2 ** 31 - 1;
+
+export interface HolePunchClientOptions {
+  /** The rendezvous server (name or IP). Default 127.0.0.1:4000. */
+  readonly server?: { readonly address: string; readonly port: number };
+  /** Local UDP port; default 0 (an ephemeral port, so many clients fit on one machine). */
+  readonly port?: number;
+  /** Local bind address; default every interface. */
+  readonly bindAddress?: string;
+  /** Offer our LAN addresses to peers (same-NAT players). Default true. */
+  readonly shareLocalAddresses?: boolean;
+  /** Punch budget in ms (default 10 000). */
+  readonly punchBudgetMs?: number;
+  /**
+   * Testing aid: return true to drop a datagram (`out` before sending, `in` on arrival).
+   * Lets tests inject loss without a proxy.
+   */
+  readonly dropDatagram?: (direction: 'in' | 'out', peer: Endpoint, data: Uint8Array) => boolean;
+}
+
+export interface StartTraversalOptions {
+  /** Session (lobby) name: seed `key`. */
+  readonly session: string;
+  /** Seed `is_player_host`. */
+  readonly isHost: boolean;
+  /** Unique member name in the session: seed `player_name`. */
+  readonly name: string;
+  /** Display name; default `name`. */
+  readonly nickname?: string;
+  /** Host only: lobby size; peers are exchanged when it is full. Default 2. */
+  readonly maxPlayers?: number;
+  readonly signal?: AbortSignal;
+  /** Fail with `timeout` if not punched within this many ms (default: wait in the lobby). */
+  readonly timeoutMs?: number;
+}
+
+export interface PunchedPeer {
+  readonly name: string;
+  readonly nickname: string;
+  readonly isHost: boolean;
+  /** Where to send this peer's game traffic (from our `socket`). */
+  readonly address: string;
+  readonly port: number;
+  readonly path: PunchPath;
+  readonly rttMs?: number;
+}
+
+export interface HolePunchResult {
+  /** Our socket's local port (seed `my_port`). */
+  readonly localPort: number;
+  /** The host's address, '' when we are the host (seed `hosts_address`). */
+  readonly hostAddress: string;
+  /** The host's port; our own local port when we are the host (seed `hosts_port`). */
+  readonly hostPort: number;
+  /** Our public endpoint as the server saw it. */
+  readonly publicAddress: string;
+  readonly publicPort: number;
+  readonly elapsedMs: number;
+  readonly peers: readonly PunchedPeer[];
+}
+
+export interface SessionRegisteredEvent {
+  readonly session: string;
+  readonly isHost: boolean;
+  readonly localPort: number;
+  readonly publicAddress: string;
+  readonly publicPort: number;
+}
+
+export interface LobbyUpdateEvent {
+  readonly nicknames: readonly string[];
+  readonly maxPlayers: number;
+}
+
+export interface HolePunchClientEvents {
+  sessionRegistered: [SessionRegisteredEvent];
+  lobbyUpdate: [LobbyUpdateEvent];
+  holePunched: [HolePunchResult];
+  failed: [HolePunchError];
+  /** A non-protocol datagram on the socket (game traffic from peers). */
+  message: [Buffer, dgram.RemoteInfo];
+}
+
+interface Run {
+  readonly core: Traversal;
+  readonly options: StartTraversalOptions;
+  readonly resolve: (r: HolePunchResult) => void;
+  readonly reject: (e: HolePunchError) => void;
+  settled: boolean;
+  onAbort?: () => void;
+  goodbye?: () => void;
+}
+
+/** IPv4-mapped IPv6 (`::ffff:1.2.3.4`) to plain IPv4, for IPv4 sockets. */
+function plainAddress(address: string): string {
+  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+}
+
+function lanCandidates(port: number, family: 4 | 6): Endpoint[] {
+  const out: Endpoint[] = [];
+  for (const list of Object.values(networkInterfaces())) {
+    for (const i of list ?? []) {
+      if (i.internal || (family === 4 ? i.family !== 'IPv4' : i.family !== 'IPv6')) continue;
+      if (i.family === 'IPv6' && i.address.startsWith('fe80')) continue;
+      out.push({ address: i.address, port });
+      if (out.length >= MAX_CANDIDATES) return out;
+    }
+  }
+  return out;
+}
+
+export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
+  readonly #options: HolePunchClientOptions;
+  #socket: dgram.Socket | undefined;
+  #binding: Promise<dgram.Socket> | undefined;
+  #server: Endpoint | undefined;
+  #run: Run | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #closed = false;
+  #detached = false;
+
+  constructor(options: HolePunchClientOptions = {}) {
+    super();
+    this.#options = options;
+  }
+
+  /** The UDP socket (after `startTraversal` bound it). Keep using it after `holePunched`. */
+  get socket(): dgram.Socket | undefined {
+    return this.#socket;
+  }
+
+  get localPort(): number {
+    return this.#socket?.address().port ?? 0;
+  }
+
+  /**
+   * Registers with the server (host or join), waits in the lobby, punches every peer.
+   * Resolves on `holePunched`, rejects with the `failed` error. Seed `start_traversal`.
+   */
+  async startTraversal(options: StartTraversalOptions): Promise<HolePunchResult> {
+    if (this.#closed) throw new HolePunchError('aborted', 'the client is closed');
+    if (this.#run && !this.#run.settled) {
+      throw new HolePunchError('bad_request', 'a traversal is already running');
+    }
+    const nickname = options.nickname ?? options.name;
+    const maxPlayers = options.maxPlayers ?? 2;
+    checkTraversalInput({ session: options.session, name: options.name, nickname, maxPlayers });
+    if (options.signal?.aborted) throw new HolePunchError('aborted', 'aborted before the start');
+    const socket = await this.#bind();
+    const server = await this.#resolveServer();
+    if (this.#closed) throw new HolePunchError('aborted', 'the client is closed');
+    const family = socket.address().family === 'IPv6' ? 6 : 4;
+    const candidates =
+      this.#options.shareLocalAddresses === false
+        ? []
+        : lanCandidates(socket.address().port, family);
+
+    return await new Promise<HolePunchResult>((resolve, reject) => {
+      const run: Run = {
+        options,
+        resolve,
+        reject,
+        settled: false,
+        core: new Traversal({
+          server,
+          session: options.session,
+          isHost: options.isHost,
+          name: options.name,
+          nickname,
+          maxPlayers,
+          localCandidates: candidates,
+          random: Math.random,
+          timeoutMs: options.timeoutMs,
+          punchBudgetMs: this.#options.punchBudgetMs,
+          send: (to, data) => this.#send(to, data),
+          onEvent: (ev) => this.#onEvent(run, ev),
+        }),
+      };
+      this.#run = run;
+      if (options.signal) {
+        const signal = options.signal;
+        run.onAbort = () => {
+          this.#goodbye(run, options.isHost ? 'close' : 'leave', 'Aborted by the host.');
+          this.#settleFailed(run, new HolePunchError('aborted', 'aborted by the caller'));
+        };
+        signal.addEventListener('abort', run.onAbort, { once: true });
+      }
+      run.core.start(performance.now());
+      this.#arm();
+    });
+  }
+
+  /** Host: exchange peers now, before the lobby is full. Seed `finalize_peers`. */
+  finalizePeers(): void {
+    const run = this.#run;
+    if (run === undefined || run.settled) {
+      throw new HolePunchError('bad_request', 'no traversal is running');
+    }
+    run.core.finalize(performance.now());
+    this.#arm();
+  }
+
+  /** Leave the session (seed `client_disconnect`). Resolves when the server confirmed or gave up. */
+  clientDisconnect(): Promise<void> {
+    return this.#leave('leave', 'left the session');
+  }
+
+  /** Host: close the session for everyone (seed `close_session`). */
+  closeSession(reason = 'Session closed by the host.'): Promise<void> {
+    return this.#leave('close', 'closed the session', reason);
+  }
+
+  /** Sends game data to a peer over the punched path (same socket). */
+  send(data: Uint8Array | string, port: number, address: string): void {
+    if (this.#socket === undefined || this.#detached) {
+      throw new HolePunchError('bad_request', 'no socket: run startTraversal first');
+    }
+    this.#socket.send(data, port, plainAddress(address));
+  }
+
+  /**
+   * Hands the socket over: the client stops reading it (no more answers to late punches)
+   * and will not close it. Prefer keeping the client and using `socket`/`send`/`message`.
+   */
+  detachSocket(): dgram.Socket {
+    const socket = this.#socket;
+    if (socket === undefined) throw new HolePunchError('bad_request', 'no socket to detach');
+    this.#detached = true;
+    socket.removeAllListeners('message');
+    this.#stopTimer();
+    return socket;
+  }
+
+  /** Leaves any running traversal (best effort, one datagram) and releases the socket. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const run = this.#run;
+    if (run && !run.settled) {
+      this.#goodbye(run, run.options.isHost ? 'close' : 'leave', 'The host left.');
+      this.#settleFailed(run, new HolePunchError('aborted', 'the client was closed'));
+    }
+    run?.goodbye?.();
+    this.#stopTimer();
+    const socket = this.#socket;
+    if (socket && !this.#detached) {
+      await new Promise<void>((resolve) => {
+        try {
+          socket.close(() => resolve());
+        } catch {
+          resolve();
+        }
+      });
+    }
+  }
+
+  #leave(kind: 'leave' | 'close', what: string, reason?: string): Promise<void> {
+    const run = this.#run;
+    if (run === undefined) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      run.goodbye = resolve;
+      run.core.goodbye(performance.now(), kind, reason);
+      if (!run.settled)
+        this.#settleFailed(run, new HolePunchError('aborted', `the client ${what}`));
+      this.#arm();
+    });
+  }
+
+  #goodbye(run: Run, kind: 'leave' | 'close', reason: string): void {
+    run.core.goodbye(performance.now(), kind, reason);
+    this.#arm();
+  }
+
+  #onEvent(run: Run, ev: TraversalEvent): void {
+    switch (ev.type) {
+      case 'registered':
+        this.emit('sessionRegistered', {
+          session: run.options.session,
+          isHost: run.options.isHost,
+          localPort: this.localPort,
+          publicAddress: ev.observed.address,
+          publicPort: ev.observed.port,
+        });
+        return;
+      case 'lobby':
+        this.emit('lobbyUpdate', { nicknames: ev.nicknames, maxPlayers: ev.maxPlayers });
+        return;
+      case 'peers':
+        return;
+      case 'punched': {
+        const result = this.#result(run, ev.peers, ev.elapsedMs);
+        if (run.settled) return;
+        run.settled = true;
+        this.#cleanupAbort(run);
+        this.emit('holePunched', result);
+        run.resolve(result);
+        return;
+      }
+      case 'failed':
+        this.#settleFailed(run, ev.error);
+        return;
+      case 'goodbye':
+        run.goodbye?.();
+        run.goodbye = undefined;
+        return;
+    }
+  }
+
+  #result(run: Run, peers: ConfirmedPeer[], elapsedMs: number): HolePunchResult {
+    const localPort = this.localPort;
+    const host = peers.find((p) => p.isHost);
+    const observed = run.core.observed;
+    return {
+      localPort,
+      hostAddress: run.options.isHost ? '' : (host?.address ?? ''),
+      hostPort: run.options.isHost ? localPort : (host?.port ?? 0),
+      publicAddress: observed?.address ?? '',
+      publicPort: observed?.port ?? 0,
+      elapsedMs: Math.round(elapsedMs),
+      peers: peers.map((p) => ({
+        name: p.name,
+        nickname: p.nickname,
+        isHost: p.isHost,
+        address: p.address,
+        port: p.port,
+        path: p.path,
+        rttMs: p.rttMs,
+      })),
+    };
+  }
+
+  #settleFailed(run: Run, error: HolePunchError): void {
+    if (run.settled) return;
+    run.settled = true;
+    this.#cleanupAbort(run);
+    this.emit('failed', error);
+    run.reject(error);
+  }
+
+  #cleanupAbort(run: Run): void {
+    if (run.onAbort) run.options.signal?.removeEventListener('abort', run.onAbort);
+  }
+
+  #send(to: Endpoint, data: Uint8Array): void {
+    const socket = this.#socket;
+    if (socket === undefined || this.#closed || this.#detached) return;
+    if (this.#options.dropDatagram?.('out', to, data)) return;
+    // A bad candidate address must not throw into the core; UDP is best effort anyway.
+    try {
+      socket.send(data, to.port, plainAddress(to.address), () => {});
+    } catch {}
+  }
+
+  #onMessage(data: Buffer, rinfo: dgram.RemoteInfo): void {
+    const from: Endpoint = { address: plainAddress(rinfo.address), port: rinfo.port };
+    if (this.#options.dropDatagram?.('in', from, data)) return;
+    if (hasV2Prefix(data)) {
+      const run = this.#run;
+      if (run !== undefined) {
+        run.core.handle(performance.now(), from, data);
+        this.#arm();
+      }
+      return;
+    }
+    this.emit('message', data, rinfo);
+  }
+
+  #arm(): void {
+    this.#stopTimer();
+    const run = this.#run;
+    if (run === undefined || this.#closed || this.#detached) return;
+    const next = run.core.nextDeadline();
+    if (!Number.isFinite(next)) return;
+    const delay = Math.min(Math.max(0, Math.ceil(next - performance.now())), MAX_TIMER_DELAY_MS);
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      run.core.handleTimeout(performance.now());
+      this.#arm();
+    }, delay);
+  }
+
+  #stopTimer(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  async #resolveServer(): Promise<Endpoint> {
+    if (this.#server) return this.#server;
+    const s = this.#options.server ?? DEFAULT_SERVER;
+    const family = this.#socket?.address().family === 'IPv6' ? 6 : 4;
+    const address =
+      isIP(s.address) !== 0 ? s.address : (await lookup(s.address, { family })).address;
+    this.#server = { address, port: s.port };
+    return this.#server;
+  }
+
+  #bind(): Promise<dgram.Socket> {
+    this.#binding ??= (async () => {
+      const s = this.#options.server ?? DEFAULT_SERVER;
+      const v6 = isIP(s.address) === 6 || isIP(this.#options.bindAddress ?? '') === 6;
+      const socket = dgram.createSocket(v6 ? { type: 'udp6', ipv6Only: false } : { type: 'udp4' });
+      await new Promise<void>((resolve, reject) => {
+        socket.once('error', reject);
+        socket.bind(this.#options.port ?? 0, this.#options.bindAddress, () => {
+          socket.off('error', reject);
+          resolve();
+        });
+      });
+      // ICMP port unreachable from a dead candidate shows up as a socket error: ignore.
+      socket.on('error', () => {});
+      socket.on('message', (data, rinfo) => this.#onMessage(data, rinfo));
+      this.#socket = socket;
+      return socket;
+    })();
+    return this.#binding;
+  }
+}
