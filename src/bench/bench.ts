@@ -1,0 +1,326 @@
+/**
+ * The benchmark's phases, in order, and the figures they produce. Every throughput figure of
+ * the server is taken beside the echo reference's, in the same run, under the same load.
+ */
+import { fileURLToPath } from 'node:url';
+import { type BenchChild, freeUdpPort, startChild } from './child.js';
+import { LOAD_ADDRESS, type LoadResult, openIdleSessions, runClosedLoop } from './lobby-load.js';
+import { type CpuSnapshot, cpuBetween, rssBytes, snapshotCpu } from './process-stats.js';
+import { newestProfile, type ProfileSummary, summariseProfile } from './profile.js';
+import { measureLabPunch, measureSimPunch, type PunchOutcome } from './punch.js';
+import { buildReport, type PhaseFigures } from './report.js';
+
+export interface BenchPlan {
+  readonly smoke: boolean;
+  /** Echo/server alternations of the 2-player phase (alternating evens out machine noise). */
+  readonly rounds2p: number;
+  readonly warmupMs: number;
+  readonly measureMs: number;
+  /** Lobbies in flight at once (each holds one socket per player). */
+  readonly concurrency2p: number;
+  readonly concurrency8p: number;
+  readonly idleSessions: number;
+  readonly idleBatch: number;
+  readonly idleConcurrency: number;
+  /** Complete lobbies run on the memory server before its baseline is read. */
+  readonly memoryWarmupMs: number;
+  readonly simRuns: number;
+  readonly labRuns: number;
+  readonly legacyLabRuns: number;
+  /** Set to profile the server under the 2-player load into this directory. */
+  readonly profileDir?: string | undefined;
+}
+
+export const FULL_PLAN: BenchPlan = {
+  smoke: false,
+  rounds2p: 2,
+  warmupMs: 1000,
+  measureMs: 4000,
+  concurrency2p: 64,
+  concurrency8p: 64,
+  idleSessions: 100_000,
+  idleBatch: 1000,
+  idleConcurrency: 64,
+  memoryWarmupMs: 2000,
+  simRuns: 500,
+  labRuns: 10,
+  legacyLabRuns: 3,
+};
+
+export const SMOKE_PLAN: BenchPlan = {
+  smoke: true,
+  rounds2p: 1,
+  warmupMs: 200,
+  measureMs: 500,
+  concurrency2p: 16,
+  concurrency8p: 4,
+  idleSessions: 2000,
+  idleBatch: 1000,
+  idleConcurrency: 100,
+  memoryWarmupMs: 200,
+  simRuns: 20,
+  labRuns: 0,
+  legacyLabRuns: 0,
+};
+
+/** Session MAX for the idle-session test: above 2, so 2 members leave the session waiting. */
+const IDLE_SESSION_MAX_PLAYERS = 4;
+/** Lets the heap and the allocator settle between a full GC and the RSS reading. */
+const MEMORY_SETTLE_MS = 300;
+/** Each phase draws lobby ids from its own range so that no key repeats in one server. */
+const LOBBY_ID_RANGE = 10_000_000;
+
+const serverCli = fileURLToPath(new URL('../cli/server.js', import.meta.url));
+const echoScript = fileURLToPath(new URL('./echo-server.js', import.meta.url));
+const gcHook = new URL('./gc-hook.js', import.meta.url).href;
+
+async function startServer(extraNodeFlags: readonly string[]): Promise<BenchChild> {
+  const port = await freeUdpPort();
+  // Silent: no log line per session. The port is chosen here, so no startup line is needed.
+  return startChild(
+    'server',
+    [
+      ...extraNodeFlags,
+      '--expose-gc',
+      '--import',
+      gcHook,
+      serverCli,
+      String(port),
+      'y',
+      '--host',
+      LOAD_ADDRESS,
+      '--log-level',
+      'silent',
+    ],
+    { ipc: true, port },
+  );
+}
+
+function startEcho(): Promise<BenchChild> {
+  return startChild('echo', [echoScript, '0', LOAD_ADDRESS], { ipc: false });
+}
+
+let nextLobbyRange = 1;
+function freshLobbyIds(): number {
+  return LOBBY_ID_RANGE * nextLobbyRange++;
+}
+
+/** One closed-loop run against `target`, with CPU of every watched process over the window. */
+async function loadPhase(
+  target: BenchChild,
+  mode: 'server' | 'echo',
+  players: number,
+  concurrency: number,
+  plan: BenchPlan,
+  watched: readonly BenchChild[],
+): Promise<PhaseFigures> {
+  let before: CpuSnapshot | undefined;
+  let after: CpuSnapshot | undefined;
+  const pids = watched.map((c) => c.pid);
+  const load: LoadResult = await runClosedLoop({
+    target: { mode, address: LOAD_ADDRESS, port: target.port },
+    players,
+    concurrency,
+    warmupMs: plan.warmupMs,
+    measureMs: plan.measureMs,
+    firstLobbyId: freshLobbyIds(),
+    onWindowOpen: () => {
+      before = snapshotCpu(pids);
+    },
+    onWindowClose: () => {
+      after = snapshotCpu(pids);
+    },
+  });
+  if (before === undefined || after === undefined) throw new Error('window never closed');
+  const idle = watched.filter((c) => c !== target);
+  return {
+    mode,
+    players,
+    concurrency,
+    windowMs: load.windowMs,
+    requests: load.requestsSent,
+    replies: load.repliesVerified,
+    lobbies: load.lobbiesCompleted,
+    lobbiesFailed: load.lobbiesFailed,
+    verifyFailures: load.verifyFailures,
+    timeouts: load.timeouts,
+    targetCpuUs: cpuBetween(before, after, target.pid),
+    otherCpuUs: idle.reduce(
+      (sum, c) => sum + cpuBetween(before as CpuSnapshot, after as CpuSnapshot, c.pid),
+      0,
+    ),
+    loadCpuUs: load.loadCpuUs,
+    latenciesMs: load.latenciesMs,
+  };
+}
+
+/** Sums alternating rounds of one mode into one phase (latencies merged). */
+function mergePhases(phases: readonly PhaseFigures[]): PhaseFigures {
+  const first = phases[0];
+  if (first === undefined) throw new Error('no phases to merge');
+  const latencies = Float64Array.from(phases.flatMap((p) => Array.from(p.latenciesMs)));
+  latencies.sort();
+  const sum = (pick: (p: PhaseFigures) => number): number =>
+    phases.reduce((total, p) => total + pick(p), 0);
+  return {
+    mode: first.mode,
+    players: first.players,
+    concurrency: first.concurrency,
+    windowMs: sum((p) => p.windowMs),
+    requests: sum((p) => p.requests),
+    replies: sum((p) => p.replies),
+    lobbies: sum((p) => p.lobbies),
+    lobbiesFailed: sum((p) => p.lobbiesFailed),
+    verifyFailures: sum((p) => p.verifyFailures),
+    timeouts: sum((p) => p.timeouts),
+    targetCpuUs: sum((p) => p.targetCpuUs),
+    otherCpuUs: sum((p) => p.otherCpuUs),
+    loadCpuUs: sum((p) => p.loadCpuUs),
+    latenciesMs: latencies,
+  };
+}
+
+export interface MemoryFigures {
+  readonly sessions: number;
+  readonly failed: number;
+  readonly failedVerify: number;
+  readonly failedTimeout: number;
+  readonly rssBefore: number;
+  readonly rssAfter: number;
+  readonly heapBefore: number;
+  readonly heapAfter: number;
+  readonly gcForced: boolean;
+  readonly openMs: number;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function settledMemory(
+  child: BenchChild,
+): Promise<{ rss: number; heap: number; gc: boolean }> {
+  await child.collectGarbage();
+  await sleep(MEMORY_SETTLE_MS);
+  const report = await child.collectGarbage();
+  return {
+    rss: rssBytes(child.pid),
+    heap: report?.heapUsed ?? Number.NaN,
+    gc: report?.collected === true,
+  };
+}
+
+/**
+ * RSS per idle session on a fresh server: warmed up by complete lobbies (JIT, heap sizes as
+ * under real traffic), then the baseline, then N idle 2-member sessions, then the reading.
+ */
+export async function memoryPhase(plan: BenchPlan): Promise<MemoryFigures> {
+  const server = await startServer([]);
+  try {
+    await runClosedLoop({
+      target: { mode: 'server', address: LOAD_ADDRESS, port: server.port },
+      players: 2,
+      concurrency: plan.concurrency2p,
+      warmupMs: plan.memoryWarmupMs,
+      measureMs: 1,
+      firstLobbyId: freshLobbyIds(),
+    });
+    const before = await settledMemory(server);
+    const opened = await openIdleSessions({
+      target: { mode: 'server', address: LOAD_ADDRESS, port: server.port },
+      sessions: plan.idleSessions,
+      firstLobbyId: freshLobbyIds(),
+      concurrency: plan.idleConcurrency,
+      batchSize: plan.idleBatch,
+      maxPlayers: IDLE_SESSION_MAX_PLAYERS,
+    });
+    const after = await settledMemory(server);
+    return {
+      sessions: opened.opened,
+      failed: opened.failed,
+      failedVerify: opened.verifyFailures,
+      failedTimeout: opened.timeouts,
+      rssBefore: before.rss,
+      rssAfter: after.rss,
+      heapBefore: before.heap,
+      heapAfter: after.heap,
+      gcForced: before.gc && after.gc,
+      openMs: opened.elapsedMs,
+    };
+  } finally {
+    await server.stop();
+  }
+}
+
+/** The server under the 2-player load with `--cpu-prof`; a separate process, not measured. */
+async function profilePhase(plan: BenchPlan, dir: string): Promise<ProfileSummary | undefined> {
+  const server = await startServer(['--cpu-prof', '--cpu-prof-dir', dir]);
+  try {
+    await runClosedLoop({
+      target: { mode: 'server', address: LOAD_ADDRESS, port: server.port },
+      players: 2,
+      concurrency: plan.concurrency2p,
+      warmupMs: plan.warmupMs,
+      measureMs: plan.measureMs,
+      firstLobbyId: freshLobbyIds(),
+    });
+  } finally {
+    await server.stop();
+  }
+  const file = newestProfile(dir);
+  return file === undefined ? undefined : summariseProfile(file, 15);
+}
+
+export interface BenchResult {
+  readonly table: string;
+  readonly json: Record<string, unknown>;
+}
+
+export async function runBench(plan: BenchPlan): Promise<BenchResult> {
+  const startedAt = performance.now();
+  const echo = await startEcho();
+  let server: BenchChild | undefined;
+  const phases2pEcho: PhaseFigures[] = [];
+  const phases2pServer: PhaseFigures[] = [];
+  let phase8pServer: PhaseFigures;
+  let phase8pEcho: PhaseFigures;
+  let serverRssAfterLoad = Number.NaN;
+  try {
+    server = await startServer([]);
+    const watched = [server, echo];
+    for (let round = 0; round < plan.rounds2p; round++) {
+      phases2pEcho.push(await loadPhase(echo, 'echo', 2, plan.concurrency2p, plan, watched));
+      phases2pServer.push(await loadPhase(server, 'server', 2, plan.concurrency2p, plan, watched));
+    }
+    phase8pEcho = await loadPhase(echo, 'echo', 8, plan.concurrency8p, plan, watched);
+    phase8pServer = await loadPhase(server, 'server', 8, plan.concurrency8p, plan, watched);
+    serverRssAfterLoad = (await settledMemory(server)).rss;
+  } finally {
+    await server?.stop();
+    await echo.stop();
+  }
+  const memory = await memoryPhase(plan);
+  const sim: PunchOutcome = await measureSimPunch(plan.simRuns);
+  const lab =
+    plan.labRuns > 0
+      ? await measureLabPunch(plan.labRuns, plan.legacyLabRuns)
+      : {
+          v2: { ok: false as const, reason: 'skipped in smoke mode' },
+          legacy: { ok: false as const, reason: 'skipped in smoke mode' },
+        };
+  const profile =
+    plan.profileDir === undefined ? undefined : await profilePhase(plan, plan.profileDir);
+  return buildReport({
+    plan,
+    echo2p: mergePhases(phases2pEcho),
+    server2p: mergePhases(phases2pServer),
+    echo8p: phase8pEcho,
+    server8p: phase8pServer,
+    serverRssAfterLoad,
+    memory,
+    sim,
+    lab,
+    profile,
+    elapsedMs: performance.now() - startedAt,
+  });
+}

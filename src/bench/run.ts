@@ -1,0 +1,52 @@
+#!/usr/bin/env node
+/**
+ * `npm run bench` (full run, < 3 min) and `node dist/src/bench/run.js --smoke` (a few seconds,
+ * for CI). Prints a table, then as its LAST line one JSON object with every figure.
+ * `--profile` adds a CPU profile of the server under the 2-player load (`--cpu-prof`).
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { type BenchPlan, FULL_PLAN, runBench, SMOKE_PLAN } from './bench.js';
+
+const USAGE = `Usage: node dist/src/bench/run.js [--smoke] [--profile] [--profile-dir DIR]
+
+  --smoke            a few seconds: every phase, tiny sizes (figures are not meaningful)
+  --profile          also run the server under load with --cpu-prof and summarise it
+  --profile-dir DIR  where the .cpuprofile goes (default: a new temporary directory)
+`;
+
+async function main(): Promise<void> {
+  let values: { smoke?: boolean; profile?: boolean; 'profile-dir'?: string; help?: boolean };
+  try {
+    ({ values } = parseArgs({
+      args: process.argv.slice(2),
+      strict: true,
+      options: {
+        smoke: { type: 'boolean' },
+        profile: { type: 'boolean' },
+        'profile-dir': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (error) {
+    process.stderr.write(`bench: ${(error as Error).message}\n\n${USAGE}`);
+    process.exitCode = 2;
+    return;
+  }
+  if (values.help === true) {
+    process.stdout.write(USAGE);
+    return;
+  }
+  const base: BenchPlan = values.smoke === true ? SMOKE_PLAN : FULL_PLAN;
+  const wantsProfile = values.profile === true || values['profile-dir'] !== undefined;
+  const profileDir = wantsProfile
+    ? (values['profile-dir'] ?? mkdtempSync(join(tmpdir(), 'holepunch-prof-')))
+    : undefined;
+  const result = await runBench({ ...base, profileDir });
+  process.stdout.write(`${result.table}\n`);
+  process.stdout.write(`${JSON.stringify(result.json)}\n`);
+}
+
+await main();

@@ -1,0 +1,106 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const RUN_SCRIPT = fileURLToPath(new URL('../src/bench/run.js', import.meta.url));
+/** The smoke run takes ~5 s alone; a loaded CI machine gets generous headroom. */
+const SMOKE_LIMIT_MS = 90_000;
+
+interface SmokeRun {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+function runSmoke(): Promise<SmokeRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [RUN_SCRIPT, '--smoke'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout += chunk;
+    });
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr += chunk;
+    });
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(
+        new Error(`bench --smoke did not finish in ${SMOKE_LIMIT_MS} ms:\n${stdout}\n${stderr}`),
+      );
+    }, SMOKE_LIMIT_MS);
+    child.once('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+function positive(json: Record<string, unknown>, field: string): number {
+  const value = json[field];
+  assert.equal(typeof value, 'number', `${field} is a number (got ${String(value)})`);
+  assert.ok(Number.isFinite(value) && (value as number) > 0, `${field} > 0 (got ${value})`);
+  return value as number;
+}
+
+describe('npm run bench, smoke mode', () => {
+  it('runs every phase in seconds and ends with one JSON line holding every published figure', async () => {
+    const run = await runSmoke();
+    assert.equal(run.code, 0, `exit code 0\n${run.stderr}`);
+    const lines = run.stdout.trimEnd().split('\n');
+    assert.ok(lines.length > 5, 'a readable table comes before the JSON line');
+    assert.match(run.stdout, /datagrams\/s \(in\+out\)/);
+    const json = JSON.parse(lines.at(-1) as string) as Record<string, unknown>;
+
+    assert.equal(json.smoke, true);
+    const serverMsgs = positive(json, 'server_msgs_per_s');
+    const echoMsgs = positive(json, 'echo_msgs_per_s');
+    assert.ok(
+      Math.abs((json.server_vs_echo as number) - serverMsgs / echoMsgs) < 0.01,
+      'server_vs_echo is the ratio of the two rates',
+    );
+    const cpu = positive(json, 'cpu_us_per_msg');
+    const echoCpu = positive(json, 'echo_cpu_us_per_msg');
+    assert.ok(Math.abs((json.cpu_vs_echo as number) - cpu / echoCpu) < 0.01);
+    // A datagram cannot cost less than ~0.1 µs or more than 10 ms of CPU on any sane machine.
+    for (const perMsg of [cpu, echoCpu]) assert.ok(perMsg > 0.1 && perMsg < 10_000);
+    positive(json, 'lobbies_per_s_2p');
+    positive(json, 'lobbies_per_s_8p');
+    const p50 = positive(json, 'p50_ms');
+    const p99 = positive(json, 'p99_ms');
+    assert.ok(p99 >= p50, 'p99 ≥ p50');
+    positive(json, 'cpu_us_per_lobby');
+    assert.equal(typeof json.rss_bytes_per_idle_session, 'number');
+    assert.equal(json.idle_sessions, 2000, 'every idle session registered');
+    // Every counted reply was checked byte for byte; a wrong one is a bug, not noise.
+    assert.equal(json.verify_failures, 0, 'no reply differed from the protocol');
+
+    const simP50 = positive(json, 'sim_punch_ms_p50');
+    assert.ok((json.sim_punch_ms_p99 as number) >= simP50);
+    for (const field of ['punch_ms_p50', 'punch_ms_p99', 'legacy_punch_ms_p50']) {
+      assert.ok(field in json, `${field} is present`);
+      const value = json[field];
+      assert.ok(value === null || (typeof value === 'number' && value > 0), `${field}: ${value}`);
+    }
+    if (json.punch_ms_p50 === null) assert.equal(typeof json.punch_unavailable_reason, 'string');
+
+    const targets = json.targets as Record<string, { pass: boolean | null }>;
+    for (const name of [
+      'cpu_vs_echo',
+      'server_vs_echo',
+      'rss_bytes_per_idle_session',
+      'sim_punch_ms_p50',
+      'punch_ms_p50',
+    ]) {
+      assert.ok(name in targets, `target ${name} is reported`);
+      assert.ok([true, false, null].includes(targets[name]?.pass ?? null));
+    }
+  });
+});
