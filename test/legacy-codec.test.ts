@@ -96,7 +96,8 @@ describe('legacy codec: every refusal has its kind', () => {
 
   test('invalid UTF-8 is refused as not_utf8', () => {
     assertRejected(decodeLegacy(Uint8Array.of(0x72, 0x73, 0x3a, 0xff, 0x3a, 0x32)), 'not_utf8');
-    assertRejected(decodeLegacy(Uint8Array.of(0x72, 0x63, 0x3a, 0xc3)), 'not_utf8');
+    assertRejected(decodeLegacy(Uint8Array.from([...text('rc:n:k:'), 0xc3])), 'not_utf8');
+    assertRejected(decodeLegacy(Uint8Array.from([...text('cs:k:'), 0xed, 0xa0, 0x80])), 'not_utf8');
   });
 
   test('binary and control characters are refused as control_chars', () => {

@@ -114,74 +114,121 @@ export function decodeLegacy(
     if (length > 0 && data[length - 1] === 0x0d) length--;
     if (length === 0) return reject('empty');
   }
+  // One pass finds the first three `:` and refuses binary. `:` (0x3a) never occurs inside a
+  // multi-byte UTF-8 sequence, so byte offsets split fields exactly.
+  let colons = 0;
+  let colon1 = length;
+  let colon2 = length;
+  let colon3 = length;
   for (let i = 0; i < length; i++) {
     const byte = data[i] as number;
     if (byte < 0x20 || byte === 0x7f) return reject('control_chars');
+    if (byte === 0x3a) {
+      colons++;
+      if (colons === 1) colon1 = i;
+      else if (colons === 2) colon2 = i;
+      else if (colons === 3) colon3 = i;
+    }
   }
-  let text: string;
-  try {
-    text = utf8Decoder.decode(length === data.length ? data : data.subarray(0, length));
-  } catch {
-    return reject('not_utf8');
-  }
-  return decodeLegacyText(text, options.maxPlayersCap ?? DEFAULT_MAX_PLAYERS_CAP);
-}
-
-function decodeLegacyText(text: string, maxPlayersCap: number): LegacyDecodeResult {
-  const firstColon = text.indexOf(':');
-  const type = firstColon === -1 ? text : text.slice(0, firstColon);
+  const type = messageType(data, colon1);
+  if (type === undefined) return reject('unknown_type');
+  const expectedColons = FIELD_COLONS[type];
+  if (colons < expectedColons) return reject('too_few_fields');
+  // `cs` takes the rest as its REASON; every other message has an exact field count.
+  if (colons > expectedColons && type !== 'cs') return reject('too_many_fields');
+  // Each field is decoded on its own: a fresh flat string, not a slice that would keep the
+  // whole datagram's text alive as long as the session holds the field.
   switch (type) {
     case 'rs': {
-      const fields = text.split(':');
-      if (fields.length < 3) return reject('too_few_fields');
-      if (fields.length > 3) return reject('too_many_fields');
-      const key = fields[1] as string;
-      const maxText = fields[2] as string;
+      const key = field(data, colon1 + 1, colon2);
+      const maxText = field(data, colon2 + 1, length);
+      if (key === undefined || maxText === undefined) return reject('not_utf8');
       if (key === '') return reject('empty_field');
       if (!MAX_DIGITS.test(maxText)) return reject('bad_max');
       const maxPlayers = Number(maxText);
-      if (maxPlayers < 1 || maxPlayers > maxPlayersCap) return reject('bad_max');
+      const cap = options.maxPlayersCap ?? DEFAULT_MAX_PLAYERS_CAP;
+      if (maxPlayers < 1 || maxPlayers > cap) return reject('bad_max');
       return { ok: true, msg: { type: 'register_session', key, maxPlayers } };
     }
     case 'rc': {
-      const fields = text.split(':');
-      if (fields.length < 4) return reject('too_few_fields');
-      if (fields.length > 4) return reject('too_many_fields');
-      const name = fields[1] as string;
-      const key = fields[2] as string;
-      const nickname = fields[3] as string;
+      const name = field(data, colon1 + 1, colon2);
+      const key = field(data, colon2 + 1, colon3);
+      const nickname = field(data, colon3 + 1, length);
+      if (name === undefined || key === undefined || nickname === undefined) {
+        return reject('not_utf8');
+      }
       if (name === '' || key === '') return reject('empty_field');
       if (name.includes(',') || nickname.includes(',')) return reject('bad_name');
       return { ok: true, msg: { type: 'register_client', name, key, nickname } };
     }
-    case 'ep': {
-      const fields = text.split(':');
-      if (fields.length < 2) return reject('too_few_fields');
-      if (fields.length > 2) return reject('too_many_fields');
-      const key = fields[1] as string;
-      if (key === '') return reject('empty_field');
-      return { ok: true, msg: { type: 'exchange_peers', key } };
-    }
+    case 'ep':
     case 'cc': {
-      const fields = text.split(':');
-      if (fields.length < 2) return reject('too_few_fields');
-      if (fields.length > 2) return reject('too_many_fields');
-      const name = fields[1] as string;
-      if (name === '') return reject('empty_field');
-      return { ok: true, msg: { type: 'check_out', name } };
+      const value = field(data, colon1 + 1, length);
+      if (value === undefined) return reject('not_utf8');
+      if (value === '') return reject('empty_field');
+      return type === 'ep'
+        ? { ok: true, msg: { type: 'exchange_peers', key: value } }
+        : { ok: true, msg: { type: 'check_out', name: value } };
     }
     case 'cs': {
-      if (firstColon === -1) return reject('too_few_fields');
-      const keyEnd = text.indexOf(':', firstColon + 1);
-      const key = keyEnd === -1 ? text.slice(firstColon + 1) : text.slice(firstColon + 1, keyEnd);
+      const key = field(data, colon1 + 1, colon2);
+      const reason = colon2 === length ? '' : field(data, colon2 + 1, length);
+      if (key === undefined || reason === undefined) return reject('not_utf8');
       if (key === '') return reject('empty_field');
-      const reason = keyEnd === -1 ? undefined : text.slice(keyEnd + 1);
-      return { ok: true, msg: { type: 'close_session', key, reason } };
+      return {
+        ok: true,
+        msg: { type: 'close_session', key, reason: colon2 === length ? undefined : reason },
+      };
     }
     case 'goodbye':
-      return firstColon === -1 ? GOODBYE : reject('too_many_fields');
-    default:
-      return reject('unknown_type');
+      return GOODBYE;
+  }
+}
+
+type MessageType = 'rs' | 'rc' | 'ep' | 'cc' | 'cs' | 'goodbye';
+
+/** How many `:` each message has (for `cs`: at least). */
+const FIELD_COLONS: { readonly [T in MessageType]: number } = {
+  rs: 2,
+  rc: 3,
+  ep: 1,
+  cc: 1,
+  cs: 1,
+  goodbye: 0,
+};
+
+const GOODBYE_BYTES = utf8Encoder.encode('goodbye');
+
+/** The type in bytes `[0, end)`, compared as bytes: nothing is decoded for unknown types. */
+function messageType(data: Uint8Array, end: number): MessageType | undefined {
+  if (end === 2) {
+    const a = data[0];
+    const b = data[1];
+    if (a === 0x72 /* r */) {
+      if (b === 0x73 /* s */) return 'rs';
+      if (b === 0x63 /* c */) return 'rc';
+    } else if (a === 0x63 /* c */) {
+      if (b === 0x63) return 'cc';
+      if (b === 0x73) return 'cs';
+    } else if (a === 0x65 /* e */ && b === 0x70 /* p */) {
+      return 'ep';
+    }
+    return undefined;
+  }
+  if (end === GOODBYE_BYTES.length) {
+    for (let i = 0; i < end; i++) if (data[i] !== GOODBYE_BYTES[i]) return undefined;
+    return 'goodbye';
+  }
+  return undefined;
+}
+
+/** Bytes `[start, end)` as text, or undefined when they are not valid UTF-8. */
+function field(data: Uint8Array, start: number, end: number): string | undefined {
+  if (start >= end) return '';
+  try {
+    return utf8Decoder.decode(data.subarray(start, end));
+  } catch {
+    return undefined;
   }
 }
 

@@ -1,4 +1,4 @@
-import { type Endpoint, endpointKey } from '../protocol/endpoint.js';
+import type { Endpoint } from '../protocol/endpoint.js';
 import {
   CLOSE_REASONS,
   DEFAULT_MAX_PLAYERS_CAP,
@@ -119,8 +119,10 @@ const utf8Encoder = new TextEncoder();
 
 /**
  * The legacy session table: a pure state machine (`now` injected, sends through `outbox`).
- * Names are scoped per session; an endpoint (address + port) holds at most one membership,
- * which is what makes `cc:NAME` checkable and a retransmitted `rc` idempotent.
+ * Names are scoped per session. A NAME registered from an address (IP + port) is that
+ * address's: `cc:NAME` from anywhere else is ignored, and `rc` with the same NAME from the same
+ * address replaces the earlier registration (same session: in place, idempotent; another
+ * session: it moves).
  */
 export class LegacySessions implements ProtocolHandler {
   readonly #outbox: Outbox;
@@ -131,7 +133,9 @@ export class LegacySessions implements ProtocolHandler {
   readonly #decodeOptions: LegacyDecodeOptions;
   readonly #onLifecycle: ((event: SessionLifecycleEvent) => void) | undefined;
   readonly #sessions = new Map<string, Session>();
-  readonly #memberByEndpoint = new Map<string, Member>();
+  // Members by NAME, to find "NAME from this address" for `cc` and re-registration. Keyed by
+  // the member's own name string (no extra key string); a list only when sessions share a NAME.
+  readonly #membersByName = new Map<string, Member | Member[]>();
   // TTL is constant, so creation order is expiry order: a FIFO replaces a heap or timers.
   #expiryQueue: Session[] = [];
   #expiryHead = 0;
@@ -216,7 +220,7 @@ export class LegacySessions implements ProtocolHandler {
       this.#counters.sessionsClosed++;
     }
     this.#sessions.clear();
-    this.#memberByEndpoint.clear();
+    this.#membersByName.clear();
     this.#expiryQueue = [];
     this.#expiryHead = 0;
   }
@@ -260,7 +264,8 @@ export class LegacySessions implements ProtocolHandler {
       maxPlayers,
       hostAddress: from.address,
       hostPort: from.port,
-      deadline: now + this.#sessionTtlMs,
+      // Whole milliseconds: a small integer is stored inline, a fraction would be a boxed double.
+      deadline: Math.ceil(now + this.#sessionTtlMs),
       members: NO_MEMBERS,
       live: true,
     };
@@ -288,8 +293,8 @@ export class LegacySessions implements ProtocolHandler {
       this.#refuse(from, CLOSE_SESSION_NOT_FOUND, 'session_not_found');
       return;
     }
-    const fromKey = endpointKey(from);
-    const previous = this.#memberByEndpoint.get(fromKey);
+    // The sender's earlier registration of this NAME, in this or another session.
+    const previous = this.#findMember(name, from);
     const members = session.members;
     // The slot this registration replaces: the sender's own earlier membership of this session.
     let replaceIndex = -1;
@@ -307,15 +312,18 @@ export class LegacySessions implements ProtocolHandler {
     }
     // Moving to another session: leave the old one first (its members see the new lobby).
     if (previous !== undefined && previous.session !== session) this.#removeMember(previous);
-    const member: Member = { address: from.address, port: from.port, name, nickname, session };
+    // The host's `rc` shares the address string kept from its `rs`.
+    const address = from.address === session.hostAddress ? session.hostAddress : from.address;
+    const member: Member = { address, port: from.port, name, nickname, session };
     if (replaceIndex === -1) {
-      session.members = [...members, member];
+      session.members = appended(members, member);
     } else {
       const replaced = members.slice();
       replaced[replaceIndex] = member;
       session.members = replaced;
+      this.#unindex(members[replaceIndex] as Member);
     }
-    this.#memberByEndpoint.set(fromKey, member);
+    this.#index(member);
     this.#outbox.send(from, encodeOk(from.port));
     this.#sendLobby(session);
     if (this.#autostart && session.members.length >= session.maxPlayers) {
@@ -324,9 +332,9 @@ export class LegacySessions implements ProtocolHandler {
   }
 
   #checkOut(from: Endpoint, name: string): void {
-    const member = this.#memberByEndpoint.get(endpointKey(from));
     // Only the address that registered NAME may check it out (the original let anyone).
-    if (member === undefined || member.name !== name) {
+    const member = this.#findMember(name, from);
+    if (member === undefined) {
       countRejection(this.#counters, 'not_owner');
       return;
     }
@@ -349,8 +357,8 @@ export class LegacySessions implements ProtocolHandler {
 
   #removeMember(member: Member): void {
     const session = member.session;
-    this.#memberByEndpoint.delete(endpointKey(member));
-    session.members = session.members.filter((other) => other !== member);
+    this.#unindex(member);
+    session.members = without(session.members, member);
     this.#sendLobby(session);
   }
 
@@ -374,10 +382,7 @@ export class LegacySessions implements ProtocolHandler {
         reason === CLOSE_REASONS.sessionExpired ? CLOSE_SESSION_EXPIRED : encodeClose(reason ?? '');
       for (const member of members) this.#outbox.send(member, bytes);
     }
-    for (const member of members) {
-      const key = endpointKey(member);
-      if (this.#memberByEndpoint.get(key) === member) this.#memberByEndpoint.delete(key);
-    }
+    for (const member of members) this.#unindex(member);
     this.#sessions.delete(session.key);
     session.live = false;
     session.members = NO_MEMBERS;
@@ -414,6 +419,33 @@ export class LegacySessions implements ProtocolHandler {
     }
   }
 
+  #findMember(name: string, from: Endpoint): Member | undefined {
+    const found = this.#membersByName.get(name);
+    if (found === undefined) return undefined;
+    if (!Array.isArray(found)) {
+      return found.port === from.port && found.address === from.address ? found : undefined;
+    }
+    return found.find((member) => member.port === from.port && member.address === from.address);
+  }
+
+  #index(member: Member): void {
+    const found = this.#membersByName.get(member.name);
+    if (found === undefined) this.#membersByName.set(member.name, member);
+    else if (Array.isArray(found)) found.push(member);
+    else this.#membersByName.set(member.name, [found, member]);
+  }
+
+  #unindex(member: Member): void {
+    const found = this.#membersByName.get(member.name);
+    if (found === member) {
+      this.#membersByName.delete(member.name);
+    } else if (Array.isArray(found)) {
+      const rest = found.filter((other) => other !== member);
+      if (rest.length === 1) this.#membersByName.set(member.name, rest[0] as Member);
+      else this.#membersByName.set(member.name, rest);
+    }
+  }
+
   #refuse(to: Endpoint, reply: Uint8Array, kind: LegacyRefusalKind): void {
     countRejection(this.#counters, kind);
     this.#outbox.send(to, reply);
@@ -430,6 +462,24 @@ export class LegacySessions implements ProtocolHandler {
       this.#expiryHead = 0;
     }
   }
+}
+
+// Exact-length copies: spread and filter build arrays by pushing, which reserves 17 slots
+// (136 bytes) for one member. Copy-on-write is cheap at ≤ 64 members per session.
+function appended(members: readonly Member[], member: Member): Member[] {
+  const copy = new Array<Member>(members.length + 1);
+  for (let i = 0; i < members.length; i++) copy[i] = members[i] as Member;
+  copy[members.length] = member;
+  return copy;
+}
+
+function without(members: readonly Member[], member: Member): Member[] {
+  let count = 0;
+  for (const other of members) if (other !== member) count++;
+  const copy = new Array<Member>(count);
+  let next = 0;
+  for (const other of members) if (other !== member) copy[next++] = other;
+  return copy;
 }
 
 function snapshotOf(session: Session): LegacySessionSnapshot {
