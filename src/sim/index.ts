@@ -18,7 +18,7 @@
  * (default port-restricted); sameLan (everyone behind one router: LAN candidates win);
  * oneWayDelayMs (default 20, applied to every datagram); lossRate (0..1, every datagram,
  * both directions, default 0); seed (default 1: runs are deterministic); punchBudgetMs;
- * joinDelayMs (players ≥ 1 start this much later than the host).
+ * joinDelayMs / hostDelayMs (when the players / the host start, virtual ms).
  *
  * Lower level: `SimNetwork` (addNat, addHost, bind, addAgent, run) and `SimNat` drive any
  * sans-IO core; see test/sim-*.test.ts.

@@ -32,8 +32,10 @@ export interface SimulateTraversalOptions {
   readonly lossRate?: number;
   readonly seed?: number;
   readonly punchBudgetMs?: number;
-  /** When player i (i ≥ 1) starts, in virtual ms (default 0 for everyone). */
+  /** When players i ≥ 1 start, in virtual ms (default 0 for everyone). */
   readonly joinDelayMs?: number;
+  /** When the host starts, in virtual ms (default 0): joiners that come first must wait. */
+  readonly hostDelayMs?: number;
 }
 
 export interface SimulatedClient {
@@ -107,7 +109,7 @@ export function simulateTraversal(options: SimulateTraversalOptions = {}): Simul
     const run: Running = {
       name,
       nat,
-      startAt: i === 0 ? 0 : (options.joinDelayMs ?? 0),
+      startAt: i === 0 ? (options.hostDelayMs ?? 0) : (options.joinDelayMs ?? 0),
       paths: {},
       events: [],
       core: undefined as unknown as Traversal,

@@ -1,0 +1,213 @@
+import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
+import { after, before, describe, it } from 'node:test';
+import { HolePunchClient, type HolePunchResult } from '../src/client/index.js';
+import { HolePunchError } from '../src/errors.js';
+import { decodeV2, encodeV2 } from '../src/protocol/v2.js';
+import { type RunningServer, startServer } from '../src/server/shell.js';
+import { seededRandom } from '../src/sim/random.js';
+
+const LOOPBACK = '127.0.0.1';
+const GAME_WAIT_MS = 3000;
+
+/** Starts host + players on ephemeral ports and waits for every holePunched. */
+async function lobby(
+  server: RunningServer,
+  session: string,
+  players: number,
+  clients: HolePunchClient[],
+  drop?: () => boolean,
+): Promise<HolePunchResult[]> {
+  const made: HolePunchClient[] = [];
+  for (let i = 0; i < players; i++) {
+    const c = new HolePunchClient({
+      server: { address: LOOPBACK, port: server.port },
+      bindAddress: LOOPBACK,
+      dropDatagram: drop ? () => drop() : undefined,
+    });
+    clients.push(c);
+    made.push(c);
+  }
+  return await Promise.all(
+    made.map((c, i) =>
+      c.startTraversal({
+        session,
+        isHost: i === 0,
+        name: i === 0 ? 'host' : `p${i}`,
+        nickname: i === 0 ? 'Host: 🦄' : `Player, ${i}`,
+        maxPlayers: players,
+        timeoutMs: 20_000,
+      }),
+    ),
+  );
+}
+
+function assertEveryPairConfirmed(clients: HolePunchClient[], results: HolePunchResult[]): void {
+  const ports = clients.map((c) => c.localPort);
+  results.forEach((r, i) => {
+    assert.equal(r.peers.length, clients.length - 1, `client ${i} confirmed every other`);
+    const seen = r.peers.map((p) => p.port).sort();
+    const expected = ports.filter((_, j) => j !== i).sort();
+    assert.deepEqual(seen, expected, `client ${i} knows every peer's real port`);
+    if (i > 0) assert.equal(r.hostPort, ports[0]);
+  });
+}
+
+/** Every client sends a game datagram to every peer; resolves when all arrived (bounded). */
+async function gameTrafficFlows(clients: HolePunchClient[], results: HolePunchResult[]) {
+  const expected = clients.length * (clients.length - 1);
+  const got = new Set<string>();
+  const listeners = clients.map((c, i) => {
+    const l = (data: Buffer) => got.add(`${data.toString()}>${i}`);
+    c.on('message', l);
+    return l;
+  });
+  try {
+    const deadline = Date.now() + GAME_WAIT_MS;
+    while (got.size < expected && Date.now() < deadline) {
+      results.forEach((r, i) => {
+        for (const p of r.peers) clients[i]?.send(`game from ${i}`, p.port, p.address);
+      });
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  } finally {
+    clients.forEach((c, i) => c.off('message', listeners[i] as (data: Buffer) => void));
+  }
+  assert.equal(got.size, expected, `game datagrams seen: ${[...got].join(', ')}`);
+}
+
+describe('HolePunchClient over loopback through the real server', () => {
+  let server: RunningServer;
+  const clients: HolePunchClient[] = [];
+
+  before(async () => {
+    server = await startServer({ port: 0, host: LOOPBACK });
+  });
+
+  after(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+    await server.close();
+  });
+
+  it('host + 3 players punch every pair, then game datagrams flow with the server stopped', async () => {
+    const events: string[] = [];
+    const results = await (async () => {
+      const p = lobby(server, 'quad', 4, clients);
+      clients[0]?.on('sessionRegistered', () => events.push('registered'));
+      clients[0]?.on('lobbyUpdate', (e) =>
+        events.push(`lobby ${e.nicknames.length}/${e.maxPlayers}`),
+      );
+      return await p;
+    })();
+    assertEveryPairConfirmed(clients.slice(0, 4), results);
+    assert.ok(events.includes('registered'));
+    assert.ok(results[1]?.peers.some((p) => p.isHost && p.nickname === 'Host: 🦄'));
+    await server.close();
+    await gameTrafficFlows(clients.slice(0, 4), results);
+    server = await startServer({ port: 0, host: LOOPBACK });
+  });
+
+  it('with 30% of datagrams dropped in both directions every lobby still completes', async () => {
+    const rnd = seededRandom(2024);
+    const drop = () => rnd() < 0.3;
+    const start = clients.length;
+    const [r1, r2] = await Promise.all([
+      lobby(server, 'lossy-a', 4, clients, drop),
+      lobby(server, 'lossy-b', 2, clients, drop),
+    ]);
+    assertEveryPairConfirmed(clients.slice(start, start + 4), r1);
+    assertEveryPairConfirmed(clients.slice(start + 4, start + 6), r2);
+  });
+
+  it('a third party with the session and member names but no token cannot remove, start or close', async () => {
+    const host = new HolePunchClient({ server: { address: LOOPBACK, port: server.port } });
+    const member = new HolePunchClient({ server: { address: LOOPBACK, port: server.port } });
+    clients.push(host, member);
+    const lobbies: number[] = [];
+    host.on('lobbyUpdate', (e) => lobbies.push(e.nicknames.length));
+    const hostRun = host.startTraversal({
+      session: 'guarded',
+      isHost: true,
+      name: 'h',
+      maxPlayers: 3,
+    });
+    hostRun.catch(() => {});
+    const memberRun = member.startTraversal({
+      session: 'guarded',
+      isHost: false,
+      name: 'm',
+      maxPlayers: 3,
+    });
+    memberRun.catch(() => {});
+    for (let i = 0; i < 100 && !lobbies.includes(2); i++)
+      await new Promise((r) => setTimeout(r, 20));
+    assert.ok(lobbies.includes(2), 'both in the lobby');
+
+    const attacker = dgram.createSocket('udp4');
+    try {
+      await new Promise<void>((resolve) => attacker.bind(0, LOOPBACK, resolve));
+      const answers: string[] = [];
+      attacker.on('message', (data) => {
+        const d = decodeV2(data);
+        if (d.ok && d.msg.type === 'error') answers.push(d.msg.code);
+        else if (d.ok) answers.push(d.msg.type);
+      });
+      const guess = new Uint8Array(16);
+      const attempts = [
+        encodeV2({ type: 'leave', requestId: 1, session: 'guarded', token: guess }),
+        encodeV2({ type: 'start', requestId: 2, session: 'guarded', token: guess }),
+        encodeV2({ type: 'close', requestId: 3, session: 'guarded', token: guess, reason: 'x' }),
+        encodeV2({
+          type: 'join',
+          requestId: 4,
+          session: 'guarded',
+          name: 'm',
+          nickname: 'm',
+          candidates: [],
+        }),
+      ];
+      for (const a of attempts) attacker.send(a, server.port, LOOPBACK);
+      for (let i = 0; i < 100 && answers.length < attempts.length; i++) {
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      assert.deepEqual(answers.sort(), [
+        'name_taken',
+        'not_authorized',
+        'not_authorized',
+        'not_authorized',
+      ]);
+    } finally {
+      attacker.close();
+    }
+    // The lobby is untouched: the host can still start and both punch.
+    host.finalizePeers();
+    const [h, m] = await Promise.all([hostRun, memberRun]);
+    assert.equal(h.peers[0]?.name, 'm');
+    assert.equal(m.peers[0]?.name, 'h');
+  });
+
+  it('a refused join fails with a typed error and an abort ends a waiting traversal', async () => {
+    const a = new HolePunchClient({ server: { address: LOOPBACK, port: server.port } });
+    const b = new HolePunchClient({ server: { address: LOOPBACK, port: server.port } });
+    clients.push(a, b);
+    const ac = new AbortController();
+    const waiting = a.startTraversal({
+      session: 'solo',
+      isHost: true,
+      name: 'x',
+      maxPlayers: 2,
+      signal: ac.signal,
+    });
+    await new Promise<void>((resolve) => a.once('sessionRegistered', () => resolve()));
+    const dup = b.startTraversal({ session: 'solo', isHost: true, name: 'y', maxPlayers: 2 });
+    await assert.rejects(
+      dup,
+      (e: unknown) => e instanceof HolePunchError && e.code === 'session_exists',
+    );
+    ac.abort();
+    await assert.rejects(
+      waiting,
+      (e: unknown) => e instanceof HolePunchError && e.code === 'aborted',
+    );
+  });
+});

@@ -1,0 +1,200 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import {
+  PREDICT_AFTER_ROUNDS,
+  PUNCH_INTERVAL_MS,
+  PunchAttempt,
+  type PunchMessage,
+} from '../src/client/punch.js';
+import {
+  REQUEST_RETRY_FIRST_MS,
+  SERVER_SILENCE_LIMIT_MS,
+  Traversal,
+  type TraversalEvent,
+} from '../src/client/traversal.js';
+import type { Endpoint } from '../src/protocol/endpoint.js';
+import { decodeV2, encodePunch, type V2Peer } from '../src/protocol/v2.js';
+import { seededRandom } from '../src/sim/random.js';
+
+const KEY = new Uint8Array(16).fill(9);
+const A: Endpoint = { address: '198.51.100.1', port: 5000 };
+const B: Endpoint = { address: '198.51.100.2', port: 6000 };
+const DELAY_MS = 10;
+
+interface Flight {
+  at: number;
+  from: Endpoint;
+  to: Endpoint;
+  data: Uint8Array;
+}
+
+/**
+ * Two punch attempts on a fake clock. `deliver(from, to)` decides per datagram whether it
+ * arrives (loss, filtering); the address a datagram arrives at is mapped to its owner.
+ */
+function pair(opts: {
+  deliver?: (from: Endpoint, to: Endpoint) => boolean;
+  peerBPublic?: Endpoint;
+  budgetMs?: number;
+}) {
+  const flights: Flight[] = [];
+  let now = 0;
+  const owner = (to: Endpoint) => (to.address === A.address ? 'a' : 'b');
+  const peer = (name: string, ep: Endpoint): V2Peer => ({
+    name,
+    nickname: name,
+    isHost: name === 'a',
+    publicEndpoint: ep,
+    candidates: [],
+  });
+  const make = (self: string, selfEp: Endpoint, other: V2Peer) =>
+    new PunchAttempt({
+      selfName: self,
+      punchKey: KEY,
+      peers: [other],
+      now: 0,
+      budgetMs: opts.budgetMs ?? 3000,
+      send: (to, data) => {
+        if (opts.deliver && !opts.deliver(selfEp, to)) return;
+        flights.push({ at: now + DELAY_MS, from: selfEp, to, data });
+      },
+    });
+  const a = make('a', A, peer('b', opts.peerBPublic ?? B));
+  const b = make('b', B, peer('a', A));
+  const run = (untilMs: number) => {
+    for (let step = 0; step < 100_000; step++) {
+      if (a.state !== 'punching' && b.state !== 'punching') return;
+      const nextFlight = flights.reduce((m, f) => Math.min(m, f.at), Number.POSITIVE_INFINITY);
+      const next = Math.min(nextFlight, a.nextDeadline(), b.nextDeadline());
+      if (next > untilMs) return;
+      now = next;
+      const due = flights.filter((f) => f.at <= now);
+      flights.splice(0, flights.length, ...flights.filter((f) => f.at > now));
+      for (const f of due) {
+        const d = decodeV2(f.data);
+        assert.ok(d.ok);
+        if (!d.ok) continue;
+        const target = owner(f.to) === 'a' ? a : b;
+        target.handle(now, f.from, d.msg as PunchMessage);
+      }
+      a.handleTimeout(now);
+      b.handleTimeout(now);
+    }
+  };
+  return { a, b, run, now: () => now };
+}
+
+describe('punch state machine', () => {
+  it('two peers punching at once confirm each other within a few round trips', () => {
+    const p = pair({});
+    p.run(10_000);
+    assert.equal(p.a.state, 'punched');
+    assert.equal(p.b.state, 'punched');
+    assert.deepEqual(
+      p.a.confirmed.map((c) => [c.name, c.address, c.port, c.path]),
+      [['b', B.address, B.port, 'public']],
+    );
+    assert.ok(p.now() <= 4 * DELAY_MS, `took ${p.now()} ms`);
+    assert.equal(p.a.confirmed[0]?.rttMs, 2 * DELAY_MS);
+  });
+
+  it('with 30% of datagrams lost in both directions both sides still confirm', () => {
+    for (let seed = 1; seed <= 20; seed++) {
+      const rnd = seededRandom(seed);
+      const p = pair({ deliver: () => rnd() >= 0.3 });
+      p.run(10_000);
+      assert.equal(p.a.state, 'punched', `seed ${seed}`);
+      assert.equal(p.b.state, 'punched', `seed ${seed}`);
+    }
+  });
+
+  it('a one-way path is not a punch: receiving punches without acks ends in failure', () => {
+    // Everything from a to b is dropped: b hears a's nothing, a hears b's punches.
+    const p = pair({ deliver: (from) => from.address !== A.address, budgetMs: 1000 });
+    p.run(5000);
+    assert.equal(p.a.state, 'failed', 'a received punches but never an ack');
+    assert.equal(p.b.state, 'failed');
+    assert.deepEqual(p.a.pending, ['b']);
+  });
+
+  it('port prediction finds a peer whose mapped port is next to the observed one', () => {
+    // The server saw b at port 6000, but b's NAT maps towards a at 6003 and a's NAT only
+    // lets in what a has sent to (port-restricted): a finds b only by predicting ports.
+    const realB = { address: B.address, port: 6003 };
+    let aSentToRealB = false;
+    const p = pair({
+      peerBPublic: B,
+      deliver: (from, to) => {
+        if (from.address === A.address) {
+          if (to.port === realB.port) aSentToRealB = true;
+          return to.port === realB.port;
+        }
+        return aSentToRealB; // b's datagrams pass a's filter only after a sent to b's mapping
+      },
+    });
+    p.run(10_000);
+    assert.equal(p.a.state, 'punched');
+    assert.equal(p.a.confirmed[0]?.path, 'predicted');
+    assert.ok(
+      p.now() >= PREDICT_AFTER_ROUNDS * PUNCH_INTERVAL_MS,
+      'prediction came after the plain rounds',
+    );
+  });
+
+  it('punches forged without the session key are neither answered nor believed', () => {
+    const sent: Uint8Array[] = [];
+    const a = new PunchAttempt({
+      selfName: 'a',
+      punchKey: KEY,
+      peers: [{ name: 'b', nickname: 'b', isHost: false, publicEndpoint: B, candidates: [] }],
+      now: 0,
+      send: (_to, data) => sent.push(data),
+    });
+    sent.length = 0;
+    const wrongKey = new Uint8Array(16).fill(1);
+    for (const type of ['punch', 'punch_ack'] as const) {
+      const d = decodeV2(
+        encodePunch(wrongKey, { type, requestId: 1, from: 'b', to: 'a', candidate: 0, sentAt: 0 }),
+      );
+      assert.ok(d.ok);
+      if (d.ok) a.handle(1, B, d.msg as PunchMessage);
+    }
+    assert.equal(sent.length, 0);
+    assert.equal(a.state, 'punching');
+    assert.equal(a.rejected, 2);
+  });
+});
+
+describe('traversal core', () => {
+  it('retransmits an unanswered register with backoff, then fails with timeout', () => {
+    const sentAt: number[] = [];
+    const events: TraversalEvent[] = [];
+    let now = 0;
+    const t = new Traversal({
+      server: { address: '203.0.113.1', port: 4000 },
+      session: 's',
+      isHost: true,
+      name: 'h',
+      nickname: 'H',
+      maxPlayers: 2,
+      localCandidates: [],
+      random: seededRandom(1),
+      send: () => sentAt.push(now),
+      onEvent: (e) => events.push(e),
+    });
+    t.start(0);
+    for (let i = 0; i < 1000 && t.state === 'registering'; i++) {
+      now = t.nextDeadline();
+      t.handleTimeout(now);
+    }
+    assert.equal(sentAt[1], REQUEST_RETRY_FIRST_MS);
+    const gaps = sentAt.slice(1).map((x, i) => x - (sentAt[i] as number));
+    assert.ok(
+      gaps.every((g, i) => i === 0 || g >= (gaps[i - 1] as number)),
+      'gaps never shrink',
+    );
+    const failed = events.find((e) => e.type === 'failed');
+    assert.ok(failed?.type === 'failed' && failed.error.code === 'timeout');
+    assert.ok(now >= SERVER_SILENCE_LIMIT_MS && now < SERVER_SILENCE_LIMIT_MS + 3000);
+  });
+});

@@ -1,0 +1,158 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { V2_MAGIC } from '../src/protocol/magic.js';
+import {
+  decodeV2,
+  encodePunch,
+  encodeV2,
+  MAX_DATAGRAM_BYTES,
+  type V2Message,
+  verifyPunchTag,
+} from '../src/protocol/v2.js';
+
+const token = Uint8Array.from({ length: 16 }, (_, i) => i + 1);
+const key = Uint8Array.from({ length: 16 }, (_, i) => 200 - i);
+const ep = { address: '198.51.100.7', port: 40000 };
+const ep6 = { address: '2001:db8::1', port: 65535 };
+
+type Plain = Exclude<V2Message, { type: 'punch' | 'punch_ack' }>;
+
+const samples: Plain[] = [
+  {
+    type: 'host',
+    requestId: 1,
+    session: 'lobby: one, two',
+    maxPlayers: 4,
+    name: 'alice',
+    nickname: 'Al:ice, 🦄',
+    candidates: [ep, ep6],
+  },
+  { type: 'join', requestId: 0xffffffff, session: 's', name: 'b', nickname: '', candidates: [] },
+  { type: 'start', requestId: 2, session: 's', token },
+  { type: 'leave', requestId: 3, session: 's', token },
+  { type: 'close', requestId: 4, session: 's', token, reason: 'bye: now' },
+  { type: 'keepalive', requestId: 5, session: 's', token, lobbyVersion: 9 },
+  { type: 'peers_ack', requestId: 6, session: 's', token },
+  { type: 'registered', requestId: 7, token, observed: ep },
+  { type: 'ok', requestId: 8 },
+  { type: 'error', requestId: 9, code: 'session_full', message: 'Session full.' },
+  { type: 'lobby', requestId: 0, version: 3, maxPlayers: 5, nicknames: ['a', 'é,:', '🎮'] },
+  {
+    type: 'peers',
+    requestId: 0,
+    punchKey: key,
+    total: 3,
+    first: 1,
+    peers: [
+      { name: 'x', nickname: 'X', isHost: true, publicEndpoint: ep, candidates: [ep6] },
+      { name: 'y', nickname: '', isHost: false, publicEndpoint: ep6, candidates: [] },
+    ],
+  },
+  { type: 'closed', requestId: 0, code: 'session_closed', reason: 'Session expired.' },
+];
+
+describe('v2 codec', () => {
+  it('round-trips every message type field by field, including : , and emoji in text', () => {
+    for (const msg of samples) {
+      const bytes = encodeV2(msg);
+      assert.ok(bytes.length <= MAX_DATAGRAM_BYTES);
+      assert.deepEqual([...bytes.subarray(0, 4)], [...V2_MAGIC]);
+      const decoded = decodeV2(bytes);
+      assert.equal(decoded.ok, true, `${msg.type}: ${decoded.ok ? '' : decoded.error}`);
+      if (decoded.ok) assert.deepEqual(decoded.msg, msg);
+    }
+  });
+
+  it('a punch carries a tag that only the session key verifies', () => {
+    const bytes = encodePunch(key, {
+      type: 'punch',
+      requestId: 12,
+      from: 'a',
+      to: 'b',
+      candidate: 3,
+      sentAt: 123456,
+    });
+    const decoded = decodeV2(bytes);
+    assert.ok(decoded.ok && decoded.msg.type === 'punch');
+    if (!decoded.ok || decoded.msg.type !== 'punch') return;
+    assert.equal(decoded.msg.candidate, 3);
+    assert.equal(decoded.msg.sentAt, 123456);
+    assert.ok(verifyPunchTag(key, decoded.msg.signed, decoded.msg.tag));
+    assert.ok(!verifyPunchTag(token, decoded.msg.signed, decoded.msg.tag));
+    const forged = Uint8Array.from(bytes);
+    forged[12] = (forged[12] ?? 0) ^ 1; // flip a bit in the sender's name
+    const d2 = decodeV2(forged);
+    assert.ok(d2.ok && d2.msg.type === 'punch');
+    if (d2.ok && d2.msg.type === 'punch')
+      assert.ok(!verifyPunchTag(key, d2.msg.signed, d2.msg.tag));
+  });
+
+  it('rejects ill-formed UTF-8, trailing bytes, reserved types and other versions with a code', () => {
+    const good = encodeV2({ type: 'leave', requestId: 77, session: 'ab', token });
+    const badUtf8 = Uint8Array.from(good);
+    badUtf8[10] = 0xc3; // a lead byte followed by 'b': not UTF-8
+    const r1 = decodeV2(badUtf8);
+    assert.equal(r1.ok, false);
+    if (!r1.ok) {
+      assert.equal(r1.code, 'bad_request');
+      assert.equal(r1.requestId, 77);
+    }
+    const r2 = decodeV2(Uint8Array.of(...good, 0));
+    assert.ok(!r2.ok && r2.code === 'bad_request');
+    const relay = Uint8Array.of(0x89, 0x48, 0x50, 0x02, 0x60, 0, 0, 0, 5);
+    const r3 = decodeV2(relay);
+    assert.ok(!r3.ok && r3.code === 'bad_request' && r3.requestId === 5);
+    const v3 = Uint8Array.from(good);
+    v3[3] = 3;
+    const r4 = decodeV2(v3);
+    assert.ok(!r4.ok && r4.code === 'unsupported_version');
+    const r5 = decodeV2(new TextEncoder().encode('rs:KEY:4'));
+    assert.ok(!r5.ok && r5.code === undefined);
+  });
+
+  it('refuses to encode fields beyond their limits instead of sending a broken datagram', () => {
+    assert.throws(
+      () =>
+        encodeV2({
+          type: 'join',
+          requestId: 1,
+          session: 's',
+          name: 'n'.repeat(33),
+          nickname: '',
+          candidates: [],
+        }),
+      RangeError,
+    );
+  });
+
+  it('never throws on arbitrary bytes (fuzz)', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 1400 }), (bytes) => {
+        const r = decodeV2(bytes);
+        assert.equal(typeof r.ok, 'boolean');
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('never throws on mutated valid datagrams, and whatever decodes re-encodes (fuzz)', () => {
+    const valid = samples.map((m) => encodeV2(m));
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: valid.length - 1 }),
+        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 6 }),
+        fc.nat({ max: 40 }),
+        (which, edits, cut) => {
+          const bytes = Uint8Array.from(valid[which] as Uint8Array);
+          for (const [pos, val] of edits) bytes[pos % bytes.length] = val;
+          const r = decodeV2(bytes.subarray(0, Math.max(0, bytes.length - cut)));
+          if (r.ok && r.msg.type !== 'punch' && r.msg.type !== 'punch_ack') {
+            assert.deepEqual(decodeV2(encodeV2(r.msg as Plain)), r);
+          }
+        },
+      ),
+      { numRuns: 3000 },
+    );
+  });
+});

@@ -1,0 +1,314 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { Endpoint } from '../src/protocol/endpoint.js';
+import { decodeV2, encodeV2, type V2Message } from '../src/protocol/v2.js';
+import { createCounters } from '../src/server/counters.js';
+import { PEERS_MAX_TRIES, V2Sessions } from '../src/server/v2-sessions.js';
+import { seededBytes, seededRandom } from '../src/sim/random.js';
+
+const HOST: Endpoint = { address: '198.51.100.1', port: 1111 };
+const JOINER: Endpoint = { address: '198.51.100.2', port: 2222 };
+const ATTACKER: Endpoint = { address: '203.0.113.66', port: 6666 };
+
+function setup(overrides: { autostart?: boolean; maxSessions?: number; ttl?: number } = {}) {
+  const sent: { to: Endpoint; msg: V2Message }[] = [];
+  const counters = createCounters();
+  const server = new V2Sessions({
+    outbox: {
+      send(to, data) {
+        const d = decodeV2(data);
+        assert.ok(d.ok, 'the server only sends decodable datagrams');
+        if (d.ok) sent.push({ to, msg: d.msg });
+      },
+    },
+    counters,
+    randomBytes: seededBytes(seededRandom(42)),
+    sessionTtlMs: overrides.ttl ?? 60_000,
+    maxSessions: overrides.maxSessions ?? 10,
+    maxPlayersCap: 8,
+    autostart: overrides.autostart ?? true,
+  });
+  const send = (now: number, from: Endpoint, msg: Parameters<typeof encodeV2>[0]) => {
+    sent.length = 0;
+    server.handle(now, from, encodeV2(msg));
+    return [...sent];
+  };
+  const reply = (out: { msg: V2Message }[], requestId: number) =>
+    out.find((o) => o.msg.requestId === requestId)?.msg;
+  return { server, counters, send, sent, reply };
+}
+
+function hostAndJoin(autostart = false) {
+  const t = setup({ autostart });
+  const h = t.reply(
+    t.send(0, HOST, {
+      type: 'host',
+      requestId: 1,
+      session: 'game',
+      maxPlayers: 3,
+      name: 'alice',
+      nickname: 'Alice',
+      candidates: [],
+    }),
+    1,
+  );
+  const j = t.reply(
+    t.send(1, JOINER, {
+      type: 'join',
+      requestId: 1,
+      session: 'game',
+      name: 'bob',
+      nickname: 'Bob',
+      candidates: [{ address: '10.0.0.2', port: 2222 }],
+    }),
+    1,
+  );
+  assert.ok(h?.type === 'registered' && j?.type === 'registered');
+  if (h?.type !== 'registered' || j?.type !== 'registered') throw new Error('unreachable');
+  return { ...t, hostToken: h.token, joinToken: j.token };
+}
+
+describe('v2 session table', () => {
+  it('registers host and joiner, tells both the lobby, and reports each observed endpoint', () => {
+    const t = setup();
+    const out = t.send(0, HOST, {
+      type: 'host',
+      requestId: 5,
+      session: 'game',
+      maxPlayers: 2,
+      name: 'alice',
+      nickname: 'Alice',
+      candidates: [],
+    });
+    const reg = t.reply(out, 5);
+    assert.ok(reg?.type === 'registered');
+    if (reg?.type === 'registered') assert.deepEqual(reg.observed, HOST);
+    const lobby = out.find((o) => o.msg.type === 'lobby')?.msg;
+    assert.ok(lobby?.type === 'lobby');
+    if (lobby?.type === 'lobby') assert.deepEqual(lobby.nicknames, ['Alice']);
+    const out2 = t.send(1, JOINER, {
+      type: 'join',
+      requestId: 9,
+      session: 'game',
+      name: 'bob',
+      nickname: 'Bob 🎮',
+      candidates: [],
+    });
+    // Full with autostart: lobby to both, then peers to both.
+    const peersToHost = out2.find((o) => o.msg.type === 'peers' && o.to === HOST)?.msg;
+    assert.ok(peersToHost?.type === 'peers');
+    if (peersToHost?.type === 'peers') {
+      assert.equal(peersToHost.peers[0]?.name, 'bob');
+      assert.deepEqual(peersToHost.peers[0]?.publicEndpoint, JOINER);
+    }
+    const peersToJoiner = out2.find((o) => o.msg.type === 'peers' && o.to === JOINER)?.msg;
+    assert.ok(peersToJoiner?.type === 'peers' && peersToJoiner.peers[0]?.isHost === true);
+    assert.equal(t.counters.sessionsStarted, 1);
+  });
+
+  it('a retried host or join gets the same token back; the same name elsewhere is refused', () => {
+    const t = hostAndJoin();
+    const again = t.reply(
+      t.send(2, JOINER, {
+        type: 'join',
+        requestId: 2,
+        session: 'game',
+        name: 'bob',
+        nickname: 'Bob',
+        candidates: [],
+      }),
+      2,
+    );
+    assert.ok(again?.type === 'registered');
+    if (again?.type === 'registered') assert.deepEqual(again.token, t.joinToken);
+    const stolen = t.reply(
+      t.send(3, ATTACKER, {
+        type: 'join',
+        requestId: 3,
+        session: 'game',
+        name: 'bob',
+        nickname: 'Bob',
+        candidates: [],
+      }),
+      3,
+    );
+    assert.ok(stolen?.type === 'error' && stolen.code === 'name_taken');
+    const hostAgain = t.reply(
+      t.send(4, HOST, {
+        type: 'host',
+        requestId: 1,
+        session: 'game',
+        maxPlayers: 3,
+        name: 'alice',
+        nickname: 'Alice',
+        candidates: [],
+      }),
+      1,
+    );
+    assert.ok(hostAgain?.type === 'registered');
+    if (hostAgain?.type === 'registered') assert.deepEqual(hostAgain.token, t.hostToken);
+  });
+
+  it('a spoofed leave, start or close by a third party knowing the names changes nothing', () => {
+    const t = hostAndJoin();
+    const forged = new Uint8Array(16).fill(7);
+    for (const msg of [
+      { type: 'leave', requestId: 10, session: 'game', token: forged },
+      { type: 'start', requestId: 11, session: 'game', token: forged },
+      { type: 'close', requestId: 12, session: 'game', token: forged, reason: 'pwned' },
+      // A member's own token does not make it the host.
+      { type: 'start', requestId: 13, session: 'game', token: t.joinToken },
+      { type: 'close', requestId: 14, session: 'game', token: t.joinToken, reason: 'x' },
+    ] as const) {
+      const from = msg.requestId >= 13 ? JOINER : ATTACKER;
+      const out = t.send(5, from, msg);
+      const r = t.reply(out, msg.requestId);
+      assert.ok(r?.type === 'error' && r.code === 'not_authorized', `${msg.type} refused`);
+      assert.equal(out.length, 1, 'nobody else hears about it');
+    }
+    assert.equal(t.server.sessionCount, 1);
+    const lobby = t.reply(
+      t.send(6, JOINER, {
+        type: 'keepalive',
+        requestId: 20,
+        session: 'game',
+        token: t.joinToken,
+        lobbyVersion: 0,
+      }),
+      20,
+    );
+    assert.ok(lobby?.type === 'lobby');
+    if (lobby?.type === 'lobby') assert.deepEqual(lobby.nicknames, ['Alice', 'Bob']);
+    assert.ok((t.counters.rejections.v2_not_authorized ?? 0) >= 5);
+  });
+
+  it('the member leaves with its own token and the host is told the new lobby', () => {
+    const t = hostAndJoin();
+    const out = t.send(7, JOINER, {
+      type: 'leave',
+      requestId: 30,
+      session: 'game',
+      token: t.joinToken,
+    });
+    assert.equal(t.reply(out, 30)?.type, 'ok');
+    const update = out.find((o) => o.to === HOST && o.msg.type === 'lobby')?.msg;
+    assert.ok(update?.type === 'lobby');
+    if (update?.type === 'lobby') assert.deepEqual(update.nicknames, ['Alice']);
+  });
+
+  it('the host closes with its token and every member hears closed with the reason', () => {
+    const t = hostAndJoin();
+    const out = t.send(8, HOST, {
+      type: 'close',
+      requestId: 31,
+      session: 'game',
+      token: t.hostToken,
+      reason: 'Bye: all',
+    });
+    assert.equal(t.reply(out, 31)?.type, 'ok');
+    const closed = out.find((o) => o.to === JOINER)?.msg;
+    assert.ok(closed?.type === 'closed' && closed.reason === 'Bye: all');
+    assert.equal(t.server.sessionCount, 0);
+  });
+
+  it('the host starts early; peers are re-sent until acked, a bounded number of times', () => {
+    const t = hostAndJoin(false);
+    const out = t.send(9, HOST, {
+      type: 'start',
+      requestId: 40,
+      session: 'game',
+      token: t.hostToken,
+    });
+    assert.equal(t.reply(out, 40)?.type, 'ok');
+    assert.equal(out.filter((o) => o.msg.type === 'peers').length, 2);
+    t.send(10, HOST, { type: 'peers_ack', requestId: 41, session: 'game', token: t.hostToken });
+    let resent = 0;
+    for (let now = 10; now < 20_000 && Number.isFinite(t.server.nextDeadline()); ) {
+      now = Math.max(now, t.server.nextDeadline());
+      t.sent.length = 0;
+      t.server.handleTimeout(now);
+      for (const o of t.sent) {
+        assert.deepEqual(o.to, JOINER, 'only the member that did not ack');
+        resent++;
+      }
+    }
+    assert.equal(resent, PEERS_MAX_TRIES - 1);
+    assert.equal(t.server.sessionCount, 0, 'forgotten after the linger');
+  });
+
+  it('a waiting session expires and its members are told', () => {
+    const t = setup({ ttl: 1000 });
+    t.send(0, HOST, {
+      type: 'host',
+      requestId: 1,
+      session: 'old',
+      maxPlayers: 2,
+      name: 'a',
+      nickname: 'A',
+      candidates: [],
+    });
+    t.sent.length = 0;
+    t.server.handleTimeout(999);
+    assert.equal(t.server.sessionCount, 1);
+    t.server.handleTimeout(1000);
+    assert.equal(t.server.sessionCount, 0);
+    const msg = t.sent[0]?.msg;
+    assert.ok(msg?.type === 'closed' && msg.code === 'session_closed');
+    assert.equal(t.counters.sessionsExpired, 1);
+  });
+
+  it('refuses beyond max sessions, bad sizes, a full lobby and unknown sessions with typed errors', () => {
+    const t = setup({ maxSessions: 1 });
+    const host = (requestId: number, session: string, maxPlayers = 2) =>
+      t.reply(
+        t.send(0, HOST, {
+          type: 'host',
+          requestId,
+          session,
+          maxPlayers,
+          name: 'h',
+          nickname: '',
+          candidates: [],
+        }),
+        requestId,
+      );
+    assert.ok(host(1, 'a', 1)?.type === 'error');
+    assert.ok(host(2, 'a', 99)?.type === 'error');
+    assert.equal(host(3, 'a')?.type, 'registered');
+    const full = host(4, 'b');
+    assert.ok(full?.type === 'error' && full.code === 'server_full');
+    const exists = t.reply(
+      t.send(0, ATTACKER, {
+        type: 'host',
+        requestId: 5,
+        session: 'a',
+        maxPlayers: 2,
+        name: 'h',
+        nickname: '',
+        candidates: [],
+      }),
+      5,
+    );
+    assert.ok(exists?.type === 'error' && exists.code === 'session_exists');
+    const missing = t.reply(
+      t.send(0, JOINER, {
+        type: 'join',
+        requestId: 6,
+        session: 'nope',
+        name: 'j',
+        nickname: '',
+        candidates: [],
+      }),
+      6,
+    );
+    assert.ok(missing?.type === 'error' && missing.code === 'session_not_found');
+    // Garbage with a v2 header gets a typed answer; garbage without one is dropped silently.
+    t.sent.length = 0;
+    t.server.handle(0, ATTACKER, Uint8Array.of(0x89, 0x48, 0x50, 0x02, 0x01, 0, 0, 0, 9, 200));
+    assert.ok(t.sent[0]?.msg.type === 'error' && t.sent[0].msg.code === 'bad_request');
+    t.sent.length = 0;
+    t.server.handle(0, ATTACKER, Uint8Array.of(0x89, 0x48, 0x50));
+    assert.equal(t.sent.length, 0);
+    assert.ok((t.counters.rejections.v2_malformed ?? 0) >= 1);
+  });
+});
