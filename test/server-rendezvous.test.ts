@@ -1,0 +1,87 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { Endpoint } from '../src/protocol/endpoint.js';
+import { V2_MAGIC } from '../src/protocol/magic.js';
+import { RendezvousServer } from '../src/server/rendezvous.js';
+
+const HOST: Endpoint = { address: '198.51.100.1', port: 4000 };
+const text = (s: string): Uint8Array => new TextEncoder().encode(s);
+
+function server(sessionTtlMs = 60_000) {
+  const sent: string[] = [];
+  const core = new RendezvousServer({
+    outbox: { send: (_to, data) => sent.push(new TextDecoder().decode(data)) },
+    sessionTtlMs,
+    randomBytes: (n) => new Uint8Array(n),
+  });
+  return { core, sent };
+}
+
+describe('rendezvous core: dispatch and counters', () => {
+  test('every datagram in and every reply out is counted', () => {
+    const { core, sent } = server();
+    core.handle(0, HOST, text('rs:k:2'));
+    core.handle(0, HOST, text('rc:h:k:Host'));
+    core.handle(0, HOST, text('nonsense'));
+    assert.deepEqual(sent, ['ok:4000', 'ok:4000', 'lobby:Host:2']);
+    assert.equal(core.counters.datagramsIn, 3);
+    assert.equal(core.counters.datagramsOut, 3);
+    assert.equal(core.counters.sessionsCreated, 1);
+    assert.deepEqual(core.counters.rejections, { unknown_type: 1 });
+    assert.equal(core.sessionCount, 1);
+  });
+
+  test('a datagram with the v2 prefix goes to the v2 table, never to the legacy parser', () => {
+    const { core } = server();
+    core.handle(0, HOST, Uint8Array.from([...V2_MAGIC, 0xff, 0x00, 0x3a]));
+    core.handle(0, HOST, Uint8Array.of(0x89, 0x48, 0x50));
+    const legacyKinds = ['empty', 'control_chars', 'not_utf8', 'unknown_type'];
+    for (const kind of legacyKinds) assert.equal(core.counters.rejections[kind], undefined, kind);
+    assert.equal(core.legacy.sessionCount, 0);
+    assert.equal(core.counters.rejections.internal_error, undefined);
+  });
+
+  test('text that merely starts with 0x89 but lacks the prefix is legacy input, refused as such', () => {
+    const { core } = server();
+    core.handle(0, HOST, Uint8Array.of(0x89, 0x48));
+    assert.equal(core.counters.rejections.unknown_type, 1);
+  });
+
+  test('the next deadline is the legacy expiry, and handleTimeout expires through the core', () => {
+    const { core, sent } = server(1_000);
+    core.handle(10, HOST, text('rs:k:2'));
+    core.handle(10, HOST, text('rc:h:k:Host'));
+    assert.ok(core.nextDeadline() <= 1_010);
+    core.handleTimeout(1_010);
+    assert.equal(sent.at(-1), 'close:Session closed.');
+    assert.equal(core.counters.sessionsExpired, 1);
+  });
+
+  test('shutdown tells members close:Server shutting down by default', () => {
+    const { core, sent } = server();
+    core.handle(0, HOST, text('rs:k:2'));
+    core.handle(0, HOST, text('rc:h:k:Host'));
+    core.shutdown(0);
+    assert.equal(sent.at(-1), 'close:Server shutting down');
+    assert.equal(core.sessionCount, 0);
+  });
+
+  test('a failing outbox costs one datagram, counted as internal_error, and the server goes on', () => {
+    let fail = true;
+    const sent: string[] = [];
+    const core = new RendezvousServer({
+      outbox: {
+        send: (_to, data) => {
+          if (fail) throw new Error('socket gone');
+          sent.push(new TextDecoder().decode(data));
+        },
+      },
+      randomBytes: (n) => new Uint8Array(n),
+    });
+    core.handle(0, HOST, text('rs:k:2'));
+    assert.equal(core.counters.rejections.internal_error, 1);
+    fail = false;
+    core.handle(0, HOST, text('rs:k:2'));
+    assert.deepEqual(sent, ['ok:4000']);
+  });
+});
