@@ -71,7 +71,9 @@ async function gameTrafficFlows(clients: HolePunchClient[], results: HolePunchRe
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   } finally {
-    clients.forEach((c, i) => c.off('message', listeners[i] as (data: Buffer) => void));
+    clients.forEach((c, i) => {
+      c.off('message', listeners[i] as (data: Buffer) => void);
+    });
   }
   assert.equal(got.size, expected, `game datagrams seen: ${[...got].join(', ')}`);
 }
