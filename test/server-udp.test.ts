@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
+import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import fc from 'fast-check';
@@ -8,6 +9,20 @@ import { type RunningServer, type StartServerOptions, startServer } from '../src
 
 const REPLY_TIMEOUT_MS = 2_000;
 const LOOPBACK = '127.0.0.1';
+
+async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`nothing within ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 /** A UDP socket on loopback that queues what it receives, as one game client. */
 class TestClient {
@@ -153,6 +168,28 @@ describe('rendezvous server over real UDP on loopback', () => {
       assert.equal(server.counters.sessionsStarted, 1);
     });
   }
+
+  test('a native IPv6 client is told the legacy protocol cannot carry its address', async (t) => {
+    const server = await f.server({});
+    if (server.family !== 'IPv6') {
+      t.skip('no IPv6 on this machine: the server bound 0.0.0.0');
+      return;
+    }
+    const socket = dgram.createSocket('udp6');
+    try {
+      await new Promise<void>((resolve, reject) => {
+        socket.once('error', reject);
+        socket.bind(0, '::1', () => resolve());
+      });
+      const reply = once(socket, 'message');
+      socket.send('rs:v6:2', server.port, '::1');
+      const [data] = (await withTimeout(reply, REPLY_TIMEOUT_MS)) as [Buffer];
+      assert.equal(data.toString(), 'close:IPv6 is not supported by the legacy protocol');
+      assert.equal(server.counters.rejections.ipv6_unsupported, 1);
+    } finally {
+      socket.close();
+    }
+  });
 
   test('while one session autostarts, a second session gets its rs and rc answered within 50 ms', async () => {
     const server = await f.server({ host: LOOPBACK });
