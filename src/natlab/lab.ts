@@ -1,6 +1,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { HolePunchError } from '../errors.js';
-import { OBSERVER_ADDRESSES, SERVER_ADDRESS, siteLan, sitePublicAddress } from './addresses.js';
+import {
+  DEFAULT_SERVER_PORT,
+  OBSERVER_ADDRESSES,
+  SERVER_ADDRESS,
+  siteLan,
+  sitePublicAddress,
+} from './addresses.js';
 import { mustRun, runCommand, runCommandSync } from './command.js';
 import { isNatType, lossRuleset, type NatType, routerRuleset } from './nat-types.js';
 import { assertLabCapable } from './preflight.js';
@@ -14,6 +20,13 @@ export const MAX_SITES = 15;
 export const MAX_HOSTS_PER_SITE = 4;
 /** A process in the lab is killed after this long unless the caller says otherwise. */
 const DEFAULT_PROCESS_TIMEOUT_MS = 60_000;
+const SERVER_START_TIMEOUT_MS = 15_000;
+/** The server lives as long as the lab; this only bounds a forgotten one. */
+const SERVER_LIFETIME_MS = 6 * 60 * 60 * 1_000;
+/** Built programs, relative to this file in dist/src/natlab/. */
+export const SERVER_CLI_PATH = new URL('../cli/server.js', import.meta.url).pathname;
+export const CLIENT_CLI_PATH = new URL('../cli/client.js', import.meta.url).pathname;
+export const LEGACY_CLIENT_CLI_PATH = new URL('../client-legacy/cli.js', import.meta.url).pathname;
 
 export interface SiteSpec {
   /** Short name used to address the site's hosts: `name` is host 0, `name/1` host 1. */
@@ -73,6 +86,8 @@ export interface ProcessResult {
 export interface LabProcess {
   readonly pid: number | undefined;
   readonly lines: readonly JsonLine[];
+  /** When each line arrived, in ms since the process was spawned (same index as `lines`). */
+  readonly lineTimesMs: readonly number[];
   readonly exited: Promise<ProcessResult>;
   /** Resolves with the first line matching `match`, or undefined after `timeoutMs` or exit. */
   waitForLine(match: (line: JsonLine) => boolean, timeoutMs: number): Promise<JsonLine | undefined>;
@@ -110,6 +125,8 @@ export class Lab {
   private readonly namespaces: string[] = [];
   private readonly children = new Set<ChildProcess>();
   private destroyed = false;
+  /** The port `startServer` bound, once it did. */
+  serverPort: number | undefined;
   /** What the probe found per host (empty when the lab was built without probing). */
   verdicts: SiteVerdict[] = [];
 
@@ -358,6 +375,7 @@ export class Lab {
     });
     this.children.add(child);
     const lines: JsonLine[] = [];
+    const lineTimesMs: number[] = [];
     const waiters = new Set<() => void>();
     let stderr = '';
     let buffered = '';
@@ -371,6 +389,7 @@ export class Lab {
         if (!text.startsWith('{')) continue;
         try {
           lines.push(JSON.parse(text) as JsonLine);
+          lineTimesMs.push(performance.now() - started);
         } catch {
           // Not every line a program prints must be JSON; only JSON lines are collected.
         }
@@ -403,6 +422,7 @@ export class Lab {
     return {
       pid: child.pid,
       lines,
+      lineTimesMs,
       exited,
       kill: () => child.kill('SIGKILL'),
       waitForLine: (match, timeoutMs) =>
@@ -432,6 +452,51 @@ export class Lab {
     options: { timeoutMs?: number } = {},
   ): Promise<ProcessResult> {
     return this.spawn(target, argv, options).exited;
+  }
+
+  /**
+   * Starts our rendezvous server (`holepunch-server`) in the public server namespace and
+   * waits for its startup line. Killed with the lab.
+   */
+  async startServer(options: { port?: number; autostart?: boolean } = {}): Promise<LabProcess> {
+    const port = options.port ?? DEFAULT_SERVER_PORT;
+    const server = this.spawn(
+      'server',
+      [
+        'node',
+        SERVER_CLI_PATH,
+        String(port),
+        options.autostart === false ? 'n' : 'y',
+        '--host',
+        SERVER_ADDRESS,
+        '--log-level',
+        'info',
+      ],
+      { timeoutMs: SERVER_LIFETIME_MS },
+    );
+    const ready = await server.waitForLine((l) => l.port === port, SERVER_START_TIMEOUT_MS);
+    if (ready === undefined) {
+      server.kill();
+      const result = await server.exited;
+      throw new HolePunchError(
+        'lab_unavailable',
+        `the rendezvous server did not start: ${result.stderr.slice(0, 2_000)}`,
+      );
+    }
+    this.serverPort = port;
+    return server;
+  }
+
+  /**
+   * Forgets every UDP flow a site's NAT remembers, so the next trial starts with no open
+   * holes (only safe while no other trial uses the site).
+   */
+  async flushConntrack(siteName: string): Promise<void> {
+    const site = this.site(siteName);
+    const ns = site.routerNs ?? site.hosts[0]?.ns;
+    if (ns === undefined) return;
+    // Exit code 1 means "nothing to delete".
+    await runCommand(['ip', 'netns', 'exec', ns, 'conntrack', '-D', '-p', 'udp']);
   }
 
   /** Kills every process the lab started, then deletes its namespaces (idempotent). */
