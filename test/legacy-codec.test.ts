@@ -12,6 +12,7 @@ import {
   type LegacyRejectionKind,
   legacyAddressText,
   MAX_LEGACY_DATAGRAM_BYTES,
+  MAX_LEGACY_NAME_BYTES,
 } from '../src/protocol/legacy.js';
 
 const text = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -140,6 +141,13 @@ describe('legacy codec: every refusal has its kind', () => {
     assert.equal(decodeText('rs:k:1').ok, true);
     assertRejected(decodeText('rs:k:9', 8), 'bad_max');
     assert.equal(decodeText('rs:k:100', 128).ok, true);
+  });
+
+  test('a NAME or NICKNAME over 128 bytes is refused as name_too_long: lists must fit a datagram', () => {
+    const long = 'é'.repeat(MAX_LEGACY_NAME_BYTES / 2); // 2 bytes each: exactly the limit
+    assert.equal(decodeText(`rc:${long}:k:${long}`).ok, true);
+    assertRejected(decodeText(`rc:${long}x:k:n`), 'name_too_long');
+    assertRejected(decodeText(`rc:n:k:${long}x`), 'name_too_long');
   });
 
   test('an unknown type is refused as unknown_type, peer handshake messages included', () => {

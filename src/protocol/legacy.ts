@@ -17,6 +17,12 @@
 /** Datagrams longer than this are refused unread (the original had no limit). */
 export const MAX_LEGACY_DATAGRAM_BYTES = 1024;
 
+/**
+ * Longest NAME or NICKNAME in bytes. Both are relayed to every member (`peers:`, `lobby:`), so
+ * this keeps a full 256-player list well inside one UDP datagram (65,507 bytes).
+ */
+export const MAX_LEGACY_NAME_BYTES = 128;
+
 /** Upper bound for MAX in `rs:KEY:MAX` unless the server is configured otherwise. */
 export const DEFAULT_MAX_PLAYERS_CAP = 64;
 
@@ -65,6 +71,8 @@ export const LEGACY_REJECTION_KINDS = [
   /** MAX not a plain decimal number, or outside 1..cap. */
   'bad_max',
   'unknown_type',
+  /** NAME or NICKNAME longer than `MAX_LEGACY_NAME_BYTES`. */
+  'name_too_long',
 ] as const;
 
 export type LegacyRejectionKind = (typeof LEGACY_REJECTION_KINDS)[number];
@@ -151,6 +159,12 @@ export function decodeLegacy(
       return { ok: true, msg: { type: 'register_session', key, maxPlayers } };
     }
     case 'rc': {
+      if (
+        colon2 - colon1 - 1 > MAX_LEGACY_NAME_BYTES ||
+        length - colon3 - 1 > MAX_LEGACY_NAME_BYTES
+      ) {
+        return reject('name_too_long');
+      }
       const name = field(data, colon1 + 1, colon2);
       const key = field(data, colon2 + 1, colon3);
       const nickname = field(data, colon3 + 1, length);
