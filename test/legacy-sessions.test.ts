@@ -465,6 +465,25 @@ describe('legacy sessions: expiry on a fake clock', () => {
   });
 });
 
+describe('legacy sessions: churn does not pile up', () => {
+  test('100,000 sessions that start at once leave a bounded expiry queue, and the live ones still expire', () => {
+    const h = harness({ ttlMs: 600_000, maxSessions: 200_000 });
+    h.send(HOST, 'rs:keeper:4');
+    for (let i = 0; i < 100_000; i++) {
+      const host = { address: '198.51.100.9', port: 1 + (i % 60_000) };
+      h.sessions.handle(h.now, host, new TextEncoder().encode(`rs:s${i}:2`));
+      h.sessions.handle(h.now, host, new TextEncoder().encode(`ep:s${i}`));
+    }
+    assert.equal(h.counters.sessionsStarted, 100_000);
+    assert.equal(h.sessions.sessionCount, 1);
+    assert.ok(h.sessions.expiryQueueLength < 3_000, `queue ${h.sessions.expiryQueueLength}`);
+    h.advance(600_000);
+    assert.equal(h.sessions.sessionCount, 0);
+    assert.equal(h.counters.sessionsExpired, 1);
+    assert.equal(h.sessions.expiryQueueLength, 0);
+  });
+});
+
 describe('legacy sessions: shutdown', () => {
   test('every member of every session is told close:Server shutting down, then all is forgotten', () => {
     const h = harness();

@@ -139,6 +139,9 @@ export class LegacySessions implements ProtocolHandler {
   // TTL is constant, so creation order is expiry order: a FIFO replaces a heap or timers.
   #expiryQueue: Session[] = [];
   #expiryHead = 0;
+  // Sessions that started or closed early still sit in the queue; counted so that they can be
+  // swept before they pile up (10k sessions/s × 600 s TTL would otherwise be 6M husks).
+  #endedInQueue = 0;
 
   constructor(options: LegacySessionsOptions) {
     this.#outbox = options.outbox;
@@ -193,6 +196,7 @@ export class LegacySessions implements ProtocolHandler {
     const queue = this.#expiryQueue;
     while (this.#expiryHead < queue.length && !(queue[this.#expiryHead] as Session).live) {
       this.#expiryHead++;
+      this.#endedInQueue--;
     }
     const head = queue[this.#expiryHead];
     return head === undefined ? Number.POSITIVE_INFINITY : head.deadline;
@@ -205,6 +209,8 @@ export class LegacySessions implements ProtocolHandler {
       if (session.live) {
         if (session.deadline > now) break;
         this.#end(session, 'expired', CLOSE_REASONS.sessionExpired);
+      } else {
+        this.#endedInQueue--;
       }
       this.#expiryHead++;
     }
@@ -223,6 +229,12 @@ export class LegacySessions implements ProtocolHandler {
     this.#membersByName.clear();
     this.#expiryQueue = [];
     this.#expiryHead = 0;
+    this.#endedInQueue = 0;
+  }
+
+  /** Entries in the expiry queue, ended sessions not yet swept included (diagnostics). */
+  get expiryQueueLength(): number {
+    return this.#expiryQueue.length - this.#expiryHead;
   }
 
   /** The session registered as KEY, or undefined. */
@@ -387,6 +399,10 @@ export class LegacySessions implements ProtocolHandler {
     session.live = false;
     session.members = NO_MEMBERS;
     this.#counters[rule.counter]++;
+    if (ending !== 'expired') {
+      this.#endedInQueue++;
+      this.#sweepEndedSessions();
+    }
     this.#onLifecycle?.({
       type: rule.state,
       protocol: 'legacy',
@@ -449,6 +465,21 @@ export class LegacySessions implements ProtocolHandler {
   #refuse(to: Endpoint, reply: Uint8Array, kind: LegacyRefusalKind): void {
     countRejection(this.#counters, kind);
     this.#outbox.send(to, reply);
+  }
+
+  /** Drops ended sessions from the queue once they are most of it: amortised O(1) per end. */
+  #sweepEndedSessions(): void {
+    const waiting = this.#expiryQueue.length - this.#expiryHead;
+    if (this.#endedInQueue < EXPIRY_QUEUE_COMPACT_MIN || this.#endedInQueue * 2 < waiting) return;
+    const live: Session[] = [];
+    const queue = this.#expiryQueue;
+    for (let i = this.#expiryHead; i < queue.length; i++) {
+      const session = queue[i] as Session;
+      if (session.live) live.push(session);
+    }
+    this.#expiryQueue = live;
+    this.#expiryHead = 0;
+    this.#endedInQueue = 0;
   }
 
   #compactExpiryQueue(): void {
