@@ -466,6 +466,31 @@ describe('legacy sessions: expiry on a fake clock', () => {
 });
 
 describe('legacy sessions: churn does not pile up', () => {
+  test('20,000 members sharing two NAMEs across 10,000 sessions register and check out quickly (one map lookup each, no scan)', () => {
+    const h = harness({ maxSessions: 20_000 });
+    const enc = new TextEncoder();
+    const started = performance.now();
+    for (let i = 0; i < 10_000; i++) {
+      const host = { address: `10.1.${i >> 8}.${i & 255}`, port: 4000 };
+      const guest = { address: `10.2.${i >> 8}.${i & 255}`, port: 4000 };
+      h.sessions.handle(h.now, host, enc.encode(`rs:s${i}:4`));
+      h.sessions.handle(h.now, host, enc.encode(`rc:host:s${i}:Host`));
+      h.sessions.handle(h.now, guest, enc.encode(`rc:guest:s${i}:Guest`));
+    }
+    for (let i = 0; i < 10_000; i++) {
+      h.sessions.handle(
+        h.now,
+        { address: `10.2.${i >> 8}.${i & 255}`, port: 4000 },
+        enc.encode('cc:guest'),
+      );
+    }
+    const elapsed = performance.now() - started;
+    assert.deepEqual(h.counters.rejections, {});
+    assert.equal(h.sessions.describeSession('s9999')?.members.length, 1);
+    assert.equal(h.sessions.describeSession('s0')?.members[0]?.name, 'host');
+    assert.ok(elapsed < 3_000, `took ${elapsed.toFixed(0)} ms`);
+  });
+
   test('100,000 sessions that start at once leave a bounded expiry queue, and the live ones still expire', () => {
     const h = harness({ ttlMs: 600_000, maxSessions: 200_000 });
     h.send(HOST, 'rs:keeper:4');

@@ -1,4 +1,4 @@
-import type { Endpoint } from '../protocol/endpoint.js';
+import { type Endpoint, endpointKey } from '../protocol/endpoint.js';
 import {
   CLOSE_REASONS,
   DEFAULT_MAX_PLAYERS_CAP,
@@ -134,8 +134,9 @@ export class LegacySessions implements ProtocolHandler {
   readonly #onLifecycle: ((event: SessionLifecycleEvent) => void) | undefined;
   readonly #sessions = new Map<string, Session>();
   // Members by NAME, to find "NAME from this address" for `cc` and re-registration. Keyed by
-  // the member's own name string (no extra key string); a list only when sessions share a NAME.
-  readonly #membersByName = new Map<string, Member | Member[]>();
+  // the member's own name string (no extra key string); only a NAME used in several sessions
+  // gets a map by endpoint, so lookups stay O(1) however many sessions share it.
+  readonly #membersByName = new Map<string, Member | Map<string, Member>>();
   // TTL is constant, so creation order is expiry order: a FIFO replaces a heap or timers.
   #expiryQueue: Session[] = [];
   #expiryHead = 0;
@@ -438,27 +439,35 @@ export class LegacySessions implements ProtocolHandler {
   #findMember(name: string, from: Endpoint): Member | undefined {
     const found = this.#membersByName.get(name);
     if (found === undefined) return undefined;
-    if (!Array.isArray(found)) {
-      return found.port === from.port && found.address === from.address ? found : undefined;
-    }
-    return found.find((member) => member.port === from.port && member.address === from.address);
+    if (found instanceof Map) return found.get(endpointKey(from));
+    return found.port === from.port && found.address === from.address ? found : undefined;
   }
 
+  // (NAME, address) is unique among members: `rc` replaces or moves an existing one.
   #index(member: Member): void {
     const found = this.#membersByName.get(member.name);
-    if (found === undefined) this.#membersByName.set(member.name, member);
-    else if (Array.isArray(found)) found.push(member);
-    else this.#membersByName.set(member.name, [found, member]);
+    if (found === undefined) {
+      this.#membersByName.set(member.name, member);
+    } else if (found instanceof Map) {
+      found.set(endpointKey(member), member);
+    } else {
+      const byEndpoint = new Map<string, Member>();
+      byEndpoint.set(endpointKey(found), found);
+      byEndpoint.set(endpointKey(member), member);
+      this.#membersByName.set(member.name, byEndpoint);
+    }
   }
 
   #unindex(member: Member): void {
     const found = this.#membersByName.get(member.name);
     if (found === member) {
       this.#membersByName.delete(member.name);
-    } else if (Array.isArray(found)) {
-      const rest = found.filter((other) => other !== member);
-      if (rest.length === 1) this.#membersByName.set(member.name, rest[0] as Member);
-      else this.#membersByName.set(member.name, rest);
+    } else if (found instanceof Map) {
+      const key = endpointKey(member);
+      if (found.get(key) === member) {
+        found.delete(key);
+        if (found.size === 0) this.#membersByName.delete(member.name);
+      }
     }
   }
 
