@@ -10,6 +10,15 @@ import { newestProfile, type ProfileSummary, summariseProfile } from './profile.
 import { measureLabPunch, measureSimPunch, type PunchOutcome } from './punch.js';
 import { buildReport, type PhaseFigures } from './report.js';
 
+/**
+ * Idle time between a full GC and the RSS reading. V8's memory reducer releases the heap's
+ * slack (pages kept after growth, a larger young generation) about 8 s after a mark-compact
+ * when the process is idle, as a server holding idle sessions is: measured here, RSS per idle
+ * session falls from ~800 B right after the GC to ~500 B once it ran, at the baseline too.
+ * Both readings wait the same time, so each is taken in the state a quiet server sits in.
+ */
+const MEMORY_REDUCER_SETTLE_MS = 9000;
+
 export interface BenchPlan {
   readonly smoke: boolean;
   /** Echo/server alternations of the 2-player phase (alternating evens out machine noise). */
@@ -24,6 +33,8 @@ export interface BenchPlan {
   readonly idleConcurrency: number;
   /** Complete lobbies run on the memory server before its baseline is read. */
   readonly memoryWarmupMs: number;
+  /** Idle wait before each RSS reading (see MEMORY_REDUCER_SETTLE_MS). */
+  readonly memorySettleMs: number;
   readonly simRuns: number;
   readonly labRuns: number;
   readonly legacyLabRuns: number;
@@ -42,9 +53,10 @@ export const FULL_PLAN: BenchPlan = {
   idleBatch: 1000,
   idleConcurrency: 64,
   memoryWarmupMs: 2000,
+  memorySettleMs: MEMORY_REDUCER_SETTLE_MS,
   simRuns: 500,
-  labRuns: 10,
-  legacyLabRuns: 3,
+  labRuns: 20,
+  legacyLabRuns: 5,
 };
 
 export const SMOKE_PLAN: BenchPlan = {
@@ -58,6 +70,7 @@ export const SMOKE_PLAN: BenchPlan = {
   idleBatch: 1000,
   idleConcurrency: 100,
   memoryWarmupMs: 200,
+  memorySettleMs: 200,
   simRuns: 20,
   labRuns: 0,
   legacyLabRuns: 0,
@@ -65,8 +78,6 @@ export const SMOKE_PLAN: BenchPlan = {
 
 /** Session MAX for the idle-session test: above 2, so 2 members leave the session waiting. */
 const IDLE_SESSION_MAX_PLAYERS = 4;
-/** Lets the heap and the allocator settle between a full GC and the RSS reading. */
-const MEMORY_SETTLE_MS = 300;
 /** Each phase draws lobby ids from its own range so that no key repeats in one server. */
 const LOBBY_ID_RANGE = 10_000_000;
 
@@ -145,6 +156,7 @@ async function loadPhase(
     verifyFailures: load.verifyFailures,
     timeouts: load.timeouts,
     targetCpuUs: cpuBetween(before, after, target.pid),
+    machineBusyUs: after.machineBusyUs - before.machineBusyUs,
     otherCpuUs: idle.reduce(
       (sum, c) => sum + cpuBetween(before as CpuSnapshot, after as CpuSnapshot, c.pid),
       0,
@@ -175,6 +187,7 @@ function mergePhases(phases: readonly PhaseFigures[]): PhaseFigures {
     timeouts: sum((p) => p.timeouts),
     targetCpuUs: sum((p) => p.targetCpuUs),
     otherCpuUs: sum((p) => p.otherCpuUs),
+    machineBusyUs: sum((p) => p.machineBusyUs),
     loadCpuUs: sum((p) => p.loadCpuUs),
     latenciesMs: latencies,
   };
@@ -199,9 +212,10 @@ function sleep(ms: number): Promise<void> {
 
 async function settledMemory(
   child: BenchChild,
+  settleMs: number,
 ): Promise<{ rss: number; heap: number; gc: boolean }> {
   await child.collectGarbage();
-  await sleep(MEMORY_SETTLE_MS);
+  await sleep(settleMs);
   const report = await child.collectGarbage();
   return {
     rss: rssBytes(child.pid),
@@ -225,7 +239,7 @@ export async function memoryPhase(plan: BenchPlan): Promise<MemoryFigures> {
       measureMs: 1,
       firstLobbyId: freshLobbyIds(),
     });
-    const before = await settledMemory(server);
+    const before = await settledMemory(server, plan.memorySettleMs);
     const opened = await openIdleSessions({
       target: { mode: 'server', address: LOAD_ADDRESS, port: server.port },
       sessions: plan.idleSessions,
@@ -234,7 +248,7 @@ export async function memoryPhase(plan: BenchPlan): Promise<MemoryFigures> {
       batchSize: plan.idleBatch,
       maxPlayers: IDLE_SESSION_MAX_PLAYERS,
     });
-    const after = await settledMemory(server);
+    const after = await settledMemory(server, plan.memorySettleMs);
     return {
       sessions: opened.opened,
       failed: opened.failed,
@@ -294,7 +308,7 @@ export async function runBench(plan: BenchPlan): Promise<BenchResult> {
     }
     phase8pEcho = await loadPhase(echo, 'echo', 8, plan.concurrency8p, plan, watched);
     phase8pServer = await loadPhase(server, 'server', 8, plan.concurrency8p, plan, watched);
-    serverRssAfterLoad = (await settledMemory(server)).rss;
+    serverRssAfterLoad = (await settledMemory(server, 0)).rss;
   } finally {
     await server?.stop();
     await echo.stop();

@@ -42,16 +42,36 @@ export function rssBytes(pid: number): number {
   return Number(match[1]) * 1024;
 }
 
+/**
+ * CPU time the whole machine spent busy (all cores, every process, interrupts included), µs,
+ * from the `cpu` line of /proc/stat: everything but idle and iowait.
+ */
+export function machineBusyMicros(): number {
+  const stat = readFileSync('/proc/stat', 'latin1');
+  const line = stat.slice(0, stat.indexOf('\n'));
+  const ticks = line.trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal guest guest_nice; guests are inside user.
+  const busy =
+    (ticks[0] ?? 0) +
+    (ticks[1] ?? 0) +
+    (ticks[2] ?? 0) +
+    (ticks[5] ?? 0) +
+    (ticks[6] ?? 0) +
+    (ticks[7] ?? 0);
+  return (busy * 1_000_000) / clockTicks();
+}
+
 /** A CPU reading of several processes at one instant, with the wall clock beside it. */
 export interface CpuSnapshot {
   readonly atMs: number;
   readonly cpuUs: ReadonlyMap<number, number>;
+  readonly machineBusyUs: number;
 }
 
 export function snapshotCpu(pids: readonly number[]): CpuSnapshot {
   const cpuUs = new Map<number, number>();
   for (const pid of pids) cpuUs.set(pid, cpuMicros(pid));
-  return { atMs: performance.now(), cpuUs };
+  return { atMs: performance.now(), cpuUs, machineBusyUs: machineBusyMicros() };
 }
 
 /** CPU microseconds a process used between two snapshots. */

@@ -3,6 +3,18 @@
  * (real processes in network namespaces). Each returns `undefined` figures with a reason when
  * it cannot run here, so the benchmark still completes.
  */
+import {
+  CLIENT_CLI_PATH,
+  type ClientKind,
+  DEFAULT_SERVER_PORT,
+  type JsonLine,
+  type Lab,
+  type LabProcess,
+  LEGACY_CLIENT_CLI_PATH,
+  labUnavailableReasons,
+  SERVER_ADDRESS,
+  withLab,
+} from '../natlab/index.js';
 import { simulateTraversal } from '../sim/index.js';
 
 export interface PunchFigures {
@@ -50,10 +62,134 @@ export interface LabPunchOutcome {
   readonly legacy: PunchOutcome;
 }
 
+/** The two sites of the lab pair: one host each, both behind a port-restricted cone NAT. */
+const LAB_HOST_SITE = 'pr-host';
+const LAB_JOIN_SITE = 'pr-join';
+/** How long the host may take to print `registered`. */
+const LAB_REGISTER_WAIT_MS = 15_000;
+/** A client process still running after this long is killed and the run counts as failed. */
+const LAB_PROCESS_LIMIT_MS = 30_000;
+
+let labSessionCounter = 0;
+
+function labClientArgv(
+  client: ClientKind,
+  role: 'host' | 'join',
+  session: string,
+  server: string,
+): string[] {
+  const name = `${role}${labSessionCounter}`;
+  const cli = client === 'legacy' ? LEGACY_CLIENT_CLI_PATH : CLIENT_CLI_PATH;
+  const argv = ['node', cli, role, session, '--server', server, '--name', name, '--nickname', name];
+  // The legacy CLI takes MAX on both sides (its joiners send it nowhere); v2 on the host only.
+  if (client === 'legacy' || role === 'host') argv.push('--max-players', '2');
+  argv.push('--json');
+  return argv;
+}
+
+/** When a process printed its first line with `event`, in performance.now() ms, and the line. */
+function eventAt(
+  proc: LabProcess,
+  spawnedAt: number,
+  event: string,
+): { atMs: number; line: JsonLine } | undefined {
+  const index = proc.lines.findIndex((line) => line.event === event);
+  const offset = proc.lineTimesMs[index];
+  const line = proc.lines[index];
+  return index < 0 || offset === undefined || line === undefined
+    ? undefined
+    : { atMs: spawnedAt + offset, line };
+}
+
+/**
+ * One traversal between the pair. The joiner starts once the host is registered (a join
+ * before the session exists is refused), so "both started" is the joiner's startTraversal:
+ * its `punched` line minus the `elapsedMs` it reports (process start-up is not counted).
+ * The time is from there to the later of the two `punched` lines.
+ */
+async function labTrial(lab: Lab, client: ClientKind, server: string): Promise<number | undefined> {
+  labSessionCounter++;
+  const session = `bench${process.pid}x${labSessionCounter}`;
+  // Legacy clients bind a fixed port: start each run with no NAT state left from the last.
+  await lab.flushConntrack(LAB_HOST_SITE);
+  await lab.flushConntrack(LAB_JOIN_SITE);
+  const hostSpawnedAt = performance.now();
+  const host = lab.spawn(LAB_HOST_SITE, labClientArgv(client, 'host', session, server), {
+    timeoutMs: LAB_PROCESS_LIMIT_MS,
+  });
+  const registered = await host.waitForLine(
+    (line) => line.event === 'registered' || line.event === 'failed',
+    LAB_REGISTER_WAIT_MS,
+  );
+  if (registered?.event !== 'registered') {
+    host.kill();
+    await host.exited;
+    return undefined;
+  }
+  const joinSpawnedAt = performance.now();
+  const join = lab.spawn(LAB_JOIN_SITE, labClientArgv(client, 'join', session, server), {
+    timeoutMs: LAB_PROCESS_LIMIT_MS,
+  });
+  await Promise.all([host.exited, join.exited]);
+  const hostPunched = eventAt(host, hostSpawnedAt, 'punched');
+  const joinPunched = eventAt(join, joinSpawnedAt, 'punched');
+  const joinElapsed = joinPunched?.line.elapsedMs;
+  if (hostPunched === undefined || joinPunched === undefined || typeof joinElapsed !== 'number') {
+    return undefined;
+  }
+  const bothStartedAt = joinPunched.atMs - joinElapsed;
+  return Math.max(hostPunched.atMs, joinPunched.atMs) - bothStartedAt;
+}
+
+async function labTrials(
+  lab: Lab,
+  client: ClientKind,
+  runs: number,
+  server: string,
+): Promise<PunchOutcome> {
+  const timesMs: number[] = [];
+  let failures = 0;
+  for (let run = 0; run < runs; run++) {
+    const time = await labTrial(lab, client, server);
+    if (time === undefined) failures++;
+    else timesMs.push(time);
+  }
+  timesMs.sort((a, b) => a - b);
+  return { ok: true, figures: { timesMs, runs, failures } };
+}
+
+/**
+ * Time-to-punch in the NAT lab for a port-restricted pair: our v2 client, then the legacy
+ * client with the original's timings (2 s join delay, 100 ms greet steps) on the same pair and
+ * the same server. Needs root with ip/iptables; otherwise both figures are unavailable.
+ */
 export async function measureLabPunch(
-  _v2Runs: number,
-  _legacyRuns: number,
+  v2Runs: number,
+  legacyRuns: number,
 ): Promise<LabPunchOutcome> {
-  const reason = 'the NAT lab API is not available yet';
-  return { v2: { ok: false, reason }, legacy: { ok: false, reason } };
+  const reasons = await labUnavailableReasons();
+  if (reasons.length > 0) {
+    const reason = `NAT lab unavailable: ${reasons.join('; ')}`;
+    return { v2: { ok: false, reason }, legacy: { ok: false, reason } };
+  }
+  try {
+    return await withLab(
+      {
+        sites: [
+          { name: LAB_HOST_SITE, nat: 'port-restricted' },
+          { name: LAB_JOIN_SITE, nat: 'port-restricted' },
+        ],
+      },
+      async (lab) => {
+        await lab.startServer();
+        const server = `${SERVER_ADDRESS}:${lab.serverPort ?? DEFAULT_SERVER_PORT}`;
+        const v2 = await labTrials(lab, 'v2', v2Runs, server);
+        const legacy = await labTrials(lab, 'legacy', legacyRuns, server);
+        return { v2, legacy };
+      },
+    );
+  } catch (error) {
+    const reason = `NAT lab failed: ${(error as Error).message}`;
+    return { v2: { ok: false, reason }, legacy: { ok: false, reason } };
+  }
 }

@@ -2,12 +2,14 @@
  * Turns the phases' raw counts into the published figures: the human table and the JSON line
  * (snake_case fields, the contract of `npm run bench`'s last line), with pass/fail per target.
  */
+import { availableParallelism } from 'node:os';
 import type { BenchPlan, MemoryFigures } from './bench.js';
 import type { ProfileSummary } from './profile.js';
 import type { LabPunchOutcome, PunchOutcome } from './punch.js';
 
 /** A process counts as the bottleneck when it used at least this share of one core. */
 const SATURATED_CORE_SHARE = 0.9;
+const MACHINE_CORES = availableParallelism();
 
 export interface PhaseFigures {
   readonly mode: 'server' | 'echo';
@@ -26,6 +28,8 @@ export interface PhaseFigures {
   /** CPU of the watched process that was NOT under load (should be ~0). */
   readonly otherCpuUs: number;
   readonly loadCpuUs: number;
+  /** Busy CPU of the whole machine over the window (all cores, all processes). */
+  readonly machineBusyUs: number;
   readonly latenciesMs: Float64Array;
 }
 
@@ -68,15 +72,26 @@ function coreShare(cpuUs: number, windowMs: number): number {
   return cpuUs / (windowMs * 1000);
 }
 
-/** Which side limited a closed-loop phase, judged from each process's CPU over the window. */
+/** CPU of processes outside the benchmark during the window (other users of the machine). */
+function outsideCpuUs(p: PhaseFigures): number {
+  return Math.max(0, p.machineBusyUs - p.targetCpuUs - p.loadCpuUs - p.otherCpuUs);
+}
+
+/**
+ * Which side limited a closed-loop phase, judged from each process's CPU over the window:
+ * a process at ≥ 90 % of a core is the bottleneck; if neither is but the machine's cores are
+ * (nearly) all busy, the two shared the CPU with each other or with outside processes.
+ */
 function bottleneck(p: PhaseFigures): string {
   const load = coreShare(p.loadCpuUs, p.windowMs);
   const target = coreShare(p.targetCpuUs, p.windowMs);
+  const machine = coreShare(p.machineBusyUs, p.windowMs) / MACHINE_CORES;
   const name = p.mode === 'server' ? 'server' : 'echo';
   if (load >= SATURATED_CORE_SHARE && load >= target) return 'load generator (CPU-bound)';
   if (target >= SATURATED_CORE_SHARE) return `${name} (CPU-bound)`;
-  if (load + target >= 2 * SATURATED_CORE_SHARE - 0.1) {
-    return `both near a full core (${load >= target ? 'load generator' : name} busier)`;
+  if (machine >= SATURATED_CORE_SHARE) {
+    const outside = Math.round(coreShare(outsideCpuUs(p), p.windowMs) * 100);
+    return `machine CPU (all ${MACHINE_CORES} cores busy; outside processes ${outside} % of a core)`;
   }
   return 'neither CPU-bound: closed-loop round trips (latency)';
 }
@@ -162,6 +177,7 @@ export function buildReport(input: ReportInput): { table: string; json: Record<s
 
   const json = {
     node_version: process.version,
+    cpu_cores: MACHINE_CORES,
     smoke: input.plan.smoke,
     server_msgs_per_s: round(serverMsgs, 0),
     echo_msgs_per_s: round(echoMsgs, 0),
@@ -218,6 +234,7 @@ export function buildReport(input: ReportInput): { table: string; json: Record<s
       target_cpu_pct: round(coreShare(p.targetCpuUs, p.windowMs) * 100, 1),
       other_cpu_pct: round(coreShare(p.otherCpuUs, p.windowMs) * 100, 1),
       load_cpu_pct: round(coreShare(p.loadCpuUs, p.windowMs) * 100, 1),
+      outside_cpu_pct: round(coreShare(outsideCpuUs(p), p.windowMs) * 100, 1),
       bottleneck: bottleneck(p),
       lobbies_failed: p.lobbiesFailed,
       verify_failures: p.verifyFailures,
@@ -260,6 +277,7 @@ export function buildReport(input: ReportInput): { table: string; json: Record<s
     show(p.lobbies_per_s),
     `${show(p.target_cpu_pct)} %`,
     `${show(p.load_cpu_pct)} %`,
+    `${show(p.outside_cpu_pct)} %`,
     `${p.lobbies_failed}/${p.verify_failures}/${p.timeouts}`,
     p.bottleneck,
   ]);
@@ -273,6 +291,7 @@ export function buildReport(input: ReportInput): { table: string; json: Record<s
         'lobbies/s',
         'target CPU',
         'loadgen CPU',
+        'outside CPU',
         'failed/bad/timeout',
         'bottleneck',
       ],
