@@ -221,7 +221,8 @@ export function buildReport(input: ReportInput): { table: string; json: Record<s
       server2p.verifyFailures +
       echo2p.verifyFailures +
       server8p.verifyFailures +
-      echo8p.verifyFailures,
+      echo8p.verifyFailures +
+      memory.failedVerify,
     lobbies_failed:
       server2p.lobbiesFailed + echo2p.lobbiesFailed + server8p.lobbiesFailed + echo8p.lobbiesFailed,
     phases: [echo2p, server2p, echo8p, server8p].map((p) => ({
