@@ -44,9 +44,9 @@ export interface BenchPlan {
 
 export const FULL_PLAN: BenchPlan = {
   smoke: false,
-  rounds2p: 2,
-  warmupMs: 1000,
-  measureMs: 4000,
+  rounds2p: 3,
+  warmupMs: 700,
+  measureMs: 3000,
   concurrency2p: 64,
   concurrency8p: 64,
   idleSessions: 100_000,
@@ -78,6 +78,8 @@ export const SMOKE_PLAN: BenchPlan = {
 
 /** Session MAX for the idle-session test: above 2, so 2 members leave the session waiting. */
 const IDLE_SESSION_MAX_PLAYERS = 4;
+/** Window of the one-lobby-at-a-time latency phase. */
+const UNLOADED_MEASURE_MS = 1000;
 /** Each phase draws lobby ids from its own range so that no key repeats in one server. */
 const LOBBY_ID_RANGE = 10_000_000;
 
@@ -298,6 +300,8 @@ export async function runBench(plan: BenchPlan): Promise<BenchResult> {
   const phases2pServer: PhaseFigures[] = [];
   let phase8pServer: PhaseFigures;
   let phase8pEcho: PhaseFigures;
+  let unloadedEcho: PhaseFigures;
+  let unloadedServer: PhaseFigures;
   let serverRssAfterLoad = Number.NaN;
   try {
     server = await startServer([]);
@@ -308,6 +312,10 @@ export async function runBench(plan: BenchPlan): Promise<BenchResult> {
     }
     phase8pEcho = await loadPhase(echo, 'echo', 8, plan.concurrency8p, plan, watched);
     phase8pServer = await loadPhase(server, 'server', 8, plan.concurrency8p, plan, watched);
+    // One lobby at a time: the service time of a request with no queue in front of it.
+    const single = { ...plan, measureMs: Math.min(plan.measureMs, UNLOADED_MEASURE_MS) };
+    unloadedEcho = await loadPhase(echo, 'echo', 2, 1, single, watched);
+    unloadedServer = await loadPhase(server, 'server', 2, 1, single, watched);
     serverRssAfterLoad = (await settledMemory(server, 0)).rss;
   } finally {
     await server?.stop();
@@ -330,6 +338,8 @@ export async function runBench(plan: BenchPlan): Promise<BenchResult> {
     server2p: mergePhases(phases2pServer),
     echo8p: phase8pEcho,
     server8p: phase8pServer,
+    echoUnloaded: unloadedEcho,
+    serverUnloaded: unloadedServer,
     serverRssAfterLoad,
     memory,
     sim,

@@ -39,6 +39,9 @@ export interface ReportInput {
   readonly server2p: PhaseFigures;
   readonly echo8p: PhaseFigures;
   readonly server8p: PhaseFigures;
+  /** One lobby in flight: latency without queueing. */
+  readonly echoUnloaded: PhaseFigures;
+  readonly serverUnloaded: PhaseFigures;
   readonly serverRssAfterLoad: number;
   readonly memory: MemoryFigures;
   readonly sim: PunchOutcome;
@@ -193,6 +196,10 @@ export function buildReport(input: ReportInput): { table: string; json: Record<s
     p99_ms: round(quantile(server2p.latenciesMs, 0.99), 3),
     echo_p50_ms: round(quantile(echo2p.latenciesMs, 0.5), 3),
     echo_p99_ms: round(quantile(echo2p.latenciesMs, 0.99), 3),
+    unloaded_p50_ms: round(quantile(input.serverUnloaded.latenciesMs, 0.5), 3),
+    unloaded_p99_ms: round(quantile(input.serverUnloaded.latenciesMs, 0.99), 3),
+    echo_unloaded_p50_ms: round(quantile(input.echoUnloaded.latenciesMs, 0.5), 3),
+    echo_unloaded_p99_ms: round(quantile(input.echoUnloaded.latenciesMs, 0.99), 3),
     cpu_us_per_lobby: round(server2p.targetCpuUs / server2p.lobbies, 1),
     cpu_us_per_lobby_8p: round(server8p.targetCpuUs / server8p.lobbies, 1),
     rss_bytes_per_idle_session: round(rssPerSession, 0),
@@ -225,22 +232,24 @@ export function buildReport(input: ReportInput): { table: string; json: Record<s
       memory.failedVerify,
     lobbies_failed:
       server2p.lobbiesFailed + echo2p.lobbiesFailed + server8p.lobbiesFailed + echo8p.lobbiesFailed,
-    phases: [echo2p, server2p, echo8p, server8p].map((p) => ({
-      target: p.mode,
-      players: p.players,
-      concurrency: p.concurrency,
-      window_ms: round(p.windowMs, 0),
-      msgs_per_s: round(msgsPerS(p), 0),
-      lobbies_per_s: round((p.lobbies * 1000) / p.windowMs, 0),
-      target_cpu_pct: round(coreShare(p.targetCpuUs, p.windowMs) * 100, 1),
-      other_cpu_pct: round(coreShare(p.otherCpuUs, p.windowMs) * 100, 1),
-      load_cpu_pct: round(coreShare(p.loadCpuUs, p.windowMs) * 100, 1),
-      outside_cpu_pct: round(coreShare(outsideCpuUs(p), p.windowMs) * 100, 1),
-      bottleneck: bottleneck(p),
-      lobbies_failed: p.lobbiesFailed,
-      verify_failures: p.verifyFailures,
-      timeouts: p.timeouts,
-    })),
+    phases: [echo2p, server2p, echo8p, server8p, input.echoUnloaded, input.serverUnloaded].map(
+      (p) => ({
+        target: p.mode,
+        players: p.players,
+        concurrency: p.concurrency,
+        window_ms: round(p.windowMs, 0),
+        msgs_per_s: round(msgsPerS(p), 0),
+        lobbies_per_s: round((p.lobbies * 1000) / p.windowMs, 0),
+        target_cpu_pct: round(coreShare(p.targetCpuUs, p.windowMs) * 100, 1),
+        other_cpu_pct: round(coreShare(p.otherCpuUs, p.windowMs) * 100, 1),
+        load_cpu_pct: round(coreShare(p.loadCpuUs, p.windowMs) * 100, 1),
+        outside_cpu_pct: round(coreShare(outsideCpuUs(p), p.windowMs) * 100, 1),
+        bottleneck: bottleneck(p),
+        lobbies_failed: p.lobbiesFailed,
+        verify_failures: p.verifyFailures,
+        timeouts: p.timeouts,
+      }),
+    ),
     profile_top:
       input.profile === undefined
         ? null
@@ -323,6 +332,14 @@ export function buildReport(input: ReportInput): { table: string; json: Record<s
         'request→reply p50 / p99 ms, 2p',
         `${show(json.p50_ms)} / ${show(json.p99_ms)}`,
         `${show(json.echo_p50_ms)} / ${show(json.echo_p99_ms)}`,
+        '',
+        '',
+        '',
+      ],
+      [
+        'same, one lobby in flight',
+        `${show(json.unloaded_p50_ms)} / ${show(json.unloaded_p99_ms)}`,
+        `${show(json.echo_unloaded_p50_ms)} / ${show(json.echo_unloaded_p99_ms)}`,
         '',
         '',
         '',
