@@ -26,7 +26,7 @@ import { countRejection, type ServerCounters } from './counters.js';
 import type { Outbox, ProtocolHandler } from './handler.js';
 
 /** First re-push of `peers` to a member that has not acked them; doubles each time. */
-export const PEERS_RETRY_FIRST_MS = 250;
+export const PEERS_RETRY_FIRST_MS = 150;
 export const PEERS_MAX_TRIES = 6;
 /** A started session is forgotten once all members acked, at the latest after this. */
 export const STARTED_LINGER_MS = 15_000;
@@ -238,6 +238,7 @@ export class V2Sessions implements ProtocolHandler {
       if (host !== undefined && host.name === msg.name && sameEndpoint(host.endpoint, from)) {
         this.#registered(from, msg.requestId, host);
         if (existing.state === 'waiting') this.#send(from, this.#lobbyBytes(existing, 0));
+        else this.#sendPeers(existing, host, 0);
         return;
       }
       this.#refuse(from, msg.requestId, 'session_exists', 'Tried to create existing session.');
