@@ -80,7 +80,7 @@ describe('holepunch CLI', () => {
         sent: number;
         received: number;
       };
-      assert.equal(rtt.sent, 5);
+      assert.ok(rtt.sent >= 3 && rtt.sent <= 20 && rtt.received <= rtt.sent);
       assert.ok(rtt.received >= 1, `${who} got answers`);
       assert.equal(typeof rtt.rttMs, 'number');
     }

@@ -12,15 +12,22 @@ const EXIT_OK = 0;
 const EXIT_FAILED = 1;
 const EXIT_USAGE = 2;
 
-/** Test datagrams sent to each peer after the punch, this far apart. */
-const TEST_PINGS = 5;
+/**
+ * After the punch, test datagrams go to each peer every `TEST_PING_INTERVAL_MS` until
+ * `TEST_ANSWERS_WANTED` came back or `TEST_MAX_PINGS` were sent: a lossy path (a lab with
+ * 30% loss on each router's uplink loses ~75% of round trips) still gets answers.
+ */
+const TEST_ANSWERS_WANTED = 3;
+const TEST_MAX_PINGS = 20;
 const TEST_PING_INTERVAL_MS = 100;
-/** After the last ping, wait this long for late pongs. */
-const TEST_REPLY_WAIT_MS = 1000;
+/** After the last ping, wait this long for late answers. */
+const TEST_REPLY_WAIT_MS = 500;
+/** `done` datagrams sent to each peer when our test ends (several: they may be lost). */
+const TEST_DONE_COPIES = 3;
 /**
  * Keep answering peers' pings (and late punches) after our own test, so a peer that
- * punched later than us still gets its answers: until every peer sent its last ping,
- * or it went quiet for `LINGER_QUIET_MS`, and never longer than `LINGER_MAX_MS`.
+ * punched later than us still gets its answers: until every peer said `done`, or all
+ * went quiet for `LINGER_QUIET_MS`, and never longer than `LINGER_MAX_MS`.
  */
 const LINGER_QUIET_MS = 1500;
 const LINGER_MAX_MS = 5000;
@@ -30,8 +37,8 @@ const USAGE = `Usage: holepunch host SESSION [options]
        holepunch join SESSION [options]
 
 Registers with a HolePunch rendezvous server (v2 protocol), waits for the lobby,
-punches a direct UDP path to every peer, then exchanges ${TEST_PINGS} test datagrams
-with each peer and reports the round-trip time.
+punches a direct UDP path to every peer, then exchanges test datagrams with each
+peer (until ${TEST_ANSWERS_WANTED} answered, at most ${TEST_MAX_PINGS}) and reports the round-trip time.
 
 Options:
   --server HOST:PORT     rendezvous server (default 127.0.0.1:4000)
@@ -141,7 +148,12 @@ interface PeerStats {
   sent: number;
   received: number;
   rtts: number[];
-  lastPingFromPeer: number;
+}
+
+/** What we heard from a peer's own test (it may start before our punch completes). */
+interface PeerTest {
+  pinged: boolean;
+  done: boolean;
 }
 
 export async function runClient(o: CliOptions): Promise<number> {
@@ -152,17 +164,26 @@ export async function runClient(o: CliOptions): Promise<number> {
   const startedAt = performance.now();
   const stats = new Map<string, PeerStats>();
   let lastPingSeenAt = 0;
+  const peerTests = new Map<string, PeerTest>();
   client.on('message', (data: Buffer, rinfo: dgram.RemoteInfo) => {
     const text = data.toString('utf8');
     if (!text.startsWith(TEST_PREFIX)) return;
     const [, kind, seqText, ...nameParts] = text.split(':');
     const peer = nameParts.join(':');
     const seq = Number(seqText);
-    if (kind === 'ping') {
-      client.send(`${TEST_PREFIX}pong:${seqText}:${o.name}`, rinfo.port, rinfo.address);
+    if (kind === 'ping' || kind === 'done') {
+      let t = peerTests.get(peer);
+      if (t === undefined) {
+        t = { pinged: false, done: false };
+        peerTests.set(peer, t);
+      }
       lastPingSeenAt = performance.now();
-      const s = stats.get(peer);
-      if (s) s.lastPingFromPeer = Math.max(s.lastPingFromPeer, seq);
+      if (kind === 'done') {
+        t.done = true;
+        return;
+      }
+      t.pinged = true;
+      client.send(`${TEST_PREFIX}pong:${seqText}:${o.name}`, rinfo.port, rinfo.address);
     } else if (kind === 'pong') {
       const s = stats.get(peer);
       const sentAt = pingTimes.get(`${peer}\n${seq}`);
@@ -253,10 +274,10 @@ export async function runClient(o: CliOptions): Promise<number> {
     // Linger: the peers may still be testing us.
     const lingerStart = performance.now();
     const everyPeerDone = (): boolean =>
-      result.peers.every((p) => (stats.get(p.name)?.lastPingFromPeer ?? -1) >= TEST_PINGS - 1);
+      result.peers.every((p) => peerTests.get(p.name)?.done === true);
     while (performance.now() - lingerStart < LINGER_MAX_MS && !everyPeerDone()) {
       const quiet = performance.now() - Math.max(lastPingSeenAt, lingerStart);
-      const heardAll = result.peers.every((p) => (stats.get(p.name)?.lastPingFromPeer ?? -1) >= 0);
+      const heardAll = result.peers.every((p) => peerTests.get(p.name)?.pinged === true);
       if (heardAll && quiet > LINGER_QUIET_MS) break;
       await sleep(50);
     }
@@ -286,22 +307,33 @@ async function testPeers(
   pingTimes: Map<string, number>,
 ): Promise<void> {
   for (const p of result.peers) {
-    if (!stats.has(p.name))
-      stats.set(p.name, { sent: 0, received: 0, rtts: [], lastPingFromPeer: -1 });
+    if (!stats.has(p.name)) stats.set(p.name, { sent: 0, received: 0, rtts: [] });
   }
-  for (let seq = 0; seq < TEST_PINGS; seq++) {
-    for (const p of result.peers) {
+  const wanting = () =>
+    result.peers.filter((p) => {
       const s = stats.get(p.name) as PeerStats;
+      return s.received < TEST_ANSWERS_WANTED && s.sent < TEST_MAX_PINGS;
+    });
+  for (let round = 0; round < TEST_MAX_PINGS; round++) {
+    const peers = wanting();
+    if (peers.length === 0) break;
+    for (const p of peers) {
+      const s = stats.get(p.name) as PeerStats;
+      pingTimes.set(`${p.name}\n${s.sent}`, performance.now());
+      client.send(`${TEST_PREFIX}ping:${s.sent}:${self}`, p.port, p.address);
       s.sent++;
-      pingTimes.set(`${p.name}\n${seq}`, performance.now());
-      client.send(`${TEST_PREFIX}ping:${seq}:${self}`, p.port, p.address);
     }
     await sleep(TEST_PING_INTERVAL_MS);
   }
   const waitStart = performance.now();
   while (performance.now() - waitStart < TEST_REPLY_WAIT_MS) {
-    if (result.peers.every((p) => stats.get(p.name)?.received === TEST_PINGS)) break;
+    if (result.peers.every((p) => (stats.get(p.name)?.received ?? 0) >= TEST_ANSWERS_WANTED)) break;
     await sleep(20);
+  }
+  for (const p of result.peers) {
+    for (let i = 0; i < TEST_DONE_COPIES; i++) {
+      client.send(`${TEST_PREFIX}done:0:${self}`, p.port, p.address);
+    }
   }
 }
 
