@@ -13,7 +13,9 @@ const ATTACKER: Endpoint = { address: '203.0.113.66', port: 6666 };
 function setup(overrides: { autostart?: boolean; maxSessions?: number; ttl?: number } = {}) {
   const sent: { to: Endpoint; msg: V2Message }[] = [];
   const counters = createCounters();
+  const lifecycle: string[] = [];
   const server = new V2Sessions({
+    onLifecycle: (e) => lifecycle.push(`${e.type} ${e.protocol} ${e.key} ${e.members}`),
     outbox: {
       send(to, data) {
         const d = decodeV2(data);
@@ -35,7 +37,7 @@ function setup(overrides: { autostart?: boolean; maxSessions?: number; ttl?: num
   };
   const reply = (out: { msg: V2Message }[], requestId: number) =>
     out.find((o) => o.msg.requestId === requestId)?.msg;
-  return { server, counters, send, sent, reply };
+  return { server, counters, send, sent, reply, lifecycle };
 }
 
 function hostAndJoin(autostart = false) {
@@ -209,6 +211,7 @@ describe('v2 session table', () => {
     const closed = out.find((o) => o.to === JOINER)?.msg;
     assert.ok(closed?.type === 'closed' && closed.reason === 'Bye: all');
     assert.equal(t.server.sessionCount, 0);
+    assert.deepEqual(t.lifecycle, ['created v2 game 1', 'closed v2 game 2']);
   });
 
   it('the host starts early; peers are re-sent until acked, a bounded number of times', () => {

@@ -24,6 +24,7 @@ import {
 } from '../protocol/v2.js';
 import { countRejection, type ServerCounters } from './counters.js';
 import type { Outbox, ProtocolHandler } from './handler.js';
+import type { SessionLifecycleEvent } from './lifecycle.js';
 
 /** First re-push of `peers` to a member that has not acked them; doubles each time. */
 export const PEERS_RETRY_FIRST_MS = 150;
@@ -40,6 +41,8 @@ export interface V2SessionsOptions {
   readonly maxSessions: number;
   readonly maxPlayersCap: number;
   readonly autostart: boolean;
+  /** Session state changes, for the shell's logs (never per datagram). Default: none. */
+  readonly onLifecycle?: (event: SessionLifecycleEvent) => void;
 }
 
 interface Member {
@@ -95,6 +98,7 @@ export class V2Sessions implements ProtocolHandler {
   readonly #maxSessions: number;
   readonly #maxPlayersCap: number;
   readonly #autostart: boolean;
+  readonly #onLifecycle: ((event: SessionLifecycleEvent) => void) | undefined;
   readonly #sessions = new Map<string, Session>();
   /** A lower bound of every pending deadline; stale-early is fine (one spurious wakeup). */
   #next = Number.POSITIVE_INFINITY;
@@ -107,6 +111,18 @@ export class V2Sessions implements ProtocolHandler {
     this.#maxSessions = options.maxSessions;
     this.#maxPlayersCap = Math.min(options.maxPlayersCap, MAX_PLAYERS_WIRE);
     this.#autostart = options.autostart;
+    this.#onLifecycle = options.onLifecycle;
+  }
+
+  #lifecycle(type: SessionLifecycleEvent['type'], session: Session, reason?: string): void {
+    this.#onLifecycle?.({
+      type,
+      protocol: 'v2',
+      key: session.name,
+      maxPlayers: session.maxPlayers,
+      members: session.members.length,
+      reason,
+    });
   }
 
   get sessionCount(): number {
@@ -173,7 +189,7 @@ export class V2Sessions implements ProtocolHandler {
         }
         member.endpoint = from;
         this.#send(from, encodeV2({ type: 'ok', requestId: msg.requestId }));
-        if (session.state === 'waiting') this.#start(now, session);
+        if (session.state === 'waiting') this.#start(now, session, 'exchange_peers');
         return;
       case 'close':
         if (!member.isHost) {
@@ -260,6 +276,7 @@ export class V2Sessions implements ProtocolHandler {
     };
     this.#sessions.set(msg.session, session);
     this.#counters.sessionsCreated++;
+    this.#lifecycle('created', session);
     this.#setDeadline(session, session.deadline);
     this.#registered(from, msg.requestId, host);
     this.#send(from, this.#lobbyBytes(session, 0));
@@ -304,7 +321,9 @@ export class V2Sessions implements ProtocolHandler {
     session.lobbyVersion++;
     this.#registered(from, msg.requestId, member);
     this.#broadcastLobby(session);
-    if (this.#autostart && session.members.length >= session.maxPlayers) this.#start(now, session);
+    if (this.#autostart && session.members.length >= session.maxPlayers) {
+      this.#start(now, session, 'autostart');
+    }
   }
 
   #member(
@@ -327,9 +346,10 @@ export class V2Sessions implements ProtocolHandler {
     };
   }
 
-  #start(now: number, session: Session): void {
+  #start(now: number, session: Session, reason: 'autostart' | 'exchange_peers'): void {
     session.state = 'started';
     this.#counters.sessionsStarted++;
+    this.#lifecycle('started', session, reason);
     session.deadline = now + STARTED_LINGER_MS;
     this.#setDeadline(session, session.deadline);
     for (const m of session.members) {
@@ -402,7 +422,8 @@ export class V2Sessions implements ProtocolHandler {
   }
 
   /** Tells every member except `except` that the session ended, then forgets it. */
-  #end(session: Session, reason: string, except?: Member): void {
+  #end(session: Session, reason: string, except?: Member, expired = false): void {
+    this.#lifecycle(expired ? 'expired' : 'closed', session, reason);
     const bytes = encodeV2({ type: 'closed', requestId: 0, code: 'session_closed', reason });
     for (const m of session.members) if (m !== except) this.#send(m.endpoint, bytes);
     this.#sessions.delete(session.name);
@@ -443,7 +464,7 @@ export class V2Sessions implements ProtocolHandler {
       if (now >= session.deadline) {
         if (session.state === 'waiting') {
           this.#counters.sessionsExpired++;
-          this.#end(session, 'Session expired.');
+          this.#end(session, 'Session expired.', undefined, true);
         } else this.#sessions.delete(session.name);
         continue;
       }
