@@ -13,7 +13,7 @@ import {
   type TraversalEvent,
 } from '../src/client/traversal.js';
 import type { Endpoint } from '../src/protocol/endpoint.js';
-import { decodeV2, encodePunch, type V2Peer } from '../src/protocol/v2.js';
+import { decodeV2, encodePunch, encodeV2, type V2Peer } from '../src/protocol/v2.js';
 import { seededRandom } from '../src/sim/random.js';
 
 const KEY = new Uint8Array(16).fill(9);
@@ -196,5 +196,47 @@ describe('traversal core', () => {
     const failed = events.find((e) => e.type === 'failed');
     assert.ok(failed?.type === 'failed' && failed.error.code === 'timeout');
     assert.ok(now >= SERVER_SILENCE_LIMIT_MS && now < SERVER_SILENCE_LIMIT_MS + 3000);
+  });
+
+  it('a lobby push that overtakes the registered reply is still shown, after registered', () => {
+    const server = { address: '203.0.113.1', port: 4000 };
+    const sent: Uint8Array[] = [];
+    const events: TraversalEvent[] = [];
+    const t = new Traversal({
+      server,
+      session: 's',
+      isHost: false,
+      name: 'j',
+      nickname: 'J',
+      maxPlayers: 2,
+      localCandidates: [],
+      random: seededRandom(2),
+      send: (_to, data) => sent.push(data),
+      onEvent: (e) => events.push(e),
+    });
+    t.start(0);
+    const join = decodeV2(sent[0] as Uint8Array);
+    assert.ok(join.ok && join.msg.type === 'join');
+    if (!join.ok) return;
+    t.handle(
+      5,
+      server,
+      encodeV2({ type: 'lobby', requestId: 0, version: 2, maxPlayers: 2, nicknames: ['H', 'J'] }),
+    );
+    assert.deepEqual(events, []);
+    t.handle(
+      6,
+      server,
+      encodeV2({
+        type: 'registered',
+        requestId: join.msg.requestId,
+        token: new Uint8Array(16),
+        observed: server,
+      }),
+    );
+    assert.deepEqual(
+      events.map((e) => e.type),
+      ['registered', 'lobby'],
+    );
   });
 });

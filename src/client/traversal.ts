@@ -128,6 +128,8 @@ export class Traversal {
   #peerParts = new Map<number, V2Peer>();
   #punch: PunchAttempt | undefined;
   #sessionWaitUntil = 0;
+  /** A lobby push that overtook our `registered` reply; shown once registered. */
+  #earlyLobby: Extract<V2Message, { type: 'lobby' }> | undefined;
 
   constructor(options: TraversalOptions) {
     checkTraversalInput(options);
@@ -296,6 +298,8 @@ export class Traversal {
         this.#state = 'lobby';
         this.#keepaliveAt = now + KEEPALIVE_INTERVAL_MS;
         this.#o.onEvent({ type: 'registered', observed: msg.observed });
+        if (this.#earlyLobby) this.#fromServer(now, this.#earlyLobby);
+        this.#earlyLobby = undefined;
         if (this.#startWanted) this.finalize(now);
         return;
       case 'ok':
@@ -313,6 +317,10 @@ export class Traversal {
         if (pending?.kind === 'keepalive') {
           this.#pending.delete(pending.id);
           this.#keepaliveAt = now + KEEPALIVE_INTERVAL_MS;
+        }
+        if (this.#state === 'registering') {
+          if (msg.version > (this.#earlyLobby?.version ?? 0)) this.#earlyLobby = msg;
+          return;
         }
         if (this.#state !== 'lobby' || msg.version <= this.#lobbyVersion) return;
         this.#lobbyVersion = msg.version;
