@@ -11,13 +11,21 @@ import { measureLabPunch, measureSimPunch, type PunchOutcome } from './punch.js'
 import { buildReport, type PhaseFigures } from './report.js';
 
 /**
- * Idle time between a full GC and the RSS reading. V8's memory reducer releases the heap's
- * slack (pages kept after growth, a larger young generation) about 8 s after a mark-compact
- * when the process is idle, as a server holding idle sessions is: measured here, RSS per idle
- * session falls from ~800 B right after the GC to ~500 B once it ran, at the baseline too.
- * Both readings wait the same time, so each is taken in the state a quiet server sits in.
+ * Longest idle wait for a settled RSS reading. A full GC right after activity leaves the heap
+ * at its grown size (young generation at its maximum, pages kept for reuse); V8 shrinks it only
+ * once its allocation-rate estimate, sampled at each GC, says the process went quiet. So the
+ * reading repeats a full GC every second of idleness until RSS has dropped and holds steady.
+ * Measured here: RSS per idle session falls from ~800 B right after the GC to ~500-650 B once
+ * settled; Node 20 settles in ~5-8 s, Node 26 in ~10-17 s. Baseline and final reading follow
+ * the same rule, so each is taken in the state a quiet server sits in.
  */
-const MEMORY_REDUCER_SETTLE_MS = 9000;
+const MEMORY_SETTLE_MAX_MS = 16_000;
+/** Idle time between the GCs of a settling reading. */
+const MEMORY_POLL_MS = 1000;
+/** A fall of RSS by this share counts as the heap having shrunk. */
+const MEMORY_SHRINK_SHARE = 0.03;
+/** Readings within this share of each other count as steady. */
+const MEMORY_STEADY_SHARE = 0.005;
 
 export interface BenchPlan {
   readonly smoke: boolean;
@@ -33,7 +41,7 @@ export interface BenchPlan {
   readonly idleConcurrency: number;
   /** Complete lobbies run on the memory server before its baseline is read. */
   readonly memoryWarmupMs: number;
-  /** Idle wait before each RSS reading (see MEMORY_REDUCER_SETTLE_MS). */
+  /** Longest idle wait before each RSS reading (see MEMORY_SETTLE_MAX_MS). */
   readonly memorySettleMs: number;
   readonly simRuns: number;
   readonly labRuns: number;
@@ -53,7 +61,7 @@ export const FULL_PLAN: BenchPlan = {
   idleBatch: 1000,
   idleConcurrency: 64,
   memoryWarmupMs: 2000,
-  memorySettleMs: MEMORY_REDUCER_SETTLE_MS,
+  memorySettleMs: MEMORY_SETTLE_MAX_MS,
   simRuns: 500,
   labRuns: 20,
   legacyLabRuns: 5,
@@ -206,23 +214,47 @@ export interface MemoryFigures {
   readonly heapAfter: number;
   readonly gcForced: boolean;
   readonly openMs: number;
+  /** How long each reading waited for V8's memory reducer (ms). */
+  readonly settleBeforeMs: number;
+  readonly settleAfterMs: number;
 }
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-async function settledMemory(
-  child: BenchChild,
-  settleMs: number,
-): Promise<{ rss: number; heap: number; gc: boolean }> {
-  await child.collectGarbage();
-  await sleep(settleMs);
-  const report = await child.collectGarbage();
+interface SettledMemory {
+  readonly rss: number;
+  readonly heap: number;
+  readonly gc: boolean;
+  /** How long the reading waited to settle; the maximum means RSS never shrank. */
+  readonly waitedMs: number;
+}
+
+/**
+ * Full GC every second of idleness until RSS has shrunk and then held steady for two readings
+ * (or `maxWaitMs` passed); returns the last reading.
+ */
+async function settledMemory(child: BenchChild, maxWaitMs: number): Promise<SettledMemory> {
+  let report = await child.collectGarbage();
+  const startedAt = performance.now();
+  const first = rssBytes(child.pid);
+  let previous = first;
+  let steadyReadings = 0;
+  while (performance.now() - startedAt < maxWaitMs) {
+    await sleep(MEMORY_POLL_MS);
+    report = await child.collectGarbage();
+    const rss = rssBytes(child.pid);
+    steadyReadings =
+      Math.abs(rss - previous) <= previous * MEMORY_STEADY_SHARE ? steadyReadings + 1 : 0;
+    previous = rss;
+    if (rss < first * (1 - MEMORY_SHRINK_SHARE) && steadyReadings >= 2) break;
+  }
   return {
-    rss: rssBytes(child.pid),
+    rss: previous,
     heap: report?.heapUsed ?? Number.NaN,
     gc: report?.collected === true,
+    waitedMs: performance.now() - startedAt,
   };
 }
 
@@ -262,6 +294,8 @@ export async function memoryPhase(plan: BenchPlan): Promise<MemoryFigures> {
       heapAfter: after.heap,
       gcForced: before.gc && after.gc,
       openMs: opened.elapsedMs,
+      settleBeforeMs: before.waitedMs,
+      settleAfterMs: after.waitedMs,
     };
   } finally {
     await server.stop();

@@ -208,6 +208,7 @@ export function buildReport(input: ReportInput): { table: string; json: Record<s
     idle_sessions_failed: memory.failed,
     idle_open_s: round(memory.openMs / 1000, 1),
     idle_gc_forced: memory.gcForced,
+    idle_settle_s: [round(memory.settleBeforeMs / 1000, 1), round(memory.settleAfterMs / 1000, 1)],
     server_rss_after_load_bytes: Number.isFinite(input.serverRssAfterLoad)
       ? input.serverRssAfterLoad
       : null,
