@@ -2,10 +2,10 @@ import type { RemoteInfo, Socket } from 'node:dgram';
 import type { Endpoint } from '../protocol/endpoint.js';
 
 /** Game datagrams each side sends per peer after punching, one per GAME_PING_INTERVAL_MS. */
-export const GAME_PINGS = 15;
+export const GAME_PINGS = 10;
 export const GAME_PING_INTERVAL_MS = 100;
 /** After its last ping a side keeps answering this long: the peer may have punched later. */
-export const GAME_LINGER_MS = 1_500;
+export const GAME_LINGER_MS = 1_000;
 
 export interface GameCheckResult {
   readonly peer: string;

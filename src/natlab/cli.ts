@@ -6,7 +6,7 @@
  *   probe   build the lab, print the verified NAT table, tear down
  *   matrix  run every pair with our client and the legacy client at each loss level and
  *           write natlab/results/latest.json
- * matrix options: --trials N  --loss 0,0.1,0.3  --clients v2,legacy  --legacy-loss 0,0.1,0.3
+ * matrix options: --trials N  --legacy-trials N  --loss 0,0.1,0.3  --clients v2,legacy  --legacy-loss 0,0.1,0.3
  *                 --types none,full-cone,...  --no-same-nat  --concurrency N  --out FILE
  */
 import { parseArgs } from 'node:util';
@@ -18,6 +18,9 @@ import { type ClientKind, formatMatrix, matrixLabSpec, runMatrix, writeResults }
 import { isNatType, NAT_TYPES, type NatType } from './nat-types.js';
 import { formatVerdicts } from './probe.js';
 
+/** Trials per pair, loss level and client unless --trials says otherwise. */
+const DEFAULT_TRIALS = 5;
+
 const list = (text: string | undefined) =>
   text === undefined ? undefined : text.split(',').filter((s) => s !== '');
 
@@ -27,6 +30,7 @@ async function main(): Promise<number> {
     options: {
       force: { type: 'boolean', default: false },
       trials: { type: 'string' },
+      'legacy-trials': { type: 'string' },
       loss: { type: 'string' },
       clients: { type: 'string' },
       'legacy-loss': { type: 'string' },
@@ -93,7 +97,10 @@ async function main(): Promise<number> {
       ...(lossLevels ? { lossLevels } : {}),
       ...(legacyLoss ? { legacyLossLevels: legacyLoss } : {}),
       clients: (list(values.clients) ?? ['v2', 'legacy']) as ClientKind[],
-      trials: values.trials === undefined ? 5 : Number(values.trials),
+      trials: (_loss, client) =>
+        client === 'legacy' && values['legacy-trials'] !== undefined
+          ? Number(values['legacy-trials'])
+          : Number(values.trials ?? DEFAULT_TRIALS),
       ...(values.concurrency ? { concurrency: Number(values.concurrency) } : {}),
       onTrial: (r) =>
         process.stderr.write(

@@ -80,13 +80,19 @@ export interface TrialResult {
   readonly hostReceived: number;
   readonly joinReceived: number;
   readonly rttMs: number | undefined;
+  /** For failed trials: the last JSON lines and stderr of both sides, to see why. */
+  readonly detail?: {
+    readonly host: readonly JsonLine[];
+    readonly join: readonly JsonLine[];
+    readonly stderr: string;
+  };
 }
 
 export interface MatrixOptions {
   readonly natTypes?: readonly NatType[];
   readonly lossLevels?: readonly number[];
-  /** Trials per pair and loss level, per client (a number, or per loss level). */
-  readonly trials?: number | ((loss: number, client: ClientKind) => number);
+  /** Trials per pair and loss level, per client (a number, or a function; 0 skips the pair). */
+  readonly trials?: number | ((loss: number, client: ClientKind, pair: MatrixPair) => number);
   readonly clients?: readonly ClientKind[];
   /** Loss levels at which the legacy client runs (default: all of `lossLevels`). */
   readonly legacyLossLevels?: readonly number[];
@@ -199,7 +205,8 @@ function clientArgv(
   server: string,
   timeoutMs: number | undefined,
 ) {
-  const name = `${role}${sessionCounter}`;
+  // Names are unique per trial (the legacy protocol's names are global across sessions).
+  const name = `${role}-${session}`;
   if (client === 'legacy') {
     return [
       'node',
@@ -344,6 +351,15 @@ export async function runTrial(
     hostReceived,
     joinReceived,
     rttMs: typeof rtt === 'number' ? rtt : undefined,
+    ...(ok
+      ? {}
+      : {
+          detail: {
+            host: hr.lines.slice(-6),
+            join: jr?.lines.slice(-6) ?? [],
+            stderr: `${hr.stderr.slice(-500)}${jr?.stderr.slice(-500) ?? ''}`,
+          },
+        }),
   };
 }
 
@@ -409,8 +425,10 @@ export async function runMatrix(lab: Lab, options: MatrixOptions = {}): Promise<
   const lossLevels = options.lossLevels ?? DEFAULT_LOSS_LEVELS;
   const clients = options.clients ?? CLIENT_KINDS;
   const pairs = matrixPairs(natTypes, options.sameNat ?? true);
-  const trialsFor = (loss: number, client: ClientKind) =>
-    typeof options.trials === 'function' ? options.trials(loss, client) : (options.trials ?? 5);
+  const trialsFor = (loss: number, client: ClientKind, pair: MatrixPair) =>
+    typeof options.trials === 'function'
+      ? options.trials(loss, client, pair)
+      : (options.trials ?? 5);
   if (lab.serverPort === undefined) await lab.startServer();
   const results: TrialResult[] = [];
   for (const loss of lossLevels) {
@@ -427,7 +445,7 @@ export async function runMatrix(lab: Lab, options: MatrixOptions = {}): Promise<
         const sites = [
           ...new Set([pair.hostA.split('/')[0] ?? '', pair.hostB.split('/')[0] ?? '']),
         ];
-        for (let trial = 0; trial < trialsFor(loss, client); trial++) {
+        for (let trial = 0; trial < trialsFor(loss, client, pair); trial++) {
           jobs.push({
             sites,
             exclusive: client === 'legacy',
