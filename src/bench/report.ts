@@ -10,6 +10,8 @@ import type { LabPunchOutcome, PunchOutcome } from './punch.js';
 /** A process counts as the bottleneck when it used at least this share of one core. */
 const SATURATED_CORE_SHARE = 0.9;
 const MACHINE_CORES = availableParallelism();
+/** Above this share of a core used by outside processes, throughput figures get a warning. */
+const NOISY_OUTSIDE_CORE_SHARE = 0.25;
 
 export interface PhaseFigures {
   readonly mode: 'server' | 'echo';
@@ -381,6 +383,13 @@ export function buildReport(input: ReportInput): { table: string; json: Record<s
     ]),
   ];
   const notes: string[] = [];
+  const outsideEcho = coreShare(outsideCpuUs(echo2p), echo2p.windowMs);
+  const outsideServer = coreShare(outsideCpuUs(server2p), server2p.windowMs);
+  if (Math.max(outsideEcho, outsideServer) > NOISY_OUTSIDE_CORE_SHARE) {
+    notes.push(
+      `machine busy: processes outside the benchmark used ${Math.round(outsideEcho * 100)} % / ${Math.round(outsideServer * 100)} % of a core during the echo / server 2p windows; datagrams/s are perturbed, CPU µs per datagram is the robust comparison`,
+    );
+  }
   if (sim.reason !== null) notes.push(`sim punch: ${sim.reason}`);
   if (labV2.reason !== null) notes.push(`NAT lab punch: ${labV2.reason}`);
   if (labLegacy.reason !== null && labLegacy.reason !== labV2.reason) {
