@@ -31,6 +31,8 @@ const MIN_SUCCESS_AT_30 = 0.95;
 /** Pairs that cannot work without a relay must say so within this time. */
 const FAIL_FAST_MS = 10_000;
 const CONCURRENCY = 16;
+/** The heavy tests state their own limit: more than the suite default, never unbounded. */
+const HEAVY_TEST = { timeout: 300_000 };
 
 const reasons = await labUnavailableReasons();
 // Locally without root the suite skips, saying why; in CI it must run (or fail loudly).
@@ -93,58 +95,74 @@ describe('NAT lab: hole punching across real Linux NATs', { skip }, () => {
 
   for (const loss of [0, 0.1] as const) {
     const n = TRIALS_AT[loss] ?? 0;
-    it(`every pair with a direct path by RFC 4787 punches and exchanges game datagrams both ways in ${n}/${n} trials at ${loss * 100}% loss`, async () => {
+    it(
+      `every pair with a direct path by RFC 4787 punches and exchanges game datagrams both ways in ${n}/${n} trials at ${loss * 100}% loss`,
+      HEAVY_TEST,
+      async () => {
+        const report = await runMatrix(mustLab(), {
+          lossLevels: [loss],
+          clients: ['v2'],
+          trials: (_l, _c, pair) => (isDirect(pair) ? n : 0),
+          concurrency: CONCURRENCY,
+        });
+        reports.push(report);
+        assert.equal(report.results.length, 18 * n, 'every direct pair ran');
+        assert.equal(
+          report.results.filter((r) => !r.ok).length,
+          0,
+          describeFailures(report.results),
+        );
+      },
+    );
+  }
+
+  it(
+    `every direct pair gets through in at least ${MIN_SUCCESS_AT_30 * 100}% of ${TRIALS_AT[0.3]} trials at 30% loss`,
+    HEAVY_TEST,
+    async () => {
       const report = await runMatrix(mustLab(), {
-        lossLevels: [loss],
+        lossLevels: [0.3],
         clients: ['v2'],
-        trials: (_l, _c, pair) => (isDirect(pair) ? n : 0),
+        trials: (_l, _c, pair) => (isDirect(pair) ? (TRIALS_AT[0.3] ?? 0) : 0),
         concurrency: CONCURRENCY,
       });
       reports.push(report);
-      assert.equal(report.results.length, 18 * n, 'every direct pair ran');
-      assert.equal(report.results.filter((r) => !r.ok).length, 0, describeFailures(report.results));
-    });
-  }
-
-  it(`every direct pair gets through in at least ${MIN_SUCCESS_AT_30 * 100}% of ${TRIALS_AT[0.3]} trials at 30% loss`, async () => {
-    const report = await runMatrix(mustLab(), {
-      lossLevels: [0.3],
-      clients: ['v2'],
-      trials: (_l, _c, pair) => (isDirect(pair) ? (TRIALS_AT[0.3] ?? 0) : 0),
-      concurrency: CONCURRENCY,
-    });
-    reports.push(report);
-    const weak = report.summary.filter((s) => s.successes < MIN_SUCCESS_AT_30 * s.trials);
-    assert.deepEqual(
-      weak.map((s) => `${s.pair}: ${s.successes}/${s.trials}`),
-      [],
-      describeFailures(report.results),
-    );
-  });
-
-  it(`pairs impossible without a relay (symmetric with symmetric or port-restricted) fail with punch_failed in under ${FAIL_FAST_MS / 1000} s (${RELAY_ONLY_TRIALS} trials each, 0% loss)`, async () => {
-    const report = await runMatrix(mustLab(), {
-      lossLevels: [0],
-      clients: ['v2'],
-      trials: (_l, _c, pair) =>
-        expectationFor('v2', pair) === 'relay-only' ? RELAY_ONLY_TRIALS : 0,
-      concurrency: CONCURRENCY,
-    });
-    reports.push(report);
-    assert.deepEqual([...new Set(report.results.map((r) => r.pair))].sort(), [
-      'port-restricted<->symmetric',
-      'symmetric<->port-restricted-accepting',
-      'symmetric<->symmetric',
-    ]);
-    for (const r of report.results) {
-      assert.equal(r.ok, false, `${r.pair} cannot have a direct path`);
-      assert.equal(r.code, 'punch_failed', `${r.pair} #${r.trial}`);
-      assert.ok(
-        (r.timeToFailMs ?? Infinity) < FAIL_FAST_MS,
-        `${r.pair} #${r.trial} failed after ${r.timeToFailMs} ms`,
+      const weak = report.summary.filter((s) => s.successes < MIN_SUCCESS_AT_30 * s.trials);
+      assert.deepEqual(
+        weak.map((s) => `${s.pair}: ${s.successes}/${s.trials}`),
+        [],
+        describeFailures(report.results),
       );
-    }
-  });
+    },
+  );
+
+  it(
+    `pairs impossible without a relay (symmetric with symmetric or port-restricted) fail with punch_failed in under ${FAIL_FAST_MS / 1000} s (${RELAY_ONLY_TRIALS} trials each, 0% loss)`,
+    HEAVY_TEST,
+    async () => {
+      const report = await runMatrix(mustLab(), {
+        lossLevels: [0],
+        clients: ['v2'],
+        trials: (_l, _c, pair) =>
+          expectationFor('v2', pair) === 'relay-only' ? RELAY_ONLY_TRIALS : 0,
+        concurrency: CONCURRENCY,
+      });
+      reports.push(report);
+      assert.deepEqual([...new Set(report.results.map((r) => r.pair))].sort(), [
+        'port-restricted<->symmetric',
+        'symmetric<->port-restricted-accepting',
+        'symmetric<->symmetric',
+      ]);
+      for (const r of report.results) {
+        assert.equal(r.ok, false, `${r.pair} cannot have a direct path`);
+        assert.equal(r.code, 'punch_failed', `${r.pair} #${r.trial}`);
+        assert.ok(
+          (r.timeToFailMs ?? Infinity) < FAIL_FAST_MS,
+          `${r.pair} #${r.trial} failed after ${r.timeToFailMs} ms`,
+        );
+      }
+    },
+  );
 
   it('two hosts behind one NAT connect, over the hairpin when the router has one and over the LAN when not', () => {
     const sameNat = reports
@@ -160,20 +178,24 @@ describe('NAT lab: hole punching across real Linux NATs', { skip }, () => {
     }
   });
 
-  it(`the legacy client (original timings) gets through our server wherever the original could (${LEGACY_TRIALS} trials per pair, 0% loss)`, async () => {
-    const report = await runMatrix(mustLab(), {
-      lossLevels: [0],
-      clients: ['legacy'],
-      trials: (_l, _c, pair) => (expectationFor('legacy', pair) === 'direct' ? LEGACY_TRIALS : 0),
-      concurrency: CONCURRENCY,
-    });
-    reports.push(report);
-    assert.equal(
-      report.results.length,
-      10 * LEGACY_TRIALS,
-      'the ten pairs of port-keeping, non-colliding NAT types ran',
-    );
-    assert.equal(report.results.filter((r) => !r.ok).length, 0, describeFailures(report.results));
-    assert.ok(report.results.every((r) => r.joinPath === 'public'));
-  });
+  it(
+    `the legacy client (original timings) gets through our server wherever the original could (${LEGACY_TRIALS} trials per pair, 0% loss)`,
+    HEAVY_TEST,
+    async () => {
+      const report = await runMatrix(mustLab(), {
+        lossLevels: [0],
+        clients: ['legacy'],
+        trials: (_l, _c, pair) => (expectationFor('legacy', pair) === 'direct' ? LEGACY_TRIALS : 0),
+        concurrency: CONCURRENCY,
+      });
+      reports.push(report);
+      assert.equal(
+        report.results.length,
+        10 * LEGACY_TRIALS,
+        'the ten pairs of port-keeping, non-colliding NAT types ran',
+      );
+      assert.equal(report.results.filter((r) => !r.ok).length, 0, describeFailures(report.results));
+      assert.ok(report.results.every((r) => r.joinPath === 'public'));
+    },
+  );
 });
