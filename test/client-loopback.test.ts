@@ -111,7 +111,14 @@ describe('HolePunchClient over loopback through the real server', () => {
 
   it('with 30% of datagrams dropped in both directions every lobby still completes', async () => {
     const rnd = seededRandom(2024);
-    const drop = () => rnd() < 0.3;
+    let dropped = 0;
+    let seen = 0;
+    const drop = () => {
+      seen++;
+      const lost = rnd() < 0.3;
+      if (lost) dropped++;
+      return lost;
+    };
     const start = clients.length;
     const [r1, r2] = await Promise.all([
       lobby(server, 'lossy-a', 4, clients, drop),
@@ -119,6 +126,7 @@ describe('HolePunchClient over loopback through the real server', () => {
     ]);
     assertEveryPairConfirmed(clients.slice(start, start + 4), r1);
     assertEveryPairConfirmed(clients.slice(start + 4, start + 6), r2);
+    assert.ok(dropped >= 20 && dropped / seen > 0.2, `dropped ${dropped} of ${seen} datagrams`);
   });
 
   it('a third party with the session and member names but no token cannot remove, start or close', async () => {
