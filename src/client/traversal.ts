@@ -358,8 +358,10 @@ export class Traversal {
     }
     if (pending.kind === 'register' && code === 'session_not_found' && !this.#o.isHost) {
       if (now < this.#sessionWaitUntil) {
-        // The host may not have registered yet: ask again soon, independent of backoff.
-        pending.nextAt = Math.min(pending.nextAt, now + SESSION_WAIT_RETRY_MS);
+        // The host may not have registered yet: ask again soon. The server answered, so
+        // the backoff restarts (it is for silence, not for a session that is not there yet).
+        pending.nextAt = now + SESSION_WAIT_RETRY_MS;
+        pending.intervalMs = REQUEST_RETRY_FIRST_MS;
         return;
       }
     }

@@ -31,6 +31,7 @@ export {
   type SimNetworkOptions,
   type SimReceive,
   type SimSocket,
+  type SimTraceEvent,
 } from './network.js';
 export { seededBytes, seededRandom } from './random.js';
 export {

@@ -14,6 +14,16 @@ export interface SimNetworkOptions {
   /** Probability that any single datagram is lost, 0..1. */
   readonly lossRate?: number;
   readonly seed?: number;
+  /** Called for every datagram sent, with its fate (for debugging a run). */
+  readonly trace?: (event: SimTraceEvent) => void;
+}
+
+export interface SimTraceEvent {
+  readonly at: number;
+  readonly from: Endpoint;
+  readonly to: Endpoint;
+  readonly data: Uint8Array;
+  readonly fate: 'lost' | 'filtered' | 'unroutable' | 'sent';
 }
 
 /** A sans-IO core the network wakes up at its deadlines. */
@@ -52,6 +62,7 @@ export class SimNetwork {
   readonly oneWayDelayMs: number;
   readonly lossRate: number;
   readonly #random: () => number;
+  readonly #trace: ((event: SimTraceEvent) => void) | undefined;
   readonly #hosts = new Map<string, Host>();
   readonly #nats = new Map<string, SimNat>();
   readonly #agents: SimAgent[] = [];
@@ -66,6 +77,7 @@ export class SimNetwork {
     this.oneWayDelayMs = options.oneWayDelayMs ?? 20;
     this.lossRate = options.lossRate ?? 0;
     this.#random = seededRandom(options.seed ?? 1);
+    this.#trace = options.trace;
   }
 
   get now(): number {
@@ -114,6 +126,7 @@ export class SimNetwork {
     this.stats.sent++;
     if (this.lossRate > 0 && this.#random() < this.lossRate) {
       this.stats.lost++;
+      this.#trace?.({ at: this.#now, from: local, to, data, fate: 'lost' });
       return;
     }
     let from = local;
@@ -124,6 +137,7 @@ export class SimNetwork {
       // A private address is reachable only from its own LAN; public hosts from anywhere.
       if (direct.nat !== undefined && direct.nat !== host.nat) {
         this.stats.unroutable++;
+        this.#trace?.({ at: this.#now, from: local, to, data, fate: 'unroutable' });
         return;
       }
       if (direct.nat === undefined && host.nat !== undefined) {
@@ -135,12 +149,14 @@ export class SimNetwork {
       // No hairpinning: a datagram to one's own router's public address is dropped.
       if (nat === undefined || nat === host.nat) {
         this.stats.unroutable++;
+        this.#trace?.({ at: this.#now, from: local, to, data, fate: 'unroutable' });
         return;
       }
       if (host.nat !== undefined) from = host.nat.outbound(local, to);
       const internal = nat.inbound(to.port, from);
       if (internal === undefined) {
         this.stats.filtered++;
+        this.#trace?.({ at: this.#now, from: local, to, data, fate: 'filtered' });
         return;
       }
       target = this.#hosts.get(internal.address);
@@ -150,6 +166,7 @@ export class SimNetwork {
       this.stats.unroutable++;
       return;
     }
+    this.#trace?.({ at: this.#now, from: local, to, data, fate: 'sent' });
     // Same-LAN traffic crosses no WAN link; it still takes the configured delay (simple).
     this.#push({
       at: this.#now + this.oneWayDelayMs,

@@ -8,7 +8,7 @@ import type { ErrorCode } from '../errors.js';
 import type { Endpoint } from '../protocol/endpoint.js';
 import { RendezvousServer } from '../server/rendezvous.js';
 import type { NatType } from './nat.js';
-import { SimNetwork } from './network.js';
+import { SimNetwork, type SimNetworkOptions } from './network.js';
 import { seededBytes, seededRandom } from './random.js';
 
 export const SIM_SERVER: Endpoint = { address: '203.0.113.200', port: 4000 };
@@ -36,6 +36,8 @@ export interface SimulateTraversalOptions {
   readonly joinDelayMs?: number;
   /** When the host starts, in virtual ms (default 0): joiners that come first must wait. */
   readonly hostDelayMs?: number;
+  /** Every datagram and its fate (debugging). */
+  readonly trace?: SimNetworkOptions['trace'];
 }
 
 export interface SimulatedClient {
@@ -71,6 +73,7 @@ export function simulateTraversal(options: SimulateTraversalOptions = {}): Simul
     oneWayDelayMs: options.oneWayDelayMs ?? 20,
     lossRate: options.lossRate ?? 0,
     seed,
+    trace: options.trace,
   });
   const random = seededRandom(seed ^ 0x5eed);
   const server = new RendezvousServer({
