@@ -260,6 +260,39 @@ describe('v2 session table', () => {
     assert.equal(t.counters.sessionsExpired, 1);
   });
 
+  it("the host's keepalives keep a waiting session alive past its TTL; silence expires it", () => {
+    const t = setup({ ttl: 1000 });
+    const reg = t.reply(
+      t.send(0, HOST, {
+        type: 'host',
+        requestId: 1,
+        session: 'kept',
+        maxPlayers: 2,
+        name: 'a',
+        nickname: 'A',
+        candidates: [],
+      }),
+      1,
+    );
+    assert.ok(reg?.type === 'registered');
+    if (reg?.type !== 'registered') return;
+    for (let now = 800; now <= 4000; now += 800) {
+      t.server.handleTimeout(now);
+      t.send(now, HOST, {
+        type: 'keepalive',
+        requestId: now,
+        session: 'kept',
+        token: reg.token,
+        lobbyVersion: 1,
+      });
+    }
+    t.server.handleTimeout(4500);
+    assert.equal(t.server.sessionCount, 1, 'alive 4.5 s into a 1 s TTL');
+    assert.ok(t.server.nextDeadline() <= 5000);
+    t.server.handleTimeout(5000);
+    assert.equal(t.server.sessionCount, 0);
+  });
+
   it('refuses beyond max sessions, bad sizes, a full lobby and unknown sessions with typed errors', () => {
     const t = setup({ maxSessions: 1 });
     const host = (requestId: number, session: string, maxPlayers = 2) =>

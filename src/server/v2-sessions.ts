@@ -66,6 +66,15 @@ interface Session {
   lobbyVersion: number;
   /** Waiting: expiry (refreshed by the host). Started: when it is forgotten. */
   deadline: number;
+  /** The time of this session's live entry in the timer heap (Infinity: none). */
+  timerAt: number;
+  /** Set when the session left the table, so stale timer entries are skipped. */
+  gone: boolean;
+}
+
+interface TimerEntry {
+  readonly at: number;
+  readonly session: Session;
 }
 
 type Request = Extract<
@@ -100,8 +109,12 @@ export class V2Sessions implements ProtocolHandler {
   readonly #autostart: boolean;
   readonly #onLifecycle: ((event: SessionLifecycleEvent) => void) | undefined;
   readonly #sessions = new Map<string, Session>();
-  /** A lower bound of every pending deadline; stale-early is fine (one spurious wakeup). */
-  #next = Number.POSITIVE_INFINITY;
+  /**
+   * Min-heap of per-session wakeups: a timeout touches only the sessions that are due, so
+   * a million idle lobbies cost nothing per tick. Entries go stale (a refreshed expiry, a
+   * forgotten session); a stale entry costs one pop.
+   */
+  readonly #timers: TimerEntry[] = [];
 
   constructor(options: V2SessionsOptions) {
     this.#outbox = options.outbox;
@@ -217,7 +230,7 @@ export class V2Sessions implements ProtocolHandler {
         // A NAT may re-map a long-idle client; the token proves it is the same member.
         member.endpoint = from;
         if (session.state === 'waiting') {
-          if (member.isHost) this.#setDeadline(session, now + this.#ttlMs);
+          if (member.isHost) session.deadline = now + this.#ttlMs;
           this.#send(from, this.#lobbyBytes(session, msg.requestId));
         } else this.#sendPeers(session, member, msg.requestId);
         return;
@@ -273,11 +286,13 @@ export class V2Sessions implements ProtocolHandler {
       state: 'waiting',
       lobbyVersion: 1,
       deadline: now + this.#ttlMs,
+      timerAt: Number.POSITIVE_INFINITY,
+      gone: false,
     };
     this.#sessions.set(msg.session, session);
     this.#counters.sessionsCreated++;
     this.#lifecycle('created', session);
-    this.#setDeadline(session, session.deadline);
+    this.#schedule(session, session.deadline);
     this.#registered(from, msg.requestId, host);
     this.#send(from, this.#lobbyBytes(session, 0));
   }
@@ -351,13 +366,12 @@ export class V2Sessions implements ProtocolHandler {
     this.#counters.sessionsStarted++;
     this.#lifecycle('started', session, reason);
     session.deadline = now + STARTED_LINGER_MS;
-    this.#setDeadline(session, session.deadline);
     for (const m of session.members) {
       m.peersTries = 1;
       m.peersNextAt = now + PEERS_RETRY_FIRST_MS;
       this.#sendPeers(session, m, 0);
     }
-    this.#setDeadline(session, now + PEERS_RETRY_FIRST_MS);
+    this.#schedule(session, now + PEERS_RETRY_FIRST_MS);
   }
 
   /** Sends `member` every other member, split over as many datagrams as needed. */
@@ -403,7 +417,7 @@ export class V2Sessions implements ProtocolHandler {
   }
 
   #forgetIfAllAcked(session: Session): void {
-    if (session.members.every((m) => m.peersAcked)) this.#sessions.delete(session.name);
+    if (session.members.every((m) => m.peersAcked)) this.#forget(session);
   }
 
   #lobbyBytes(session: Session, requestId: number): Uint8Array {
@@ -426,7 +440,7 @@ export class V2Sessions implements ProtocolHandler {
     this.#lifecycle(expired ? 'expired' : 'closed', session, reason);
     const bytes = encodeV2({ type: 'closed', requestId: 0, code: 'session_closed', reason });
     for (const m of session.members) if (m !== except) this.#send(m.endpoint, bytes);
-    this.#sessions.delete(session.name);
+    this.#forget(session);
   }
 
   #registered(to: Endpoint, requestId: number, member: Member): void {
@@ -449,27 +463,43 @@ export class V2Sessions implements ProtocolHandler {
     this.#outbox.send(to, data);
   }
 
-  #setDeadline(_session: Session, at: number): void {
-    if (at < this.#next) this.#next = at;
+  #forget(session: Session): void {
+    session.gone = true;
+    this.#sessions.delete(session.name);
+  }
+
+  /** Makes sure the session is woken at `at` (or earlier). */
+  #schedule(session: Session, at: number): void {
+    if (at >= session.timerAt || !Number.isFinite(at)) return;
+    session.timerAt = at;
+    heapPush(this.#timers, { at, session });
   }
 
   nextDeadline(): number {
-    return this.#next;
+    return this.#timers[0]?.at ?? Number.POSITIVE_INFINITY;
   }
 
   handleTimeout(now: number): void {
-    if (now < this.#next) return;
-    let next = Number.POSITIVE_INFINITY;
-    for (const session of [...this.#sessions.values()]) {
-      if (now >= session.deadline) {
-        if (session.state === 'waiting') {
-          this.#counters.sessionsExpired++;
-          this.#end(session, 'Session expired.', undefined, true);
-        } else this.#sessions.delete(session.name);
-        continue;
-      }
-      next = Math.min(next, session.deadline);
-      if (session.state !== 'started') continue;
+    // Bounded by the heap size: every pop removes an entry, re-scheduling adds later ones.
+    for (let top = this.#timers[0]; top !== undefined && top.at <= now; top = this.#timers[0]) {
+      heapPop(this.#timers);
+      const session = top.session;
+      if (session.gone || top.at !== session.timerAt) continue;
+      session.timerAt = Number.POSITIVE_INFINITY;
+      this.#wake(now, session);
+    }
+  }
+
+  #wake(now: number, session: Session): void {
+    if (now >= session.deadline) {
+      if (session.state === 'waiting') {
+        this.#counters.sessionsExpired++;
+        this.#end(session, 'Session expired.', undefined, true);
+      } else this.#forget(session);
+      return;
+    }
+    let next = session.deadline;
+    if (session.state === 'started') {
       for (const m of session.members) {
         if (m.peersAcked || m.peersTries >= PEERS_MAX_TRIES) continue;
         if (now >= m.peersNextAt) {
@@ -480,11 +510,39 @@ export class V2Sessions implements ProtocolHandler {
         if (m.peersTries < PEERS_MAX_TRIES) next = Math.min(next, m.peersNextAt);
       }
     }
-    this.#next = next;
+    this.#schedule(session, next);
   }
 
   shutdown(_now: number, reason: string): void {
     for (const session of [...this.#sessions.values()]) this.#end(session, reason);
-    this.#next = Number.POSITIVE_INFINITY;
+    this.#timers.length = 0;
   }
+}
+
+function heapPush(heap: TimerEntry[], entry: TimerEntry): void {
+  heap.push(entry);
+  let i = heap.length - 1;
+  while (i > 0) {
+    const parent = (i - 1) >> 1;
+    if ((heap[parent] as TimerEntry).at <= entry.at) break;
+    heap[i] = heap[parent] as TimerEntry;
+    i = parent;
+  }
+  heap[i] = entry;
+}
+
+function heapPop(heap: TimerEntry[]): void {
+  const last = heap.pop();
+  if (last === undefined || heap.length === 0) return;
+  let i = 0;
+  for (;;) {
+    const l = 2 * i + 1;
+    if (l >= heap.length) break;
+    const r = l + 1;
+    const c = r < heap.length && (heap[r] as TimerEntry).at < (heap[l] as TimerEntry).at ? r : l;
+    if ((heap[c] as TimerEntry).at >= last.at) break;
+    heap[i] = heap[c] as TimerEntry;
+    i = c;
+  }
+  heap[i] = last;
 }
