@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
 import { describe, it } from 'node:test';
 import { portFromLine } from '../src/bench/child.js';
 import { encodeEchoRequest } from '../src/bench/echo-plan.js';
+import { runClosedLoop } from '../src/bench/lobby-load.js';
 import { echoLobbySteps, type LobbySpec, serverLobbySteps } from '../src/bench/lobby-script.js';
 import { summariseProfile } from '../src/bench/profile.js';
 import { quantile } from '../src/bench/report.js';
@@ -61,6 +63,30 @@ describe('the load generator expects exactly what the server sends', () => {
     const { received, expected } = playThroughCore(spec);
     assert.deepEqual(received, expected);
     assert.ok(received.flat().every((reply) => !reply.startsWith('peers:')));
+  });
+});
+
+describe('the load generator counts only verified replies', () => {
+  it('a server that answers every request with a wrong ok: gets no lobby and no reply counted', async () => {
+    const liar = dgram.createSocket('udp4');
+    liar.on('message', (_msg, rinfo) => liar.send('ok:1', rinfo.port, rinfo.address));
+    await new Promise<void>((resolve) => liar.bind(0, '127.0.0.1', () => resolve()));
+    try {
+      const result = await runClosedLoop({
+        target: { mode: 'server', address: '127.0.0.1', port: liar.address().port },
+        players: 2,
+        concurrency: 4,
+        warmupMs: 50,
+        measureMs: 300,
+        firstLobbyId: 1,
+      });
+      assert.equal(result.lobbiesCompleted, 0);
+      assert.equal(result.repliesVerified, 0);
+      assert.ok(result.verifyFailures > 0, 'the wrong replies were seen and refused');
+      assert.equal(result.latenciesMs.length, 0);
+    } finally {
+      await new Promise<void>((resolve) => liar.close(() => resolve()));
+    }
   });
 });
 

@@ -259,10 +259,15 @@ export async function runClosedLoop(options: ClosedLoopOptions): Promise<LoadRes
         void Promise.all(members.map(closeMember))
           .then(() => Promise.all(members.map((m) => bindMember(LOAD_ADDRESS, m.member))))
           .then((fresh) => {
-            slots[slot] = fresh;
             pendingRebinds--;
+            if (stopping) {
+              // The run ended while these were binding: nobody else will close them.
+              void Promise.all(fresh.map(closeMember));
+              if (inFlight.size === 0 && pendingRebinds === 0) drained?.();
+              return;
+            }
+            slots[slot] = fresh;
             startOn(slot);
-            if (stopping && inFlight.size === 0 && pendingRebinds === 0) drained?.();
           });
       }
       if (stopping && inFlight.size === 0 && pendingRebinds === 0) drained?.();
