@@ -239,4 +239,49 @@ describe('traversal core', () => {
       ['registered', 'lobby'],
     );
   });
+
+  it('a player whose registered reply was lost starts punching as soon as the peers arrive', () => {
+    const server = { address: '203.0.113.1', port: 4000 };
+    const sent: { to: Endpoint; data: Uint8Array }[] = [];
+    const events: TraversalEvent[] = [];
+    const t = new Traversal({
+      server,
+      session: 's',
+      isHost: false,
+      name: 'j',
+      nickname: 'J',
+      maxPlayers: 2,
+      localCandidates: [],
+      random: seededRandom(3),
+      send: (to, data) => sent.push({ to, data }),
+      onEvent: (e) => events.push(e),
+    });
+    t.start(0);
+    sent.length = 0;
+    const token = new Uint8Array(16).fill(4);
+    t.handle(
+      40,
+      server,
+      encodeV2({
+        type: 'peers',
+        requestId: 0,
+        punchKey: KEY,
+        token,
+        observed: B,
+        total: 1,
+        first: 0,
+        peers: [{ name: 'h', nickname: 'H', isHost: true, publicEndpoint: A, candidates: [] }],
+      }),
+    );
+    assert.deepEqual(
+      events.map((e) => e.type),
+      ['registered', 'peers'],
+    );
+    assert.equal(t.state, 'punching');
+    const kinds = sent.map((x) => {
+      const d = decodeV2(x.data);
+      return d.ok ? `${d.msg.type}>${x.to.address}` : '?';
+    });
+    assert.deepEqual(kinds, [`peers_ack>${server.address}`, `punch>${A.address}`]);
+  });
 });

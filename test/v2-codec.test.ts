@@ -42,6 +42,8 @@ const samples: Plain[] = [
     type: 'peers',
     requestId: 0,
     punchKey: key,
+    token,
+    observed: ep6,
     total: 3,
     first: 1,
     peers: [

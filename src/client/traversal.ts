@@ -291,16 +291,8 @@ export class Traversal {
     const pending = msg.requestId !== 0 ? this.#pending.get(msg.requestId) : undefined;
     switch (msg.type) {
       case 'registered':
-        if (pending?.kind !== 'register' || this.#state !== 'registering') return;
-        this.#pending.delete(pending.id);
-        this.#token = msg.token;
-        this.#observed = msg.observed;
-        this.#state = 'lobby';
-        this.#keepaliveAt = now + KEEPALIVE_INTERVAL_MS;
-        this.#o.onEvent({ type: 'registered', observed: msg.observed });
-        if (this.#earlyLobby) this.#fromServer(now, this.#earlyLobby);
-        this.#earlyLobby = undefined;
-        if (this.#startWanted) this.finalize(now);
+        if (pending?.kind !== 'register') return;
+        this.#registered(now, msg.token, msg.observed);
         return;
       case 'ok':
         if (pending === undefined) return;
@@ -332,6 +324,8 @@ export class Traversal {
         return;
       case 'peers':
         if (pending?.kind === 'keepalive') this.#pending.delete(pending.id);
+        // Peers prove the registration: a client whose `registered` was lost goes on.
+        this.#registered(now, msg.token, msg.observed);
         this.#onPeers(now, msg);
         return;
       case 'closed':
@@ -346,6 +340,21 @@ export class Traversal {
       default:
         return;
     }
+  }
+
+  #registered(now: number, token: Uint8Array, observed: Endpoint): void {
+    if (this.#state !== 'registering') return;
+    for (const p of [...this.#pending.values()]) {
+      if (p.kind === 'register') this.#pending.delete(p.id);
+    }
+    this.#token = token;
+    this.#observed = observed;
+    this.#state = 'lobby';
+    this.#keepaliveAt = now + KEEPALIVE_INTERVAL_MS;
+    this.#o.onEvent({ type: 'registered', observed });
+    if (this.#earlyLobby) this.#fromServer(now, this.#earlyLobby);
+    this.#earlyLobby = undefined;
+    if (this.#startWanted) this.finalize(now);
   }
 
   #onError(now: number, pending: Pending, code: HolePunchError['code'], message: string): void {

@@ -97,6 +97,9 @@ export type V2Message =
       type: 'peers';
       requestId: number;
       punchKey: Uint8Array;
+      /** The receiving member's own token and observed endpoint (as in `registered`). */
+      token: Uint8Array;
+      observed: Endpoint;
       total: number;
       first: number;
       peers: readonly V2Peer[];
@@ -328,6 +331,8 @@ export function encodeV2(msg: Exclude<V2Message, { type: 'punch' | 'punch_ack' }
       break;
     case 'peers':
       w.fixed(msg.punchKey, PUNCH_KEY_BYTES);
+      w.fixed(msg.token, TOKEN_BYTES);
+      w.endpoint(msg.observed);
       w.u8(msg.total);
       w.u8(msg.first);
       w.u8(msg.peers.length);
@@ -357,8 +362,9 @@ export function peerWireBytes(p: V2Peer): number {
   return n;
 }
 
-/** Header + key + total/first/count bytes of a `peers` datagram. */
-export const PEERS_FIXED_BYTES = V2_HEADER_BYTES + PUNCH_KEY_BYTES + 3;
+/** Header + key + token + observed endpoint (at most) + total/first/count of a `peers` datagram. */
+export const PEERS_FIXED_BYTES =
+  V2_HEADER_BYTES + PUNCH_KEY_BYTES + TOKEN_BYTES + 1 + MAX_ADDRESS_BYTES + 2 + 3;
 
 export interface PunchFields {
   readonly type: 'punch' | 'punch_ack';
@@ -501,6 +507,8 @@ function readBody(r: Reader, type: V2MessageType, requestId: number): V2Message 
     }
     case 'peers': {
       const punchKey = r.bytes(PUNCH_KEY_BYTES);
+      const token = r.bytes(TOKEN_BYTES);
+      const observed = r.endpoint();
       const total = r.u8();
       const first = r.u8();
       const count = r.u8();
@@ -519,7 +527,7 @@ function readBody(r: Reader, type: V2MessageType, requestId: number): V2Message 
           candidates: r.endpoints(),
         });
       }
-      return { type, requestId, punchKey, total, first, peers };
+      return { type, requestId, punchKey, token, observed, total, first, peers };
     }
     case 'closed':
       return { type, requestId, code: r.code(), reason: r.str(MAX_REASON_BYTES) };

@@ -398,6 +398,8 @@ export class V2Sessions implements ProtocolHandler {
           type: 'peers',
           requestId,
           punchKey: session.punchKey,
+          token: member.token,
+          observed: wireEndpoint(member.endpoint),
           total,
           first,
           peers: part,
