@@ -25,9 +25,12 @@ import { type ConfirmedPeer, PUNCH_BUDGET_MS, PunchAttempt } from './punch.js';
 
 /** First retransmission of an unanswered request; doubles up to `REQUEST_RETRY_MAX_MS`. */
 export const REQUEST_RETRY_FIRST_MS = 150;
-export const REQUEST_RETRY_MAX_MS = 2_000;
-/** A server that answers nothing for this long is considered gone. */
-export const SERVER_SILENCE_LIMIT_MS = 10_000;
+export const REQUEST_RETRY_MAX_MS = 1_000;
+/**
+ * A server that answers nothing for this long is considered gone. Long enough that heavy
+ * loss (half of all round trips lost) does not look like a dead server: ~25 tries.
+ */
+export const SERVER_SILENCE_LIMIT_MS = 20_000;
 /** A join that meets `session_not_found` keeps trying this long (the host may start later). */
 export const SESSION_WAIT_MS = 15_000;
 /** Re-join after `session_not_found` this soon (players often start at the same moment). */
