@@ -196,6 +196,31 @@ describe('HolePunchClient over loopback through the real server', () => {
     assert.equal(m.peers[0]?.name, 'h');
   });
 
+  it('a detached socket keeps the punched path after the client is closed', async () => {
+    const pair: HolePunchClient[] = [];
+    const [h, j] = await lobby(server, 'handover', 2, pair);
+    clients.push(...pair);
+    const [hostClient, joinClient] = pair as [HolePunchClient, HolePunchClient];
+    const socket = hostClient.detachSocket();
+    await hostClient.close();
+    try {
+      const got = new Promise<string>((resolve) => {
+        joinClient.once('message', (data) => resolve(data.toString()));
+      });
+      const peer = h?.peers[0];
+      assert.ok(peer && j);
+      socket.send('still here', peer.port, peer.address);
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<string>((resolve) => {
+        timer = setTimeout(() => resolve('nothing within 3 s'), GAME_WAIT_MS);
+      });
+      assert.equal(await Promise.race([got, timeout]), 'still here');
+      clearTimeout(timer);
+    } finally {
+      socket.close();
+    }
+  });
+
   it('a refused join fails with a typed error and an abort ends a waiting traversal', async () => {
     const a = new HolePunchClient({ server: { address: LOOPBACK, port: server.port } });
     const b = new HolePunchClient({ server: { address: LOOPBACK, port: server.port } });
