@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
+import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import { HolePunchClient, type HolePunchResult } from '../src/client/index.js';
 import { HolePunchError } from '../src/errors.js';
@@ -140,6 +141,7 @@ describe('HolePunchClient over loopback through the real server', () => {
       isHost: true,
       name: 'h',
       maxPlayers: 3,
+      timeoutMs: 15_000,
     });
     hostRun.catch(() => {});
     const memberRun = member.startTraversal({
@@ -147,6 +149,7 @@ describe('HolePunchClient over loopback through the real server', () => {
       isHost: false,
       name: 'm',
       maxPlayers: 3,
+      timeoutMs: 15_000,
     });
     memberRun.catch(() => {});
     for (let i = 0; i < 100 && !lobbies.includes(2); i++)
@@ -232,8 +235,10 @@ describe('HolePunchClient over loopback through the real server', () => {
       name: 'x',
       maxPlayers: 2,
       signal: ac.signal,
+      timeoutMs: 15_000,
     });
-    await new Promise<void>((resolve) => a.once('sessionRegistered', () => resolve()));
+    waiting.catch(() => {});
+    await once(a, 'sessionRegistered', { signal: AbortSignal.timeout(5000) });
     const dup = b.startTraversal({ session: 'solo', isHost: true, name: 'y', maxPlayers: 2 });
     await assert.rejects(
       dup,
