@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { Endpoint } from '../src/protocol/endpoint.js';
 import { V2_MAGIC } from '../src/protocol/magic.js';
+import { encodeV2 } from '../src/protocol/v2.js';
+import type { SessionLifecycleEvent } from '../src/server/lifecycle.js';
 import { RendezvousServer } from '../src/server/rendezvous.js';
 
 const HOST: Endpoint = { address: '198.51.100.1', port: 4000 };
@@ -39,6 +41,25 @@ describe('rendezvous core: dispatch and counters', () => {
     for (const kind of legacyKinds) assert.equal(core.counters.rejections[kind], undefined, kind);
     assert.equal(core.legacy.sessionCount, 0);
     assert.equal(core.counters.rejections.internal_error, undefined);
+  });
+
+  test('sessions of both protocols report their lifecycle to the one log hook', () => {
+    const events: SessionLifecycleEvent[] = [];
+    const core = new RendezvousServer({
+      outbox: { send: () => {} },
+      randomBytes: (n) => new Uint8Array(n),
+      onLifecycle: (event) => events.push(event),
+    });
+    core.handle(0, HOST, text('rs:legacy-lobby:2'));
+    const host = { requestId: 1, maxPlayers: 2, name: 'h', nickname: 'H', candidates: [] };
+    core.handle(0, HOST, encodeV2({ type: 'host', session: 'v2-lobby', ...host }));
+    assert.deepEqual(
+      events.map((e) => [e.type, e.protocol]),
+      [
+        ['created', 'legacy'],
+        ['created', 'v2'],
+      ],
+    );
   });
 
   test('text that merely starts with 0x89 but lacks the prefix is legacy input, refused as such', () => {

@@ -54,20 +54,19 @@ export class RendezvousServer {
     const sessionTtlMs = options.sessionTtlMs ?? SESSION_TTL_MS;
     const maxSessions = options.maxSessions ?? DEFAULT_MAX_SESSIONS;
     const maxPlayersCap = options.maxPlayersCap ?? DEFAULT_MAX_PLAYERS_CAP;
-    const legacyOptions = { outbox, counters, autostart, sessionTtlMs, maxSessions, maxPlayersCap };
-    this.legacy = new LegacySessions(
-      options.onLifecycle === undefined
-        ? legacyOptions
-        : { ...legacyOptions, onLifecycle: options.onLifecycle },
-    );
-    this.v2 = new V2Sessions({
+    const shared = {
       outbox,
       counters,
-      randomBytes: options.randomBytes ?? webCryptoRandomBytes,
+      autostart,
       sessionTtlMs,
       maxSessions,
       maxPlayersCap,
-      autostart,
+      ...(options.onLifecycle === undefined ? {} : { onLifecycle: options.onLifecycle }),
+    };
+    this.legacy = new LegacySessions(shared);
+    this.v2 = new V2Sessions({
+      ...shared,
+      randomBytes: options.randomBytes ?? webCryptoRandomBytes,
     });
   }
 
