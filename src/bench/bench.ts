@@ -63,8 +63,8 @@ export const FULL_PLAN: BenchPlan = {
   memoryWarmupMs: 2000,
   memorySettleMs: MEMORY_SETTLE_MAX_MS,
   simRuns: 300,
-  labRuns: 12,
-  legacyLabRuns: 3,
+  labRuns: 20,
+  legacyLabRuns: 5,
 };
 
 export const SMOKE_PLAN: BenchPlan = {

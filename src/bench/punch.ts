@@ -132,6 +132,14 @@ async function labTrial(lab: Lab, client: ClientKind, server: string): Promise<n
   const join = lab.spawn(LAB_JOIN_SITE, labClientArgv(client, 'join', session, server), {
     timeoutMs: LAB_PROCESS_LIMIT_MS,
   });
+  // Only the `punched` lines matter here: stop the clients' game-datagram test after them.
+  const ended = (line: JsonLine): boolean => line.event === 'punched' || line.event === 'failed';
+  await Promise.all([
+    host.waitForLine(ended, LAB_PROCESS_LIMIT_MS),
+    join.waitForLine(ended, LAB_PROCESS_LIMIT_MS),
+  ]);
+  host.kill();
+  join.kill();
   await Promise.all([host.exited, join.exited]);
   const hostPunched = eventAt(host, hostSpawnedAt, 'punched');
   const joinPunched = eventAt(join, joinSpawnedAt, 'punched');
