@@ -338,9 +338,11 @@ export async function runBench(plan: BenchPlan): Promise<BenchResult> {
   let phase8pEcho: PhaseFigures;
   let unloadedEcho: PhaseFigures;
   let unloadedServer: PhaseFigures;
+  let serverRssBeforeLoad = Number.NaN;
   let serverRssAfterLoad = Number.NaN;
   try {
     server = await startServer([]);
+    serverRssBeforeLoad = (await settledMemory(server, 0)).rss;
     const watched = [server, echo];
     for (let round = 0; round < plan.rounds2p; round++) {
       // JIT and socket buffers are warm after the first round; later rounds only ramp up.
@@ -400,6 +402,7 @@ export async function runBench(plan: BenchPlan): Promise<BenchResult> {
     server8p: phase8pServer,
     echoUnloaded: unloadedEcho,
     serverUnloaded: unloadedServer,
+    serverRssBeforeLoad,
     serverRssAfterLoad,
     memory,
     sim,

@@ -44,6 +44,8 @@ export interface ReportInput {
   /** One lobby in flight: latency without queueing. */
   readonly echoUnloaded: PhaseFigures;
   readonly serverUnloaded: PhaseFigures;
+  /** RSS of the throughput server just after start and after all its load (one full GC). */
+  readonly serverRssBeforeLoad: number;
   readonly serverRssAfterLoad: number;
   readonly memory: MemoryFigures;
   readonly sim: PunchOutcome;
@@ -214,6 +216,9 @@ export function buildReport(input: ReportInput): { table: string; json: Record<s
     idle_open_s: round(memory.openMs / 1000, 1),
     idle_gc_forced: memory.gcForced,
     idle_settle_s: [round(memory.settleBeforeMs / 1000, 1), round(memory.settleAfterMs / 1000, 1)],
+    server_rss_before_load_bytes: Number.isFinite(input.serverRssBeforeLoad)
+      ? input.serverRssBeforeLoad
+      : null,
     server_rss_after_load_bytes: Number.isFinite(input.serverRssAfterLoad)
       ? input.serverRssAfterLoad
       : null,
