@@ -26,6 +26,11 @@ export const DEFAULT_LOSS_LEVELS: readonly number[] = [0, 0.1, 0.3];
 const REGISTER_WAIT_MS = 15_000;
 /** A trial process is killed after this long: a hang is recorded as `hang`, never waited out. */
 const TRIAL_HARD_LIMIT_MS = 45_000;
+/**
+ * The original never retransmits, so a lost `rs`/`rc` stalls it forever; its 2 s joiner delay
+ * plus our 10 s punch budget fit well within this.
+ */
+const LEGACY_TIMEOUT_MS = 15_000;
 /** Trials running at once in one lab (2 shared cores; most of a trial is waiting). */
 const DEFAULT_CONCURRENCY = 6;
 /** Where `natlab matrix` writes its JSON (gitignored). */
@@ -221,6 +226,8 @@ function clientArgv(
       name,
       '--max-players',
       '2',
+      '--timeout',
+      String(LEGACY_TIMEOUT_MS),
       '--json',
     ];
   }
