@@ -242,15 +242,21 @@ export class V2Sessions implements ProtocolHandler {
     }
   }
 
-  #host(now: number, from: Endpoint, msg: Extract<V2Message, { type: 'host' }>): void {
+  /** Refuses a `host`/`join` whose session, name or nickname is empty or too long. */
+  #validIdentity(from: Endpoint, msg: Extract<V2Message, { type: 'host' | 'join' }>): boolean {
     if (
-      !isValidField(msg.session, MAX_SESSION_BYTES) ||
-      !isValidField(msg.name, MAX_NAME_BYTES) ||
-      !isValidField(msg.nickname, MAX_NICKNAME_BYTES, true)
+      isValidField(msg.session, MAX_SESSION_BYTES) &&
+      isValidField(msg.name, MAX_NAME_BYTES) &&
+      isValidField(msg.nickname, MAX_NICKNAME_BYTES, true)
     ) {
-      this.#refuse(from, msg.requestId, 'bad_request', 'Session and name must not be empty.');
-      return;
+      return true;
     }
+    this.#refuse(from, msg.requestId, 'bad_request', 'Session and name must not be empty.');
+    return false;
+  }
+
+  #host(now: number, from: Endpoint, msg: Extract<V2Message, { type: 'host' }>): void {
+    if (!this.#validIdentity(from, msg)) return;
     if (msg.maxPlayers < MIN_PLAYERS || msg.maxPlayers > this.#maxPlayersCap) {
       this.#refuse(
         from,
@@ -298,14 +304,7 @@ export class V2Sessions implements ProtocolHandler {
   }
 
   #join(now: number, from: Endpoint, msg: Extract<V2Message, { type: 'join' }>): void {
-    if (
-      !isValidField(msg.session, MAX_SESSION_BYTES) ||
-      !isValidField(msg.name, MAX_NAME_BYTES) ||
-      !isValidField(msg.nickname, MAX_NICKNAME_BYTES, true)
-    ) {
-      this.#refuse(from, msg.requestId, 'bad_request', 'Session and name must not be empty.');
-      return;
-    }
+    if (!this.#validIdentity(from, msg)) return;
     const session = this.#sessions.get(msg.session);
     if (session === undefined) {
       this.#refuse(
