@@ -21,13 +21,26 @@ import { formatVerdicts } from './probe.js';
 /** Trials per pair, loss level and client unless --trials says otherwise. */
 const DEFAULT_TRIALS = 5;
 
+const USAGE =
+  'usage: natlab up | down [--force] | probe | matrix [--trials N] [--legacy-trials N] [--loss 0,0.1,0.3] [--clients v2,legacy] [--legacy-loss L,...] [--types T,...] [--no-same-nat] [--concurrency N] [--out FILE]\n';
+
 const list = (text: string | undefined) =>
   text === undefined ? undefined : text.split(',').filter((s) => s !== '');
 
-async function main(): Promise<number> {
-  const { values, positionals } = parseArgs({
+/** A count or probability from the command line; a typo must not become NaN trials. */
+function numberArg(name: string, text: string, max: number): number {
+  const value = Number(text);
+  if (text.trim() === '' || !Number.isFinite(value) || value < 0 || value > max) {
+    throw new HolePunchError('bad_request', `--${name} wants a number in 0..${max}, got '${text}'`);
+  }
+  return value;
+}
+
+function parseCommandLine() {
+  return parseArgs({
     allowPositionals: true,
     options: {
+      help: { type: 'boolean', short: 'h', default: false },
       force: { type: 'boolean', default: false },
       trials: { type: 'string' },
       'legacy-trials': { type: 'string' },
@@ -40,7 +53,24 @@ async function main(): Promise<number> {
       out: { type: 'string' },
     },
   });
+}
+
+async function main(): Promise<number> {
+  let parsed: ReturnType<typeof parseCommandLine>;
+  try {
+    parsed = parseCommandLine();
+  } catch (error) {
+    process.stderr.write(
+      `natlab: ${error instanceof Error ? error.message : String(error)}\n${USAGE}`,
+    );
+    return 2;
+  }
+  const { values, positionals } = parsed;
   const command = positionals[0];
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
   if (command === 'down') {
     const { removed, kept } = await removeLeftovers(values.force);
     process.stdout.write(
@@ -51,19 +81,49 @@ async function main(): Promise<number> {
     return 0;
   }
   if (command !== 'up' && command !== 'probe' && command !== 'matrix') {
+    process.stderr.write(USAGE);
+    return 2;
+  }
+  let types: NatType[];
+  let lossLevels: number[] | undefined;
+  let legacyLoss: number[] | undefined;
+  let trials: number;
+  let legacyTrials: number;
+  let concurrency: number | undefined;
+  let clients: ClientKind[];
+  try {
+    types = (list(values.types) ?? [...NAT_TYPES]).map((t) => {
+      if (!isNatType(t)) {
+        throw new HolePunchError(
+          'bad_request',
+          `unknown NAT type ${t} (known: ${NAT_TYPES.join(', ')})`,
+        );
+      }
+      return t;
+    });
+    lossLevels = list(values.loss)?.map((l) => numberArg('loss', l, 1));
+    legacyLoss = list(values['legacy-loss'])?.map((l) => numberArg('legacy-loss', l, 1));
+    trials = numberArg('trials', values.trials ?? String(DEFAULT_TRIALS), 1000);
+    legacyTrials =
+      values['legacy-trials'] === undefined
+        ? trials
+        : numberArg('legacy-trials', values['legacy-trials'], 1000);
+    concurrency =
+      values.concurrency === undefined
+        ? undefined
+        : numberArg('concurrency', values.concurrency, 64);
+    clients = (list(values.clients) ?? ['v2', 'legacy']).map((c) => {
+      if (c !== 'v2' && c !== 'legacy') {
+        throw new HolePunchError('bad_request', `unknown client ${c} (known: v2, legacy)`);
+      }
+      return c;
+    });
+  } catch (error) {
     process.stderr.write(
-      'usage: natlab up | down [--force] | probe | matrix [--trials N] [--loss 0,0.1,0.3] [--clients v2,legacy] [--legacy-loss L,...] [--types T,...] [--no-same-nat] [--concurrency N] [--out FILE]\n',
+      `natlab: ${error instanceof Error ? error.message : String(error)}\n${USAGE}`,
     );
     return 2;
   }
-  const types = (list(values.types) ?? [...NAT_TYPES]).map((t) => {
-    if (!isNatType(t))
-      throw new HolePunchError(
-        'bad_request',
-        `unknown NAT type ${t} (known: ${NAT_TYPES.join(', ')})`,
-      );
-    return t as NatType;
-  });
   const sameNat = !values['no-same-nat'];
   let lab: Lab | undefined;
   try {
@@ -89,19 +149,14 @@ async function main(): Promise<number> {
       await new Promise(() => {});
       return 0;
     }
-    const lossLevels = list(values.loss)?.map(Number);
-    const legacyLoss = list(values['legacy-loss'])?.map(Number);
     const report = await runMatrix(lab, {
       natTypes: types,
       sameNat,
       ...(lossLevels ? { lossLevels } : {}),
       ...(legacyLoss ? { legacyLossLevels: legacyLoss } : {}),
-      clients: (list(values.clients) ?? ['v2', 'legacy']) as ClientKind[],
-      trials: (_loss, client) =>
-        client === 'legacy' && values['legacy-trials'] !== undefined
-          ? Number(values['legacy-trials'])
-          : Number(values.trials ?? DEFAULT_TRIALS),
-      ...(values.concurrency ? { concurrency: Number(values.concurrency) } : {}),
+      clients,
+      trials: (_loss, client) => (client === 'legacy' ? legacyTrials : trials),
+      ...(concurrency === undefined ? {} : { concurrency }),
       onTrial: (r) =>
         process.stderr.write(
           `${r.ok ? 'ok  ' : 'FAIL'} ${r.client.padEnd(6)} ${r.pair.padEnd(52)} loss ${r.loss} #${r.trial} ${r.ok ? `${r.joinPath} ${r.timeToPunchMs} ms` : `${r.code} after ${r.timeToFailMs} ms`}\n`,
