@@ -4,6 +4,7 @@ import {
   DEFAULT_MAX_PLAYERS_CAP,
   decodeLegacy,
   encodeClose,
+  encodeLegacyText,
   encodeLobby,
   encodeOk,
   type LegacyDecodeOptions,
@@ -115,8 +116,6 @@ const CLOSE_IPV6_UNSUPPORTED = encodeClose(CLOSE_REASONS.ipv6Unsupported);
 // Dead queue entries are dropped in bulk once they are this many and half the queue.
 const EXPIRY_QUEUE_COMPACT_MIN = 1024;
 
-const utf8Encoder = new TextEncoder();
-
 /**
  * The legacy session table: a pure state machine (`now` injected, sends through `outbox`).
  * Names are scoped per session. A NAME registered from an address (IP + port) is that
@@ -199,7 +198,10 @@ export class LegacySessions implements ProtocolHandler {
       this.#expiryHead++;
       this.#endedInQueue--;
     }
-    const head = queue[this.#expiryHead];
+    // The shell asks after every datagram, so skipped entries pile up before the head here
+    // (lobbies mostly end in creation order) and #sweepEndedSessions never sees them: drop them.
+    if (this.#expiryHead >= EXPIRY_QUEUE_COMPACT_MIN) this.#compactExpiryQueue();
+    const head = this.#expiryQueue[this.#expiryHead];
     return head === undefined ? Number.POSITIVE_INFINITY : head.deadline;
   }
 
@@ -432,7 +434,7 @@ export class LegacySessions implements ProtocolHandler {
         text += entries[j] as string;
         first = false;
       }
-      this.#outbox.send(members[i] as Member, utf8Encoder.encode(text));
+      this.#outbox.send(members[i] as Member, encodeLegacyText(text));
     }
   }
 
