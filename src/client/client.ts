@@ -12,7 +12,7 @@ import { HolePunchError } from '../errors.js';
 import type { Endpoint } from '../protocol/endpoint.js';
 import { hasV2Prefix } from '../protocol/magic.js';
 import { MAX_CANDIDATES } from '../protocol/v2.js';
-import type { ConfirmedPeer, PunchPath } from './punch.js';
+import type { ConfirmedPeer } from './punch.js';
 import { checkTraversalInput, Traversal, type TraversalEvent } from './traversal.js';
 
 export const DEFAULT_SERVER: Endpoint = { address: '127.0.0.1', port: 4000 };
@@ -53,16 +53,8 @@ export interface StartTraversalOptions {
   readonly timeoutMs?: number;
 }
 
-export interface PunchedPeer {
-  readonly name: string;
-  readonly nickname: string;
-  readonly isHost: boolean;
-  /** Where to send this peer's game traffic (from our `socket`). */
-  readonly address: string;
-  readonly port: number;
-  readonly path: PunchPath;
-  readonly rttMs?: number;
-}
+/** A peer confirmed by the punch: send its game traffic from our `socket` to `address:port`. */
+export type PunchedPeer = ConfirmedPeer;
 
 export interface HolePunchResult {
   /** Our socket's local port (seed `my_port`). */
@@ -336,15 +328,7 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
       publicAddress: observed?.address ?? '',
       publicPort: observed?.port ?? 0,
       elapsedMs: Math.round(elapsedMs),
-      peers: peers.map((p) => ({
-        name: p.name,
-        nickname: p.nickname,
-        isHost: p.isHost,
-        address: p.address,
-        port: p.port,
-        path: p.path,
-        rttMs: p.rttMs,
-      })),
+      peers,
     };
   }
 

@@ -212,40 +212,13 @@ function clientArgv(
 ) {
   // Names are unique per trial (the legacy protocol's names are global across sessions).
   const name = `${role}-${session}`;
-  if (client === 'legacy') {
-    return [
-      'node',
-      LEGACY_CLIENT_CLI_PATH,
-      role,
-      session,
-      '--server',
-      server,
-      '--name',
-      name,
-      '--nickname',
-      name,
-      '--max-players',
-      '2',
-      '--timeout',
-      String(LEGACY_TIMEOUT_MS),
-      '--json',
-    ];
-  }
-  const argv = [
-    'node',
-    CLIENT_CLI_PATH,
-    role,
-    session,
-    '--server',
-    server,
-    '--name',
-    name,
-    '--nickname',
-    name,
-    '--json',
-  ];
+  const cli = client === 'legacy' ? LEGACY_CLIENT_CLI_PATH : CLIENT_CLI_PATH;
+  const argv = ['node', cli, role, session, '--server', server, '--name', name];
+  argv.push('--nickname', name, '--json');
   if (role === 'host') argv.push('--max-players', '2');
-  if (timeoutMs !== undefined) argv.push('--timeout', String(timeoutMs));
+  // The legacy client's own timings are the original's; it only gets the lab's outer bound.
+  const timeout = client === 'legacy' ? LEGACY_TIMEOUT_MS : timeoutMs;
+  if (timeout !== undefined) argv.push('--timeout', String(timeout));
   return argv;
 }
 
