@@ -198,7 +198,7 @@ describe('traversal core', () => {
     assert.ok(now >= SERVER_SILENCE_LIMIT_MS && now < SERVER_SILENCE_LIMIT_MS + 3000);
   });
 
-  it('a lobby push that overtakes the registered reply is still shown, after registered', () => {
+  it('uses its token at once after registered, and moves to a fresh token on a rebind', () => {
     const server = { address: '203.0.113.1', port: 4000 };
     const sent: Uint8Array[] = [];
     const events: TraversalEvent[] = [];
@@ -214,24 +214,64 @@ describe('traversal core', () => {
       send: (_to, data) => sent.push(data),
       onEvent: (e) => events.push(e),
     });
+    const lastSent = () => {
+      const d = decodeV2(sent.at(-1) as Uint8Array);
+      if (!d.ok) throw new Error('the client sent an undecodable datagram');
+      return d.msg;
+    };
     t.start(0);
-    const join = decodeV2(sent[0] as Uint8Array);
-    assert.ok(join.ok && join.msg.type === 'join');
-    if (!join.ok) return;
-    t.handle(
-      5,
-      server,
-      encodeV2({ type: 'lobby', requestId: 0, version: 2, maxPlayers: 2, nicknames: ['H', 'J'] }),
-    );
-    assert.equal(events.length, 0);
+    const join = lastSent();
+    assert.equal(join.type, 'join');
+    const first = new Uint8Array(16).fill(1);
     t.handle(
       6,
       server,
+      encodeV2({ type: 'registered', requestId: join.requestId, token: first, observed: B }),
+    );
+    assert.deepEqual(
+      events.map((e) => e.type),
+      ['registered'],
+    );
+    // No waiting for the keepalive period: the server lists us only once the token is used.
+    const keepalive = lastSent();
+    assert.ok(keepalive.type === 'keepalive');
+    if (keepalive.type !== 'keepalive') return;
+    assert.deepEqual(keepalive.token, first);
+    // Our NAT re-mapped us: the server answers the keepalive with a token for the new address.
+    const fresh = new Uint8Array(16).fill(2);
+    const moved = { address: B.address, port: 6001 };
+    t.handle(
+      9,
+      server,
       encodeV2({
         type: 'registered',
-        requestId: join.msg.requestId,
-        token: new Uint8Array(16),
-        observed: server,
+        requestId: keepalive.requestId,
+        token: fresh,
+        observed: moved,
+      }),
+    );
+    const again = lastSent();
+    assert.ok(again.type === 'keepalive' && again.requestId !== keepalive.requestId);
+    if (again.type === 'keepalive') assert.deepEqual(again.token, fresh);
+    assert.deepEqual(t.observed, moved);
+    assert.equal(t.state, 'lobby');
+    // A `registered` that answers nothing of ours changes nothing.
+    const stray = new Uint8Array(16).fill(3);
+    t.handle(
+      10,
+      server,
+      encodeV2({ type: 'registered', requestId: 12345, token: stray, observed: A }),
+    );
+    assert.deepEqual(t.observed, moved);
+    t.handle(
+      12,
+      server,
+      encodeV2({
+        type: 'lobby',
+        requestId: again.requestId,
+        version: 3,
+        maxPlayers: 2,
+        nicknames: ['H', 'J'],
       }),
     );
     assert.deepEqual(

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import type { Endpoint } from '../src/protocol/endpoint.js';
 import { decodeV2, encodeV2, type V2Message } from '../src/protocol/v2.js';
 import { createCounters } from '../src/server/counters.js';
-import { PEERS_MAX_TRIES, V2Sessions } from '../src/server/v2-sessions.js';
+import { PEERS_MAX_TRIES, V2Sessions, VALIDATE_WITHIN_MS } from '../src/server/v2-sessions.js';
 import { seededBytes, seededRandom } from '../src/sim/random.js';
 
 const HOST: Endpoint = { address: '198.51.100.1', port: 1111 };
@@ -11,7 +11,7 @@ const JOINER: Endpoint = { address: '198.51.100.2', port: 2222 };
 const ATTACKER: Endpoint = { address: '203.0.113.66', port: 6666 };
 
 function setup(overrides: { autostart?: boolean; maxSessions?: number; ttl?: number } = {}) {
-  const sent: { to: Endpoint; msg: V2Message }[] = [];
+  const sent: { to: Endpoint; msg: V2Message; bytes: number }[] = [];
   const counters = createCounters();
   const lifecycle: string[] = [];
   const server = new V2Sessions({
@@ -20,7 +20,7 @@ function setup(overrides: { autostart?: boolean; maxSessions?: number; ttl?: num
       send(to, data) {
         const d = decodeV2(data);
         assert.ok(d.ok, 'the server only sends decodable datagrams');
-        if (d.ok) sent.push({ to, msg: d.msg });
+        if (d.ok) sent.push({ to, msg: d.msg, bytes: data.length });
       },
     },
     counters,
@@ -37,7 +37,10 @@ function setup(overrides: { autostart?: boolean; maxSessions?: number; ttl?: num
   };
   const reply = (out: { msg: V2Message }[], requestId: number) =>
     out.find((o) => o.msg.requestId === requestId)?.msg;
-  return { server, counters, send, sent, reply, lifecycle };
+  /** What a client does right after `registered`: use the token (proves its address). */
+  const keepalive = (now: number, from: Endpoint, token: Uint8Array, requestId = 77) =>
+    send(now, from, { type: 'keepalive', requestId, session: 'game', token, lobbyVersion: 0 });
+  return { server, counters, send, sent, reply, keepalive, lifecycle };
 }
 
 function hostAndJoin(autostart = false) {
@@ -67,6 +70,8 @@ function hostAndJoin(autostart = false) {
   );
   assert.ok(h?.type === 'registered' && j?.type === 'registered');
   if (h?.type !== 'registered' || j?.type !== 'registered') throw new Error('unreachable');
+  t.keepalive(2, HOST, h.token);
+  t.keepalive(2, JOINER, j.token);
   return { ...t, hostToken: h.token, joinToken: j.token };
 }
 
@@ -84,11 +89,13 @@ describe('v2 session table', () => {
     });
     const reg = t.reply(out, 5);
     assert.ok(reg?.type === 'registered');
-    if (reg?.type === 'registered') assert.deepEqual(reg.observed, HOST);
-    const lobby = out.find((o) => o.msg.type === 'lobby')?.msg;
+    if (reg?.type !== 'registered') return;
+    assert.deepEqual(reg.observed, HOST);
+    assert.equal(out.length, 1, 'nothing but registered before the address is shown');
+    const lobby = t.reply(t.keepalive(1, HOST, reg.token, 6), 6);
     assert.ok(lobby?.type === 'lobby');
     if (lobby?.type === 'lobby') assert.deepEqual(lobby.nicknames, ['Alice']);
-    const out2 = t.send(1, JOINER, {
+    const joined = t.send(2, JOINER, {
       type: 'join',
       requestId: 9,
       session: 'game',
@@ -96,7 +103,16 @@ describe('v2 session table', () => {
       nickname: 'Bob 🎮',
       candidates: [],
     });
+    assert.equal(joined.length, 1, 'the host hears of bob once bob has shown his address');
+    const jreg = t.reply(joined, 9);
+    assert.ok(jreg?.type === 'registered');
+    if (jreg?.type !== 'registered') return;
+    const out2 = t.keepalive(3, JOINER, jreg.token, 10);
     // Full with autostart: lobby to both, then peers to both.
+    for (const to of [HOST, JOINER]) {
+      const l = out2.find((o) => o.msg.type === 'lobby' && o.to === to)?.msg;
+      assert.ok(l?.type === 'lobby' && l.nicknames.join() === 'Alice,Bob 🎮', 'full lobby first');
+    }
     const peersToHost = out2.find((o) => o.msg.type === 'peers' && o.to === HOST)?.msg;
     assert.ok(peersToHost?.type === 'peers');
     if (peersToHost?.type === 'peers') {
@@ -241,15 +257,20 @@ describe('v2 session table', () => {
 
   it('a waiting session expires and its members are told', () => {
     const t = setup({ ttl: 1000 });
-    t.send(0, HOST, {
-      type: 'host',
-      requestId: 1,
-      session: 'old',
-      maxPlayers: 2,
-      name: 'a',
-      nickname: 'A',
-      candidates: [],
-    });
+    const reg = t.reply(
+      t.send(0, HOST, {
+        type: 'host',
+        requestId: 1,
+        session: 'game',
+        maxPlayers: 2,
+        name: 'a',
+        nickname: 'A',
+        candidates: [],
+      }),
+      1,
+    );
+    assert.ok(reg?.type === 'registered');
+    if (reg?.type === 'registered') t.keepalive(0, HOST, reg.token);
     t.sent.length = 0;
     t.server.handleTimeout(999);
     assert.equal(t.server.sessionCount, 1);
@@ -346,5 +367,132 @@ describe('v2 session table', () => {
     t.server.handle(0, ATTACKER, Uint8Array.of(0x89, 0x48, 0x50));
     assert.equal(t.sent.length, 0);
     assert.ok((t.counters.rejections.v2_malformed ?? 0) >= 1);
+  });
+
+  it('a host or join with a forged source gets no pushes aimed at that address and is dropped', () => {
+    const t = hostAndJoin(true);
+    const VICTIM: Endpoint = { address: '192.0.2.99', port: 53 };
+    // The forger never sees the token: it went to the victim, the only datagram the victim gets.
+    const out = t.send(3, VICTIM, {
+      type: 'join',
+      requestId: 50,
+      session: 'game',
+      name: 'mallory',
+      nickname: 'M'.repeat(32),
+      candidates: [],
+    });
+    assert.deepEqual(
+      out.map((o) => `${o.msg.type}>${o.to.address}`),
+      ['registered>192.0.2.99'],
+    );
+    const joinBytes = 9 + 1 + 4 + 1 + 7 + 1 + 32 + 1;
+    const replyBytes = out[0]?.bytes ?? Number.POSITIVE_INFINITY;
+    assert.ok(replyBytes <= 3 * joinBytes, `${replyBytes} B reply to a ${joinBytes} B join`);
+    // The third slot is taken but nobody autostarts with, or lists, a member that never
+    // showed its address; after VALIDATE_WITHIN_MS it is gone and the slot is free again.
+    const lobby = t.reply(t.keepalive(4, HOST, t.hostToken, 51), 51);
+    assert.ok(lobby?.type === 'lobby' && lobby.nicknames.join() === 'Alice,Bob');
+    assert.equal(t.counters.sessionsStarted, 0);
+    t.sent.length = 0;
+    t.server.handleTimeout(3 + VALIDATE_WITHIN_MS);
+    assert.ok(t.sent.every((o) => o.to !== VICTIM));
+    assert.equal(t.counters.rejections.v2_unvalidated_member, 1);
+    const carol = t.send(3 + VALIDATE_WITHIN_MS, ATTACKER, {
+      type: 'join',
+      requestId: 52,
+      session: 'game',
+      name: 'carol',
+      nickname: 'Carol',
+      candidates: [],
+    });
+    const reg = t.reply(carol, 52);
+    assert.ok(reg?.type === 'registered', 'the slot is free again');
+    if (reg?.type !== 'registered') return;
+    const started = t.keepalive(4 + VALIDATE_WITHIN_MS, ATTACKER, reg.token);
+    assert.equal(started.filter((o) => o.msg.type === 'peers').length, 3);
+    assert.ok(started.every((o) => o.to !== VICTIM));
+
+    // A forged `host` never gets its session going: it closes when the address stays silent.
+    const forgedHost = t.send(0, VICTIM, {
+      type: 'host',
+      requestId: 53,
+      session: 'trap',
+      maxPlayers: 2,
+      name: 'v',
+      nickname: '',
+      candidates: [],
+    });
+    assert.equal(forgedHost.length, 1);
+    t.sent.length = 0;
+    t.server.handleTimeout(VALIDATE_WITHIN_MS + 10);
+    assert.ok(t.sent.every((o) => o.to !== VICTIM));
+    const gone = t.reply(
+      t.send(VALIDATE_WITHIN_MS + 11, JOINER, {
+        type: 'join',
+        requestId: 54,
+        session: 'trap',
+        name: 'j',
+        nickname: '',
+        candidates: [],
+      }),
+      54,
+    );
+    assert.ok(gone?.type === 'error' && gone.code === 'session_not_found');
+  });
+
+  it('an error is never more than 3 times the size of the datagram it answers', () => {
+    const t = setup();
+    for (let len = 9; len <= 80; len++) {
+      const bytes = new Uint8Array(len).fill(0xff);
+      bytes.set([0x89, 0x48, 0x50, 0x02, 0x01, 0, 0, 0, 9]);
+      t.sent.length = 0;
+      t.server.handle(0, ATTACKER, bytes);
+      const r = t.sent[0]?.msg;
+      assert.ok(r?.type === 'error' && r.code === 'bad_request', `answered at ${len} B`);
+      const size = t.sent[0]?.bytes ?? Number.POSITIVE_INFINITY;
+      assert.ok(size <= Math.max(3 * len, 9 + 2 + 'bad_request'.length), `${size} B for ${len} B`);
+    }
+    // A request large enough gets the whole message.
+    const out = t.send(0, ATTACKER, {
+      type: 'keepalive',
+      requestId: 3,
+      session: 'x'.repeat(40),
+      token: new Uint8Array(16),
+      lobbyVersion: 0,
+    });
+    const r = t.reply(out, 3);
+    assert.ok(r?.type === 'error' && r.message === 'No such session.');
+  });
+
+  it("a member's new address gets a fresh token first; the member moves when it comes back", () => {
+    const t = hostAndJoin();
+    const MOVED: Endpoint = { address: JOINER.address, port: 2999 };
+    const out = t.keepalive(5, MOVED, t.joinToken, 60);
+    assert.equal(out.length, 1);
+    const fresh = t.reply(out, 60);
+    assert.ok(fresh?.type === 'registered');
+    if (fresh?.type !== 'registered') return;
+    assert.deepEqual(fresh.observed, MOVED);
+    assert.notDeepEqual(fresh.token, t.joinToken);
+    // Until then the member stays where it was, with its old token.
+    const stay = t.reply(t.keepalive(6, JOINER, t.joinToken, 61), 61);
+    assert.equal(stay?.type, 'lobby');
+    // The fresh token from anywhere but the address it was sent to is refused.
+    const elsewhere = t.reply(t.keepalive(7, ATTACKER, fresh.token, 62), 62);
+    assert.ok(elsewhere?.type === 'error' && elsewhere.code === 'not_authorized');
+    assert.equal(t.reply(t.keepalive(8, MOVED, fresh.token, 63), 63)?.type, 'lobby');
+    const start = t.send(10, HOST, {
+      type: 'start',
+      requestId: 65,
+      session: 'game',
+      token: t.hostToken,
+    });
+    const peers = start.find((o) => o.msg.type === 'peers' && o.to.port === MOVED.port)?.msg;
+    assert.ok(peers?.type === 'peers', 'pushes follow the member to its new address');
+    const toHost = start.find((o) => o.msg.type === 'peers' && o.to === HOST)?.msg;
+    if (toHost?.type === 'peers') assert.deepEqual(toHost.peers[0]?.publicEndpoint, MOVED);
+    // The old token is no longer the member's.
+    const old = t.reply(t.keepalive(11, JOINER, t.joinToken, 66), 66);
+    assert.ok(old?.type === 'error' && old.code === 'not_authorized');
   });
 });

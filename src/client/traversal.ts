@@ -131,8 +131,6 @@ export class Traversal {
   #peerParts = new Map<number, V2Peer>();
   #punch: PunchAttempt | undefined;
   #sessionWaitUntil = 0;
-  /** A lobby push that overtook our `registered` reply; shown once registered. */
-  #earlyLobby: Extract<V2Message, { type: 'lobby' }> | undefined;
 
   constructor(options: TraversalOptions) {
     checkTraversalInput(options);
@@ -255,18 +253,7 @@ export class Traversal {
       p.nextAt = now + p.intervalMs;
       p.intervalMs = Math.min(p.intervalMs * 2, REQUEST_RETRY_MAX_MS);
     }
-    if (now >= this.#keepaliveAt && this.#state === 'lobby' && this.#token !== undefined) {
-      this.#keepaliveAt = Number.POSITIVE_INFINITY;
-      const id = this.#id();
-      const bytes = encodeV2({
-        type: 'keepalive',
-        requestId: id,
-        session: this.#o.session,
-        token: this.#token,
-        lobbyVersion: this.#lobbyVersion,
-      });
-      this.#request(now, 'keepalive', id, bytes);
-    }
+    if (now >= this.#keepaliveAt) this.#keepalive(now);
     if (this.#punch) {
       this.#punch.handleTimeout(now);
       this.#checkPunch(now);
@@ -294,8 +281,15 @@ export class Traversal {
     const pending = msg.requestId !== 0 ? this.#pending.get(msg.requestId) : undefined;
     switch (msg.type) {
       case 'registered':
-        if (pending?.kind !== 'register') return;
-        this.#registered(now, msg.token, msg.observed);
+        if (pending?.kind === 'register') {
+          this.#registered(msg.token, msg.observed);
+          // Using the token at once shows the server that we receive at this address; only
+          // then does it list us in the lobby and push to us. A host's `start` does it too.
+          if (this.#startWanted) this.finalize(now);
+          else this.#keepalive(now);
+        } else if (pending?.kind === 'keepalive' || pending?.kind === 'start') {
+          this.#rebound(now, pending, msg.token, msg.observed);
+        }
         return;
       case 'ok':
         if (pending === undefined) return;
@@ -313,10 +307,6 @@ export class Traversal {
           this.#pending.delete(pending.id);
           this.#keepaliveAt = now + KEEPALIVE_INTERVAL_MS;
         }
-        if (this.#state === 'registering') {
-          if (msg.version > (this.#earlyLobby?.version ?? 0)) this.#earlyLobby = msg;
-          return;
-        }
         if (this.#state !== 'lobby' || msg.version <= this.#lobbyVersion) return;
         this.#lobbyVersion = msg.version;
         this.#o.onEvent({
@@ -328,7 +318,7 @@ export class Traversal {
       case 'peers':
         if (pending?.kind === 'keepalive') this.#pending.delete(pending.id);
         // Peers prove the registration: a client whose `registered` was lost goes on.
-        this.#registered(now, msg.token, msg.observed);
+        this.#registered(msg.token, msg.observed);
         this.#onPeers(now, msg);
         return;
       case 'closed':
@@ -345,7 +335,7 @@ export class Traversal {
     }
   }
 
-  #registered(now: number, token: Uint8Array, observed: Endpoint): void {
+  #registered(token: Uint8Array, observed: Endpoint): void {
     if (this.#state !== 'registering') return;
     for (const p of [...this.#pending.values()]) {
       if (p.kind === 'register') this.#pending.delete(p.id);
@@ -353,11 +343,34 @@ export class Traversal {
     this.#token = token;
     this.#observed = observed;
     this.#state = 'lobby';
-    this.#keepaliveAt = now + KEEPALIVE_INTERVAL_MS;
     this.#o.onEvent({ type: 'registered', observed });
-    if (this.#earlyLobby) this.#fromServer(now, this.#earlyLobby);
-    this.#earlyLobby = undefined;
-    if (this.#startWanted) this.finalize(now);
+  }
+
+  /**
+   * The server answered with a fresh token: it saw us at another address than the one we
+   * registered from (our NAT re-mapped us), and moves us there once the token comes back.
+   */
+  #rebound(now: number, pending: Pending, token: Uint8Array, observed: Endpoint): void {
+    if (this.#state !== 'lobby') return;
+    this.#pending.delete(pending.id);
+    this.#token = token;
+    this.#observed = observed;
+    if (pending.kind === 'start') this.finalize(now);
+    else this.#keepalive(now);
+  }
+
+  #keepalive(now: number): void {
+    this.#keepaliveAt = Number.POSITIVE_INFINITY;
+    if (this.#state !== 'lobby' || this.#token === undefined) return;
+    const id = this.#id();
+    const bytes = encodeV2({
+      type: 'keepalive',
+      requestId: id,
+      session: this.#o.session,
+      token: this.#token,
+      lobbyVersion: this.#lobbyVersion,
+    });
+    this.#request(now, 'keepalive', id, bytes);
   }
 
   #onError(now: number, pending: Pending, code: HolePunchError['code'], message: string): void {

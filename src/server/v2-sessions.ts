@@ -19,6 +19,7 @@ import {
   PUNCH_KEY_BYTES,
   peerWireBytes,
   TOKEN_BYTES,
+  truncateUtf8,
   type V2Message,
   type V2Peer,
 } from '../protocol/v2.js';
@@ -31,6 +32,22 @@ export const PEERS_RETRY_FIRST_MS = 150;
 export const PEERS_MAX_TRIES = 6;
 /** A started session is forgotten once all members acked, at the latest after this. */
 export const STARTED_LINGER_MS = 15_000;
+/**
+ * A new member has this long to prove that it receives at the address it registered from,
+ * by sending `keepalive` or `start` with the token that was sent only there. Until then it
+ * gets nothing but `registered`, is not in the lobby and is dropped at the start, so a
+ * `host` or `join` with a forged source address cannot aim the server's lobby and peer
+ * pushes at a third party (reflection). Generous enough for ~12 tries at heavy loss.
+ */
+export const VALIDATE_WITHIN_MS = 10_000;
+/**
+ * An `error` reply is at most this many times the size of the datagram it answers (its
+ * message is cut to fit; the code always goes). Errors answer unauthenticated input, so
+ * they must not make the server an amplifier. QUIC's limit for unvalidated addresses.
+ */
+export const ERROR_REPLY_FACTOR = 3;
+/** Header (9) and the two length bytes of an `error`. */
+const ERROR_FIXED_BYTES = 11;
 
 export interface V2SessionsOptions {
   readonly outbox: Outbox;
@@ -48,10 +65,19 @@ export interface V2SessionsOptions {
 interface Member {
   readonly name: string;
   readonly nickname: string;
-  readonly token: Uint8Array;
+  token: Uint8Array;
   readonly isHost: boolean;
   endpoint: Endpoint;
   readonly candidates: readonly Endpoint[];
+  /** The member has shown that it receives at `endpoint` (see `VALIDATE_WITHIN_MS`). */
+  validated: boolean;
+  /** Registered at; an unvalidated member is dropped `VALIDATE_WITHIN_MS` later. */
+  readonly joinedAt: number;
+  /**
+   * A token holder asked from another address (its NAT re-mapped it): that address got a
+   * fresh token, and becomes the member's once a request carries that token from there.
+   */
+  rebind: { readonly endpoint: Endpoint; readonly token: Uint8Array } | undefined;
   peersAcked: boolean;
   peersTries: number;
   peersNextAt: number;
@@ -115,6 +141,8 @@ export class V2Sessions implements ProtocolHandler {
    * forgotten session); a stale entry costs one pop.
    */
   readonly #timers: TimerEntry[] = [];
+  /** Size of the datagram being handled: the budget of an `error` answering it. */
+  #requestBytes = 0;
 
   constructor(options: V2SessionsOptions) {
     this.#outbox = options.outbox;
@@ -143,6 +171,7 @@ export class V2Sessions implements ProtocolHandler {
   }
 
   handle(now: number, from: Endpoint, data: Uint8Array): void {
+    this.#requestBytes = data.length;
     const decoded = decodeV2(data);
     if (!decoded.ok) {
       if (decoded.code === undefined || decoded.requestId === undefined) {
@@ -189,19 +218,24 @@ export class V2Sessions implements ProtocolHandler {
       this.#refuse(from, msg.requestId, 'session_not_found', 'No such session.');
       return;
     }
-    const member = session.members.find((m) => sameToken(m.token, msg.token));
+    const member = this.#memberByToken(session, msg.token, from);
     if (member === undefined) {
       this.#refuse(from, msg.requestId, 'not_authorized', 'Token is not a member of this session.');
       return;
     }
+    const here = sameEndpoint(member.endpoint, from);
     switch (msg.type) {
       case 'start':
         if (!member.isHost) {
           this.#refuse(from, msg.requestId, 'not_authorized', 'Only the host can start.');
           return;
         }
-        member.endpoint = from;
+        if (!here) {
+          this.#rebind(from, msg.requestId, member);
+          return;
+        }
         this.#send(from, encodeV2({ type: 'ok', requestId: msg.requestId }));
+        if (this.#validate(now, session, member)) return;
         if (session.state === 'waiting') this.#start(now, session, 'exchange_peers');
         return;
       case 'close':
@@ -227,8 +261,12 @@ export class V2Sessions implements ProtocolHandler {
         } else this.#forgetIfAllAcked(session);
         return;
       case 'keepalive':
-        // A NAT may re-map a long-idle client; the token proves it is the same member.
-        member.endpoint = from;
+        if (!here) {
+          this.#rebind(from, msg.requestId, member);
+          return;
+        }
+        // Autostarted by this member's arrival: the `lobby` and `peers` pushes answer it.
+        if (this.#validate(now, session, member)) return;
         if (session.state === 'waiting') {
           if (member.isHost) session.deadline = now + this.#ttlMs;
           this.#send(from, this.#lobbyBytes(session, msg.requestId));
@@ -272,8 +310,6 @@ export class V2Sessions implements ProtocolHandler {
       // A retransmitted `host` (its reply was lost): same answer, same token.
       if (host !== undefined && host.name === msg.name && sameEndpoint(host.endpoint, from)) {
         this.#registered(from, msg.requestId, host);
-        if (existing.state === 'waiting') this.#send(from, this.#lobbyBytes(existing, 0));
-        else this.#sendPeers(existing, host, 0);
         return;
       }
       this.#refuse(from, msg.requestId, 'session_exists', 'Tried to create existing session.');
@@ -283,7 +319,7 @@ export class V2Sessions implements ProtocolHandler {
       this.#refuse(from, msg.requestId, 'server_full', 'The server holds too many sessions.');
       return;
     }
-    const host = this.#member(msg.name, msg.nickname, true, from, msg.candidates);
+    const host = this.#member(now, msg.name, msg.nickname, true, from, msg.candidates);
     const session: Session = {
       name: msg.session,
       maxPlayers: msg.maxPlayers,
@@ -298,9 +334,8 @@ export class V2Sessions implements ProtocolHandler {
     this.#sessions.set(msg.session, session);
     this.#counters.sessionsCreated++;
     this.#lifecycle('created', session);
-    this.#schedule(session, session.deadline);
+    this.#schedule(session, Math.min(session.deadline, now + VALIDATE_WITHIN_MS));
     this.#registered(from, msg.requestId, host);
-    this.#send(from, this.#lobbyBytes(session, 0));
   }
 
   #join(now: number, from: Endpoint, msg: Extract<V2Message, { type: 'join' }>): void {
@@ -319,8 +354,6 @@ export class V2Sessions implements ProtocolHandler {
     if (same !== undefined) {
       if (sameEndpoint(same.endpoint, from)) {
         this.#registered(from, msg.requestId, same);
-        if (session.state === 'waiting') this.#send(from, this.#lobbyBytes(session, 0));
-        else this.#sendPeers(session, same, 0);
         return;
       }
       this.#refuse(from, msg.requestId, 'name_taken', 'Client already registered.');
@@ -330,17 +363,66 @@ export class V2Sessions implements ProtocolHandler {
       this.#refuse(from, msg.requestId, 'session_full', 'Session full.');
       return;
     }
-    const member = this.#member(msg.name, msg.nickname, false, from, msg.candidates);
+    const member = this.#member(now, msg.name, msg.nickname, false, from, msg.candidates);
     session.members.push(member);
-    session.lobbyVersion++;
+    this.#schedule(session, now + VALIDATE_WITHIN_MS);
     this.#registered(from, msg.requestId, member);
-    this.#broadcastLobby(session);
-    if (this.#autostart && session.members.length >= session.maxPlayers) {
-      this.#start(now, session, 'autostart');
+  }
+
+  /**
+   * The member whose token this is. A rebind token is good only from the address it was
+   * sent to, and moves the member there: that address has shown that it receives.
+   */
+  #memberByToken(session: Session, token: Uint8Array, from: Endpoint): Member | undefined {
+    for (const m of session.members) {
+      if (sameToken(m.token, token)) return m;
+      const rebind = m.rebind;
+      if (rebind === undefined || !sameToken(rebind.token, token)) continue;
+      if (!sameEndpoint(rebind.endpoint, from)) return undefined;
+      m.endpoint = rebind.endpoint;
+      m.token = rebind.token;
+      m.rebind = undefined;
+      return m;
     }
+    return undefined;
+  }
+
+  /**
+   * A token holder asks from an address that is not the member's. It may be the member
+   * after its NAT re-mapped it, or anyone who knows the token forging a source address: so
+   * the new address gets only a fresh token (a reply no larger than the request), and
+   * becomes the member's when that token comes back from it.
+   */
+  #rebind(from: Endpoint, requestId: number, member: Member): void {
+    const token = this.#randomBytes(TOKEN_BYTES);
+    member.rebind = { endpoint: from, token };
+    this.#send(
+      from,
+      encodeV2({ type: 'registered', requestId, token, observed: wireEndpoint(from) }),
+    );
+  }
+
+  /**
+   * Marks `member` as receiving at its address: it enters the lobby, and a full lobby
+   * autostarts. Returns true if that started the session.
+   */
+  #validate(now: number, session: Session, member: Member): boolean {
+    if (member.validated) return false;
+    member.validated = true;
+    if (session.state !== 'waiting') return false;
+    session.lobbyVersion++;
+    const full =
+      this.#autostart &&
+      session.members.length >= session.maxPlayers &&
+      session.members.every((m) => m.validated);
+    // Everyone sees the full lobby before the peers; otherwise `member` gets it as a reply.
+    this.#broadcastLobby(session, full ? undefined : member);
+    if (full) this.#start(now, session, 'autostart');
+    return full;
   }
 
   #member(
+    now: number,
     name: string,
     nickname: string,
     isHost: boolean,
@@ -354,6 +436,9 @@ export class V2Sessions implements ProtocolHandler {
       endpoint,
       candidates,
       token: this.#randomBytes(TOKEN_BYTES),
+      validated: false,
+      joinedAt: now,
+      rebind: undefined,
       peersAcked: false,
       peersTries: 0,
       peersNextAt: Number.POSITIVE_INFINITY,
@@ -361,6 +446,10 @@ export class V2Sessions implements ProtocolHandler {
   }
 
   #start(now: number, session: Session, reason: 'autostart' | 'exchange_peers'): void {
+    // Members that never showed they receive at their address are not exchanged.
+    const members = session.members.filter((m) => m.validated);
+    session.members.length = 0;
+    session.members.push(...members);
     session.state = 'started';
     this.#counters.sessionsStarted++;
     this.#lifecycle('started', session, reason);
@@ -422,25 +511,30 @@ export class V2Sessions implements ProtocolHandler {
   }
 
   #lobbyBytes(session: Session, requestId: number): Uint8Array {
+    const nicknames: string[] = [];
+    for (const m of session.members) if (m.validated) nicknames.push(m.nickname);
     return encodeV2({
       type: 'lobby',
       requestId,
       version: session.lobbyVersion,
       maxPlayers: session.maxPlayers,
-      nicknames: session.members.map((m) => m.nickname),
+      nicknames,
     });
   }
 
-  #broadcastLobby(session: Session): void {
+  /** Pushes the lobby to every validated member but `except` (which gets it as a reply). */
+  #broadcastLobby(session: Session, except?: Member): void {
     const bytes = this.#lobbyBytes(session, 0);
-    for (const m of session.members) this.#send(m.endpoint, bytes);
+    for (const m of session.members) if (m.validated && m !== except) this.#send(m.endpoint, bytes);
   }
 
   /** Tells every member except `except` that the session ended, then forgets it. */
   #end(session: Session, reason: string, except?: Member, expired = false): void {
     this.#lifecycle(expired ? 'expired' : 'closed', session, reason);
     const bytes = encodeV2({ type: 'closed', requestId: 0, code: 'session_closed', reason });
-    for (const m of session.members) if (m !== except) this.#send(m.endpoint, bytes);
+    for (const m of session.members) {
+      if (m.validated && m !== except) this.#send(m.endpoint, bytes);
+    }
     this.#forget(session);
   }
 
@@ -456,8 +550,11 @@ export class V2Sessions implements ProtocolHandler {
     this.#error(to, requestId, code, message);
   }
 
+  /** The message is cut so that the reply is at most `ERROR_REPLY_FACTOR` × the request. */
   #error(to: Endpoint, requestId: number, code: ErrorCode, message: string): void {
-    this.#send(to, encodeV2({ type: 'error', requestId, code, message }));
+    const room = ERROR_REPLY_FACTOR * this.#requestBytes - ERROR_FIXED_BYTES - code.length;
+    const cut = truncateUtf8(message, Math.max(0, room));
+    this.#send(to, encodeV2({ type: 'error', requestId, code, message: cut }));
   }
 
   #send(to: Endpoint, data: Uint8Array): void {
@@ -500,6 +597,24 @@ export class V2Sessions implements ProtocolHandler {
       return;
     }
     let next = session.deadline;
+    if (session.state === 'waiting') {
+      const stale = session.members.filter(
+        (m) => !m.validated && now >= m.joinedAt + VALIDATE_WITHIN_MS,
+      );
+      if (stale.some((m) => m.isHost)) {
+        countRejection(this.#counters, 'v2_unvalidated_member');
+        this.#counters.sessionsClosed++;
+        this.#end(session, 'The host did not confirm its address.');
+        return;
+      }
+      for (const m of stale) {
+        countRejection(this.#counters, 'v2_unvalidated_member');
+        session.members.splice(session.members.indexOf(m), 1);
+      }
+      for (const m of session.members) {
+        if (!m.validated) next = Math.min(next, m.joinedAt + VALIDATE_WITHIN_MS);
+      }
+    }
     if (session.state === 'started') {
       for (const m of session.members) {
         if (m.peersAcked || m.peersTries >= PEERS_MAX_TRIES) continue;
