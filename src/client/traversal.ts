@@ -25,10 +25,10 @@ import { type ConfirmedPeer, PUNCH_BUDGET_MS, PunchAttempt } from './punch.js';
 
 /** First retransmission of an unanswered request; doubles up to `REQUEST_RETRY_MAX_MS`. */
 export const REQUEST_RETRY_FIRST_MS = 150;
-export const REQUEST_RETRY_MAX_MS = 1_000;
+export const REQUEST_RETRY_MAX_MS = 500;
 /**
  * A server that answers nothing for this long is considered gone. Long enough that heavy
- * loss (half of all round trips lost) does not look like a dead server: ~25 tries.
+ * loss (half of all round trips lost) does not look like a dead server: ~40 tries.
  */
 export const SERVER_SILENCE_LIMIT_MS = 20_000;
 /** A join that meets `session_not_found` keeps trying this long (the host may start later). */
