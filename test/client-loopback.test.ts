@@ -18,12 +18,13 @@ async function lobby(
   players: number,
   clients: HolePunchClient[],
   drop?: () => boolean,
+  address = LOOPBACK,
 ): Promise<HolePunchResult[]> {
   const made: HolePunchClient[] = [];
   for (let i = 0; i < players; i++) {
     const c = new HolePunchClient({
-      server: { address: LOOPBACK, port: server.port },
-      bindAddress: LOOPBACK,
+      server: { address, port: server.port },
+      bindAddress: address,
       dropDatagram: drop ? () => drop() : undefined,
     });
     clients.push(c);
@@ -249,5 +250,52 @@ describe('HolePunchClient over loopback through the real server', () => {
       waiting,
       (e: unknown) => e instanceof HolePunchError && e.code === 'aborted',
     );
+  });
+});
+
+/** Why IPv6 cannot be tested on this machine, or false when it can (a ::1 socket binds). */
+async function noIpv6(): Promise<string | false> {
+  const probe = dgram.createSocket('udp6');
+  try {
+    await new Promise<void>((resolve, reject) => {
+      probe.once('error', reject);
+      probe.bind(0, '::1', () => resolve());
+    });
+    return false;
+  } catch (error) {
+    return `no IPv6 loopback here (${(error as Error).message})`;
+  } finally {
+    try {
+      probe.close();
+    } catch {
+      // Never bound.
+    }
+  }
+}
+
+describe('HolePunchClient over IPv6 loopback, through a dual-stack server', {
+  skip: await noIpv6(),
+}, () => {
+  it('an IPv6 lobby punches over IPv6 and game datagrams flow, beside an IPv4 lobby', async () => {
+    const server = await startServer({ port: 0, host: '::' });
+    const clients: HolePunchClient[] = [];
+    try {
+      const [v6, v4] = await Promise.all([
+        lobby(server, 'six', 2, clients, undefined, '::1'),
+        lobby(server, 'four', 2, clients, undefined, LOOPBACK),
+      ]);
+      // lobby() makes its clients before its first await: the first two are the IPv6 ones.
+      for (const c of clients.slice(0, 2)) assert.equal(c.socket?.address().family, 'IPv6');
+      for (const r of v6) {
+        assert.equal(r.peers[0]?.address, '::1', 'the peer is reached over IPv6');
+        assert.equal(r.publicAddress, '::1');
+      }
+      // IPv4 clients on the dual-stack server are told plain IPv4 addresses.
+      for (const r of v4) assert.equal(r.peers[0]?.address, LOOPBACK);
+      await gameTrafficFlows(clients.slice(0, 2), v6);
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+      await server.close();
+    }
   });
 });

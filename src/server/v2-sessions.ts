@@ -37,7 +37,7 @@ export const STARTED_LINGER_MS = 15_000;
  * by sending `keepalive` or `start` with the token that was sent only there. Until then it
  * gets nothing but `registered`, is not in the lobby and is dropped at the start, so a
  * `host` or `join` with a forged source address cannot aim the server's lobby and peer
- * pushes at a third party (reflection). Generous enough for ~12 tries at heavy loss.
+ * pushes at a third party (reflection). Room for ~20 tries of the client at heavy loss.
  */
 export const VALIDATE_WITHIN_MS = 10_000;
 /**
