@@ -83,6 +83,7 @@ describe('holepunch-server CLI', () => {
       ['--max-players', '0'],
       ['--log-level', 'loud'],
       ['--host'],
+      ['--no-legacy=yes'],
     ];
     const results = await Promise.all(cases.map((args) => startCli(args).finished));
     results.forEach((result, i) => {
@@ -104,6 +105,7 @@ describe('holepunch-server CLI', () => {
       '--max-sessions',
       '--max-players',
       '--log-level',
+      '--no-legacy',
       '--help',
     ]) {
       assert.ok(result.stdout.includes(word), `help mentions ${word}`);
@@ -116,6 +118,7 @@ describe('holepunch-server CLI', () => {
     assert.equal(listening.address, '127.0.0.1');
     assert.equal(listening.autostart, false);
     assert.equal(listening.sessionTtlS, 30);
+    assert.equal(listening.legacy, true, 'legacy is served unless --no-legacy');
     const port = listening.port as number;
     assert.ok(Number.isInteger(port) && port > 0);
 

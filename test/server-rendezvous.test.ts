@@ -9,11 +9,12 @@ import { RendezvousServer } from '../src/server/rendezvous.js';
 const HOST: Endpoint = { address: '198.51.100.1', port: 4000 };
 const text = (s: string): Uint8Array => new TextEncoder().encode(s);
 
-function server(sessionTtlMs = 60_000) {
+function server(sessionTtlMs = 60_000, legacy = true) {
   const sent: string[] = [];
   const core = new RendezvousServer({
     outbox: { send: (_to, data) => sent.push(new TextDecoder().decode(data)) },
     sessionTtlMs,
+    legacy,
     randomBytes: (n) => new Uint8Array(n),
   });
   return { core, sent };
@@ -31,6 +32,30 @@ describe('rendezvous core: dispatch and counters', () => {
     assert.equal(core.counters.sessionsCreated, 1);
     assert.deepEqual(core.counters.rejections, { unknown_type: 1 });
     assert.equal(core.sessionCount, 1);
+  });
+
+  test('without legacy, text datagrams get no answer and are counted; v2 is still served', () => {
+    const { core, sent } = server(60_000, false);
+    core.handle(0, HOST, text('rs:k:2'));
+    core.handle(0, HOST, text('rc:h:k:Host'));
+    assert.deepEqual(sent, []);
+    assert.deepEqual(core.counters.rejections, { legacy_disabled: 2 });
+    core.handle(
+      0,
+      HOST,
+      encodeV2({
+        type: 'host',
+        requestId: 1,
+        session: 'k',
+        maxPlayers: 2,
+        name: 'h',
+        nickname: '',
+        candidates: [],
+      }),
+    );
+    assert.equal(sent.length, 1, 'v2 registered');
+    assert.equal(core.sessionCount, 1);
+    assert.equal(core.legacy.sessionCount, 0);
   });
 
   test('a datagram with the v2 prefix goes to the v2 table, never to the legacy parser', () => {

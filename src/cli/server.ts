@@ -34,6 +34,10 @@ Options:
   --max-sessions N       refuse rs: beyond N open sessions (default ${DEFAULT_MAX_SESSIONS})
   --max-players N        largest MAX an rs: may ask for, 1-${MAX_PLAYERS_CAP_LIMIT} (default ${DEFAULT_MAX_PLAYERS_CAP})
   --log-level LEVEL      ${LOG_LEVELS.join(', ')} (default info)
+  --no-legacy            serve only the v2 protocol: legacy (text) datagrams are
+                         dropped and counted. Old Godot games then cannot connect,
+                         and nobody can use their unauthenticated protocol to
+                         aim the server's replies at a forged address.
   -h, --help             show this help and exit
 
 Logs are JSON lines on stdout. SIGINT/SIGTERM: members of open sessions are told
@@ -47,6 +51,7 @@ interface ServerCliOptions {
   readonly sessionTtlMs: number;
   readonly maxSessions: number;
   readonly maxPlayersCap: number;
+  readonly legacy: boolean;
   readonly logLevel: Level | 'silent';
 }
 
@@ -127,6 +132,7 @@ function parseServerArgs(argv: readonly string[]): ParsedArgs {
       sessionTtlMs,
       maxSessions,
       maxPlayersCap,
+      legacy: values['no-legacy'] !== true,
       logLevel: logLevel as Level | 'silent',
     },
   };
@@ -143,6 +149,7 @@ function parseArgsStrict(argv: readonly string[]) {
       'max-sessions': { type: 'string' },
       'max-players': { type: 'string' },
       'log-level': { type: 'string' },
+      'no-legacy': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -174,6 +181,7 @@ async function main(): Promise<void> {
       sessionTtlMs: options.sessionTtlMs,
       maxSessions: options.maxSessions,
       maxPlayersCap: options.maxPlayersCap,
+      legacy: options.legacy,
       logger,
     });
   } catch (error) {

@@ -18,6 +18,12 @@ export interface RendezvousServerOptions {
   readonly maxSessions?: number;
   /** Largest MAX a session may ask for. Default `DEFAULT_MAX_PLAYERS_CAP` (64). */
   readonly maxPlayersCap?: number;
+  /**
+   * Serve the legacy text protocol (default true). Off, every non-v2 datagram is dropped and
+   * counted as `legacy_disabled`: legacy clients cannot prove their source address, so an
+   * operator without old games can close that reflection path.
+   */
+  readonly legacy?: boolean;
   /** Random bytes for v2 tokens. Default: Web Crypto `getRandomValues`. */
   readonly randomBytes?: (bytes: number) => Uint8Array;
   /** Lifecycle events (created, started, closed, expired), for logs. */
@@ -38,6 +44,7 @@ export class RendezvousServer {
   readonly counters: ServerCounters;
   readonly legacy: LegacySessions;
   readonly v2: V2Sessions;
+  readonly #legacyEnabled: boolean;
 
   constructor(options: RendezvousServerOptions) {
     const counters = options.counters ?? createCounters();
@@ -50,6 +57,7 @@ export class RendezvousServer {
         target.send(to, data);
       },
     };
+    this.#legacyEnabled = options.legacy ?? true;
     const autostart = options.autostart ?? true;
     const sessionTtlMs = options.sessionTtlMs ?? SESSION_TTL_MS;
     const maxSessions = options.maxSessions ?? DEFAULT_MAX_SESSIONS;
@@ -75,7 +83,8 @@ export class RendezvousServer {
     this.counters.datagramsIn++;
     try {
       if (hasV2Prefix(data)) this.v2.handle(now, from, data);
-      else this.legacy.handle(now, from, data);
+      else if (this.#legacyEnabled) this.legacy.handle(now, from, data);
+      else countRejection(this.counters, 'legacy_disabled');
     } catch {
       // Last line of defence: a bug must cost one datagram, not the server. Tests assert
       // that no input reaches this line.

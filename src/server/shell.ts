@@ -39,6 +39,8 @@ export interface StartServerOptions {
   readonly sessionTtlMs?: number;
   readonly maxSessions?: number;
   readonly maxPlayersCap?: number;
+  /** Serve the legacy text protocol beside v2 (default true); see `RendezvousServerOptions`. */
+  readonly legacy?: boolean;
   /** pino logger for the startup line and lifecycle events. Default: silent. */
   readonly logger?: Logger;
 }
@@ -65,6 +67,7 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
   const sessionTtlMs = options.sessionTtlMs ?? SESSION_TTL_MS;
   const maxSessions = options.maxSessions ?? DEFAULT_MAX_SESSIONS;
   const maxPlayersCap = options.maxPlayersCap ?? DEFAULT_MAX_PLAYERS_CAP;
+  const legacy = options.legacy ?? true;
 
   const socket = await bindSocket(options.host, port);
   try {
@@ -109,6 +112,7 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
     sessionTtlMs,
     maxSessions,
     maxPlayersCap,
+    legacy,
     randomBytes: (bytes) => randomBytes(bytes),
     onLifecycle,
   });
@@ -158,6 +162,7 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
       sessionTtlS: sessionTtlMs / 1000,
       maxSessions,
       maxPlayersCap,
+      legacy,
     },
     'listening',
   );
