@@ -31,6 +31,8 @@ export const ERROR_CODES = [
   'nat_misbehaved',
   /** The server holds its maximum number of sessions (v2 `host` refused). */
   'server_full',
+  /** The server does not relay (`--no-relay`) or holds its maximum of relay channels. */
+  'relay_unavailable',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

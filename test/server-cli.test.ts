@@ -106,6 +106,7 @@ describe('holepunch-server CLI', () => {
       '--max-players',
       '--log-level',
       '--no-legacy',
+      '--no-relay',
       '--help',
     ]) {
       assert.ok(result.stdout.includes(word), `help mentions ${word}`);

@@ -7,6 +7,7 @@ import {
   encodePunch,
   encodeV2,
   MAX_DATAGRAM_BYTES,
+  MAX_RELAY_PAYLOAD_BYTES,
   type V2Message,
   verifyPunchTag,
 } from '../src/protocol/v2.js';
@@ -52,6 +53,20 @@ const samples: Plain[] = [
     ],
   },
   { type: 'closed', requestId: 0, code: 'session_closed', reason: 'Session expired.' },
+  { type: 'relay_allocate', requestId: 9, session: 's:1', token, peer: 'p🦄' },
+  { type: 'relay_allocated', requestId: 9, peer: 'p🦄', channel: new Uint8Array(8).fill(3) },
+  {
+    type: 'relay_data',
+    requestId: 0,
+    channel: new Uint8Array(8).fill(3),
+    payload: new Uint8Array(0),
+  },
+  {
+    type: 'relay_data',
+    requestId: 0,
+    channel: new Uint8Array(8).fill(4),
+    payload: new Uint8Array(MAX_RELAY_PAYLOAD_BYTES).fill(0xee),
+  },
 ];
 
 describe('v2 codec', () => {

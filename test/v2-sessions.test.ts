@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import type { Endpoint } from '../src/protocol/endpoint.js';
 import { decodeV2, encodeV2, type V2Message } from '../src/protocol/v2.js';
 import { createCounters } from '../src/server/counters.js';
+import { RELAY_IDLE_MS } from '../src/server/v2-relay.js';
 import { PEERS_MAX_TRIES, V2Sessions, VALIDATE_WITHIN_MS } from '../src/server/v2-sessions.js';
 import { seededBytes, seededRandom } from '../src/sim/random.js';
 
@@ -10,7 +11,9 @@ const HOST: Endpoint = { address: '198.51.100.1', port: 1111 };
 const JOINER: Endpoint = { address: '198.51.100.2', port: 2222 };
 const ATTACKER: Endpoint = { address: '203.0.113.66', port: 6666 };
 
-function setup(overrides: { autostart?: boolean; maxSessions?: number; ttl?: number } = {}) {
+function setup(
+  overrides: { autostart?: boolean; maxSessions?: number; ttl?: number; relay?: boolean } = {},
+) {
   const sent: { to: Endpoint; msg: V2Message; bytes: number }[] = [];
   const counters = createCounters();
   const lifecycle: string[] = [];
@@ -29,6 +32,7 @@ function setup(overrides: { autostart?: boolean; maxSessions?: number; ttl?: num
     maxSessions: overrides.maxSessions ?? 10,
     maxPlayersCap: 8,
     autostart: overrides.autostart ?? true,
+    relay: overrides.relay ?? true,
   });
   const send = (now: number, from: Endpoint, msg: Parameters<typeof encodeV2>[0]) => {
     sent.length = 0;
@@ -43,8 +47,8 @@ function setup(overrides: { autostart?: boolean; maxSessions?: number; ttl?: num
   return { server, counters, send, sent, reply, keepalive, lifecycle };
 }
 
-function hostAndJoin(autostart = false) {
-  const t = setup({ autostart });
+function hostAndJoin(autostart = false, relay = true) {
+  const t = setup({ autostart, relay });
   const h = t.reply(
     t.send(0, HOST, {
       type: 'host',
@@ -494,5 +498,143 @@ describe('v2 session table', () => {
     // The old token is no longer the member's.
     const old = t.reply(t.keepalive(11, JOINER, t.joinToken, 66), 66);
     assert.ok(old?.type === 'error' && old.code === 'not_authorized');
+  });
+
+  describe('relay', () => {
+    /** Host and joiner of a started session, each with a relay channel to the other. */
+    function relayed(relay = true) {
+      const t = hostAndJoin(false, relay);
+      t.send(3, HOST, { type: 'start', requestId: 70, session: 'game', token: t.hostToken });
+      const allocate = (now: number, from: Endpoint, token: Uint8Array, peer: string, id: number) =>
+        t.reply(
+          t.send(now, from, {
+            type: 'relay_allocate',
+            requestId: id,
+            session: 'game',
+            token,
+            peer,
+          }),
+          id,
+        );
+      return { ...t, allocate };
+    }
+    const data = (channel: Uint8Array, text: string) =>
+      encodeV2({
+        type: 'relay_data',
+        requestId: 0,
+        channel,
+        payload: new TextEncoder().encode(text),
+      });
+
+    it('grants each side its own channel id and forwards data both ways, same size', () => {
+      const t = relayed();
+      const a = t.allocate(4, HOST, t.hostToken, 'bob', 71);
+      const b = t.allocate(5, JOINER, t.joinToken, 'alice', 72);
+      assert.ok(a?.type === 'relay_allocated' && b?.type === 'relay_allocated');
+      if (a?.type !== 'relay_allocated' || b?.type !== 'relay_allocated') return;
+      assert.equal(a.peer, 'bob');
+      assert.notDeepEqual(a.channel, b.channel);
+      // Asking again is idempotent (a lost reply): the same channel.
+      const again = t.allocate(6, HOST, t.hostToken, 'bob', 73);
+      assert.ok(again?.type === 'relay_allocated');
+      if (again?.type === 'relay_allocated') assert.deepEqual(again.channel, a.channel);
+
+      t.sent.length = 0;
+      const bytes = data(a.channel, 'hello bob');
+      t.server.handle(7, HOST, bytes);
+      assert.equal(t.sent.length, 1);
+      const out = t.sent[0];
+      assert.deepEqual(out?.to, JOINER);
+      assert.equal(out?.bytes, bytes.length, 'no amplification');
+      assert.ok(out?.msg.type === 'relay_data');
+      if (out?.msg.type === 'relay_data') {
+        assert.deepEqual(out.msg.channel, b.channel, "tagged with the receiver's id");
+        assert.equal(new TextDecoder().decode(out.msg.payload), 'hello bob');
+      }
+      t.sent.length = 0;
+      t.server.handle(8, JOINER, data(b.channel, 'hi alice'));
+      assert.deepEqual(t.sent[0]?.to, HOST);
+      assert.equal(t.counters.datagramsRelayed, 2);
+    });
+
+    it('drops data from anyone but the side itself, and unknown channels; refuses bad asks', () => {
+      const t = relayed();
+      const a = t.allocate(4, HOST, t.hostToken, 'bob', 71);
+      if (a?.type !== 'relay_allocated') throw new Error('no channel');
+      t.sent.length = 0;
+      t.server.handle(5, ATTACKER, data(a.channel, 'spoofed'));
+      t.server.handle(5, HOST, data(new Uint8Array(8).fill(1), 'guess'));
+      assert.equal(t.sent.length, 0);
+      assert.equal(t.counters.rejections.v2_relay_wrong_sender, 1);
+      assert.equal(t.counters.rejections.v2_relay_unknown_channel, 1);
+      const noPeer = t.allocate(6, HOST, t.hostToken, 'nobody', 74);
+      assert.ok(noPeer?.type === 'error' && noPeer.code === 'bad_request');
+      const self = t.allocate(6, HOST, t.hostToken, 'alice', 75);
+      assert.ok(self?.type === 'error' && self.code === 'bad_request', 'not to oneself');
+      const elsewhere = t.allocate(6, ATTACKER, t.hostToken, 'bob', 76);
+      assert.ok(elsewhere?.type === 'error' && elsewhere.code === 'not_authorized');
+      const forged = t.allocate(6, HOST, new Uint8Array(16), 'bob', 77);
+      assert.ok(forged?.type === 'error' && forged.code === 'not_authorized');
+    });
+
+    it('is refused before the start and on a server that does not relay', () => {
+      const waiting = hostAndJoin();
+      const early = waiting.reply(
+        waiting.send(3, HOST, {
+          type: 'relay_allocate',
+          requestId: 80,
+          session: 'game',
+          token: waiting.hostToken,
+          peer: 'bob',
+        }),
+        80,
+      );
+      assert.ok(early?.type === 'error' && early.code === 'bad_request');
+      const off = relayed(false);
+      const refused = off.allocate(4, HOST, off.hostToken, 'bob', 81);
+      assert.ok(refused?.type === 'error' && refused.code === 'relay_unavailable');
+    });
+
+    it('closes a channel after RELAY_IDLE_MS without traffic, and keeps a busy one', () => {
+      const t = relayed();
+      const a = t.allocate(4, HOST, t.hostToken, 'bob', 71);
+      const b = t.allocate(4, JOINER, t.joinToken, 'alice', 72);
+      if (a?.type !== 'relay_allocated' || b?.type !== 'relay_allocated') throw new Error('x');
+      // Traffic on the way keeps it open past one idle period.
+      for (let now = 10_000; now <= 100_000; now += 10_000) {
+        t.server.handleTimeout(now);
+        t.server.handle(now, HOST, data(a.channel, 'tick'));
+      }
+      t.sent.length = 0;
+      t.server.handle(100_001, JOINER, data(b.channel, 'still there'));
+      assert.equal(t.sent.length, 1);
+      let now = 100_001;
+      for (let i = 0; i < 10 && Number.isFinite(t.server.nextDeadline()); i++) {
+        now = Math.max(now, t.server.nextDeadline());
+        t.server.handleTimeout(now);
+      }
+      assert.ok(now >= 100_001 + RELAY_IDLE_MS, `swept at ${now}`);
+      t.sent.length = 0;
+      t.server.handle(now + 1, HOST, data(a.channel, 'too late'));
+      assert.equal(t.sent.length, 0);
+      assert.equal(Number.isFinite(t.server.nextDeadline()), false, 'nothing left to wake for');
+    });
+
+    it('a started session lingers for relay requests but its name is free for the next game', () => {
+      const t = relayed();
+      const next = t.reply(
+        t.send(5, ATTACKER, {
+          type: 'host',
+          requestId: 82,
+          session: 'game',
+          maxPlayers: 2,
+          name: 'carol',
+          nickname: 'Carol',
+          candidates: [],
+        }),
+        82,
+      );
+      assert.equal(next?.type, 'registered');
+    });
   });
 });

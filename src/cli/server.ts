@@ -38,6 +38,8 @@ Options:
                          dropped and counted. Old Godot games then cannot connect,
                          and nobody can use their unauthenticated protocol to
                          aim the server's replies at a forged address.
+  --no-relay             do not relay v2 players whose direct punch failed (by
+                         default the server forwards their game traffic)
   -h, --help             show this help and exit
 
 Logs are JSON lines on stdout. SIGINT/SIGTERM: members of open sessions are told
@@ -52,6 +54,7 @@ interface ServerCliOptions {
   readonly maxSessions: number;
   readonly maxPlayersCap: number;
   readonly legacy: boolean;
+  readonly relay: boolean;
   readonly logLevel: Level | 'silent';
 }
 
@@ -133,6 +136,7 @@ function parseServerArgs(argv: readonly string[]): ParsedArgs {
       maxSessions,
       maxPlayersCap,
       legacy: values['no-legacy'] !== true,
+      relay: values['no-relay'] !== true,
       logLevel: logLevel as Level | 'silent',
     },
   };
@@ -150,6 +154,7 @@ function parseArgsStrict(argv: readonly string[]) {
       'max-players': { type: 'string' },
       'log-level': { type: 'string' },
       'no-legacy': { type: 'boolean' },
+      'no-relay': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -182,6 +187,7 @@ async function main(): Promise<void> {
       maxSessions: options.maxSessions,
       maxPlayersCap: options.maxPlayersCap,
       legacy: options.legacy,
+      relay: options.relay,
       logger,
     });
   } catch (error) {

@@ -22,6 +22,11 @@ export const MAX_CANDIDATES = 4;
 export const MIN_PLAYERS = 2;
 export const MAX_PLAYERS_WIRE = 32;
 export const V2_VERSION = 2;
+export const RELAY_CHANNEL_BYTES = 8;
+/** Header + channel: what a `relay_data` adds to the game's payload. */
+export const RELAY_OVERHEAD_BYTES = V2_MAGIC_BYTES + 1 + 4 + RELAY_CHANNEL_BYTES;
+/** The largest game payload one `relay_data` carries. */
+export const MAX_RELAY_PAYLOAD_BYTES = MAX_DATAGRAM_BYTES - RELAY_OVERHEAD_BYTES;
 
 export const V2_TYPES = {
   host: 0x01,
@@ -39,10 +44,10 @@ export const V2_TYPES = {
   closed: 0x25,
   punch: 0x40,
   punch_ack: 0x41,
-  // Reserved for the relay fallback (docs/protocol-v2.md §2); not decoded yet.
   relay_allocate: 0x60,
   relay_allocated: 0x61,
   relay_data: 0x62,
+  // Reserved (docs/protocol-v2.md §2): channels expire when idle instead.
   relay_close: 0x63,
 } as const;
 
@@ -105,6 +110,9 @@ export type V2Message =
       peers: readonly V2Peer[];
     }
   | { type: 'closed'; requestId: number; code: ErrorCode; reason: string }
+  | { type: 'relay_allocate'; requestId: number; session: string; token: Uint8Array; peer: string }
+  | { type: 'relay_allocated'; requestId: number; peer: string; channel: Uint8Array }
+  | { type: 'relay_data'; requestId: number; channel: Uint8Array; payload: Uint8Array }
   | {
       type: 'punch' | 'punch_ack';
       requestId: number;
@@ -342,6 +350,19 @@ export function encodeV2(msg: Exclude<V2Message, { type: 'punch' | 'punch_ack' }
       w.str(msg.code, MAX_CODE_BYTES);
       w.str(truncateUtf8(msg.reason, MAX_REASON_BYTES), MAX_REASON_BYTES);
       break;
+    case 'relay_allocate':
+      w.str(msg.session, MAX_SESSION_BYTES);
+      w.fixed(msg.token, TOKEN_BYTES);
+      w.str(msg.peer, MAX_NAME_BYTES);
+      break;
+    case 'relay_allocated':
+      w.str(msg.peer, MAX_NAME_BYTES);
+      w.fixed(msg.channel, RELAY_CHANNEL_BYTES);
+      break;
+    case 'relay_data':
+      w.fixed(msg.channel, RELAY_CHANNEL_BYTES);
+      w.bytes(msg.payload);
+      break;
   }
   return w.done();
 }
@@ -401,7 +422,7 @@ export function verifyPunchTag(key: Uint8Array, signed: Uint8Array, tag: Uint8Ar
 
 const TYPE_BY_CODE = new Map<number, V2MessageType>(
   Object.entries(V2_TYPES)
-    .filter(([name]) => !name.startsWith('relay_'))
+    .filter(([name]) => name !== 'relay_close')
     .map(([name, code]) => [code, name as V2MessageType]),
 );
 
@@ -531,6 +552,25 @@ function readBody(r: Reader, type: V2MessageType, requestId: number): V2Message 
     }
     case 'closed':
       return { type, requestId, code: r.code(), reason: r.str(MAX_REASON_BYTES) };
+    case 'relay_allocate':
+      return {
+        type,
+        requestId,
+        session: r.str(MAX_SESSION_BYTES),
+        token: r.bytes(TOKEN_BYTES),
+        peer: r.str(MAX_NAME_BYTES),
+      };
+    case 'relay_allocated':
+      return {
+        type,
+        requestId,
+        peer: r.str(MAX_NAME_BYTES),
+        channel: r.bytes(RELAY_CHANNEL_BYTES),
+      };
+    case 'relay_data': {
+      const channel = r.bytes(RELAY_CHANNEL_BYTES);
+      return { type, requestId, channel, payload: r.bytes(r.buf.length - r.off) };
+    }
     case 'punch':
     case 'punch_ack': {
       const from = r.str(MAX_NAME_BYTES);

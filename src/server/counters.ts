@@ -5,6 +5,8 @@
 export interface ServerCounters {
   datagramsIn: number;
   datagramsOut: number;
+  /** v2 `relay_data` forwarded between two members (each also counts in and out). */
+  datagramsRelayed: number;
   sessionsCreated: number;
   sessionsStarted: number;
   sessionsExpired: number;
@@ -17,6 +19,7 @@ export function createCounters(): ServerCounters {
   return {
     datagramsIn: 0,
     datagramsOut: 0,
+    datagramsRelayed: 0,
     sessionsCreated: 0,
     sessionsStarted: 0,
     sessionsExpired: 0,

@@ -24,6 +24,8 @@ export interface RendezvousServerOptions {
    * operator without old games can close that reflection path.
    */
   readonly legacy?: boolean;
+  /** Relay v2 members whose direct path failed (default true); see `V2SessionsOptions`. */
+  readonly relay?: boolean;
   /** Random bytes for v2 tokens. Default: Web Crypto `getRandomValues`. */
   readonly randomBytes?: (bytes: number) => Uint8Array;
   /** Lifecycle events (created, started, closed, expired), for logs. */
@@ -74,6 +76,7 @@ export class RendezvousServer {
     this.legacy = new LegacySessions(shared);
     this.v2 = new V2Sessions({
       ...shared,
+      relay: options.relay ?? true,
       randomBytes: options.randomBytes ?? webCryptoRandomBytes,
     });
   }

@@ -41,6 +41,8 @@ export interface StartServerOptions {
   readonly maxPlayersCap?: number;
   /** Serve the legacy text protocol beside v2 (default true); see `RendezvousServerOptions`. */
   readonly legacy?: boolean;
+  /** Relay v2 members whose direct path failed (default true). */
+  readonly relay?: boolean;
   /** pino logger for the startup line and lifecycle events. Default: silent. */
   readonly logger?: Logger;
 }
@@ -68,6 +70,7 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
   const maxSessions = options.maxSessions ?? DEFAULT_MAX_SESSIONS;
   const maxPlayersCap = options.maxPlayersCap ?? DEFAULT_MAX_PLAYERS_CAP;
   const legacy = options.legacy ?? true;
+  const relay = options.relay ?? true;
 
   const socket = await bindSocket(options.host, port);
   try {
@@ -113,6 +116,7 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
     maxSessions,
     maxPlayersCap,
     legacy,
+    relay,
     randomBytes: (bytes) => randomBytes(bytes),
     onLifecycle,
   });
@@ -163,6 +167,7 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
       maxSessions,
       maxPlayersCap,
       legacy,
+      relay,
     },
     'listening',
   );

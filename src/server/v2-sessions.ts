@@ -26,11 +26,16 @@ import {
 import { countRejection, type ServerCounters } from './counters.js';
 import type { Outbox, ProtocolHandler } from './handler.js';
 import type { SessionLifecycleEvent } from './lifecycle.js';
+import { RelayChannels } from './v2-relay.js';
 
 /** First re-push of `peers` to a member that has not acked them; doubles each time. */
 export const PEERS_RETRY_FIRST_MS = 150;
 export const PEERS_MAX_TRIES = 6;
-/** A started session is forgotten once all members acked, at the latest after this. */
+/**
+ * A started session is forgotten this long after the start (or once every member acked its
+ * peers, on a server that does not relay): relay requests come when a punch fails, up to
+ * the client's punch budget (8 s) after the peers arrived.
+ */
 export const STARTED_LINGER_MS = 15_000;
 /**
  * A new member has this long to prove that it receives at the address it registered from,
@@ -58,6 +63,8 @@ export interface V2SessionsOptions {
   readonly maxSessions: number;
   readonly maxPlayersCap: number;
   readonly autostart: boolean;
+  /** Relay between members whose direct path failed (docs/protocol-v2.md). Default true. */
+  readonly relay?: boolean;
   /** Session state changes, for the shell's logs (never per datagram). Default: none. */
   readonly onLifecycle?: (event: SessionLifecycleEvent) => void;
 }
@@ -105,7 +112,17 @@ interface TimerEntry {
 
 type Request = Extract<
   V2Message,
-  { type: 'host' | 'join' | 'start' | 'leave' | 'close' | 'keepalive' | 'peers_ack' }
+  {
+    type:
+      | 'host'
+      | 'join'
+      | 'start'
+      | 'leave'
+      | 'close'
+      | 'keepalive'
+      | 'peers_ack'
+      | 'relay_allocate';
+  }
 >;
 
 /**
@@ -134,6 +151,8 @@ export class V2Sessions implements ProtocolHandler {
   readonly #maxPlayersCap: number;
   readonly #autostart: boolean;
   readonly #onLifecycle: ((event: SessionLifecycleEvent) => void) | undefined;
+  /** Undefined on a server that does not relay. */
+  readonly #relay: RelayChannels | undefined;
   readonly #sessions = new Map<string, Session>();
   /**
    * Min-heap of per-session wakeups: a timeout touches only the sessions that are due, so
@@ -153,6 +172,15 @@ export class V2Sessions implements ProtocolHandler {
     this.#maxPlayersCap = Math.min(options.maxPlayersCap, MAX_PLAYERS_WIRE);
     this.#autostart = options.autostart;
     this.#onLifecycle = options.onLifecycle;
+    this.#relay =
+      options.relay === false
+        ? undefined
+        : new RelayChannels({
+            outbox: options.outbox,
+            counters: options.counters,
+            randomBytes: options.randomBytes,
+            maxChannels: options.maxSessions,
+          });
   }
 
   #lifecycle(type: SessionLifecycleEvent['type'], session: Session, reason?: string): void {
@@ -194,7 +222,12 @@ export class V2Sessions implements ProtocolHandler {
       case 'close':
       case 'keepalive':
       case 'peers_ack':
+      case 'relay_allocate':
         this.#request(now, from, msg);
+        return;
+      case 'relay_data':
+        if (this.#relay) this.#relay.forward(now, from, msg.channel, msg.payload);
+        else countRejection(this.#counters, 'v2_relay_unavailable');
         return;
       default:
         // Server pushes or peer messages sent to the server: never answer (no reflection loops).
@@ -277,7 +310,46 @@ export class V2Sessions implements ProtocolHandler {
         member.peersAcked = true;
         this.#forgetIfAllAcked(session);
         return;
+      case 'relay_allocate':
+        this.#relayAllocate(now, from, session, member, msg);
+        return;
     }
+  }
+
+  #relayAllocate(
+    now: number,
+    from: Endpoint,
+    session: Session,
+    member: Member,
+    msg: Extract<V2Message, { type: 'relay_allocate' }>,
+  ): void {
+    const peer = session.members.find((m) => m.name === msg.peer && m !== member);
+    // The relay sends to the member's validated endpoint, so only that endpoint may ask.
+    const refusal: [ErrorCode, string] | undefined = !sameEndpoint(member.endpoint, from)
+      ? ['not_authorized', 'Ask from the address the session knows.']
+      : session.state !== 'started'
+        ? ['bad_request', 'The session has not started.']
+        : peer === undefined
+          ? ['bad_request', 'No such peer in this session.']
+          : this.#relay === undefined
+            ? ['relay_unavailable', 'This server does not relay.']
+            : undefined;
+    const channel =
+      refusal === undefined && peer !== undefined
+        ? this.#relay?.open(now, session.name, member, peer)
+        : undefined;
+    if (channel === undefined || peer === undefined) {
+      const [code, message] = refusal ?? [
+        'relay_unavailable',
+        'The server holds its maximum of relay channels.',
+      ];
+      this.#refuse(from, msg.requestId, code, message);
+      return;
+    }
+    this.#send(
+      from,
+      encodeV2({ type: 'relay_allocated', requestId: msg.requestId, peer: peer.name, channel }),
+    );
   }
 
   /** Refuses a `host`/`join` whose session, name or nickname is empty or too long. */
@@ -312,8 +384,13 @@ export class V2Sessions implements ProtocolHandler {
         this.#registered(from, msg.requestId, host);
         return;
       }
-      this.#refuse(from, msg.requestId, 'session_exists', 'Tried to create existing session.');
-      return;
+      if (existing.state === 'waiting') {
+        this.#refuse(from, msg.requestId, 'session_exists', 'Tried to create existing session.');
+        return;
+      }
+      // A started session only lingers for late peer and relay requests: its name is free
+      // for the next game (its relay channels live on without it).
+      this.#forget(existing);
     }
     if (this.#sessions.size >= this.#maxSessions) {
       this.#refuse(from, msg.requestId, 'server_full', 'The server holds too many sessions.');
@@ -507,6 +584,8 @@ export class V2Sessions implements ProtocolHandler {
   }
 
   #forgetIfAllAcked(session: Session): void {
+    // A relaying server keeps the session for its relay requests until the linger ends.
+    if (this.#relay !== undefined) return;
     if (session.members.every((m) => m.peersAcked)) this.#forget(session);
   }
 
@@ -574,10 +653,12 @@ export class V2Sessions implements ProtocolHandler {
   }
 
   nextDeadline(): number {
-    return this.#timers[0]?.at ?? Number.POSITIVE_INFINITY;
+    const sessions = this.#timers[0]?.at ?? Number.POSITIVE_INFINITY;
+    return Math.min(sessions, this.#relay?.nextDeadline() ?? Number.POSITIVE_INFINITY);
   }
 
   handleTimeout(now: number): void {
+    this.#relay?.handleTimeout(now);
     // Bounded by the heap size: every pop removes an entry, re-scheduling adds later ones.
     for (let top = this.#timers[0]; top !== undefined && top.at <= now; top = this.#timers[0]) {
       heapPop(this.#timers);
@@ -632,6 +713,7 @@ export class V2Sessions implements ProtocolHandler {
   shutdown(_now: number, reason: string): void {
     for (const session of [...this.#sessions.values()]) this.#end(session, reason);
     this.#timers.length = 0;
+    this.#relay?.clear();
   }
 }
 
