@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import { HolePunchClient, type HolePunchResult } from '../src/client/index.js';
 import { HolePunchError } from '../src/errors.js';
-import { decodeV2, encodeV2 } from '../src/protocol/v2.js';
+import { decodeV2, encodeV2, MAX_RELAY_PAYLOAD_BYTES } from '../src/protocol/v2.js';
 import { type RunningServer, startServer } from '../src/server/shell.js';
 import { seededRandom } from '../src/sim/random.js';
 
@@ -293,6 +293,92 @@ describe('HolePunchClient over IPv6 loopback, through a dual-stack server', {
       // IPv4 clients on the dual-stack server are told plain IPv4 addresses.
       for (const r of v4) assert.equal(r.peers[0]?.address, LOOPBACK);
       await gameTrafficFlows(clients.slice(0, 2), v6);
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+      await server.close();
+    }
+  });
+});
+
+describe('HolePunchClient relay fallback over loopback', () => {
+  it('peers that cannot reach each other connect through the server and game datagrams flow', async () => {
+    const server = await startServer({ port: 0, host: LOOPBACK });
+    const clients: HolePunchClient[] = [];
+    try {
+      // Every datagram between the two players is dropped: only the server's relay is left.
+      const onlyServer = (_direction: 'in' | 'out', peer: { port: number }) =>
+        peer.port !== server.port;
+      for (let i = 0; i < 2; i++) {
+        clients.push(
+          new HolePunchClient({
+            server: { address: LOOPBACK, port: server.port },
+            bindAddress: LOOPBACK,
+            punchBudgetMs: 400,
+            relay: true,
+            dropDatagram: onlyServer,
+          }),
+        );
+      }
+      const results = await Promise.all(
+        clients.map((c, i) =>
+          c.startTraversal({
+            session: 'relayed',
+            isHost: i === 0,
+            name: `r${i}`,
+            timeoutMs: 15_000,
+          }),
+        ),
+      );
+      for (const r of results) {
+        assert.equal(r.peers.length, 1);
+        assert.equal(r.peers[0]?.path, 'relay');
+      }
+      await gameTrafficFlows(clients, results);
+      assert.ok(server.counters.datagramsRelayed >= 2, 'the game traffic went through the relay');
+      // The relay refuses a payload that would not fit one datagram, with a typed error.
+      const peer = results[0]?.peers[0];
+      assert.throws(
+        () =>
+          clients[0]?.send(
+            new Uint8Array(MAX_RELAY_PAYLOAD_BYTES + 1),
+            peer?.port ?? 0,
+            peer?.address ?? '',
+          ),
+        (e: unknown) => e instanceof HolePunchError && e.code === 'bad_request',
+      );
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+      await server.close();
+    }
+  });
+
+  it('without relay the same players fail with punch_failed', async () => {
+    const server = await startServer({ port: 0, host: LOOPBACK });
+    const clients: HolePunchClient[] = [];
+    try {
+      for (let i = 0; i < 2; i++) {
+        clients.push(
+          new HolePunchClient({
+            server: { address: LOOPBACK, port: server.port },
+            bindAddress: LOOPBACK,
+            punchBudgetMs: 400,
+            dropDatagram: (_direction, peer) => peer.port !== server.port,
+          }),
+        );
+      }
+      const outcomes = await Promise.allSettled(
+        clients.map((c, i) =>
+          c.startTraversal({
+            session: 'direct-only',
+            isHost: i === 0,
+            name: `d${i}`,
+            timeoutMs: 15_000,
+          }),
+        ),
+      );
+      for (const o of outcomes) {
+        assert.ok(o.status === 'rejected' && (o.reason as HolePunchError).code === 'punch_failed');
+      }
     } finally {
       await Promise.all(clients.map((c) => c.close()));
       await server.close();

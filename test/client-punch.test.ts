@@ -324,4 +324,107 @@ describe('traversal core', () => {
     });
     assert.deepEqual(kinds, [`peers_ack>${server.address}`, `punch>${A.address}`]);
   });
+
+  describe('relay fallback', () => {
+    /** A joiner whose punch to the host never gets an answer (budget 300 ms). */
+    function unreachableHost(relay: boolean) {
+      const server = { address: '203.0.113.1', port: 4000 };
+      const sent: { to: Endpoint; data: Uint8Array }[] = [];
+      const events: TraversalEvent[] = [];
+      const t = new Traversal({
+        server,
+        session: 's',
+        isHost: false,
+        name: 'j',
+        nickname: 'J',
+        maxPlayers: 2,
+        localCandidates: [],
+        random: seededRandom(5),
+        punchBudgetMs: 300,
+        relay,
+        send: (to, data) => sent.push({ to, data }),
+        onEvent: (e) => events.push(e),
+      });
+      t.start(0);
+      const token = new Uint8Array(16).fill(4);
+      t.handle(
+        10,
+        server,
+        encodeV2({
+          type: 'peers',
+          requestId: 0,
+          punchKey: KEY,
+          token,
+          observed: B,
+          total: 1,
+          first: 0,
+          peers: [{ name: 'h', nickname: 'H', isHost: true, publicEndpoint: A, candidates: [] }],
+        }),
+      );
+      // Bounded: the punch budget plus the relay's own deadline, in virtual time.
+      for (let now = 10; now < 10_000 && t.state === 'punching'; ) {
+        now = Math.max(now + 1, t.nextDeadline());
+        t.handleTimeout(now);
+      }
+      const toServer = sent
+        .filter((x) => x.to === server)
+        .map((x) => decodeV2(x.data))
+        .flatMap((d) => (d.ok ? [d.msg] : []));
+      return { t, server, events, toServer };
+    }
+
+    it('asks the server for a channel to the peer the punch missed, then reports it relayed', () => {
+      const { t, server, events, toServer } = unreachableHost(true);
+      assert.equal(t.state, 'relaying');
+      const ask = toServer.find((m) => m.type === 'relay_allocate');
+      assert.ok(ask?.type === 'relay_allocate' && ask.peer === 'h' && ask.session === 's');
+      if (ask?.type !== 'relay_allocate') return;
+      const channel = new Uint8Array(8).fill(6);
+      t.handle(
+        400,
+        server,
+        encodeV2({ type: 'relay_allocated', requestId: ask.requestId, peer: 'h', channel }),
+      );
+      const punched = events.find((e) => e.type === 'punched');
+      assert.ok(punched?.type === 'punched');
+      if (punched?.type !== 'punched') return;
+      assert.deepEqual(
+        punched.peers.map((p) => [p.name, p.path, p.address, p.port]),
+        [['h', 'relay', A.address, A.port]],
+      );
+      assert.deepEqual(punched.relays, [{ address: A.address, port: A.port, channel }]);
+    });
+
+    it('fails with punch_failed, saying why, when the server cannot relay or stays silent', () => {
+      const refused = unreachableHost(true);
+      const ask = refused.toServer.find((m) => m.type === 'relay_allocate');
+      if (ask === undefined) throw new Error('no relay_allocate');
+      refused.t.handle(
+        400,
+        refused.server,
+        encodeV2({
+          type: 'error',
+          requestId: ask.requestId,
+          code: 'relay_unavailable',
+          message: 'off',
+        }),
+      );
+      const failed = refused.events.find((e) => e.type === 'failed');
+      assert.ok(failed?.type === 'failed' && failed.error.code === 'punch_failed');
+      if (failed?.type === 'failed')
+        assert.match(failed.error.message, /cannot relay \(relay_unavailable/);
+
+      const silent = unreachableHost(true);
+      for (let now = 400; now < 20_000 && silent.t.state === 'relaying'; ) {
+        now = Math.max(now + 1, silent.t.nextDeadline());
+        silent.t.handleTimeout(now);
+      }
+      const gaveUp = silent.events.find((e) => e.type === 'failed');
+      assert.ok(gaveUp?.type === 'failed' && /no relay channel/.test(gaveUp.error.message));
+
+      const off = unreachableHost(false);
+      assert.equal(off.t.state, 'failed', 'without relay the punch failure is final');
+      assert.equal(off.toServer.filter((m) => m.type === 'relay_allocate').length, 0);
+    });
+  });
 });

@@ -48,6 +48,8 @@ Options:
   --timeout MS           fail if not punched within MS (default 60000)
   --local-port PORT      local UDP port (default: ephemeral)
   --finalize-after MS    host: exchange peers after MS even if the lobby is not full
+  --relay                reach peers the punch cannot through the server's relay
+                         (path "relay") instead of failing with punch_failed
   --json                 one JSON object per line on stdout
   -h, --help             show this help
 
@@ -65,6 +67,7 @@ interface CliOptions {
   readonly localPort: number;
   readonly finalizeAfterMs: number | undefined;
   readonly json: boolean;
+  readonly relay: boolean;
 }
 
 type Parsed =
@@ -102,6 +105,7 @@ export function parseClientArgs(argv: readonly string[]): Parsed {
         'local-port': { type: 'string' },
         'finalize-after': { type: 'string' },
         json: { type: 'boolean' },
+        relay: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -137,6 +141,7 @@ export function parseClientArgs(argv: readonly string[]): Parsed {
             ? undefined
             : intOption(finalize, 'finalize-after', 0, 2 ** 31 - 1, 0),
         json: values.json === true,
+        relay: values.relay === true,
       },
     };
   } catch (err) {
@@ -160,7 +165,7 @@ export async function runClient(o: CliOptions): Promise<number> {
   const out = (event: Record<string, unknown>, text: string): void => {
     process.stdout.write(o.json ? `${JSON.stringify(event)}\n` : `${text}\n`);
   };
-  const client = new HolePunchClient({ server: o.server, port: o.localPort });
+  const client = new HolePunchClient({ server: o.server, port: o.localPort, relay: o.relay });
   const startedAt = performance.now();
   const stats = new Map<string, PeerStats>();
   let lastPingSeenAt = 0;

@@ -9,9 +9,15 @@ import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { HolePunchError } from '../errors.js';
-import type { Endpoint } from '../protocol/endpoint.js';
+import { type Endpoint, sameEndpoint } from '../protocol/endpoint.js';
 import { hasV2Prefix } from '../protocol/magic.js';
-import { MAX_CANDIDATES } from '../protocol/v2.js';
+import {
+  decodeV2,
+  encodeV2,
+  MAX_CANDIDATES,
+  MAX_RELAY_PAYLOAD_BYTES,
+  V2_TYPES,
+} from '../protocol/v2.js';
 import type { ConfirmedPeer } from './punch.js';
 import { checkTraversalInput, Traversal, type TraversalEvent } from './traversal.js';
 
@@ -28,8 +34,14 @@ export interface HolePunchClientOptions {
   readonly bindAddress?: string;
   /** Offer our LAN addresses to peers (same-NAT players). Default true. */
   readonly shareLocalAddresses?: boolean;
-  /** Punch budget in ms (default 10 000). */
+  /** Punch budget in ms (default 8 000). */
   readonly punchBudgetMs?: number;
+  /**
+   * When the punch cannot reach a peer, reach it through the server's relay instead of
+   * failing with `punch_failed` (its `path` is then `relay`; use `send` and the `message`
+   * event for its traffic, not the raw socket). Default false.
+   */
+  readonly relay?: boolean;
   /**
    * Testing aid: return true to drop a datagram (`out` before sending, `in` on arrival).
    * Lets tests inject loss without a proxy.
@@ -129,6 +141,9 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
   #detached = false;
+  /** Relayed peers: their channel by `address|port`, and the reverse by channel (hex). */
+  #relayByPeer = new Map<string, Uint8Array>();
+  #relayByChannel = new Map<string, Endpoint>();
 
   constructor(options: HolePunchClientOptions = {}) {
     super();
@@ -166,6 +181,8 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
         ? []
         : lanCandidates(socket.address().port, family);
 
+    this.#relayByPeer.clear();
+    this.#relayByChannel.clear();
     return await new Promise<HolePunchResult>((resolve, reject) => {
       const run: Run = {
         options,
@@ -183,6 +200,7 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
           random: Math.random,
           timeoutMs: options.timeoutMs,
           punchBudgetMs: this.#options.punchBudgetMs,
+          relay: this.#options.relay ?? false,
           send: (to, data) => this.#send(to, data),
           onEvent: (ev) => this.#onEvent(run, ev),
         }),
@@ -221,12 +239,27 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
     return this.#leave('close', 'closed the session', reason);
   }
 
-  /** Sends game data to a peer over the punched path (same socket). */
+  /**
+   * Sends game data to a peer over the punched path (same socket), or wrapped for the
+   * server's relay when the peer's `path` is `relay`.
+   */
   send(data: Uint8Array | string, port: number, address: string): void {
     if (this.#socket === undefined || this.#detached) {
       throw new HolePunchError('bad_request', 'no socket: run startTraversal first');
     }
-    this.#socket.send(data, port, plainAddress(address));
+    const channel = this.#relayByPeer.get(`${plainAddress(address)}|${port}`);
+    if (channel === undefined || this.#server === undefined) {
+      this.#socket.send(data, port, plainAddress(address));
+      return;
+    }
+    const payload = typeof data === 'string' ? Buffer.from(data) : data;
+    if (payload.length > MAX_RELAY_PAYLOAD_BYTES) {
+      throw new HolePunchError(
+        'bad_request',
+        `a relayed datagram carries at most ${MAX_RELAY_PAYLOAD_BYTES} bytes`,
+      );
+    }
+    this.#send(this.#server, encodeV2({ type: 'relay_data', requestId: 0, channel, payload }));
   }
 
   /**
@@ -299,6 +332,14 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
       case 'peers':
         return;
       case 'punched': {
+        for (const r of ev.relays) {
+          const address = plainAddress(r.address);
+          this.#relayByPeer.set(`${address}|${r.port}`, r.channel);
+          this.#relayByChannel.set(Buffer.from(r.channel).toString('hex'), {
+            address,
+            port: r.port,
+          });
+        }
         const result = this.#result(run, ev.peers, ev.elapsedMs);
         if (run.settled) return;
         run.settled = true;
@@ -358,6 +399,10 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
     const from: Endpoint = { address: plainAddress(rinfo.address), port: rinfo.port };
     if (this.#options.dropDatagram?.('in', from, data)) return;
     if (hasV2Prefix(data)) {
+      if (data[4] === V2_TYPES.relay_data && this.#relayByChannel.size > 0) {
+        this.#fromRelay(from, data);
+        return;
+      }
       const run = this.#run;
       if (run !== undefined) {
         run.core.handle(performance.now(), from, data);
@@ -366,6 +411,23 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
       return;
     }
     this.emit('message', data, rinfo);
+  }
+
+  /** A relayed peer's datagram: handed to the game as if it came from the peer itself. */
+  #fromRelay(from: Endpoint, data: Buffer): void {
+    const server = this.#server;
+    if (server === undefined || !sameEndpoint(from, server)) return;
+    const decoded = decodeV2(data);
+    if (!decoded.ok || decoded.msg.type !== 'relay_data') return;
+    const peer = this.#relayByChannel.get(Buffer.from(decoded.msg.channel).toString('hex'));
+    if (peer === undefined) return;
+    const payload = Buffer.from(decoded.msg.payload);
+    this.emit('message', payload, {
+      address: peer.address,
+      port: peer.port,
+      family: isIP(peer.address) === 6 ? 'IPv6' : 'IPv4',
+      size: payload.length,
+    });
   }
 
   #arm(): void {

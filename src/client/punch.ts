@@ -29,7 +29,8 @@ export const PUNCH_LINGER_MS = 5_000;
 export const MAX_REFLEXIVE_CANDIDATES = 4;
 
 /** How the confirmed path to a peer was found. */
-export type PunchPath = 'public' | 'local' | 'predicted' | 'reflexive';
+/** How a peer is reached: a punched candidate, or `relay` (through the server). */
+export type PunchPath = 'public' | 'local' | 'predicted' | 'reflexive' | 'relay';
 
 export interface PunchCandidate {
   readonly endpoint: Endpoint;

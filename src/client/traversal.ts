@@ -39,6 +39,8 @@ export const SESSION_WAIT_RETRY_MS = 100;
 export const KEEPALIVE_INTERVAL_MS = 5_000;
 /** `leave` and `close` are sent at most this many times (best effort on the way out). */
 export const GOODBYE_MAX_TRIES = 4;
+/** After a failed punch, the relay channels must be granted within this long. */
+export const RELAY_ALLOCATE_MS = 5_000;
 
 export interface TraversalOptions {
   readonly server: Endpoint;
@@ -56,20 +58,31 @@ export interface TraversalOptions {
   /** From `start` to success; `Infinity` (the default) waits in the lobby as long as it takes. */
   readonly timeoutMs?: number;
   readonly punchBudgetMs?: number;
+  /** Ask the server to relay the peers the punch could not reach (default false). */
+  readonly relay?: boolean;
+}
+
+/** A peer reached through the server: wrap its traffic in `relay_data` with `channel`. */
+export interface RelayedPeer {
+  readonly address: string;
+  readonly port: number;
+  readonly channel: Uint8Array;
 }
 
 export type TraversalEvent =
   | { type: 'registered'; observed: Endpoint }
   | { type: 'lobby'; nicknames: string[]; maxPlayers: number }
   | { type: 'peers'; peers: V2Peer[] }
-  | { type: 'punched'; peers: ConfirmedPeer[]; elapsedMs: number }
+  | { type: 'punched'; peers: ConfirmedPeer[]; relays: RelayedPeer[]; elapsedMs: number }
   | { type: 'failed'; error: HolePunchError }
   | { type: 'goodbye'; kind: 'leave' | 'close'; ok: boolean };
 
-type RequestKind = 'register' | 'start' | 'keepalive' | 'leave' | 'close';
+type RequestKind = 'register' | 'start' | 'keepalive' | 'leave' | 'close' | 'relay';
 
 interface Pending {
   readonly kind: RequestKind;
+  /** For `relay`: the peer it asks a channel to. */
+  readonly peer?: string;
   readonly id: number;
   readonly bytes: Uint8Array;
   nextAt: number;
@@ -83,6 +96,8 @@ export type TraversalState =
   | 'registering'
   | 'lobby'
   | 'punching'
+  /** The punch missed some peers; waiting for the server's relay channels to them. */
+  | 'relaying'
   | 'punched'
   | 'failed'
   | 'left';
@@ -131,6 +146,13 @@ export class Traversal {
   #peerParts = new Map<number, V2Peer>();
   #punch: PunchAttempt | undefined;
   #sessionWaitUntil = 0;
+  /** The session's other members, as the server sent them. */
+  #peers: V2Peer[] = [];
+  /** Relay channels granted so far, by peer name (while `relaying`). */
+  #relays = new Map<string, { channel: Uint8Array; rttMs: number }>();
+  #relayDeadline = Number.POSITIVE_INFINITY;
+  /** Why the punch failed, for the error if the relay fails too. */
+  #punchFailure = '';
 
   constructor(options: TraversalOptions) {
     checkTraversalInput(options);
@@ -220,7 +242,7 @@ export class Traversal {
   }
 
   nextDeadline(): number {
-    let next = Math.min(this.#deadline, this.#keepaliveAt);
+    let next = Math.min(this.#deadline, this.#keepaliveAt, this.#relayDeadline);
     for (const p of this.#pending.values()) next = Math.min(next, p.nextAt);
     if (this.#punch) next = Math.min(next, this.#punch.nextDeadline());
     return next;
@@ -230,6 +252,13 @@ export class Traversal {
     if (this.#state === 'idle') return;
     if (now >= this.#deadline && this.#active()) {
       this.#fail('timeout', `no connection to all peers within ${this.#o.timeoutMs} ms`);
+      return;
+    }
+    if (now >= this.#relayDeadline && this.#state === 'relaying') {
+      this.#fail(
+        'punch_failed',
+        `${this.#punchFailure}; no relay channel from the server within ${RELAY_ALLOCATE_MS} ms`,
+      );
       return;
     }
     for (const p of [...this.#pending.values()]) {
@@ -301,6 +330,12 @@ export class Traversal {
       case 'error':
         if (pending === undefined) return;
         this.#onError(now, pending, msg.code, msg.message);
+        return;
+      case 'relay_allocated':
+        if (pending?.kind !== 'relay' || pending.peer !== msg.peer) return;
+        this.#pending.delete(pending.id);
+        this.#relays.set(msg.peer, { channel: msg.channel, rttMs: now - pending.firstAt });
+        if (this.#punch?.pending.every((name) => this.#relays.has(name))) this.#finish(now);
         return;
       case 'lobby':
         if (pending?.kind === 'keepalive') {
@@ -374,6 +409,13 @@ export class Traversal {
   }
 
   #onError(now: number, pending: Pending, code: HolePunchError['code'], message: string): void {
+    if (pending.kind === 'relay') {
+      this.#fail(
+        'punch_failed',
+        `${this.#punchFailure}; the server cannot relay (${code}: ${message})`,
+      );
+      return;
+    }
     if (pending.kind === 'leave' || pending.kind === 'close') {
       // Already gone (e.g. our first try got through and only its `ok` was lost).
       this.#pending.delete(pending.id);
@@ -433,6 +475,7 @@ export class Traversal {
       if (p.kind === 'keepalive' || p.kind === 'start') this.#pending.delete(p.id);
     }
     this.#o.onEvent({ type: 'peers', peers });
+    this.#peers = peers;
     this.#punch = new PunchAttempt({
       selfName: this.#o.name,
       punchKey: msg.punchKey,
@@ -448,25 +491,70 @@ export class Traversal {
     const punch = this.#punch;
     if (punch === undefined || this.#state !== 'punching') return;
     if (punch.state === 'punched') {
-      this.#state = 'punched';
-      this.#deadline = Number.POSITIVE_INFINITY;
-      this.#o.onEvent({
-        type: 'punched',
-        peers: punch.confirmed,
-        elapsedMs: now - this.#startedAt,
-      });
+      this.#finish(now);
     } else if (punch.state === 'failed') {
-      this.#fail(
-        'punch_failed',
+      const why =
         `no direct path confirmed to ${punch.pending.join(', ')} within the punch budget ` +
-          `(${this.#o.punchBudgetMs ?? PUNCH_BUDGET_MS} ms, ${punch.candidateCount} candidates, ` +
-          `${punch.sent} datagrams sent); a symmetric NAT on either side defeats hole punching`,
-      );
+        `(${this.#o.punchBudgetMs ?? PUNCH_BUDGET_MS} ms, ${punch.candidateCount} candidates, ` +
+        `${punch.sent} datagrams sent); a symmetric NAT on either side defeats hole punching`;
+      if (this.#o.relay && this.#token !== undefined) this.#askRelay(now, punch.pending, why);
+      else this.#fail('punch_failed', why);
     }
   }
 
+  /** Asks the server for a relay channel to every peer the punch did not reach. */
+  #askRelay(now: number, names: readonly string[], why: string): void {
+    const token = this.#token as Uint8Array;
+    this.#state = 'relaying';
+    this.#punchFailure = why;
+    this.#relayDeadline = now + RELAY_ALLOCATE_MS;
+    for (const peer of names) {
+      const id = this.#id();
+      const bytes = encodeV2({
+        type: 'relay_allocate',
+        requestId: id,
+        session: this.#o.session,
+        token,
+        peer,
+      });
+      this.#request(now, 'relay', id, bytes, peer);
+    }
+  }
+
+  /** Every peer is reached, directly or through the relay. */
+  #finish(now: number): void {
+    const punch = this.#punch;
+    if (punch === undefined) return;
+    this.#state = 'punched';
+    this.#deadline = Number.POSITIVE_INFINITY;
+    this.#relayDeadline = Number.POSITIVE_INFINITY;
+    const peers = punch.confirmed;
+    const relays: RelayedPeer[] = [];
+    for (const info of this.#peers) {
+      const relay = this.#relays.get(info.name);
+      if (relay === undefined) continue;
+      const { address, port } = info.publicEndpoint;
+      relays.push({ address, port, channel: relay.channel });
+      peers.push({
+        name: info.name,
+        nickname: info.nickname,
+        isHost: info.isHost,
+        address,
+        port,
+        path: 'relay',
+        rttMs: relay.rttMs,
+      });
+    }
+    this.#o.onEvent({ type: 'punched', peers, relays, elapsedMs: now - this.#startedAt });
+  }
+
   #active(): boolean {
-    return this.#state === 'registering' || this.#state === 'lobby' || this.#state === 'punching';
+    return (
+      this.#state === 'registering' ||
+      this.#state === 'lobby' ||
+      this.#state === 'punching' ||
+      this.#state === 'relaying'
+    );
   }
 
   #fail(code: HolePunchError['code'], message: string): void {
@@ -480,12 +568,14 @@ export class Traversal {
     this.#pending.clear();
     this.#keepaliveAt = Number.POSITIVE_INFINITY;
     this.#deadline = Number.POSITIVE_INFINITY;
+    this.#relayDeadline = Number.POSITIVE_INFINITY;
     if (this.#punch && this.#punch.state === 'punching') this.#punch = undefined;
   }
 
-  #request(now: number, kind: RequestKind, id: number, bytes: Uint8Array): void {
+  #request(now: number, kind: RequestKind, id: number, bytes: Uint8Array, peer?: string): void {
     this.#pending.set(id, {
       kind,
+      ...(peer === undefined ? {} : { peer }),
       id,
       bytes,
       nextAt: now + REQUEST_RETRY_FIRST_MS,
