@@ -164,6 +164,28 @@ describe('NAT lab: hole punching across real Linux NATs', { skip }, () => {
     },
   );
 
+  it(
+    `with --relay those pairs connect through the server's relay and game datagrams flow both ways (${RELAY_ONLY_TRIALS} trials each, 0% loss)`,
+    HEAVY_TEST,
+    async () => {
+      const report = await runMatrix(mustLab(), {
+        lossLevels: [0],
+        clients: ['v2'],
+        relay: true,
+        trials: (_l, _c, pair) =>
+          expectationFor('v2', pair) === 'relay-only' ? RELAY_ONLY_TRIALS : 0,
+        concurrency: CONCURRENCY,
+      });
+      reports.push(report);
+      assert.equal(report.results.length, 3 * RELAY_ONLY_TRIALS);
+      assert.equal(describeFailures(report.results), '', 'every relayed trial got through');
+      for (const r of report.results) {
+        assert.deepEqual([r.hostPath, r.joinPath], ['relay', 'relay'], `${r.pair} #${r.trial}`);
+        assert.ok(r.hostReceived > 0 && r.joinReceived > 0, `${r.pair} #${r.trial} game datagrams`);
+      }
+    },
+  );
+
   it('two hosts behind one NAT connect, over the hairpin when the router has one and over the LAN when not', () => {
     const sameNat = reports
       .flatMap((r) => r.results)

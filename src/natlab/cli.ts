@@ -7,7 +7,7 @@
  *   matrix  run every pair with our client and the legacy client at each loss level and
  *           write natlab/results/latest.json
  * matrix options: --trials N  --legacy-trials N  --loss 0,0.1,0.3  --clients v2,legacy  --legacy-loss 0,0.1,0.3
- *                 --types none,full-cone,...  --no-same-nat  --concurrency N  --out FILE
+ *                 --types none,full-cone,...  --no-same-nat  --relay  --concurrency N  --out FILE
  */
 import { parseArgs } from 'node:util';
 import { HolePunchError } from '../errors.js';
@@ -22,7 +22,7 @@ import { formatVerdicts } from './probe.js';
 const DEFAULT_TRIALS = 5;
 
 const USAGE =
-  'usage: natlab up | down [--force] | probe | matrix [--trials N] [--legacy-trials N] [--loss 0,0.1,0.3] [--clients v2,legacy] [--legacy-loss L,...] [--types T,...] [--no-same-nat] [--concurrency N] [--out FILE]\n';
+  'usage: natlab up | down [--force] | probe | matrix [--trials N] [--legacy-trials N] [--loss 0,0.1,0.3] [--clients v2,legacy] [--legacy-loss L,...] [--types T,...] [--no-same-nat] [--relay] [--concurrency N] [--out FILE]\n';
 
 const list = (text: string | undefined) =>
   text === undefined ? undefined : text.split(',').filter((s) => s !== '');
@@ -49,6 +49,7 @@ function parseCommandLine() {
       'legacy-loss': { type: 'string' },
       types: { type: 'string' },
       'no-same-nat': { type: 'boolean', default: false },
+      relay: { type: 'boolean', default: false },
       concurrency: { type: 'string' },
       out: { type: 'string' },
     },
@@ -155,6 +156,7 @@ async function main(): Promise<number> {
       ...(lossLevels ? { lossLevels } : {}),
       ...(legacyLoss ? { legacyLossLevels: legacyLoss } : {}),
       clients,
+      relay: values.relay,
       trials: (_loss, client) => (client === 'legacy' ? legacyTrials : trials),
       ...(concurrency === undefined ? {} : { concurrency }),
       onTrial: (r) =>

@@ -106,6 +106,8 @@ export interface MatrixOptions {
   readonly concurrency?: number;
   /** `--timeout` for the v2 client CLI, when set. */
   readonly v2TimeoutMs?: number;
+  /** Run the v2 client with `--relay` (peers it cannot punch go through the server). */
+  readonly relay?: boolean;
   readonly onTrial?: (result: TrialResult) => void;
 }
 
@@ -209,6 +211,7 @@ function clientArgv(
   session: string,
   server: string,
   timeoutMs: number | undefined,
+  relay = false,
 ) {
   // Names are unique per trial (the legacy protocol's names are global across sessions).
   const name = `${role}-${session}`;
@@ -219,6 +222,7 @@ function clientArgv(
   // The legacy client's own timings are the original's; it only gets the lab's outer bound.
   const timeout = client === 'legacy' ? LEGACY_TIMEOUT_MS : timeoutMs;
   if (timeout !== undefined) argv.push('--timeout', String(timeout));
+  if (relay && client === 'v2') argv.push('--relay');
   return argv;
 }
 
@@ -246,7 +250,7 @@ export async function runTrial(
   pair: MatrixPair,
   loss: number,
   trial: number,
-  options: { v2TimeoutMs?: number } = {},
+  options: { v2TimeoutMs?: number; relay?: boolean } = {},
 ): Promise<TrialResult> {
   sessionCounter += 1;
   const session = `m${process.pid}x${sessionCounter}`;
@@ -255,9 +259,13 @@ export async function runTrial(
   const hostAt = swap ? pair.hostB : pair.hostA;
   const joinAt = swap ? pair.hostA : pair.hostB;
   const hostStart = performance.now();
-  const host = lab.spawn(hostAt, clientArgv(client, 'host', session, server, options.v2TimeoutMs), {
-    timeoutMs: TRIAL_HARD_LIMIT_MS,
-  });
+  const host = lab.spawn(
+    hostAt,
+    clientArgv(client, 'host', session, server, options.v2TimeoutMs, options.relay),
+    {
+      timeoutMs: TRIAL_HARD_LIMIT_MS,
+    },
+  );
   const registered = await host.waitForLine(
     (l) => l.event === 'registered' || l.event === 'failed',
     REGISTER_WAIT_MS,
@@ -265,9 +273,13 @@ export async function runTrial(
   const joinStart = performance.now();
   const join =
     registered?.event === 'registered'
-      ? lab.spawn(joinAt, clientArgv(client, 'join', session, server, options.v2TimeoutMs), {
-          timeoutMs: TRIAL_HARD_LIMIT_MS,
-        })
+      ? lab.spawn(
+          joinAt,
+          clientArgv(client, 'join', session, server, options.v2TimeoutMs, options.relay),
+          {
+            timeoutMs: TRIAL_HARD_LIMIT_MS,
+          },
+        )
       : undefined;
   if (join === undefined) host.kill();
   const [hr, jr] = await Promise.all([host.exited, join?.exited]);
@@ -433,6 +445,7 @@ export async function runMatrix(lab: Lab, options: MatrixOptions = {}): Promise<
               if (client === 'legacy') for (const s of sites) await lab.flushConntrack(s);
               const result = await runTrial(lab, client, pair, loss, trial, {
                 v2TimeoutMs: options.v2TimeoutMs,
+                relay: options.relay,
               });
               results.push(result);
               options.onTrial?.(result);
