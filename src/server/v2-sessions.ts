@@ -324,32 +324,42 @@ export class V2Sessions implements ProtocolHandler {
     msg: Extract<V2Message, { type: 'relay_allocate' }>,
   ): void {
     const peer = session.members.find((m) => m.name === msg.peer && m !== member);
-    // The relay sends to the member's validated endpoint, so only that endpoint may ask.
-    const refusal: [ErrorCode, string] | undefined = !sameEndpoint(member.endpoint, from)
-      ? ['not_authorized', 'Ask from the address the session knows.']
-      : session.state !== 'started'
-        ? ['bad_request', 'The session has not started.']
-        : peer === undefined
-          ? ['bad_request', 'No such peer in this session.']
-          : this.#relay === undefined
-            ? ['relay_unavailable', 'This server does not relay.']
-            : undefined;
-    const channel =
-      refusal === undefined && peer !== undefined
-        ? this.#relay?.open(now, session.name, member, peer)
-        : undefined;
-    if (channel === undefined || peer === undefined) {
-      const [code, message] = refusal ?? [
-        'relay_unavailable',
-        'The server holds its maximum of relay channels.',
-      ];
+    const refusal = this.#relayRefusal(from, session, member, peer);
+    if (refusal !== undefined || peer === undefined || this.#relay === undefined) {
+      const [code, message] = refusal ?? ['bad_request', 'No such peer in this session.'];
       this.#refuse(from, msg.requestId, code, message);
+      return;
+    }
+    const channel = this.#relay.open(now, session.name, member, peer);
+    if (channel === undefined) {
+      this.#refuse(
+        from,
+        msg.requestId,
+        'relay_unavailable',
+        'The relay holds its maximum of channels.',
+      );
       return;
     }
     this.#send(
       from,
       encodeV2({ type: 'relay_allocated', requestId: msg.requestId, peer: peer.name, channel }),
     );
+  }
+
+  #relayRefusal(
+    from: Endpoint,
+    session: Session,
+    member: Member,
+    peer: Member | undefined,
+  ): [ErrorCode, string] | undefined {
+    // The relay sends to the member's validated endpoint, so only that endpoint may ask.
+    if (!sameEndpoint(member.endpoint, from)) {
+      return ['not_authorized', 'Ask from the address the session knows.'];
+    }
+    if (session.state !== 'started') return ['bad_request', 'The session has not started.'];
+    if (peer === undefined) return ['bad_request', 'No such peer in this session.'];
+    if (this.#relay === undefined) return ['relay_unavailable', 'This server does not relay.'];
+    return undefined;
   }
 
   /** Refuses a `host`/`join` whose session, name or nickname is empty or too long. */
