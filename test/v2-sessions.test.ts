@@ -4,7 +4,12 @@ import type { Endpoint } from '../src/protocol/endpoint.js';
 import { decodeV2, encodeV2, type V2Message } from '../src/protocol/v2.js';
 import { createCounters } from '../src/server/counters.js';
 import { RELAY_IDLE_MS } from '../src/server/v2-relay.js';
-import { PEERS_MAX_TRIES, V2Sessions, VALIDATE_WITHIN_MS } from '../src/server/v2-sessions.js';
+import {
+  PEERS_MAX_TRIES,
+  RELAY_ASK_WINDOW_MS,
+  V2Sessions,
+  VALIDATE_WITHIN_MS,
+} from '../src/server/v2-sessions.js';
 import { seededBytes, seededRandom } from '../src/sim/random.js';
 
 const HOST: Endpoint = { address: '198.51.100.1', port: 1111 };
@@ -589,7 +594,7 @@ describe('v2 session table', () => {
         }),
         80,
       );
-      assert.ok(early?.type === 'error' && early.code === 'bad_request');
+      assert.ok(early?.type === 'error' && early.code === 'not_authorized');
       const off = relayed(false);
       const refused = off.allocate(4, HOST, off.hostToken, 'bob', 81);
       assert.ok(refused?.type === 'error' && refused.code === 'relay_unavailable');
@@ -618,6 +623,32 @@ describe('v2 session table', () => {
       t.server.handle(now + 1, HOST, data(a.channel, 'too late'));
       assert.equal(t.sent.length, 0);
       assert.equal(Number.isFinite(t.server.nextDeadline()), false, 'nothing left to wake for');
+    });
+
+    it('members may ask for RELAY_ASK_WINDOW_MS after the start, even once the name is reused', () => {
+      const t = relayed();
+      // Both acked: the session is forgotten and its name is free at once.
+      t.send(4, HOST, { type: 'peers_ack', requestId: 90, session: 'game', token: t.hostToken });
+      t.send(4, JOINER, { type: 'peers_ack', requestId: 91, session: 'game', token: t.joinToken });
+      assert.equal(t.server.sessionCount, 0);
+      const rehosted = t.reply(
+        t.send(5, ATTACKER, {
+          type: 'host',
+          requestId: 92,
+          session: 'game',
+          maxPlayers: 2,
+          name: 'carol',
+          nickname: '',
+          candidates: [],
+        }),
+        92,
+      );
+      assert.equal(rehosted?.type, 'registered');
+      assert.equal(t.allocate(8_000, HOST, t.hostToken, 'bob', 93)?.type, 'relay_allocated');
+      // The window counts from the start (t = 3 in `relayed`).
+      t.server.handleTimeout(3 + RELAY_ASK_WINDOW_MS);
+      const late = t.allocate(3 + RELAY_ASK_WINDOW_MS, JOINER, t.joinToken, 'alice', 94);
+      assert.ok(late?.type === 'error' && late.code === 'not_authorized');
     });
 
     it('a started session lingers for relay requests but its name is free for the next game', () => {

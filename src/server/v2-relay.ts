@@ -42,7 +42,8 @@ export interface RelayChannelsOptions {
   readonly maxChannels: number;
 }
 
-function hex(bytes: Uint8Array): string {
+/** Lower-case hex of `bytes` (map keys for ids and tokens). */
+export function hex(bytes: Uint8Array): string {
   let s = '';
   for (const b of bytes) s += b.toString(16).padStart(2, '0');
   return s;

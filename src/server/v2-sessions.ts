@@ -26,17 +26,19 @@ import {
 import { countRejection, type ServerCounters } from './counters.js';
 import type { Outbox, ProtocolHandler } from './handler.js';
 import type { SessionLifecycleEvent } from './lifecycle.js';
-import { RelayChannels } from './v2-relay.js';
+import { hex, RelayChannels } from './v2-relay.js';
 
 /** First re-push of `peers` to a member that has not acked them; doubles each time. */
 export const PEERS_RETRY_FIRST_MS = 150;
 export const PEERS_MAX_TRIES = 6;
-/**
- * A started session is forgotten this long after the start (or once every member acked its
- * peers, on a server that does not relay): relay requests come when a punch fails, up to
- * the client's punch budget (8 s) after the peers arrived.
- */
+/** A started session is forgotten once all members acked, at the latest after this. */
 export const STARTED_LINGER_MS = 15_000;
+/**
+ * Members of a started session may ask for relay channels this long after the start (a
+ * client asks when its punch budget, 8 s from the peers, runs out), even after the session
+ * itself is forgotten and its name taken by the next game.
+ */
+export const RELAY_ASK_WINDOW_MS = 15_000;
 /**
  * A new member has this long to prove that it receives at the address it registered from,
  * by sending `keepalive` or `start` with the token that was sent only there. Until then it
@@ -113,15 +115,7 @@ interface TimerEntry {
 type Request = Extract<
   V2Message,
   {
-    type:
-      | 'host'
-      | 'join'
-      | 'start'
-      | 'leave'
-      | 'close'
-      | 'keepalive'
-      | 'peers_ack'
-      | 'relay_allocate';
+    type: 'host' | 'join' | 'start' | 'leave' | 'close' | 'keepalive' | 'peers_ack';
   }
 >;
 
@@ -153,6 +147,14 @@ export class V2Sessions implements ProtocolHandler {
   readonly #onLifecycle: ((event: SessionLifecycleEvent) => void) | undefined;
   /** Undefined on a server that does not relay. */
   readonly #relay: RelayChannels | undefined;
+  /**
+   * Members of recently started sessions by token (hex), for relay requests. Insertion
+   * order is expiry order (the window is constant), so expiry pops from the front.
+   */
+  readonly #started = new Map<
+    string,
+    { readonly session: Session; readonly member: Member; readonly until: number }
+  >();
   readonly #sessions = new Map<string, Session>();
   /**
    * Min-heap of per-session wakeups: a timeout touches only the sessions that are due, so
@@ -222,8 +224,10 @@ export class V2Sessions implements ProtocolHandler {
       case 'close':
       case 'keepalive':
       case 'peers_ack':
-      case 'relay_allocate':
         this.#request(now, from, msg);
+        return;
+      case 'relay_allocate':
+        this.#relayAllocate(now, from, msg);
         return;
       case 'relay_data':
         if (this.#relay) this.#relay.forward(now, from, msg.channel, msg.payload);
@@ -310,27 +314,26 @@ export class V2Sessions implements ProtocolHandler {
         member.peersAcked = true;
         this.#forgetIfAllAcked(session);
         return;
-      case 'relay_allocate':
-        this.#relayAllocate(now, from, session, member, msg);
-        return;
     }
   }
 
   #relayAllocate(
     now: number,
     from: Endpoint,
-    session: Session,
-    member: Member,
     msg: Extract<V2Message, { type: 'relay_allocate' }>,
   ): void {
-    const peer = session.members.find((m) => m.name === msg.peer && m !== member);
-    const refusal = this.#relayRefusal(from, session, member, peer);
-    if (refusal !== undefined || peer === undefined || this.#relay === undefined) {
-      const [code, message] = refusal ?? ['bad_request', 'No such peer in this session.'];
+    const started = this.#started.get(hex(msg.token));
+    const session = started?.session.name === msg.session ? started.session : undefined;
+    const member = session === undefined ? undefined : started?.member;
+    const peer = session?.members.find((m) => m.name === msg.peer && m !== member);
+    const refusal = this.#relayRefusal(from, member, peer);
+    const relay = this.#relay;
+    if (refusal || !session || !member || !peer || !relay) {
+      const [code, message] = refusal ?? ['not_authorized', 'No started session has this token.'];
       this.#refuse(from, msg.requestId, code, message);
       return;
     }
-    const channel = this.#relay.open(now, session.name, member, peer);
+    const channel = relay.open(now, session.name, member, peer);
     if (channel === undefined) {
       this.#refuse(
         from,
@@ -348,17 +351,16 @@ export class V2Sessions implements ProtocolHandler {
 
   #relayRefusal(
     from: Endpoint,
-    session: Session,
-    member: Member,
+    member: Member | undefined,
     peer: Member | undefined,
   ): [ErrorCode, string] | undefined {
+    if (this.#relay === undefined) return ['relay_unavailable', 'This server does not relay.'];
+    if (member === undefined) return ['not_authorized', 'No started session has this token.'];
     // The relay sends to the member's validated endpoint, so only that endpoint may ask.
     if (!sameEndpoint(member.endpoint, from)) {
       return ['not_authorized', 'Ask from the address the session knows.'];
     }
-    if (session.state !== 'started') return ['bad_request', 'The session has not started.'];
     if (peer === undefined) return ['bad_request', 'No such peer in this session.'];
-    if (this.#relay === undefined) return ['relay_unavailable', 'This server does not relay.'];
     return undefined;
   }
 
@@ -541,6 +543,11 @@ export class V2Sessions implements ProtocolHandler {
     this.#counters.sessionsStarted++;
     this.#lifecycle('started', session, reason);
     session.deadline = now + STARTED_LINGER_MS;
+    if (this.#relay !== undefined) {
+      const until = now + RELAY_ASK_WINDOW_MS;
+      for (const member of members)
+        this.#started.set(hex(member.token), { session, member, until });
+    }
     for (const m of session.members) {
       m.peersTries = 1;
       m.peersNextAt = now + PEERS_RETRY_FIRST_MS;
@@ -594,8 +601,6 @@ export class V2Sessions implements ProtocolHandler {
   }
 
   #forgetIfAllAcked(session: Session): void {
-    // A relaying server keeps the session for its relay requests until the linger ends.
-    if (this.#relay !== undefined) return;
     if (session.members.every((m) => m.peersAcked)) this.#forget(session);
   }
 
@@ -664,11 +669,16 @@ export class V2Sessions implements ProtocolHandler {
 
   nextDeadline(): number {
     const sessions = this.#timers[0]?.at ?? Number.POSITIVE_INFINITY;
-    return Math.min(sessions, this.#relay?.nextDeadline() ?? Number.POSITIVE_INFINITY);
+    const asks = this.#started.values().next().value?.until ?? Number.POSITIVE_INFINITY;
+    return Math.min(sessions, asks, this.#relay?.nextDeadline() ?? Number.POSITIVE_INFINITY);
   }
 
   handleTimeout(now: number): void {
     this.#relay?.handleTimeout(now);
+    for (const [token, { until }] of this.#started) {
+      if (until > now) break;
+      this.#started.delete(token);
+    }
     // Bounded by the heap size: every pop removes an entry, re-scheduling adds later ones.
     for (let top = this.#timers[0]; top !== undefined && top.at <= now; top = this.#timers[0]) {
       heapPop(this.#timers);
@@ -723,6 +733,7 @@ export class V2Sessions implements ProtocolHandler {
   shutdown(_now: number, reason: string): void {
     for (const session of [...this.#sessions.values()]) this.#end(session, reason);
     this.#timers.length = 0;
+    this.#started.clear();
     this.#relay?.clear();
   }
 }
