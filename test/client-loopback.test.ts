@@ -300,88 +300,70 @@ describe('HolePunchClient over IPv6 loopback, through a dual-stack server', {
   });
 });
 
+/** Two players on `server` that never hear each other directly (only the server). */
+function cutOffPair(server: RunningServer, relay: boolean, session: string) {
+  const clients = [0, 1].map(
+    () =>
+      new HolePunchClient({
+        server: { address: LOOPBACK, port: server.port },
+        bindAddress: LOOPBACK,
+        punchBudgetMs: 400,
+        relay,
+        dropDatagram: (_direction, peer) => peer.port !== server.port,
+      }),
+  );
+  const outcomes = Promise.allSettled(
+    clients.map((c, i) =>
+      c.startTraversal({ session, isHost: i === 0, name: `p${i}`, timeoutMs: 15_000 }),
+    ),
+  );
+  return { clients, outcomes };
+}
+
 describe('HolePunchClient relay fallback over loopback', () => {
+  let server: RunningServer;
+  const clients: HolePunchClient[] = [];
+
+  before(async () => {
+    server = await startServer({ port: 0, host: LOOPBACK });
+  });
+
+  after(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+    await server.close();
+  });
+
   it('peers that cannot reach each other connect through the server and game datagrams flow', async () => {
-    const server = await startServer({ port: 0, host: LOOPBACK });
-    const clients: HolePunchClient[] = [];
-    try {
-      // Every datagram between the two players is dropped: only the server's relay is left.
-      const onlyServer = (_direction: 'in' | 'out', peer: { port: number }) =>
-        peer.port !== server.port;
-      for (let i = 0; i < 2; i++) {
-        clients.push(
-          new HolePunchClient({
-            server: { address: LOOPBACK, port: server.port },
-            bindAddress: LOOPBACK,
-            punchBudgetMs: 400,
-            relay: true,
-            dropDatagram: onlyServer,
-          }),
-        );
-      }
-      const results = await Promise.all(
-        clients.map((c, i) =>
-          c.startTraversal({
-            session: 'relayed',
-            isHost: i === 0,
-            name: `r${i}`,
-            timeoutMs: 15_000,
-          }),
-        ),
-      );
-      for (const r of results) {
-        assert.equal(r.peers.length, 1);
-        assert.equal(r.peers[0]?.path, 'relay');
-      }
-      await gameTrafficFlows(clients, results);
-      assert.ok(server.counters.datagramsRelayed >= 2, 'the game traffic went through the relay');
-      // The relay refuses a payload that would not fit one datagram, with a typed error.
-      const peer = results[0]?.peers[0];
-      assert.throws(
-        () =>
-          clients[0]?.send(
-            new Uint8Array(MAX_RELAY_PAYLOAD_BYTES + 1),
-            peer?.port ?? 0,
-            peer?.address ?? '',
-          ),
-        (e: unknown) => e instanceof HolePunchError && e.code === 'bad_request',
-      );
-    } finally {
-      await Promise.all(clients.map((c) => c.close()));
-      await server.close();
+    const pair = cutOffPair(server, true, 'relayed');
+    clients.push(...pair.clients);
+    const results = (await pair.outcomes).map((o) => {
+      assert.equal(o.status, 'fulfilled', String(o.status === 'rejected' && o.reason));
+      return (o as PromiseFulfilledResult<HolePunchResult>).value;
+    });
+    for (const r of results) {
+      assert.equal(r.peers.length, 1);
+      assert.equal(r.peers[0]?.path, 'relay');
     }
+    await gameTrafficFlows(pair.clients, results);
+    assert.ok(server.counters.datagramsRelayed >= 2, 'the game traffic went through the relay');
+    // The relay refuses a payload that would not fit one datagram, with a typed error.
+    const peer = results[0]?.peers[0];
+    assert.throws(
+      () =>
+        pair.clients[0]?.send(
+          new Uint8Array(MAX_RELAY_PAYLOAD_BYTES + 1),
+          peer?.port ?? 0,
+          peer?.address ?? '',
+        ),
+      (e: unknown) => e instanceof HolePunchError && e.code === 'bad_request',
+    );
   });
 
   it('without relay the same players fail with punch_failed', async () => {
-    const server = await startServer({ port: 0, host: LOOPBACK });
-    const clients: HolePunchClient[] = [];
-    try {
-      for (let i = 0; i < 2; i++) {
-        clients.push(
-          new HolePunchClient({
-            server: { address: LOOPBACK, port: server.port },
-            bindAddress: LOOPBACK,
-            punchBudgetMs: 400,
-            dropDatagram: (_direction, peer) => peer.port !== server.port,
-          }),
-        );
-      }
-      const outcomes = await Promise.allSettled(
-        clients.map((c, i) =>
-          c.startTraversal({
-            session: 'direct-only',
-            isHost: i === 0,
-            name: `d${i}`,
-            timeoutMs: 15_000,
-          }),
-        ),
-      );
-      for (const o of outcomes) {
-        assert.ok(o.status === 'rejected' && (o.reason as HolePunchError).code === 'punch_failed');
-      }
-    } finally {
-      await Promise.all(clients.map((c) => c.close()));
-      await server.close();
+    const pair = cutOffPair(server, false, 'direct-only');
+    clients.push(...pair.clients);
+    for (const o of await pair.outcomes) {
+      assert.ok(o.status === 'rejected' && (o.reason as HolePunchError).code === 'punch_failed');
     }
   });
 });
