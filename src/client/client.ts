@@ -12,6 +12,7 @@ import { HolePunchError } from '../errors.js';
 import { type Endpoint, sameEndpoint } from '../protocol/endpoint.js';
 import { hasV2Prefix } from '../protocol/magic.js';
 import {
+  bytesKey,
   decodeV2,
   encodeV2,
   MAX_CANDIDATES,
@@ -335,7 +336,7 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
         for (const r of ev.relays) {
           const address = plainAddress(r.address);
           this.#relayByPeer.set(`${address}|${r.port}`, r.channel);
-          this.#relayByChannel.set(Buffer.from(r.channel).toString('hex'), {
+          this.#relayByChannel.set(bytesKey(r.channel), {
             address,
             port: r.port,
           });
@@ -419,7 +420,7 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
     if (server === undefined || !sameEndpoint(from, server)) return;
     const decoded = decodeV2(data);
     if (!decoded.ok || decoded.msg.type !== 'relay_data') return;
-    const peer = this.#relayByChannel.get(Buffer.from(decoded.msg.channel).toString('hex'));
+    const peer = this.#relayByChannel.get(bytesKey(decoded.msg.channel));
     if (peer === undefined) return;
     const payload = Buffer.from(decoded.msg.payload);
     this.emit('message', payload, {

@@ -357,13 +357,8 @@ export class Traversal {
         this.#onPeers(now, msg);
         return;
       case 'closed':
-        if (
-          this.#state === 'registering' ||
-          this.#state === 'lobby' ||
-          this.#state === 'punching'
-        ) {
-          this.#fail(msg.code, msg.reason || 'Session closed.');
-        }
+        // Ends an active traversal only (`#fail` ignores it once punched, failed or left).
+        this.#fail(msg.code, msg.reason || 'Session closed.');
         return;
       default:
         return;
@@ -497,14 +492,14 @@ export class Traversal {
         `no direct path confirmed to ${punch.pending.join(', ')} within the punch budget ` +
         `(${this.#o.punchBudgetMs ?? PUNCH_BUDGET_MS} ms, ${punch.candidateCount} candidates, ` +
         `${punch.sent} datagrams sent); a symmetric NAT on either side defeats hole punching`;
-      if (this.#o.relay && this.#token !== undefined) this.#askRelay(now, punch.pending, why);
+      const token = this.#token;
+      if (this.#o.relay && token !== undefined) this.#askRelay(now, token, punch.pending, why);
       else this.#fail('punch_failed', why);
     }
   }
 
   /** Asks the server for a relay channel to every peer the punch did not reach. */
-  #askRelay(now: number, names: readonly string[], why: string): void {
-    const token = this.#token as Uint8Array;
+  #askRelay(now: number, token: Uint8Array, names: readonly string[], why: string): void {
     this.#state = 'relaying';
     this.#punchFailure = why;
     this.#relayDeadline = now + RELAY_ALLOCATE_MS;

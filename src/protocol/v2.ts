@@ -585,6 +585,13 @@ function readBody(r: Reader, type: V2MessageType, requestId: number): V2Message 
   }
 }
 
+/** Lower-case hex of `bytes`: the map key of a token or relay channel id, on both sides. */
+export function bytesKey(bytes: Uint8Array): string {
+  let s = '';
+  for (const b of bytes) s += b.toString(16).padStart(2, '0');
+  return s;
+}
+
 /** Cuts a string to at most `maxBytes` of UTF-8 without splitting a character. */
 export function truncateUtf8(s: string, maxBytes: number): string {
   if (encoder.encode(s).length <= maxBytes) return s;

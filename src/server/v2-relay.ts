@@ -7,7 +7,7 @@
  * the other side's id: the relay cannot be aimed at a third party or amplify anything.
  */
 import { type Endpoint, sameEndpoint } from '../protocol/endpoint.js';
-import { encodeV2, RELAY_CHANNEL_BYTES } from '../protocol/v2.js';
+import { bytesKey, encodeV2, RELAY_CHANNEL_BYTES } from '../protocol/v2.js';
 import { countRejection, type ServerCounters } from './counters.js';
 import type { Outbox } from './handler.js';
 
@@ -40,13 +40,6 @@ export interface RelayChannelsOptions {
   readonly counters: ServerCounters;
   readonly randomBytes: (bytes: number) => Uint8Array;
   readonly maxChannels: number;
-}
-
-/** Lower-case hex of `bytes` (map keys for ids and tokens). */
-export function hex(bytes: Uint8Array): string {
-  let s = '';
-  for (const b of bytes) s += b.toString(16).padStart(2, '0');
-  return s;
 }
 
 export class RelayChannels {
@@ -92,7 +85,7 @@ export class RelayChannels {
 
   /** Forwards one `relay_data` from `from`; drops (and counts) anything else. */
   forward(now: number, from: Endpoint, channelId: Uint8Array, payload: Uint8Array): void {
-    const ref = this.#byId.get(hex(channelId));
+    const ref = this.#byId.get(bytesKey(channelId));
     if (ref === undefined) {
       countRejection(this.#counters, 'v2_relay_unknown_channel');
       return;
@@ -132,12 +125,12 @@ export class RelayChannels {
   #create(pairKey: string, now: number): Channel | undefined {
     const a = this.#newId();
     const b = this.#newId();
-    if (a === undefined || b === undefined || hex(a) === hex(b)) return undefined;
+    if (a === undefined || b === undefined || bytesKey(a) === bytesKey(b)) return undefined;
     const unset = { address: '', port: 0 };
     const channel: Channel = { pairKey, endpoints: [unset, unset], ids: [a, b], lastActive: now };
     this.#byPair.set(pairKey, channel);
-    this.#byId.set(hex(a), { channel, side: 0 });
-    this.#byId.set(hex(b), { channel, side: 1 });
+    this.#byId.set(bytesKey(a), { channel, side: 0 });
+    this.#byId.set(bytesKey(b), { channel, side: 1 });
     if (!Number.isFinite(this.#sweepAt)) this.#sweepAt = now + RELAY_IDLE_MS / 2;
     return channel;
   }
@@ -145,13 +138,13 @@ export class RelayChannels {
   #newId(): Uint8Array | undefined {
     for (let i = 0; i < ID_TRIES; i++) {
       const id = this.#randomBytes(RELAY_CHANNEL_BYTES);
-      if (!this.#byId.has(hex(id))) return id;
+      if (!this.#byId.has(bytesKey(id))) return id;
     }
     return undefined;
   }
 
   #close(channel: Channel): void {
     this.#byPair.delete(channel.pairKey);
-    for (const id of channel.ids) this.#byId.delete(hex(id));
+    for (const id of channel.ids) this.#byId.delete(bytesKey(id));
   }
 }

@@ -6,6 +6,7 @@
 import type { ErrorCode } from '../errors.js';
 import { type Endpoint, sameEndpoint } from '../protocol/endpoint.js';
 import {
+  bytesKey,
   decodeV2,
   encodeV2,
   isValidField,
@@ -26,7 +27,7 @@ import {
 import { countRejection, type ServerCounters } from './counters.js';
 import type { Outbox, ProtocolHandler } from './handler.js';
 import type { SessionLifecycleEvent } from './lifecycle.js';
-import { hex, RelayChannels } from './v2-relay.js';
+import { RelayChannels } from './v2-relay.js';
 
 /** First re-push of `peers` to a member that has not acked them; doubles each time. */
 export const PEERS_RETRY_FIRST_MS = 150;
@@ -322,7 +323,7 @@ export class V2Sessions implements ProtocolHandler {
     from: Endpoint,
     msg: Extract<V2Message, { type: 'relay_allocate' }>,
   ): void {
-    const started = this.#started.get(hex(msg.token));
+    const started = this.#started.get(bytesKey(msg.token));
     const session = started?.session.name === msg.session ? started.session : undefined;
     const member = session === undefined ? undefined : started?.member;
     const peer = session?.members.find((m) => m.name === msg.peer && m !== member);
@@ -546,7 +547,7 @@ export class V2Sessions implements ProtocolHandler {
     if (this.#relay !== undefined) {
       const until = now + RELAY_ASK_WINDOW_MS;
       for (const member of members)
-        this.#started.set(hex(member.token), { session, member, until });
+        this.#started.set(bytesKey(member.token), { session, member, until });
     }
     for (const m of session.members) {
       m.peersTries = 1;
