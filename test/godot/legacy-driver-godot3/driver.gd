@@ -1,0 +1,121 @@
+extends Node
+# Drives an original HolePunch plugin (addons/Holepunch/holepunch_node.gd) through one flow
+# and prints one JSON line per plugin signal, for test/godot-interop.test.ts.
+#
+# The flow comes from the environment variable HP_DRIVER (JSON):
+#   api: "lobby" (start_traversal with nickname, finalize_peers()) or "master"
+#       (start_traversal without nickname, finalize_peers(id), checkout())
+#   server, port, session, host, name, nickname: the start_traversal arguments
+#   start_ms: wait this long before start_traversal
+#   actions: [{on, n, delay_ms, do}]: `delay_ms` after the n-th signal `on` (or after
+#       the start when `on` is "start"), call finalize_peers, client_disconnect,
+#       close_session, checkout, or quit
+#   deadline_ms: quit this long after launch whatever happens
+#   grace_ms: quit this long after hole_punched or return_unsuccessful
+
+const PLUGIN_PATH := "res://addons/Holepunch/holepunch_node.gd"
+const PLUGIN_SIGNALS := ["hole_punched", "session_registered", "update_lobby", "return_unsuccessful"]
+const TERMINAL_SIGNALS := ["hole_punched", "return_unsuccessful"]
+
+var _config: Dictionary = {}
+# Untyped: the plugin script has no class_name, and its API differs per revision.
+var _plugin = null
+var _counts: Dictionary = {}
+var _started_msec: int = 0
+var _ending: bool = false
+
+
+func _ready() -> void:
+	_started_msec = OS.get_ticks_msec()
+	var parsed: JSONParseResult = JSON.parse(OS.get_environment("HP_DRIVER"))
+	if parsed.error != OK or typeof(parsed.result) != TYPE_DICTIONARY:
+		_emit_line({"godot": "error", "message": "HP_DRIVER is not a JSON object"})
+		get_tree().quit(2)
+		return
+	_config = parsed.result
+	_plugin = load(PLUGIN_PATH).new()
+	_plugin.rendevouz_address = str(_config["server"])
+	_plugin.rendevouz_port = int(_config["port"])
+	add_child(_plugin)
+	for signal_name in PLUGIN_SIGNALS:
+		if _plugin.has_signal(signal_name):
+			_plugin.connect(signal_name, self, "_on_" + signal_name)
+	_emit_line({"godot": "ready", "engine": Engine.get_version_info()["string"]})
+	_after(float(_config.get("deadline_ms", 20000)), "_end", ["deadline"])
+	_after(float(_config.get("start_ms", 0)), "_start", [])
+
+
+func _start() -> void:
+	if _config["api"] == "lobby":
+		_plugin.start_traversal(str(_config["session"]), bool(_config["host"]), str(_config["name"]), str(_config["nickname"]))
+	else:
+		_plugin.start_traversal(str(_config["session"]), bool(_config["host"]), str(_config["name"]))
+	_emit_line({"godot": "started"})
+	_schedule("start", 0)
+
+
+func _on_hole_punched(my_port: int, hosts_port: int, hosts_address: String) -> void:
+	_record("hole_punched", [my_port, hosts_port, hosts_address])
+
+
+func _on_session_registered() -> void:
+	_record("session_registered", [])
+
+
+func _on_update_lobby(nicknames: PoolStringArray, max_players: String) -> void:
+	_record("update_lobby", [Array(nicknames), max_players])
+
+
+func _on_return_unsuccessful(message: String) -> void:
+	_record("return_unsuccessful", [message])
+
+
+func _record(signal_name: String, arguments: Array) -> void:
+	_emit_line({"godot": "signal", "signal": signal_name, "args": arguments})
+	_counts[signal_name] = int(_counts.get(signal_name, 0)) + 1
+	_schedule(signal_name, _counts[signal_name])
+	if signal_name in TERMINAL_SIGNALS:
+		_after(float(_config.get("grace_ms", 500)), "_end", [signal_name])
+
+
+func _schedule(on: String, count: int) -> void:
+	for action in _config.get("actions", []):
+		if action["on"] == on and (on == "start" or int(action["n"]) == count):
+			_after(float(action.get("delay_ms", 0)), "_act", [str(action["do"])])
+
+
+func _act(what: String) -> void:
+	if _ending:
+		return
+	_emit_line({"godot": "call", "call": what})
+	match what:
+		"finalize_peers":
+			if _config["api"] == "lobby":
+				_plugin.finalize_peers()
+			else:
+				_plugin.finalize_peers(str(_config["session"]))
+		"client_disconnect":
+			_plugin.client_disconnect()
+		"close_session":
+			_plugin.close_session()
+		"checkout":
+			_plugin.checkout()
+		"quit":
+			_end("quit")
+
+
+func _after(delay_ms: float, method: String, arguments: Array) -> void:
+	get_tree().create_timer(delay_ms / 1000.0).connect("timeout", self, method, arguments)
+
+
+func _end(reason: String) -> void:
+	if _ending:
+		return
+	_ending = true
+	_emit_line({"godot": "end", "reason": reason})
+	get_tree().quit(0)
+
+
+func _emit_line(line: Dictionary) -> void:
+	line["ms"] = OS.get_ticks_msec() - _started_msec
+	print(to_json(line))
