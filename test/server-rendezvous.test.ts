@@ -21,6 +21,31 @@ function server(sessionTtlMs = 60_000, legacy = true) {
 }
 
 describe('rendezvous core: dispatch and counters', () => {
+  test('a datagram from source port 0 (forged: no one can receive there) is counted and forgotten', () => {
+    const { core, sent } = server(1_000);
+    core.handle(0, HOST, text('rs:k:2'));
+    core.handle(0, { address: '203.0.113.9', port: 0 }, text('rc:z:k:Z'));
+    core.handle(0, { address: '203.0.113.9', port: 0 }, Uint8Array.from(V2_MAGIC));
+    assert.deepEqual(sent, ['ok:4000']);
+    assert.equal(core.counters.rejections.source_port_zero, 2);
+    assert.equal(core.legacy.describeSession('k')?.members.length, 0);
+  });
+
+  test("a fault in one protocol's timers never stops the other's", () => {
+    const { core } = server(1_000);
+    core.handle(0, HOST, text('rs:k:2'));
+    core.legacy.handleTimeout = () => {
+      throw new Error('boom');
+    };
+    let v2Ran = false;
+    core.v2.handleTimeout = () => {
+      v2Ran = true;
+    };
+    core.handleTimeout(2_000);
+    assert.equal(v2Ran, true);
+    assert.equal(core.counters.rejections.internal_error, 1);
+  });
+
   test('every datagram in and every reply out is counted', () => {
     const { core, sent } = server();
     core.handle(0, HOST, text('rs:k:2'));

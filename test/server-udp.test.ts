@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
@@ -237,6 +238,56 @@ describe('rendezvous server over real UDP on loopback', () => {
     assert.equal(await host.next(1_000), 'close:Session closed.');
     assert.equal(server.counters.sessionsExpired, 1);
     assert.equal(server.core.sessionCount, 0);
+  });
+});
+
+/**
+ * Sends one UDP datagram to 127.0.0.1:`port` from source port 0, which only a raw socket can
+ * forge (root). Node's dgram cannot; Python's socket module can, and is on every machine here.
+ */
+function sendFromPortZero(port: number, payload: string): void {
+  const script = [
+    'import socket, struct, sys',
+    'port, data = int(sys.argv[1]), sys.argv[2].encode()',
+    's = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)',
+    // Checksum 0 means none for UDP over IPv4; the kernel writes the IP header.
+    "s.sendto(struct.pack('!HHHH', 0, port, 8 + len(data), 0) + data, ('127.0.0.1', 0))",
+  ].join('\n');
+  execFileSync('python3', ['-c', script, String(port), payload], { timeout: 10_000 });
+}
+
+const isRoot = process.getuid?.() === 0;
+
+describe('rendezvous server: a datagram from source port 0', () => {
+  const f = fixture();
+  after(() => f.cleanup());
+
+  test('is dropped and counted; sessions still expire and the server keeps serving', {
+    skip:
+      !isRoot && process.env.CI !== 'true'
+        ? 'forging source port 0 needs a raw socket (root)'
+        : false,
+  }, async () => {
+    const server = await f.server({ host: LOOPBACK, sessionTtlMs: 300 });
+    const [host, later] = (await f.clients(2)) as [TestClient, TestClient];
+    await host.send(server, 'rs:Z:4');
+    await host.expect(`ok:${host.port}`);
+    sendFromPortZero(server.port, 'rc:z:Z:Z');
+    // Once a source-port-0 datagram half-registered a member, every later send to the session
+    // threw and its expiry froze every timer of the server.
+    const deadline = performance.now() + REPLY_TIMEOUT_MS;
+    while (server.counters.rejections.source_port_zero !== 1 && performance.now() < deadline) {
+      await sleep(10);
+    }
+    assert.equal(server.counters.rejections.source_port_zero, 1);
+    await host.send(server, 'rc:h:Z:H');
+    await host.expect(`ok:${host.port}`, 'lobby:H:4');
+    assert.equal(await host.next(2_000), 'close:Session closed.');
+    assert.equal(server.core.nextDeadline(), Number.POSITIVE_INFINITY);
+    await later.send(server, 'rs:Y:2');
+    await later.expect(`ok:${later.port}`);
+    assert.equal(server.counters.rejections.internal_error, undefined);
+    assert.equal(server.counters.rejections.send_failed, undefined);
   });
 });
 

@@ -84,6 +84,12 @@ export class RendezvousServer {
   /** Handles one untrusted datagram. Never throws. */
   handle(now: number, from: Endpoint, data: Uint8Array): void {
     this.counters.datagramsIn++;
+    // Port 0 is no one's port (a forged source): nothing can be sent back to it, so nothing
+    // about it is kept.
+    if (from.port === 0) {
+      countRejection(this.counters, 'source_port_zero');
+      return;
+    }
     try {
       if (hasV2Prefix(data)) this.v2.handle(now, from, data);
       else if (this.#legacyEnabled) this.legacy.handle(now, from, data);
@@ -101,19 +107,20 @@ export class RendezvousServer {
   }
 
   handleTimeout(now: number): void {
-    try {
-      this.legacy.handleTimeout(now);
-      this.v2.handleTimeout(now);
-    } catch {
-      countRejection(this.counters, 'internal_error');
-    }
+    // Each protocol on its own: a fault in one never stops the other's timers.
+    this.#guard(() => this.legacy.handleTimeout(now));
+    this.#guard(() => this.v2.handleTimeout(now));
   }
 
   /** Tells every member of every open session `close:Server shutting down` (legacy). */
   shutdown(now: number, reason: string = CLOSE_REASONS.serverShutdown): void {
+    this.#guard(() => this.legacy.shutdown(now, reason));
+    this.#guard(() => this.v2.shutdown(now, reason));
+  }
+
+  #guard(work: () => void): void {
     try {
-      this.legacy.shutdown(now, reason);
-      this.v2.shutdown(now, reason);
+      work();
     } catch {
       countRejection(this.counters, 'internal_error');
     }

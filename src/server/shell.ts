@@ -5,7 +5,7 @@ import { isIP } from 'node:net';
 import { type Logger, pino } from 'pino';
 import type { Endpoint } from '../protocol/endpoint.js';
 import { CLOSE_REASONS, DEFAULT_MAX_PLAYERS_CAP } from '../protocol/legacy.js';
-import type { ServerCounters } from './counters.js';
+import { countRejection, createCounters, type ServerCounters } from './counters.js';
 import type { Outbox } from './handler.js';
 import { DEFAULT_MAX_SESSIONS, SESSION_TTL_MS } from './legacy-sessions.js';
 import type { SessionLifecycleEvent } from './lifecycle.js';
@@ -86,13 +86,21 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
     pendingSends--;
     if (pendingSends === 0) onDrained?.();
   };
+  const counters = createCounters();
   const outbox: Outbox = {
     send(to: Endpoint, data: Uint8Array): void {
-      if (draining) {
-        pendingSends++;
-        socket.send(data, to.port, to.address, afterDrainSend);
-      } else {
-        socket.send(data, to.port, to.address);
+      // A send that fails (Node throws at once for port 0 or a bad address) fails alone: the
+      // core goes on with the next member, session and timer.
+      try {
+        if (draining) {
+          pendingSends++;
+          socket.send(data, to.port, to.address, afterDrainSend);
+        } else {
+          socket.send(data, to.port, to.address);
+        }
+      } catch {
+        if (draining) pendingSends--;
+        countRejection(counters, 'send_failed');
       }
     },
   };
@@ -119,6 +127,7 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
     relay,
     randomBytes: (bytes) => randomBytes(bytes),
     onLifecycle,
+    counters,
   });
 
   let timer: NodeJS.Timeout | undefined;
