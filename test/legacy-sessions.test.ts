@@ -249,8 +249,23 @@ describe("legacy sessions: refusals with the original's close: reasons", () => {
     const h = harness();
     assert.deepEqual(h.send(BOB, 'rs:k:0'), []);
     assert.deepEqual(h.send(BOB, 'zz'), []);
-    assert.deepEqual(h.send(BOB, 'rc:a,b:k:n'), []);
-    assert.deepEqual(h.counters.rejections, { bad_max: 1, unknown_type: 1, bad_name: 1 });
+    assert.deepEqual(h.counters.rejections, { bad_max: 1, unknown_type: 1 });
+  });
+
+  test('a comma or an over-long name gets a close: line the player can show, never silence', () => {
+    const h = harness();
+    hostSession(h, 4);
+    assert.deepEqual(h.send(BOB, 'rc:b:k:Smith, J'), [
+      reply(BOB, 'close:Names and nicknames may not contain a comma'),
+    ]);
+    assert.deepEqual(h.send(BOB, 'rc:b,1:k:Bob'), [
+      reply(BOB, 'close:Names and nicknames may not contain a comma'),
+    ]);
+    assert.deepEqual(h.send(BOB, `rc:b:k:${'n'.repeat(33)}`), [
+      reply(BOB, 'close:Name or nickname too long'),
+    ]);
+    assert.equal(h.counters.rejections.bad_name, 3);
+    assert.equal(h.sessions.describeSession('k')?.members.length, 1);
   });
 });
 
@@ -283,10 +298,24 @@ describe('legacy sessions: only the right address may act', () => {
     assert.equal(h.counters.rejections.not_host, 1);
   });
 
-  test("cs from the host's IP but another port does not close the session", () => {
+  test("cs from the host's IP but another port closes it: the real plugin sends it from a second socket", () => {
     const h = harness();
     hostSession(h, 4);
-    assert.deepEqual(h.send({ address: HOST.address, port: 4001 }, 'cs:k:x'), []);
+    h.send(BOB, 'rc:b:k:Bob');
+    assert.deepEqual(h.send({ address: HOST.address, port: 50123 }, 'cs:k:x'), [
+      reply(HOST, 'close:x'),
+      reply(BOB, 'close:x'),
+    ]);
+    assert.equal(h.sessions.sessionCount, 0);
+  });
+
+  test('cs and ep from another IP are refused, whatever the port', () => {
+    const h = harness();
+    hostSession(h, 4);
+    h.send(BOB, 'rc:b:k:Bob');
+    assert.deepEqual(h.send({ address: '203.0.113.99', port: HOST.port }, 'cs:k:x'), []);
+    assert.deepEqual(h.send({ address: '203.0.113.99', port: HOST.port }, 'ep:k'), []);
+    assert.equal(h.counters.rejections.not_host, 2);
     assert.equal(h.sessions.sessionCount, 1);
   });
 
@@ -346,20 +375,19 @@ describe('legacy sessions: only the right address may act', () => {
 });
 
 describe('legacy sessions: re-registration', () => {
-  test('a retransmitted rc gets the same replies again and adds no duplicate member', () => {
+  test('a retransmitted rc is answered ok: alone: nothing that did not change is re-broadcast', () => {
     const h = harness();
     hostSession(h, 4);
-    const first = h.send(BOB, 'rc:b:k:Bob');
-    const second = h.send(BOB, 'rc:b:k:Bob');
-    assert.deepEqual(second, first);
+    h.send(BOB, 'rc:b:k:Bob');
+    assert.deepEqual(h.send(BOB, 'rc:b:k:Bob'), [reply(BOB, 'ok:51000')]);
     assert.equal(h.sessions.describeSession('k')?.members.length, 2);
   });
 
   test('a retransmitted rc into a full session (autostart off) is answered, not refused', () => {
     const h = harness({ autostart: false });
     hostSession(h, 2);
-    const first = h.send(BOB, 'rc:b:k:Bob');
-    assert.deepEqual(h.send(BOB, 'rc:b:k:Bob'), first);
+    h.send(BOB, 'rc:b:k:Bob');
+    assert.deepEqual(h.send(BOB, 'rc:b:k:Bob'), [reply(BOB, 'ok:51000')]);
   });
 
   test('re-registering from the same address with a new nickname replaces it in place', () => {
@@ -524,5 +552,130 @@ describe('legacy sessions: shutdown', () => {
     assert.equal(h.sessions.sessionCount, 0);
     assert.equal(h.counters.sessionsClosed, 2);
     assert.equal(h.sessions.nextDeadline(), Number.POSITIVE_INFINITY);
+  });
+});
+
+describe('legacy sessions: the real plugins, as they send', () => {
+  // The real plugin sends rs from one socket, then rc, ep and cs from a second one: same IP,
+  // another port (seed PROTOCOL.md, "Client behaviour of the original").
+  const HOST_RC: Endpoint = { address: HOST.address, port: 50123 };
+
+  test('lobby revision, AUTOSTART n: the host registers and finalize_peers from its second socket', () => {
+    const h = harness({ autostart: false });
+    assert.deepEqual(h.send(HOST, 'rs:k:2'), [reply(HOST, 'ok:4000')]);
+    assert.deepEqual(h.send(HOST_RC, 'rc:h:k:Host'), [
+      reply(HOST_RC, 'ok:50123'),
+      reply(HOST_RC, 'lobby:Host:2'),
+    ]);
+    h.send(BOB, 'rc:b:k:Bob');
+    assert.deepEqual(h.send(HOST_RC, 'ep:k'), [
+      reply(HOST_RC, 'peers:b:203.0.113.2:51000:False'),
+      reply(BOB, 'peers:h:198.51.100.1:50123:True'),
+    ]);
+    assert.equal(h.counters.sessionsStarted, 1);
+  });
+
+  test('master revisions: rc:NAME:KEY registers, NAME is the nickname, and the lobby autostarts', () => {
+    const h = harness();
+    h.send({ address: HOST.address, port: 40001 }, 'rs:k:2');
+    assert.deepEqual(h.send(HOST_RC, 'rc:h:k'), [
+      reply(HOST_RC, 'ok:50123'),
+      reply(HOST_RC, 'lobby:h:2'),
+    ]);
+    assert.deepEqual(h.send(BOB, 'rc:b:k'), [
+      reply(BOB, 'ok:51000'),
+      reply(HOST_RC, 'lobby:h,b:2'),
+      reply(BOB, 'lobby:h,b:2'),
+      reply(HOST_RC, 'peers:b:203.0.113.2:51000:False'),
+      reply(BOB, 'peers:h:198.51.100.1:50123:True'),
+    ]);
+  });
+
+  test('a nickname typed with a colon is cut there and the player joins, as with the original', () => {
+    const h = harness({ autostart: false });
+    hostSession(h, 4);
+    assert.deepEqual(h.send(BOB, 'rc:b:k:Bo:b'), [
+      reply(BOB, 'ok:51000'),
+      reply(HOST, 'lobby:Host,Bo:4'),
+      reply(BOB, 'lobby:Host,Bo:4'),
+    ]);
+  });
+
+  test("HOSTING marks one entry: the rs sender's own port if it registered from it, else the first from its IP", () => {
+    const h = harness({ autostart: false });
+    const lanMate: Endpoint = { address: HOST.address, port: 50200 };
+    h.send(HOST, 'rs:k:4');
+    h.send(lanMate, 'rc:m:k:Mate');
+    h.send(HOST_RC, 'rc:h:k:Host');
+    h.send(BOB, 'rc:b:k:Bob');
+    const toBob = h.send(HOST_RC, 'ep:k').find((s) => s.to === at(BOB));
+    // No member registered from the rs socket itself: the first from the host's IP hosts.
+    assert.equal(toBob?.text, 'peers:m:198.51.100.1:50200:True,h:198.51.100.1:50123:False');
+
+    const exact = harness({ autostart: false });
+    exact.send(HOST, 'rs:k:4');
+    exact.send(lanMate, 'rc:m:k:Mate');
+    exact.send(HOST, 'rc:h:k:Host');
+    exact.send(BOB, 'rc:b:k:Bob');
+    const peers = exact.send(HOST, 'ep:k').find((s) => s.to === at(BOB));
+    assert.equal(peers?.text, 'peers:m:198.51.100.1:50200:False,h:198.51.100.1:4000:True');
+  });
+
+  test('cc is still honoured only from the address that registered the name', () => {
+    const h = harness();
+    h.send(HOST, 'rs:k:4');
+    h.send(HOST_RC, 'rc:h:k:Host');
+    h.send(BOB, 'rc:b:k:Bob');
+    assert.deepEqual(h.send({ address: BOB.address, port: 51001 }, 'cc:b'), []);
+    assert.equal(h.counters.rejections.not_owner, 1);
+    assert.deepEqual(h.send(BOB, 'cc:b'), [reply(HOST_RC, 'lobby:Host:4')]);
+  });
+});
+
+describe('legacy sessions: what a forged datagram can make the server send is bounded', () => {
+  test('lobby: broadcasts beyond MAX + 2 in a burst are coalesced into one a second, with the latest lobby', () => {
+    const h = harness({ autostart: false });
+    hostSession(h, 2); // 1 broadcast
+    h.send(BOB, 'rc:b:k:Bob'); // 2
+    h.send(BOB, 'cc:b'); // 3
+    h.send(BOB, 'rc:b:k:Bob'); // 4: the burst is spent
+    assert.deepEqual(h.send(BOB, 'cc:b'), []);
+    assert.deepEqual(h.send(BOB, 'rc:b:k:Robert'), [reply(BOB, 'ok:51000')]);
+    assert.deepEqual(h.send(BOB, 'rc:b:k:Bobby'), [reply(BOB, 'ok:51000')]);
+    assert.ok(h.sessions.nextDeadline() <= h.now + 1_000);
+    assert.deepEqual(h.advance(1_000), [
+      reply(HOST, 'lobby:Host,Bobby:2'),
+      reply(BOB, 'lobby:Host,Bobby:2'),
+    ]);
+    assert.deepEqual(h.advance(10_000), []);
+  });
+
+  test('a pending lobby: is dropped with its session, and never sent to the ended session', () => {
+    const h = harness({ autostart: false });
+    hostSession(h, 2);
+    for (let i = 0; i < 3; i++) {
+      h.send(BOB, 'rc:b:k:Bob');
+      h.send(BOB, 'cc:b');
+    }
+    h.send(HOST, 'cs:k:bye');
+    assert.deepEqual(h.advance(2_000), []);
+  });
+
+  test('an address gets at most its byte budget, however many sessions point at it', () => {
+    const h = harness({ maxSessions: 100_000 });
+    const victim: Endpoint = { address: '192.0.2.77', port: 9 };
+    let bytes = 0;
+    for (let i = 0; i < 20_000; i++) {
+      for (const r of h.send(victim, `rc:v:none${i}:x`)) bytes += Buffer.byteLength(r.text);
+    }
+    assert.ok(bytes <= 64 * 1024, `${bytes} bytes`);
+    assert.ok((h.counters.rejections.reply_budget ?? 0) > 0);
+    bytes = 0;
+    h.advance(1_000);
+    for (let i = 0; i < 1_000; i++) {
+      for (const r of h.send(victim, `rc:v:none${i}:x`)) bytes += Buffer.byteLength(r.text);
+    }
+    // One second's refill, plus what was left of the burst (less than one 48-byte reply).
+    assert.ok(bytes <= 8 * 1024 + 48 && bytes > 0, `${bytes} bytes a second later`);
   });
 });

@@ -1,27 +1,42 @@
 /**
  * The original HolePunch text protocol ("legacy"), byte for byte: UTF-8 text, one message per
- * datagram, fields separated by `:` (see docs/server.md and the seed PROTOCOL.md).
+ * datagram, fields separated by `:` (docs/server.md, "The legacy protocol").
  *
  * Pure codec: no I/O, no clock. `decodeLegacy` never throws; it classifies every refusal so the
  * server can count it.
  *
- * Nothing in the legacy protocol is escaped, so a `:` or `,` inside a field would corrupt every
- * message that carries it. We refuse such input instead of emitting it:
- * - a `:` inside NAME, KEY or NICKNAME turns into extra fields → `too_many_fields`;
- * - a `,` inside NAME or NICKNAME (they are listed comma-separated in `peers:` and `lobby:`)
- *   → `bad_name`. KEY is never echoed, so it may contain `,`.
- * Only the last field of `cs:KEY:REASON` takes the rest of the datagram, `:` included, because
- * REASON is also the last field of the `close:REASON` it is relayed in.
+ * Fields are read the way the original server read them (Python's `split(":")` and an index):
+ * fields past the ones a message uses are ignored, so a NICKNAME or REASON typed with a `:` is
+ * cut there, and `rc:NAME:KEY` (the three-field registration of the plugin's master revisions)
+ * is a registration whose NICKNAME is NAME. What the original relayed unescaped and so let one
+ * player corrupt everyone's lists, a `,` in NAME or NICKNAME, is not decoded as an error here
+ * but refused by the session table with a `close:` line the player can show
+ * (`legacyNameProblem`).
  */
 
 /** Datagrams longer than this are refused unread (the original had no limit). */
 export const MAX_LEGACY_DATAGRAM_BYTES = 1024;
 
 /**
- * Longest NAME or NICKNAME in bytes. Both are relayed to every member (`peers:`, `lobby:`), so
- * this keeps a full 256-player list well inside one UDP datagram (65,507 bytes).
+ * Longest NAME in bytes. The plugins send a game-chosen id (often `OS.get_unique_id()`: 32 hex
+ * characters on Linux, 36 on Windows); it is relayed in every `peers:` entry.
  */
-export const MAX_LEGACY_NAME_BYTES = 128;
+export const MAX_LEGACY_NAME_BYTES = 64;
+
+/**
+ * Longest NICKNAME in bytes: a name typed by a player, relayed to every member in each
+ * `lobby:`. 32 bytes hold any nickname the original's lobby UI shows; more only makes each
+ * forged membership change worth more bytes out (docs/security.md).
+ */
+export const MAX_LEGACY_NICKNAME_BYTES = 32;
+
+/**
+ * Largest MAX a legacy session may have. The original plugins hard-code 2 players
+ * (`MAX_PLAYER_COUNT`) and their peer handshake is unreliable beyond a few; every member of a
+ * lobby receives every `lobby:` update, so this bounds what one membership change can make the
+ * server send (16 × 16 × 33-byte nicknames; docs/security.md). `--max-players` can only lower it.
+ */
+export const LEGACY_MAX_PLAYERS = 16;
 
 /** Upper bound for MAX in `rs:KEY:MAX` unless the server is configured otherwise. */
 export const DEFAULT_MAX_PLAYERS_CAP = 64;
@@ -40,6 +55,10 @@ export const CLOSE_REASONS = {
   tooManySessions: 'Too many sessions',
   /** Ours: an IPv6 address cannot be written into a legacy `peers:` entry. */
   ipv6Unsupported: 'IPv6 is not supported by the legacy protocol',
+  /** Ours: a `,` in NAME or NICKNAME would split the `peers:`/`lobby:` lists. */
+  commaInName: 'Names and nicknames may not contain a comma',
+  /** Ours: NAME or NICKNAME over `MAX_LEGACY_NAME_BYTES` / `MAX_LEGACY_NICKNAME_BYTES`. */
+  nameTooLong: 'Name or nickname too long',
 } as const;
 
 export type LegacyClientMessage =
@@ -48,6 +67,7 @@ export type LegacyClientMessage =
       readonly type: 'register_client';
       readonly name: string;
       readonly key: string;
+      /** NAME when the plugin sent none (`rc:NAME:KEY`, master revisions). */
       readonly nickname: string;
     }
   | { readonly type: 'exchange_peers'; readonly key: string }
@@ -63,16 +83,9 @@ export const LEGACY_REJECTION_KINDS = [
   /** Control characters (C0, DEL) anywhere except one trailing newline: binary, not text. */
   'control_chars',
   'too_few_fields',
-  'too_many_fields',
-  /** An empty NAME or KEY. */
-  'empty_field',
-  /** A `,` in NAME or NICKNAME (it would split `lobby:`/`peers:` lists). */
-  'bad_name',
   /** MAX not a plain decimal number, or outside 1..cap. */
   'bad_max',
   'unknown_type',
-  /** NAME or NICKNAME longer than `MAX_LEGACY_NAME_BYTES`. */
-  'name_too_long',
 ] as const;
 
 export type LegacyRejectionKind = (typeof LEGACY_REJECTION_KINDS)[number];
@@ -86,7 +99,7 @@ export type LegacyDecodeResult =
   | { readonly ok: false; readonly error: LegacyDecodeError };
 
 export interface LegacyDecodeOptions {
-  /** Largest accepted MAX in `rs` (default `DEFAULT_MAX_PLAYERS_CAP`). */
+  /** Largest accepted MAX in `rs` (default `LEGACY_MAX_PLAYERS`). */
   readonly maxPlayersCap?: number;
 }
 
@@ -125,6 +138,9 @@ function reject(kind: LegacyRejectionKind): LegacyDecodeResult {
   return REJECTIONS[kind];
 }
 
+/** Most `:` any message reads up to: `rc:NAME:KEY:NICKNAME:` ends its last field. */
+const MAX_COLONS_READ = 4;
+
 /** Decodes one untrusted datagram. Never throws. */
 export function decodeLegacy(
   data: Uint8Array,
@@ -139,76 +155,59 @@ export function decodeLegacy(
     if (length > 0 && data[length - 1] === 0x0d) length--;
     if (length === 0) return reject('empty');
   }
-  // One pass finds the first three `:` and refuses binary. `:` (0x3a) never occurs inside a
-  // multi-byte UTF-8 sequence, so byte offsets split fields exactly.
-  let colons = 0;
-  let colon1 = length;
-  let colon2 = length;
-  let colon3 = length;
+  // One pass finds the first four `:` (field i ends at colons[i + 1], or at the end) and
+  // refuses binary. `:` (0x3a) never occurs inside a multi-byte UTF-8 sequence, so byte offsets
+  // split fields exactly.
+  const colons = [length, length, length, length];
+  let count = 0;
   for (let i = 0; i < length; i++) {
     const byte = data[i] as number;
     if (byte < 0x20 || byte === 0x7f) return reject('control_chars');
-    if (byte === 0x3a) {
-      colons++;
-      if (colons === 1) colon1 = i;
-      else if (colons === 2) colon2 = i;
-      else if (colons === 3) colon3 = i;
-    }
+    if (byte === 0x3a && count < MAX_COLONS_READ) colons[count++] = i;
   }
-  const type = messageType(data, colon1);
+  const type = messageType(data, colons[0] as number);
   if (type === undefined) return reject('unknown_type');
-  const expectedColons = FIELD_COLONS[type];
-  if (colons < expectedColons) return reject('too_few_fields');
-  // `cs` takes the rest as its REASON; every other message has an exact field count.
-  if (colons > expectedColons && type !== 'cs') return reject('too_many_fields');
+  if (count < FIELDS_NEEDED[type]) return reject('too_few_fields');
+  // Field k (1-based after the type) runs from just after colon k-1 to colon k or the end.
+  const at = (k: number): string | undefined =>
+    field(data, (colons[k - 1] as number) + 1, colons[k] as number);
   // Each field is decoded on its own: a fresh flat string, not a slice that would keep the
   // whole datagram's text alive as long as the session holds the field.
   switch (type) {
     case 'rs': {
-      const key = field(data, colon1 + 1, colon2);
-      const maxText = field(data, colon2 + 1, length);
+      const key = at(1);
+      const maxText = at(2);
       if (key === undefined || maxText === undefined) return reject('not_utf8');
-      if (key === '') return reject('empty_field');
       if (!MAX_DIGITS.test(maxText)) return reject('bad_max');
       const maxPlayers = Number(maxText);
-      const cap = options.maxPlayersCap ?? DEFAULT_MAX_PLAYERS_CAP;
+      const cap = options.maxPlayersCap ?? LEGACY_MAX_PLAYERS;
       if (maxPlayers < 1 || maxPlayers > cap) return reject('bad_max');
       return { ok: true, msg: { type: 'register_session', key, maxPlayers } };
     }
     case 'rc': {
-      if (
-        colon2 - colon1 - 1 > MAX_LEGACY_NAME_BYTES ||
-        length - colon3 - 1 > MAX_LEGACY_NAME_BYTES
-      ) {
-        return reject('name_too_long');
-      }
-      const name = field(data, colon1 + 1, colon2);
-      const key = field(data, colon2 + 1, colon3);
-      const nickname = field(data, colon3 + 1, length);
+      const name = at(1);
+      const key = at(2);
+      const nickname = count >= 3 ? at(3) : name;
       if (name === undefined || key === undefined || nickname === undefined) {
         return reject('not_utf8');
       }
-      if (name === '' || key === '') return reject('empty_field');
-      if (name.includes(',') || nickname.includes(',')) return reject('bad_name');
       return { ok: true, msg: { type: 'register_client', name, key, nickname } };
     }
     case 'ep':
     case 'cc': {
-      const value = field(data, colon1 + 1, length);
+      const value = at(1);
       if (value === undefined) return reject('not_utf8');
-      if (value === '') return reject('empty_field');
       return type === 'ep'
         ? { ok: true, msg: { type: 'exchange_peers', key: value } }
         : { ok: true, msg: { type: 'check_out', name: value } };
     }
     case 'cs': {
-      const key = field(data, colon1 + 1, colon2);
-      const reason = colon2 === length ? '' : field(data, colon2 + 1, length);
+      const key = at(1);
+      const reason = count >= 2 ? at(2) : '';
       if (key === undefined || reason === undefined) return reject('not_utf8');
-      if (key === '') return reject('empty_field');
       return {
         ok: true,
-        msg: { type: 'close_session', key, reason: colon2 === length ? undefined : reason },
+        msg: { type: 'close_session', key, reason: count >= 2 ? reason : undefined },
       };
     }
     case 'goodbye':
@@ -216,18 +215,39 @@ export function decodeLegacy(
   }
 }
 
+/** Why NAME or NICKNAME cannot be relayed in `peers:`/`lobby:`, as its `close:` reason. */
+export function legacyNameProblem(name: string, nickname: string): string | undefined {
+  if (name.includes(',') || nickname.includes(',')) return CLOSE_REASONS.commaInName;
+  if (utf8Length(name) > MAX_LEGACY_NAME_BYTES) return CLOSE_REASONS.nameTooLong;
+  if (utf8Length(nickname) > MAX_LEGACY_NICKNAME_BYTES) return CLOSE_REASONS.nameTooLong;
+  return undefined;
+}
+
+function utf8Length(text: string): number {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    // A surrogate pair is 4 bytes for 2 units: 2 each.
+    bytes += code < 0x80 ? 1 : code < 0x800 || (code >= 0xd800 && code < 0xe000) ? 2 : 3;
+  }
+  return bytes;
+}
+
 type MessageType = 'rs' | 'rc' | 'ep' | 'cc' | 'cs' | 'goodbye';
 
-/** How many `:` each message has (for `cs`: at least). */
-const FIELD_COLONS: { readonly [T in MessageType]: number } = {
+/**
+ * How many `:` each message needs: the original indexed `split(":")` up to here and dropped
+ * the datagram (an IndexError) with fewer. `rc` needs KEY, not NICKNAME (master revisions);
+ * `cs:KEY` without REASON is ours (members are told `Session closed.`).
+ */
+const FIELDS_NEEDED: { readonly [T in MessageType]: number } = {
   rs: 2,
-  rc: 3,
+  rc: 2,
   ep: 1,
   cc: 1,
   cs: 1,
   goodbye: 0,
 };
-
 const GOODBYE_BYTES = utf8Encoder.encode('goodbye');
 
 /** The type in bytes `[0, end)`, compared as bytes: nothing is decoded for unknown types. */

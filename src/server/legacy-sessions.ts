@@ -4,11 +4,14 @@ import {
   DEFAULT_MAX_PLAYERS_CAP,
   decodeLegacy,
   encodeClose,
-  encodeLegacyText,
   encodeLobby,
   encodeOk,
+  encodePeers,
+  LEGACY_MAX_PLAYERS,
   type LegacyDecodeOptions,
+  type LegacyPeerEntry,
   legacyAddressText,
+  legacyNameProblem,
 } from '../protocol/legacy.js';
 import { countRejection, type ServerCounters } from './counters.js';
 import type { Outbox, ProtocolHandler } from './handler.js';
@@ -41,6 +44,26 @@ export const LEGACY_SESSION_ENDINGS = {
 
 export type LegacySessionEnding = keyof typeof LEGACY_SESSION_ENDINGS;
 
+/**
+ * `lobby:` broadcasts a session may send at once beyond its MAX (each join of a filling lobby
+ * takes one). After that, membership changes are coalesced into one broadcast per
+ * `LOBBY_REFILL_MS`, with the lobby as it is then: a forged member churning a lobby makes at
+ * most one broadcast a second (docs/security.md).
+ */
+export const LOBBY_EXTRA_BURST = 2;
+/** One more `lobby:` broadcast is allowed per this long. */
+export const LOBBY_REFILL_MS = 1_000;
+
+/**
+ * Bytes the legacy protocol may send one IP address at once, and per second after that: a
+ * reflection aimed at one victim gets no more, however many sessions or forged members it
+ * uses. A 16-player lobby costs each member about 10 KiB from `rs` to `peers:`, so a LAN of
+ * players behind one address still fits. Datagrams over budget are dropped and counted
+ * (`reply_budget`).
+ */
+export const LEGACY_ADDRESS_BURST_BYTES = 64 * 1024;
+export const LEGACY_ADDRESS_BYTES_PER_S = 8 * 1024;
+
 /** Refusals by the state machine (decoder refusals are the `LegacyRejectionKind`s). */
 export const LEGACY_REFUSAL_KINDS = [
   'session_exists',
@@ -51,6 +74,10 @@ export const LEGACY_REFUSAL_KINDS = [
   'not_owner',
   'too_many_sessions',
   'ipv6_unsupported',
+  /** A `,` in NAME or NICKNAME, or one too long (replied with a `close:` line). */
+  'bad_name',
+  /** A reply dropped: its address had used up `LEGACY_ADDRESS_BURST_BYTES`. */
+  'reply_budget',
 ] as const;
 
 export type LegacyRefusalKind = (typeof LEGACY_REFUSAL_KINDS)[number];
@@ -100,6 +127,17 @@ interface Session {
   readonly deadline: number;
   members: readonly Member[];
   live: boolean;
+  /** `lobby:` broadcasts it may send now (refilled one per `LOBBY_REFILL_MS`). */
+  lobbyTokens: number;
+  lobbyRefilledAt: number;
+  /** When a coalesced `lobby:` is due, or Infinity when none is pending. */
+  lobbyDue: number;
+}
+
+/** What the legacy protocol has sent an address lately: a token bucket in bytes. */
+interface AddressBudget {
+  bytes: number;
+  at: number;
 }
 
 const NO_MEMBERS: readonly Member[] = Object.freeze([]);
@@ -112,16 +150,25 @@ const CLOSE_SESSION_FULL = encodeClose(CLOSE_REASONS.sessionFull);
 const CLOSE_SESSION_EXPIRED = encodeClose(CLOSE_REASONS.sessionExpired);
 const CLOSE_TOO_MANY_SESSIONS = encodeClose(CLOSE_REASONS.tooManySessions);
 const CLOSE_IPV6_UNSUPPORTED = encodeClose(CLOSE_REASONS.ipv6Unsupported);
+const CLOSE_COMMA_IN_NAME = encodeClose(CLOSE_REASONS.commaInName);
+const CLOSE_NAME_TOO_LONG = encodeClose(CLOSE_REASONS.nameTooLong);
 
 // Dead queue entries are dropped in bulk once they are this many and half the queue.
 const EXPIRY_QUEUE_COMPACT_MIN = 1024;
+// Address budgets are swept for full ones when the map reaches this size (then twice its size).
+const BUDGET_SWEEP_MIN = 4096;
 
 /**
  * The legacy session table: a pure state machine (`now` injected, sends through `outbox`).
  * Names are scoped per session. A NAME registered from an address (IP + port) is that
  * address's: `cc:NAME` from anywhere else is ignored, and `rc` with the same NAME from the same
  * address replaces the earlier registration (same session: in place, idempotent; another
- * session: it moves).
+ * session: it moves). The host is the `rs` sender's IP: the real plugins send `rc`, `ep` and
+ * `cs` from a second socket.
+ *
+ * Nothing in the legacy protocol proves that a source address is real, so what a datagram can
+ * make the table send is bounded instead: nothing is re-broadcast that did not change, `lobby:`
+ * broadcasts are paced per session, and every address has a byte budget (docs/security.md).
  */
 export class LegacySessions implements ProtocolHandler {
   readonly #outbox: Outbox;
@@ -142,6 +189,11 @@ export class LegacySessions implements ProtocolHandler {
   // Sessions that started or closed early still sit in the queue; counted so that they can be
   // swept before they pile up (10k sessions/s × 600 s TTL would otherwise be 6M husks).
   #endedInQueue = 0;
+  // Sessions with a coalesced `lobby:` due; the delay is constant, so a FIFO in due order.
+  #lobbyQueue: Session[] = [];
+  #lobbyHead = 0;
+  readonly #budgets = new Map<string, AddressBudget>();
+  #budgetSweepAt = BUDGET_SWEEP_MIN;
 
   constructor(options: LegacySessionsOptions) {
     this.#outbox = options.outbox;
@@ -149,7 +201,9 @@ export class LegacySessions implements ProtocolHandler {
     this.#autostart = options.autostart;
     this.#sessionTtlMs = options.sessionTtlMs ?? SESSION_TTL_MS;
     this.#maxSessions = options.maxSessions ?? DEFAULT_MAX_SESSIONS;
-    this.#decodeOptions = { maxPlayersCap: options.maxPlayersCap ?? DEFAULT_MAX_PLAYERS_CAP };
+    this.#decodeOptions = {
+      maxPlayersCap: Math.min(options.maxPlayersCap ?? DEFAULT_MAX_PLAYERS_CAP, LEGACY_MAX_PLAYERS),
+    };
     this.#onLifecycle = options.onLifecycle;
   }
 
@@ -169,22 +223,22 @@ export class LegacySessions implements ProtocolHandler {
         this.#registerSession(now, from, msg.key, msg.maxPlayers);
         return;
       case 'register_client':
-        this.#registerClient(from, msg.name, msg.key, msg.nickname);
+        this.#registerClient(now, from, msg.name, msg.key, msg.nickname);
         return;
       case 'exchange_peers': {
         const session = this.#hostedSession(from, msg.key);
-        if (session !== undefined) this.#end(session, 'exchange_peers', undefined);
+        if (session !== undefined) this.#end(now, session, 'exchange_peers', undefined);
         return;
       }
       case 'close_session': {
         const session = this.#hostedSession(from, msg.key);
         if (session !== undefined) {
-          this.#end(session, 'host_closed', msg.reason ?? CLOSE_REASONS.sessionExpired);
+          this.#end(now, session, 'host_closed', msg.reason ?? CLOSE_REASONS.sessionExpired);
         }
         return;
       }
       case 'check_out':
-        this.#checkOut(from, msg.name);
+        this.#checkOut(now, from, msg.name);
         return;
       case 'goodbye':
         // Sent by clients after `peers:`; the original ignored it too.
@@ -202,28 +256,29 @@ export class LegacySessions implements ProtocolHandler {
     // (lobbies mostly end in creation order) and #sweepEndedSessions never sees them: drop them.
     if (this.#expiryHead >= EXPIRY_QUEUE_COMPACT_MIN) this.#compactExpiryQueue();
     const head = this.#expiryQueue[this.#expiryHead];
-    return head === undefined ? Number.POSITIVE_INFINITY : head.deadline;
+    const expiry = head === undefined ? Number.POSITIVE_INFINITY : head.deadline;
+    const lobby = this.#lobbyQueue[this.#lobbyHead];
+    return lobby === undefined ? expiry : Math.min(expiry, lobby.lobbyDue);
   }
 
   handleTimeout(now: number): void {
+    this.#sendDueLobbies(now);
     const queue = this.#expiryQueue;
     while (this.#expiryHead < queue.length) {
       const session = queue[this.#expiryHead] as Session;
-      if (session.live) {
-        if (session.deadline > now) break;
-        this.#end(session, 'expired', CLOSE_REASONS.sessionExpired);
-      } else {
-        this.#endedInQueue--;
-      }
+      if (session.live && session.deadline > now) break;
+      // Advance first: whatever ending a session does, the queue moves on.
       this.#expiryHead++;
+      if (session.live) this.#end(now, session, 'expired', CLOSE_REASONS.sessionExpired);
+      else this.#endedInQueue--;
     }
     this.#compactExpiryQueue();
   }
 
-  shutdown(_now: number, reason: string): void {
+  shutdown(now: number, reason: string): void {
     const bytes = encodeClose(reason);
     for (const session of this.#sessions.values()) {
-      for (const member of session.members) this.#outbox.send(member, bytes);
+      for (const member of session.members) this.#send(now, member, bytes);
       session.members = NO_MEMBERS;
       session.live = false;
       this.#counters.sessionsClosed++;
@@ -233,6 +288,8 @@ export class LegacySessions implements ProtocolHandler {
     this.#expiryQueue = [];
     this.#expiryHead = 0;
     this.#endedInQueue = 0;
+    this.#lobbyQueue = [];
+    this.#lobbyHead = 0;
   }
 
   /** Entries in the expiry queue, ended sessions not yet swept included (diagnostics). */
@@ -260,18 +317,18 @@ export class LegacySessions implements ProtocolHandler {
         existing.maxPlayers === maxPlayers
       ) {
         // The host retransmitted `rs` (its `ok:` was lost): answer again, change nothing.
-        this.#outbox.send(from, encodeOk(from.port));
+        this.#send(now, from, encodeOk(from.port));
         return;
       }
-      this.#refuse(from, CLOSE_SESSION_EXISTS, 'session_exists');
+      this.#refuse(now, from, CLOSE_SESSION_EXISTS, 'session_exists');
       return;
     }
     if (legacyAddressText(from.address) === undefined) {
-      this.#refuse(from, CLOSE_IPV6_UNSUPPORTED, 'ipv6_unsupported');
+      this.#refuse(now, from, CLOSE_IPV6_UNSUPPORTED, 'ipv6_unsupported');
       return;
     }
     if (this.#sessions.size >= this.#maxSessions) {
-      this.#refuse(from, CLOSE_TOO_MANY_SESSIONS, 'too_many_sessions');
+      this.#refuse(now, from, CLOSE_TOO_MANY_SESSIONS, 'too_many_sessions');
       return;
     }
     const session: Session = {
@@ -283,11 +340,14 @@ export class LegacySessions implements ProtocolHandler {
       deadline: Math.ceil(now + this.#sessionTtlMs),
       members: NO_MEMBERS,
       live: true,
+      lobbyTokens: maxPlayers + LOBBY_EXTRA_BURST,
+      lobbyRefilledAt: now,
+      lobbyDue: Number.POSITIVE_INFINITY,
     };
     this.#sessions.set(key, session);
     this.#expiryQueue.push(session);
     this.#counters.sessionsCreated++;
-    this.#outbox.send(from, encodeOk(from.port));
+    this.#send(now, from, encodeOk(from.port));
     this.#onLifecycle?.({
       type: 'created',
       protocol: 'legacy',
@@ -298,14 +358,21 @@ export class LegacySessions implements ProtocolHandler {
     });
   }
 
-  #registerClient(from: Endpoint, name: string, key: string, nickname: string): void {
+  #registerClient(now: number, from: Endpoint, name: string, key: string, nickname: string): void {
     if (legacyAddressText(from.address) === undefined) {
-      this.#refuse(from, CLOSE_IPV6_UNSUPPORTED, 'ipv6_unsupported');
+      this.#refuse(now, from, CLOSE_IPV6_UNSUPPORTED, 'ipv6_unsupported');
       return;
     }
     const session = this.#sessions.get(key);
     if (session === undefined) {
-      this.#refuse(from, CLOSE_SESSION_NOT_FOUND, 'session_not_found');
+      this.#refuse(now, from, CLOSE_SESSION_NOT_FOUND, 'session_not_found');
+      return;
+    }
+    const problem = legacyNameProblem(name, nickname);
+    if (problem !== undefined) {
+      const reply =
+        problem === CLOSE_REASONS.commaInName ? CLOSE_COMMA_IN_NAME : CLOSE_NAME_TOO_LONG;
+      this.#refuse(now, from, reply, 'bad_name');
       return;
     }
     // The sender's earlier registration of this NAME, in this or another session.
@@ -317,16 +384,21 @@ export class LegacySessions implements ProtocolHandler {
       const member = members[i] as Member;
       if (member === previous) replaceIndex = i;
       else if (member.name === name) {
-        this.#refuse(from, CLOSE_CLIENT_REGISTERED, 'name_taken');
+        this.#refuse(now, from, CLOSE_CLIENT_REGISTERED, 'name_taken');
         return;
       }
     }
+    if (replaceIndex !== -1 && previous?.nickname === nickname) {
+      // A retransmission changes nothing: answer the sender alone, broadcast nothing.
+      this.#send(now, from, encodeOk(from.port));
+      return;
+    }
     if (replaceIndex === -1 && members.length >= session.maxPlayers) {
-      this.#refuse(from, CLOSE_SESSION_FULL, 'session_full');
+      this.#refuse(now, from, CLOSE_SESSION_FULL, 'session_full');
       return;
     }
     // Moving to another session: leave the old one first (its members see the new lobby).
-    if (previous !== undefined && previous.session !== session) this.#removeMember(previous);
+    if (previous !== undefined && previous.session !== session) this.#removeMember(now, previous);
     // The host's `rc` shares the address string kept from its `rs`.
     const address = from.address === session.hostAddress ? session.hostAddress : from.address;
     const member: Member = { address, port: from.port, name, nickname, session };
@@ -339,64 +411,106 @@ export class LegacySessions implements ProtocolHandler {
       this.#unindex(members[replaceIndex] as Member);
     }
     this.#index(member);
-    this.#outbox.send(from, encodeOk(from.port));
-    this.#sendLobby(session);
+    this.#send(now, from, encodeOk(from.port));
     if (this.#autostart && session.members.length >= session.maxPlayers) {
-      this.#end(session, 'autostart', undefined);
+      // The lobby is full: every member hears it, then `peers:` (even if broadcasts are paced).
+      this.#broadcastLobby(now, session);
+      this.#end(now, session, 'autostart', undefined);
+    } else {
+      this.#lobbyChanged(now, session);
     }
   }
 
-  #checkOut(from: Endpoint, name: string): void {
+  #checkOut(now: number, from: Endpoint, name: string): void {
     // Only the address that registered NAME may check it out (the original let anyone).
     const member = this.#findMember(name, from);
     if (member === undefined) {
       countRejection(this.#counters, 'not_owner');
       return;
     }
-    this.#removeMember(member);
+    this.#removeMember(now, member);
   }
 
-  /** The session KEY if `from` is its host; otherwise counts the refusal. */
+  /**
+   * The session KEY if `from` is its host's IP; otherwise counts the refusal. The IP alone, as
+   * the original: the plugins send `ep` and `cs` from the socket they opened after `rs`.
+   */
   #hostedSession(from: Endpoint, key: string): Session | undefined {
     const session = this.#sessions.get(key);
     if (session === undefined) {
       countRejection(this.#counters, 'session_not_found');
       return undefined;
     }
-    if (session.hostAddress !== from.address || session.hostPort !== from.port) {
+    if (session.hostAddress !== from.address) {
       countRejection(this.#counters, 'not_host');
       return undefined;
     }
     return session;
   }
 
-  #removeMember(member: Member): void {
+  #removeMember(now: number, member: Member): void {
     const session = member.session;
     this.#unindex(member);
     session.members = without(session.members, member);
-    this.#sendLobby(session);
+    this.#lobbyChanged(now, session);
   }
 
-  #sendLobby(session: Session): void {
+  /** Membership changed: broadcast now if the session has a token, else once one refills. */
+  #lobbyChanged(now: number, session: Session): void {
+    if (session.lobbyDue !== Number.POSITIVE_INFINITY) return; // already coming, with this change
+    const elapsed = now - session.lobbyRefilledAt;
+    if (elapsed >= LOBBY_REFILL_MS) {
+      const refills = Math.floor(elapsed / LOBBY_REFILL_MS);
+      session.lobbyTokens = Math.min(
+        session.maxPlayers + LOBBY_EXTRA_BURST,
+        session.lobbyTokens + refills,
+      );
+      session.lobbyRefilledAt += refills * LOBBY_REFILL_MS;
+    }
+    if (session.lobbyTokens >= 1) {
+      session.lobbyTokens--;
+      this.#broadcastLobby(now, session);
+      return;
+    }
+    session.lobbyDue = session.lobbyRefilledAt + LOBBY_REFILL_MS;
+    this.#lobbyQueue.push(session);
+  }
+
+  #sendDueLobbies(now: number): void {
+    const queue = this.#lobbyQueue;
+    while (this.#lobbyHead < queue.length) {
+      const session = queue[this.#lobbyHead] as Session;
+      if (session.live && session.lobbyDue > now) break;
+      this.#lobbyHead++;
+      if (!session.live) continue;
+      session.lobbyDue = Number.POSITIVE_INFINITY;
+      this.#lobbyChanged(now, session);
+    }
+    if (this.#lobbyHead === queue.length) {
+      this.#lobbyQueue = [];
+      this.#lobbyHead = 0;
+    }
+  }
+
+  #broadcastLobby(now: number, session: Session): void {
     const members = session.members;
     if (members.length === 0) return;
     const bytes = encodeLobby(
       members.map((member) => member.nickname),
       session.maxPlayers,
     );
-    for (const member of members) this.#outbox.send(member, bytes);
+    for (const member of members) this.#send(now, member, bytes);
   }
 
-  #end(session: Session, ending: LegacySessionEnding, reason: string | undefined): void {
+  #end(
+    now: number,
+    session: Session,
+    ending: LegacySessionEnding,
+    reason: string | undefined,
+  ): void {
     const rule = LEGACY_SESSION_ENDINGS[ending];
     const members = session.members;
-    if (rule.told === 'peers') {
-      this.#sendPeers(session);
-    } else if (members.length > 0) {
-      const bytes =
-        reason === CLOSE_REASONS.sessionExpired ? CLOSE_SESSION_EXPIRED : encodeClose(reason ?? '');
-      for (const member of members) this.#outbox.send(member, bytes);
-    }
+    // Forgotten first: a failure below costs this session's messages, never the table.
     for (const member of members) this.#unindex(member);
     this.#sessions.delete(session.key);
     session.live = false;
@@ -405,6 +519,13 @@ export class LegacySessions implements ProtocolHandler {
     if (ending !== 'expired') {
       this.#endedInQueue++;
       this.#sweepEndedSessions();
+    }
+    if (rule.told === 'peers') {
+      this.#sendPeers(now, session, members);
+    } else if (members.length > 0) {
+      const bytes =
+        reason === CLOSE_REASONS.sessionExpired ? CLOSE_SESSION_EXPIRED : encodeClose(reason ?? '');
+      for (const member of members) this.#send(now, member, bytes);
     }
     this.#onLifecycle?.({
       type: rule.state,
@@ -416,25 +537,21 @@ export class LegacySessions implements ProtocolHandler {
     });
   }
 
-  /** `peers:` to each member, listing every OTHER member; HOSTING marks the `rs` sender. */
-  #sendPeers(session: Session): void {
-    const members = session.members;
-    const entries = members.map((member) => {
-      const hosting = member.address === session.hostAddress && member.port === session.hostPort;
-      // Registration refused IPv6 senders, so every member has an IPv4 text form.
-      const address = legacyAddressText(member.address) ?? member.address;
-      return `${member.name}:${address}:${member.port}:${hosting ? 'True' : 'False'}`;
-    });
+  /** `peers:` to each member, listing every OTHER member; HOSTING marks the host's entry. */
+  #sendPeers(now: number, session: Session, members: readonly Member[]): void {
+    const host = hostMemberOf(session, members);
+    const entries = members.map(
+      (member): LegacyPeerEntry => ({
+        name: member.name,
+        // Registration refused IPv6 senders, so every member has an IPv4 text form.
+        address: legacyAddressText(member.address) ?? member.address,
+        port: member.port,
+        hosting: member === host,
+      }),
+    );
     for (let i = 0; i < members.length; i++) {
-      let text = 'peers:';
-      let first = true;
-      for (let j = 0; j < entries.length; j++) {
-        if (j === i) continue;
-        if (!first) text += ',';
-        text += entries[j] as string;
-        first = false;
-      }
-      this.#outbox.send(members[i] as Member, encodeLegacyText(text));
+      const others = entries.filter((_, j) => j !== i);
+      this.#send(now, members[i] as Member, encodePeers(others));
     }
   }
 
@@ -473,9 +590,36 @@ export class LegacySessions implements ProtocolHandler {
     }
   }
 
-  #refuse(to: Endpoint, reply: Uint8Array, kind: LegacyRefusalKind): void {
+  #refuse(now: number, to: Endpoint, reply: Uint8Array, kind: LegacyRefusalKind): void {
     countRejection(this.#counters, kind);
-    this.#outbox.send(to, reply);
+    this.#send(now, to, reply);
+  }
+
+  /** Sends unless the address has used up its byte budget (a reflection's victim, or a flood). */
+  #send(now: number, to: Endpoint, data: Uint8Array): void {
+    let budget = this.#budgets.get(to.address);
+    if (budget === undefined) {
+      if (this.#budgets.size >= this.#budgetSweepAt) this.#sweepBudgets(now);
+      budget = { bytes: LEGACY_ADDRESS_BURST_BYTES, at: now };
+      this.#budgets.set(to.address, budget);
+    } else {
+      refill(budget, now);
+    }
+    if (budget.bytes < data.length) {
+      countRejection(this.#counters, 'reply_budget');
+      return;
+    }
+    budget.bytes -= data.length;
+    this.#outbox.send(to, data);
+  }
+
+  /** Forgets addresses whose budget is full again: amortised O(1) per new address. */
+  #sweepBudgets(now: number): void {
+    for (const [address, budget] of this.#budgets) {
+      refill(budget, now);
+      if (budget.bytes >= LEGACY_ADDRESS_BURST_BYTES) this.#budgets.delete(address);
+    }
+    this.#budgetSweepAt = Math.max(BUDGET_SWEEP_MIN, this.#budgets.size * 2);
   }
 
   /** Drops ended sessions from the queue once they are most of it: amortised O(1) per end. */
@@ -504,6 +648,31 @@ export class LegacySessions implements ProtocolHandler {
       this.#expiryHead = 0;
     }
   }
+}
+
+function refill(budget: AddressBudget, now: number): void {
+  const elapsed = now - budget.at;
+  if (elapsed <= 0) return;
+  budget.bytes = Math.min(
+    LEGACY_ADDRESS_BURST_BYTES,
+    budget.bytes + (elapsed * LEGACY_ADDRESS_BYTES_PER_S) / 1000,
+  );
+  budget.at = now;
+}
+
+/**
+ * The host's own membership, for HOSTING: the real plugin registers from a second socket
+ * (same IP, new port) 2 s after `rs`, so the member from the `rs` sender's IP and port if there
+ * is one, else the first to register from its IP.
+ */
+function hostMemberOf(session: Session, members: readonly Member[]): Member | undefined {
+  let first: Member | undefined;
+  for (const member of members) {
+    if (member.address !== session.hostAddress) continue;
+    if (member.port === session.hostPort) return member;
+    first ??= member;
+  }
+  return first;
 }
 
 // Exact-length copies: spread and filter build arrays by pushing, which reserves 17 slots
