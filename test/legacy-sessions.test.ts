@@ -679,3 +679,14 @@ describe('legacy sessions: what a forged datagram can make the server send is bo
     assert.ok(bytes <= 8 * 1024 + 48 && bytes > 0, `${bytes} bytes a second later`);
   });
 });
+
+describe('legacy sessions: loopback has no byte budget', () => {
+  test('clients on 127.0.0.1 (tests, benchmarks, a server beside the game) are never throttled', () => {
+    const h = harness({ maxSessions: 100_000 });
+    const local: Endpoint = { address: '::ffff:127.0.0.1', port: 9 };
+    let replies = 0;
+    for (let i = 0; i < 5_000; i++) replies += h.send(local, `rc:v:none${i}:x`).length;
+    assert.equal(replies, 5_000);
+    assert.equal(h.counters.rejections.reply_budget, undefined);
+  });
+});

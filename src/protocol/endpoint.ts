@@ -12,3 +12,14 @@ export function endpointKey(ep: Endpoint): string {
 export function sameEndpoint(a: Endpoint, b: Endpoint): boolean {
   return a.port === b.port && a.address === b.address;
 }
+
+/**
+ * True for loopback addresses (127.0.0.0/8, `::1`, and 127/8 mapped into IPv6). Routers and
+ * the kernel drop such sources from the network, so a datagram from one was sent on this
+ * machine: a reflection cannot aim at it.
+ */
+export function isLoopbackAddress(address: string): boolean {
+  if (address.startsWith('127.')) return true;
+  if (address === '::1') return true;
+  return address.length > 11 && address.slice(0, 11).toLowerCase() === '::ffff:127.';
+}
