@@ -4,12 +4,12 @@ import fc from 'fast-check';
 import {
   decodePeerMessage,
   decodeServerMessage,
-  JOINER_DELAY_MS,
   type LegacyClientAction,
   type LegacyClientEvent,
   LegacyClientState,
   PEER_TICK_MS,
   PUNCH_BUDGET_MS,
+  REGISTER_DELAY_MS,
 } from '../src/client-legacy/index.js';
 
 const SERVER = { address: '203.0.113.10', port: 4000 };
@@ -35,44 +35,59 @@ const events = (actions: LegacyClientAction[]) =>
   actions.flatMap((a): LegacyClientEvent[] => (a.type === 'event' ? [a.event] : []));
 
 describe('legacy client state machine (original timings)', () => {
-  it('a joiner stays silent for 2 s and then registers once, without retransmitting', () => {
+  it('a joiner stays silent for 2 s, then registers once from a new socket, without retransmitting', () => {
     const joiner = client('join', 'bob');
     joiner.start(0);
     assert.deepEqual(joiner.poll(), []);
-    assert.equal(joiner.nextDeadline(), JOINER_DELAY_MS);
-    joiner.handleTimeout(JOINER_DELAY_MS - 1);
+    assert.equal(joiner.nextDeadline(), REGISTER_DELAY_MS);
+    joiner.handleTimeout(REGISTER_DELAY_MS - 1);
     assert.deepEqual(sends(joiner.poll()), []);
-    joiner.handleTimeout(JOINER_DELAY_MS);
-    assert.deepEqual(sends(joiner.poll()), [
-      { to: '203.0.113.10:4000', text: 'rc:bob:game:bob-nick' },
-    ]);
+    joiner.handleTimeout(REGISTER_DELAY_MS);
+    const out = joiner.poll();
+    assert.deepEqual(
+      out[0],
+      { type: 'switch_socket' },
+      '_send_client_to_server closes the 4000 socket',
+    );
+    assert.deepEqual(sends(out), [{ to: '203.0.113.10:4000', text: 'rc:bob:game:bob-nick' }]);
     assert.equal(joiner.nextDeadline(), Infinity, 'nothing is retransmitted, like the original');
   });
 
-  it('the host registers the session, and itself on the first ok:', () => {
+  it('the host registers the session from its bound socket, then itself 2 s after the first ok: from a new socket', () => {
     const host = client('host', 'alice');
     host.start(0);
-    assert.deepEqual(sends(host.poll()), [{ to: '203.0.113.10:4000', text: 'rs:game:2' }]);
+    assert.deepEqual(host.poll(), [{ type: 'send', to: SERVER, data: bytes('rs:game:2') }]);
     host.handleServer(5, SERVER, bytes('ok:4000'));
     const out = host.poll();
-    assert.deepEqual(sends(out), [{ to: '203.0.113.10:4000', text: 'rc:alice:game:alice-nick' }]);
+    assert.deepEqual(sends(out), [], 'the host waits 2 s too');
     assert.deepEqual(events(out), [{ event: 'registered', publicPort: 4000 }]);
-    host.handleServer(6, SERVER, bytes('ok:4000'));
-    assert.deepEqual(sends(host.poll()), [], 'a second ok: does not register twice');
+    assert.equal(host.nextDeadline(), 5 + REGISTER_DELAY_MS);
+    host.handleTimeout(5 + REGISTER_DELAY_MS);
+    const rc = host.poll();
+    assert.deepEqual(rc[0], { type: 'switch_socket' });
+    assert.deepEqual(sends(rc), [{ to: '203.0.113.10:4000', text: 'rc:alice:game:alice-nick' }]);
+    host.handleServer(2010, SERVER, bytes('ok:50001'));
+    assert.deepEqual(
+      host.poll(),
+      [{ type: 'event', event: { event: 'registered', publicPort: 50001 } }],
+      'a second ok: does not register twice',
+    );
   });
 
-  it('a refused registration (ok: then close:) ends with session_closed and the reason', () => {
+  it('a refused registration (ok: then close:) checks out and fails with the plugin message', () => {
     const joiner = client('join', 'bob');
     joiner.start(0);
-    joiner.handleTimeout(JOINER_DELAY_MS);
+    joiner.handleTimeout(REGISTER_DELAY_MS);
     joiner.poll();
     joiner.handleServer(2010, SERVER, bytes('ok:4000'));
     joiner.handleServer(2011, SERVER, bytes('close:Client registered for non-existing session'));
-    const failed = events(joiner.poll()).at(-1);
-    assert.deepEqual(failed, {
+    const out = joiner.poll();
+    assert.deepEqual(sends(out), [{ to: '203.0.113.10:4000', text: 'cc:bob' }]);
+    assert.deepEqual(events(out).at(-1), {
       event: 'failed',
       code: 'session_closed',
-      message: 'Client registered for non-existing session',
+      reason: 'server_closed',
+      message: 'Disconnected: Client registered for non-existing session',
     });
     assert.equal(joiner.finished, true);
   });
@@ -80,7 +95,7 @@ describe('legacy client state machine (original timings)', () => {
   it('on peers: it listens on the public port the server saw and greets every 100 ms, then cascades after 5 greets', () => {
     const joiner = client('join', 'bob');
     joiner.start(0);
-    joiner.handleTimeout(JOINER_DELAY_MS);
+    joiner.handleTimeout(REGISTER_DELAY_MS);
     joiner.handleServer(2001, SERVER, bytes('ok:40001'));
     joiner.poll();
     joiner.handleServer(2002, SERVER, bytes('peers:alice:198.51.100.11:4000:True'));
@@ -89,7 +104,16 @@ describe('legacy client state machine (original timings)', () => {
       first.find((a) => a.type === 'listen'),
       { type: 'listen', port: 40001 },
     );
-    assert.deepEqual(sends(first), [{ to: '198.51.100.11:4000', text: 'greet:bob:40001:4000' }]);
+    assert.deepEqual(
+      first.filter((a) => a.type !== 'event').map((a) => (a.type === 'send' ? text(a.data) : a)),
+      [
+        { type: 'switch_socket' },
+        'goodbye',
+        { type: 'listen', port: 40001 },
+        'greet:bob:40001:4000',
+      ],
+      'start_peer_contact: goodbye through a fresh socket (the server one was just closed), then listen',
+    );
     for (let tick = 1; tick < 5; tick++) {
       assert.equal(joiner.nextDeadline(), 2002 + tick * PEER_TICK_MS);
       joiner.handleTimeout(2002 + tick * PEER_TICK_MS);
@@ -156,7 +180,7 @@ describe('legacy client state machine (original timings)', () => {
   it('a peer that never answers ends the attempt with punch_failed after the budget, not a hang', () => {
     const joiner = client('join', 'bob');
     joiner.start(0);
-    joiner.handleTimeout(JOINER_DELAY_MS);
+    joiner.handleTimeout(REGISTER_DELAY_MS);
     joiner.handleServer(2001, SERVER, bytes('ok:4000'));
     joiner.handleServer(2002, SERVER, bytes('peers:alice:198.51.100.11:4000'));
     let last: LegacyClientEvent | undefined;

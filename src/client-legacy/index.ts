@@ -12,14 +12,19 @@ export {
 export { LegacyClient, type LegacyClientOptions, type LegacyPunchResult } from './shell.js';
 export {
   CASCADE_HALF_WIDTH,
+  DEFAULT_LEGACY_REVISION,
   GOS_FOR_SUCCESS,
   GREETS_BEFORE_CASCADE,
   JOINER_DELAY_MS,
+  LEGACY_REVISIONS,
   type LegacyClientAction,
   type LegacyClientConfig,
   type LegacyClientEvent,
   LegacyClientState,
+  type LegacyFailureReason,
   type LegacyPunchedPeer,
+  type LegacyRevision,
   PEER_TICK_MS,
   PUNCH_BUDGET_MS,
+  REGISTER_DELAY_MS,
 } from './state.js';

@@ -115,8 +115,11 @@ const encoder = new TextEncoder();
 
 export const encodeLegacy = {
   registerSession: (key: string, maxPlayers: number) => encoder.encode(`rs:${key}:${maxPlayers}`),
+  /** The lobby revision (`godot3-lobby`): NICKNAME is shown in `lobby:`. */
   registerClient: (name: string, key: string, nickname: string) =>
     encoder.encode(`rc:${name}:${key}:${nickname}`),
+  /** The master revisions (`godot3-master`, `godot4-master`) send three fields, no nickname. */
+  registerClientMaster: (name: string, key: string) => encoder.encode(`rc:${name}:${key}`),
   exchangePeers: (key: string) => encoder.encode(`ep:${key}`),
   checkOut: (name: string) => encoder.encode(`cc:${name}`),
   closeSession: (key: string, reason: string) => encoder.encode(`cs:${key}:${reason}`),
@@ -126,4 +129,6 @@ export const encodeLegacy = {
   confirm: (ownPort: number, name: string, isHost: boolean, peerPort: number) =>
     encoder.encode(`confirm:${ownPort}:${name}:${isHost ? 'True' : 'False'}:${peerPort}`),
   go: (name: string) => encoder.encode(`go:${name}`),
+  /** Sent to the server by `start_peer_contact()` on `peers:`; every server ignores it. */
+  goodbye: () => encoder.encode('goodbye'),
 };

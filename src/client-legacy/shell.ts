@@ -60,8 +60,27 @@ export class LegacyClient extends EventEmitter {
     return this.result;
   }
 
+  /** `finalize_peers()`: `ep:KEY` (see LegacyClientState.finalizePeers). */
   finalizePeers(): void {
     this.state.finalizePeers();
+    this.flush();
+  }
+
+  /** `checkout()`: `cc:NAME`, the master revisions' only way to leave. */
+  checkout(): void {
+    this.state.checkout();
+    this.flush();
+  }
+
+  /** Lobby revision: `client_disconnect()` (`cc`, then failed/aborted). */
+  clientDisconnect(): void {
+    this.state.clientDisconnect();
+    this.flush();
+  }
+
+  /** Lobby revision: `close_session()` (`cs` from the host, then failed/aborted). */
+  closeSession(): void {
+    this.state.closeSession();
     this.flush();
   }
 
@@ -76,25 +95,42 @@ export class LegacyClient extends EventEmitter {
     }
   }
 
+  /** Binds and awaits the bind: for the first socket, whose bind error the caller must see. */
   private bind(port: number, role: 'server' | 'peer'): Promise<Socket> {
-    const socket = createSocket({ type: 'udp4' });
+    const socket = this.open(port, role);
     return new Promise((resolve, reject) => {
       socket.once('error', reject);
-      socket.bind(port, this.options.bindAddress, () => {
+      socket.once('listening', () => {
         socket.off('error', reject);
-        socket.on('error', () => {
-          // ICMP errors and sends to unreachable cascade ports are expected while punching.
-        });
-        socket.on('message', (data: Buffer, from: RemoteInfo) => {
-          if (this.socket !== socket || this.closed) return;
-          const ep: Endpoint = { address: from.address, port: from.port };
-          if (role === 'server') this.state.handleServer(this.now(), ep, data);
-          else this.state.handlePeer(this.now(), ep, data);
-          this.flush();
-        });
         resolve(socket);
       });
     });
+  }
+
+  /**
+   * A socket that is binding: node:dgram queues sends until the bind completes, so the
+   * state's sends that follow a switch or listen go out from the new socket, in order.
+   */
+  private open(port: number, role: 'server' | 'peer'): Socket {
+    const socket = createSocket({ type: 'udp4' });
+    let bound = false;
+    socket.once('listening', () => {
+      bound = true;
+    });
+    socket.on('error', (error: Error) => {
+      // ICMP errors and sends to unreachable cascade ports are expected while punching; a
+      // bind failure of the current socket is not.
+      if (this.socket === socket && !bound) this.bindFailed(port, error);
+    });
+    socket.on('message', (data: Buffer, from: RemoteInfo) => {
+      if (this.socket !== socket || this.closed) return;
+      const ep: Endpoint = { address: from.address, port: from.port };
+      if (role === 'server') this.state.handleServer(this.now(), ep, data);
+      else this.state.handlePeer(this.now(), ep, data);
+      this.flush();
+    });
+    socket.bind(port, this.options.bindAddress);
+    return socket;
   }
 
   private flush(): void {
@@ -103,19 +139,20 @@ export class LegacyClient extends EventEmitter {
         case 'send':
           this.socket?.send(action.data, action.to.port, action.to.address);
           break;
+        case 'switch_socket':
+          // The plugins close the server socket and put_packet opens a new ephemeral one.
+          this.replaceSocket(0, 'server');
+          break;
         case 'listen':
-          void this.relisten(action.port);
+          // Like the original: close the socket, listen on the port it believes is its own.
+          this.replaceSocket(action.port, 'peer');
           break;
         case 'event':
           this.emit('event', action.event);
           if (action.event.event === 'punched' && this.socket !== undefined) {
             this.settle?.resolve({ event: action.event, socket: this.socket });
           } else if (action.event.event === 'failed') {
-            this.socket?.send(
-              this.state.leave(),
-              this.options.server.port,
-              this.options.server.address,
-            );
+            // The state already queued the plugin's own `cs`/`cc`; let it leave first.
             const socket = this.socket;
             setTimeout(() => socket?.close(), 50);
             this.settle?.reject(new HolePunchError(action.event.code, action.event.message));
@@ -136,25 +173,25 @@ export class LegacyClient extends EventEmitter {
     }
   }
 
-  /** Like the original: close the socket, listen again on the port it believes is its own. */
-  private async relisten(port: number): Promise<void> {
+  private replaceSocket(port: number, role: 'server' | 'peer'): void {
     const old = this.socket;
-    this.socket = undefined;
     old?.close();
-    try {
-      this.socket = await this.bind(port, 'peer');
-      this.flush();
-    } catch (error) {
-      this.closed = true;
-      if (this.timer !== undefined) clearTimeout(this.timer);
-      this.emit('event', {
-        event: 'failed',
-        code: 'punch_failed',
-        message: `cannot listen on port ${port}: ${String(error)}`,
-      });
-      this.settle?.reject(
-        new HolePunchError('punch_failed', `cannot listen on port ${port}`, { cause: error }),
-      );
-    }
+    this.socket = this.open(port, role);
+  }
+
+  private bindFailed(port: number, error: Error): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.socket?.close();
+    this.emit('event', {
+      event: 'failed',
+      code: 'punch_failed',
+      reason: 'socket_error',
+      message: `cannot listen on port ${port}: ${String(error)}`,
+    });
+    this.settle?.reject(
+      new HolePunchError('punch_failed', `cannot listen on port ${port}`, { cause: error }),
+    );
   }
 }

@@ -1,8 +1,15 @@
 import type { Endpoint } from '../protocol/endpoint.js';
 import { decodePeerMessage, decodeServerMessage, encodeLegacy } from './messages.js';
 
-/** The original joiner waits this long before registering, so the host's `rs` lands first. */
-export const JOINER_DELAY_MS = 2_000;
+const textDecoder = new TextDecoder('utf-8', { fatal: false });
+
+/**
+ * `_send_client_to_server()` waits this long before `rc`: a joiner from start_traversal, the
+ * host from its first `ok:` (so the host's `rc` is 2 s after its `rs` reply too).
+ */
+export const REGISTER_DELAY_MS = 2_000;
+/** @deprecated the same 2 s for the host too: use REGISTER_DELAY_MS. */
+export const JOINER_DELAY_MS = REGISTER_DELAY_MS;
 /** The original's peer timer period: one round of greet/confirm/go per tick. */
 export const PEER_TICK_MS = 100;
 /** Greets without a confirm before the original starts spraying ports around the peer's. */
@@ -17,13 +24,37 @@ export const GOS_FOR_SUCCESS = 5;
  */
 export const PUNCH_BUDGET_MS = 10_000;
 
+/**
+ * Which released plugin (seed `original/`) the client behaves like. They differ on the wire
+ * (`rc` fields), in which server messages they read, and in how they fail:
+ * - `godot3-lobby` (76c604a): `rc:NAME:KEY:NICKNAME`; reads `lobby:` and `close:`; has
+ *   `client_disconnect()`/`close_session()` (`cs` from the host, `cc` otherwise); reads every
+ *   `peers:` entry; an empty `peers:` fails with `No peers found.` (and sends `cc`).
+ * - `godot3-master` (8a7476f): `rc:NAME:KEY`; ignores `lobby:` and `close:`; no `cs`; reads only
+ *   the first `peers:` entry; an empty `peers:` is ignored and the plugin waits forever.
+ * - `godot4-master` (bdd83f5): as `godot3-master`, but Godot 4's `String.right(6)` is the LAST 6
+ *   characters, so it can never parse `peers:` (script error at holepunch_node.gd:94).
+ */
+export type LegacyRevision = 'godot3-lobby' | 'godot3-master' | 'godot4-master';
+export const LEGACY_REVISIONS: readonly LegacyRevision[] = [
+  'godot3-lobby',
+  'godot3-master',
+  'godot4-master',
+];
+/** The revision whose wire format the seed PROTOCOL.md tables describe (and earlier callers got). */
+export const DEFAULT_LEGACY_REVISION: LegacyRevision = 'godot3-lobby';
+
 export interface LegacyClientConfig {
   readonly role: 'host' | 'join';
   readonly session: string;
   readonly name: string;
+  /** Only the lobby revision sends it; the master revisions have no nickname. */
   readonly nickname: string;
+  /** The plugins hard-code `MAX_PLAYER_COUNT = 2`; games edit that constant. */
   readonly maxPlayers: number;
   readonly server: Endpoint;
+  /** Default `DEFAULT_LEGACY_REVISION`. */
+  readonly revision?: LegacyRevision;
 }
 
 export interface LegacyPunchedPeer {
@@ -32,10 +63,30 @@ export interface LegacyPunchedPeer {
   readonly port: number;
   /** The legacy protocol only knows the address the server observed. */
   readonly path: 'public';
+  /** From the peer's `confirm:` ISHOST: the plugins never read `peers:`' HOSTING field. */
   readonly isHost: boolean;
 }
 
+/**
+ * What the original plugin itself did when it gave up (or, for our own punch budget, what we
+ * did), so tests can tell the revisions' failures apart. `code` is the kit's `ErrorCode`.
+ */
+export type LegacyFailureReason =
+  /** Lobby revision: `close:REASON` arrived; `handle_failure("Disconnected: REASON")`. */
+  | 'server_closed'
+  /** `peers:` listed nobody (lobby: `No peers found.`; master: silently waits forever). */
+  | 'no_peers'
+  /** The plugin cannot parse this `peers:` (Godot 4's `right(6)`, or a short entry). */
+  | 'peers_unparsable'
+  /** Lobby revision: the game called `client_disconnect()` or `close_session()`. */
+  | 'left'
+  /** Our addition: no peer handshake within PUNCH_BUDGET_MS (the original had no deadline). */
+  | 'punch_timeout'
+  /** The shell could not bind a socket (the plugins print and carry on, or fail). */
+  | 'socket_error';
+
 export type LegacyClientEvent =
+  /** Every `ok:` (the plugin's `session_registered`, emitted once per `ok:` too). */
   | { readonly event: 'registered'; readonly publicPort: number }
   | { readonly event: 'lobby'; readonly players: readonly string[]; readonly maxPlayers: number }
   | { readonly event: 'peers'; readonly count: number }
@@ -47,13 +98,23 @@ export type LegacyClientEvent =
     }
   | {
       readonly event: 'failed';
-      readonly code: 'session_closed' | 'punch_failed';
+      readonly code: 'session_closed' | 'punch_failed' | 'bad_request' | 'aborted';
+      readonly reason: LegacyFailureReason;
+      /** The plugin's `return_unsuccessful(message)` text where it has one. */
       readonly message: string;
     };
 
-/** What the shell must do; drained with `poll()`. */
+/** What the shell must do, in order; drained with `poll()`. */
 export type LegacyClientAction =
+  /** Send from the one open socket (the server socket before `listen`, the peer socket after). */
   | { readonly type: 'send'; readonly to: Endpoint; readonly data: Uint8Array }
+  /**
+   * The socket switch: close the server socket and open a new one on an ephemeral local port
+   * (so a new public port behind a NAT). The plugins `close()` their server socket and then
+   * `put_packet()`, which on a closed Godot PacketPeerUDP opens a fresh socket; replies come
+   * back to that new socket.
+   */
+  | { readonly type: 'switch_socket' }
   /** Close the server socket (if open) and (re)bind the peer socket on `port`. */
   | { readonly type: 'listen'; readonly port: number }
   | { readonly type: 'event'; readonly event: LegacyClientEvent };
@@ -65,24 +126,29 @@ interface PeerState {
   isHost: boolean;
 }
 
-type Phase = 'waiting' | 'registering' | 'lobby' | 'punching' | 'done';
+type Phase = 'waiting' | 'server' | 'punching' | 'done';
 
 /**
  * The original plugin's client, as a sans-IO state machine: `now` comes in with every call,
- * datagrams and events go out through `poll()`. One socket at a time, like the original:
- * the server socket until `peers:`, then the peer socket on the public port the server saw.
+ * datagrams and events go out through `poll()`. One socket at a time, like the plugins' flow:
+ * the server socket (switched for `rc`, see `switch_socket`) until `peers:`, then the peer
+ * socket on the public port the server saw.
  */
 export class LegacyClientState {
   private readonly config: LegacyClientConfig;
+  readonly revision: LegacyRevision;
   private readonly actions: LegacyClientAction[] = [];
   private phase: Phase = 'waiting';
   private startedAt = 0;
+  /** When the pending `_send_client_to_server()` (a 2 s timer coroutine) sends `rc`. */
   private registerAt = Infinity;
   private nextTickAt = Infinity;
   private punchDeadline = Infinity;
-  private registered = false;
-  private sentClientRegistration = false;
-  /** The public port the server observed; the original also listens for peers on it. */
+  /** The plugin's `found_server`: set by any `ok:`; the host registers itself on the first. */
+  private foundServer = false;
+  /** The plugin's `server_udp.is_listening()`; a send while closed opens a new socket. */
+  private serverSocketOpen = false;
+  /** The public port the server observed (last `ok:`); the original also listens for peers on it. */
   private ownPort = 0;
   private peers: PeerState[] = [];
   private greetsSent = 0;
@@ -92,27 +158,56 @@ export class LegacyClientState {
 
   constructor(config: LegacyClientConfig) {
     this.config = config;
+    this.revision = config.revision ?? DEFAULT_LEGACY_REVISION;
   }
 
   get finished(): boolean {
     return this.phase === 'done';
   }
 
+  /** Call once the shell has bound the server socket (the plugins bind the server's port). */
   start(now: number): void {
     this.startedAt = now;
-    this.phase = 'registering';
+    this.phase = 'server';
+    this.serverSocketOpen = true;
     if (this.config.role === 'host') {
+      // The master revisions close the 4000 socket before `rs`, so `rs` leaves from a fresh
+      // ephemeral socket; the lobby revision sends it from the 4000 socket.
+      if (this.revision !== 'godot3-lobby') this.closeServerSocket();
       this.toServer(encodeLegacy.registerSession(this.config.session, this.config.maxPlayers));
     } else {
-      this.registerAt = now + JOINER_DELAY_MS;
+      // start_traversal calls _send_client_to_server(), which first waits 2 s.
+      this.registerAt = now + REGISTER_DELAY_MS;
     }
   }
 
-  /** Host only: ask the server to exchange peers before the lobby is full (`finalize_peers`). */
+  /**
+   * `finalize_peers()`: `ep:KEY` from the server socket as it is now. The plugins let any
+   * role call it (the server decides who may); nothing happens once `peers:` arrived.
+   */
   finalizePeers(): void {
-    if (this.config.role === 'host' && this.phase !== 'done' && this.phase !== 'punching') {
-      this.toServer(encodeLegacy.exchangePeers(this.config.session));
-    }
+    if (this.phase === 'server') this.toServer(encodeLegacy.exchangePeers(this.config.session));
+  }
+
+  /**
+   * `checkout()`: `cc:NAME`. All revisions have it (the master games' only way to leave); it
+   * changes nothing else in the plugin. Ignored once `peers:` arrived (the server forgot the
+   * name by then).
+   */
+  checkout(): void {
+    if (this.phase === 'server') this.toServer(encodeLegacy.checkOut(this.config.name));
+  }
+
+  /** Lobby revision only: `client_disconnect()` = `handle_failure("Client disconnected.")`. */
+  clientDisconnect(): void {
+    this.requireLobby('client_disconnect');
+    if (this.phase !== 'done') this.handleFailure('left', 'Client disconnected.');
+  }
+
+  /** Lobby revision only: `close_session()` = `handle_failure("Host preemptively closed session!")`. */
+  closeSession(): void {
+    this.requireLobby('close_session');
+    if (this.phase !== 'done') this.handleFailure('left', 'Host preemptively closed session!');
   }
 
   nextDeadline(): number {
@@ -127,7 +222,7 @@ export class LegacyClientState {
       this.sendClientRegistration();
     }
     if (now >= this.punchDeadline) {
-      this.fail('punch_failed', `no peer answered within ${PUNCH_BUDGET_MS} ms`);
+      this.fail('punch_failed', 'punch_timeout', `no peer answered within ${PUNCH_BUDGET_MS} ms`);
       return;
     }
     if (now >= this.nextTickAt) {
@@ -138,43 +233,41 @@ export class LegacyClientState {
 
   /** A datagram from the rendezvous server (on the server socket). */
   handleServer(now: number, from: Endpoint, data: Uint8Array): void {
-    if (this.phase === 'done' || this.phase === 'punching') return;
+    if (this.phase !== 'server') return;
+    // Deviation: the plugins read whatever reaches the socket; we drop other sources.
     if (from.port !== this.config.server.port) return;
-    const msg = decodeServerMessage(data);
-    if (msg === undefined) return;
-    switch (msg.type) {
-      case 'ok':
-        this.ownPort = msg.port;
-        if (!this.registered) {
-          this.registered = true;
-          this.emit({ event: 'registered', publicPort: msg.port });
-        }
-        if (this.config.role === 'host') this.sendClientRegistration();
-        this.phase = 'lobby';
-        return;
-      case 'lobby':
-        this.emit({ event: 'lobby', players: msg.nicknames, maxPlayers: msg.maxPlayers });
-        return;
-      case 'close':
-        this.fail('session_closed', msg.reason);
-        return;
-      case 'peers':
-        // The later revision marks the host; the earlier one leaves it to `confirm:`.
-        this.peers = msg.peers.map((p) => ({
-          name: p.name,
-          address: p.address,
-          port: p.port,
-          isHost: p.hosting === true,
-        }));
-        this.phase = 'punching';
-        this.emit({ event: 'peers', count: this.peers.length });
-        this.actions.push({ type: 'listen', port: this.ownPort });
-        this.punchDeadline = now + PUNCH_BUDGET_MS;
-        this.nextTickAt = now;
-        this.tick(now);
-        this.nextTickAt = now + PEER_TICK_MS;
-        return;
+    const text = textDecoder.decode(data);
+    const lobbyRevision = this.revision === 'godot3-lobby';
+    // The master revisions test `begins_with("ok")` / `("peers")`, the lobby one with ':'.
+    if (lobbyRevision && text.startsWith('lobby:')) {
+      // update_lobby(m[1].split(","), m[2]): extra fields are ignored.
+      const m = text.split(':');
+      const list = m[1] ?? '';
+      this.emit({
+        event: 'lobby',
+        players: list === '' ? [] : list.split(','),
+        maxPlayers: Number(m[2]),
+      });
     }
+    if (lobbyRevision && text.startsWith('close:')) {
+      // handle_failure("Disconnected: "+m[1]): the reason is cut at its first ':'.
+      this.handleFailure('server_closed', `Disconnected: ${text.split(':')[1] ?? ''}`);
+      return;
+    }
+    if (text.startsWith(lobbyRevision ? 'ok:' : 'ok')) {
+      const msg = decodeServerMessage(data);
+      if (msg?.type === 'ok') {
+        this.ownPort = msg.port;
+        this.emit({ event: 'registered', publicPort: msg.port });
+      }
+      // The host registers itself as a client after the first `ok:` (its `rs` reply), through
+      // the same 2 s coroutine as a joiner; a joiner's `ok:` changes nothing but own_port.
+      if (this.config.role === 'host' && !this.foundServer) {
+        this.registerAt = now + REGISTER_DELAY_MS;
+      }
+      this.foundServer = true;
+    }
+    if (text.startsWith(lobbyRevision ? 'peers:' : 'peers')) this.handlePeers(now, text);
   }
 
   /** A datagram on the peer socket. */
@@ -213,13 +306,6 @@ export class LegacyClientState {
   /** Drains what the shell must do, in order. */
   poll(): LegacyClientAction[] {
     return this.actions.splice(0, this.actions.length);
-  }
-
-  /** Leaving: `cs` from the host, `cc` from the others, like the original on failure. */
-  leave(): Uint8Array {
-    return this.config.role === 'host'
-      ? encodeLegacy.closeSession(this.config.session, 'Host left')
-      : encodeLegacy.checkOut(this.config.name);
   }
 
   private tick(now: number): void {
@@ -274,20 +360,121 @@ export class LegacyClientState {
     });
   }
 
-  private fail(code: 'session_closed' | 'punch_failed', message: string): void {
-    this.phase = 'done';
-    this.emit({ event: 'failed', code, message });
+  /**
+   * `peers:`: the plugins first close the server socket, then cut the prefix with
+   * `right(6)` (Godot 3: from index 6; Godot 4: the last 6 characters) and parse.
+   */
+  private handlePeers(now: number, text: string): void {
+    this.closeServerSocket();
+    this.registerAt = Infinity;
+    const body = this.revision === 'godot4-master' ? text.slice(-6) : text.slice(6);
+    if (body.length <= 2) {
+      if (this.revision === 'godot3-lobby') {
+        this.handleFailure('no_peers', 'No peers found.');
+      } else {
+        // No else branch in the master plugins: the socket is closed and nothing else ever
+        // happens. Reported so callers do not hang; nothing is sent.
+        this.fail(
+          'session_closed',
+          'no_peers',
+          `empty peers: ignored by the ${this.revision} plugin, which then waits forever`,
+        );
+      }
+      return;
+    }
+    // Lobby: every `,`-separated entry; master: `split(":")` of the whole body, so only the
+    // first entry counts. m[2] missing is a script error that aborts _process; HOSTING
+    // (a fourth field) is never read.
+    const entries = this.revision === 'godot3-lobby' ? body.split(',') : [body];
+    const peers = new Map<string, PeerState>();
+    for (const entry of entries) {
+      const [name, address, portText] = entry.split(':');
+      // int() of the master's "PORT,NAME2..." reads the leading digits.
+      const port = Number(portText?.split(',')[0]);
+      if (
+        name === undefined ||
+        address === undefined ||
+        portText === undefined ||
+        !Number.isInteger(port) ||
+        port < 1 ||
+        port > 65_535
+      ) {
+        this.fail(
+          'bad_request',
+          'peers_unparsable',
+          this.revision === 'godot4-master'
+            ? `the godot4-master plugin cannot parse peers: (Godot 4 String.right(6) is the last 6 characters, "${body}"; script error at holepunch_node.gd:94)`
+            : `the ${this.revision} plugin cannot parse the peers: entry "${entry}" (script error)`,
+        );
+        return;
+      }
+      // A dictionary keyed by name: a repeated name overwrites.
+      peers.set(name, { name, address, port, isHost: false });
+    }
+    this.peers = [...peers.values()];
+    this.phase = 'punching';
+    this.emit({ event: 'peers', count: this.peers.length });
+    // start_peer_contact(): `goodbye` through the just-closed server socket (so from yet
+    // another fresh socket), close it, listen for peers on own_port.
+    this.toServer(encodeLegacy.goodbye());
+    this.serverSocketOpen = false;
+    this.actions.push({ type: 'listen', port: this.ownPort });
+    this.punchDeadline = now + PUNCH_BUDGET_MS;
+    this.nextTickAt = now;
+    this.tick(now);
+    this.nextTickAt = now + PEER_TICK_MS;
   }
 
+  /**
+   * The lobby revision's handle_failure(message): `cs:KEY:message` if host, its server
+   * socket is open and an `ok:` came; else `cc:NAME` (through a fresh socket if the server
+   * socket was closed). Then everything closes and return_unsuccessful(message) fires.
+   */
+  private handleFailure(reason: LegacyFailureReason, message: string): void {
+    if (this.config.role === 'host' && this.serverSocketOpen && this.foundServer) {
+      this.toServer(encodeLegacy.closeSession(this.config.session, message));
+    } else {
+      this.toServer(encodeLegacy.checkOut(this.config.name));
+    }
+    this.fail(reason === 'left' ? 'aborted' : 'session_closed', reason, message);
+  }
+
+  private fail(
+    code: Extract<LegacyClientEvent, { event: 'failed' }>['code'],
+    reason: LegacyFailureReason,
+    message: string,
+  ): void {
+    this.phase = 'done';
+    this.registerAt = Infinity;
+    this.emit({ event: 'failed', code, reason, message });
+  }
+
+  private requireLobby(method: string): void {
+    if (this.revision !== 'godot3-lobby') {
+      throw new Error(`the ${this.revision} plugin has no ${method}() (only checkout())`);
+    }
+  }
+
+  /** _send_client_to_server() after its 2 s: `server_udp.close()`, then `rc` from a new socket. */
   private sendClientRegistration(): void {
-    if (this.sentClientRegistration) return;
-    this.sentClientRegistration = true;
+    this.closeServerSocket();
     this.toServer(
-      encodeLegacy.registerClient(this.config.name, this.config.session, this.config.nickname),
+      this.revision === 'godot3-lobby'
+        ? encodeLegacy.registerClient(this.config.name, this.config.session, this.config.nickname)
+        : encodeLegacy.registerClientMaster(this.config.name, this.config.session),
     );
   }
 
+  private closeServerSocket(): void {
+    this.serverSocketOpen = false;
+  }
+
+  /** put_packet to the server; on a closed socket Godot opens a new ephemeral one first. */
   private toServer(data: Uint8Array): void {
+    if (!this.serverSocketOpen) {
+      this.actions.push({ type: 'switch_socket' });
+      this.serverSocketOpen = true;
+    }
     this.actions.push({ type: 'send', to: this.config.server, data });
   }
 
