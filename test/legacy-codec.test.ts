@@ -154,6 +154,9 @@ describe('legacy codec: every refusal has its kind', () => {
     assert.equal(legacyNameProblem('n', `${nickname}x`), CLOSE_REASONS.nameTooLong);
     assert.equal(legacyNameProblem('n', '🎮'.repeat(8)), undefined); // 4 bytes each
     assert.equal(legacyNameProblem('n', '🎮'.repeat(9)), CLOSE_REASONS.nameTooLong);
+    // rc:NAME:KEY: the nickname is NAME, held to NAME's limit (a 38-character Windows id).
+    const id = '{3F2504E0-4F89-11D3-9A0C-0305E82C3301}';
+    assert.equal(legacyNameProblem(id, id), undefined);
   });
 
   test('MAX that is not a plain number in 1..cap is refused as bad_max', () => {

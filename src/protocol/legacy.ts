@@ -33,8 +33,8 @@ export const MAX_LEGACY_NICKNAME_BYTES = 32;
 /**
  * Largest MAX a legacy session may have. The original plugins hard-code 2 players
  * (`MAX_PLAYER_COUNT`) and their peer handshake is unreliable beyond a few; every member of a
- * lobby receives every `lobby:` update, so this bounds what one membership change can make the
- * server send (16 × 16 × 33-byte nicknames; docs/security.md). `--max-players` can only lower it.
+ * lobby receives every `lobby:` update and `peers:` lists every member, so this bounds what
+ * one session can make the server send (docs/security.md). `--max-players` can only lower it.
  */
 export const LEGACY_MAX_PLAYERS = 16;
 
@@ -215,11 +215,17 @@ export function decodeLegacy(
   }
 }
 
-/** Why NAME or NICKNAME cannot be relayed in `peers:`/`lobby:`, as its `close:` reason. */
+/**
+ * Why NAME or NICKNAME cannot be relayed in `peers:`/`lobby:`, as its `close:` reason. A
+ * NICKNAME that is NAME (`rc:NAME:KEY`) is held to NAME's limit: the master revisions' games
+ * register with ids such as `OS.get_unique_id()`, up to 38 characters.
+ */
 export function legacyNameProblem(name: string, nickname: string): string | undefined {
   if (name.includes(',') || nickname.includes(',')) return CLOSE_REASONS.commaInName;
   if (utf8Length(name) > MAX_LEGACY_NAME_BYTES) return CLOSE_REASONS.nameTooLong;
-  if (utf8Length(nickname) > MAX_LEGACY_NICKNAME_BYTES) return CLOSE_REASONS.nameTooLong;
+  if (nickname !== name && utf8Length(nickname) > MAX_LEGACY_NICKNAME_BYTES) {
+    return CLOSE_REASONS.nameTooLong;
+  }
   return undefined;
 }
 

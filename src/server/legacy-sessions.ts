@@ -45,14 +45,15 @@ export const LEGACY_SESSION_ENDINGS = {
 export type LegacySessionEnding = keyof typeof LEGACY_SESSION_ENDINGS;
 
 /**
- * `lobby:` broadcasts a session may send at once beyond its MAX (each join of a filling lobby
- * takes one). After that, membership changes are coalesced into one broadcast per
- * `LOBBY_REFILL_MS`, with the lobby as it is then: a forged member churning a lobby makes at
- * most one broadcast a second (docs/security.md).
+ * `lobby:` bytes a session may send per byte it received. Every member gets every `lobby:`, so
+ * one tiny datagram (`cc:N`, 4 bytes) could otherwise make the server send a 16-member lobby
+ * to 15 addresses (~7.5 KB) that never asked. A session earns this much credit per byte of
+ * each datagram addressed to it (`rs`, `rc`, `cc`) and spends it on broadcasts; a change it
+ * cannot pay for waits, coalesced, until the next datagram to the session pays for it. A real
+ * lobby filling up uses at most ~70 bytes out per byte in (16 members with 32-byte
+ * nicknames), so it never waits; a forger gets at most this ratio (docs/security.md).
  */
-export const LOBBY_EXTRA_BURST = 2;
-/** One more `lobby:` broadcast is allowed per this long. */
-export const LOBBY_REFILL_MS = 1_000;
+export const LOBBY_CREDIT_PER_BYTE = 100;
 
 /**
  * Bytes the legacy protocol may send one IP address at once, and per second after that: a
@@ -127,11 +128,10 @@ interface Session {
   readonly deadline: number;
   members: readonly Member[];
   live: boolean;
-  /** `lobby:` broadcasts it may send now (refilled one per `LOBBY_REFILL_MS`). */
-  lobbyTokens: number;
-  lobbyRefilledAt: number;
-  /** When a coalesced `lobby:` is due, or Infinity when none is pending. */
-  lobbyDue: number;
+  /** `lobby:` bytes it may still send (`LOBBY_CREDIT_PER_BYTE` per byte received). */
+  lobbyCredit: number;
+  /** A membership change it could not yet pay to broadcast. */
+  lobbyPending: boolean;
 }
 
 /** What the legacy protocol has sent an address lately: a token bucket in bytes. */
@@ -189,9 +189,6 @@ export class LegacySessions implements ProtocolHandler {
   // Sessions that started or closed early still sit in the queue; counted so that they can be
   // swept before they pile up (10k sessions/s × 600 s TTL would otherwise be 6M husks).
   #endedInQueue = 0;
-  // Sessions with a coalesced `lobby:` due; the delay is constant, so a FIFO in due order.
-  #lobbyQueue: Session[] = [];
-  #lobbyHead = 0;
   readonly #budgets = new Map<string, AddressBudget>();
   #budgetSweepAt = BUDGET_SWEEP_MIN;
 
@@ -220,10 +217,10 @@ export class LegacySessions implements ProtocolHandler {
     const msg = result.msg;
     switch (msg.type) {
       case 'register_session':
-        this.#registerSession(now, from, msg.key, msg.maxPlayers);
+        this.#registerSession(now, from, msg.key, msg.maxPlayers, data.length);
         return;
       case 'register_client':
-        this.#registerClient(now, from, msg.name, msg.key, msg.nickname);
+        this.#registerClient(now, from, msg.name, msg.key, msg.nickname, data.length);
         return;
       case 'exchange_peers': {
         const session = this.#hostedSession(from, msg.key);
@@ -238,7 +235,7 @@ export class LegacySessions implements ProtocolHandler {
         return;
       }
       case 'check_out':
-        this.#checkOut(now, from, msg.name);
+        this.#checkOut(now, from, msg.name, data.length);
         return;
       case 'goodbye':
         // Sent by clients after `peers:`; the original ignored it too.
@@ -256,13 +253,10 @@ export class LegacySessions implements ProtocolHandler {
     // (lobbies mostly end in creation order) and #sweepEndedSessions never sees them: drop them.
     if (this.#expiryHead >= EXPIRY_QUEUE_COMPACT_MIN) this.#compactExpiryQueue();
     const head = this.#expiryQueue[this.#expiryHead];
-    const expiry = head === undefined ? Number.POSITIVE_INFINITY : head.deadline;
-    const lobby = this.#lobbyQueue[this.#lobbyHead];
-    return lobby === undefined ? expiry : Math.min(expiry, lobby.lobbyDue);
+    return head === undefined ? Number.POSITIVE_INFINITY : head.deadline;
   }
 
   handleTimeout(now: number): void {
-    this.#sendDueLobbies(now);
     const queue = this.#expiryQueue;
     while (this.#expiryHead < queue.length) {
       const session = queue[this.#expiryHead] as Session;
@@ -288,8 +282,6 @@ export class LegacySessions implements ProtocolHandler {
     this.#expiryQueue = [];
     this.#expiryHead = 0;
     this.#endedInQueue = 0;
-    this.#lobbyQueue = [];
-    this.#lobbyHead = 0;
   }
 
   /** Entries in the expiry queue, ended sessions not yet swept included (diagnostics). */
@@ -308,7 +300,13 @@ export class LegacySessions implements ProtocolHandler {
     return Array.from(this.#sessions.values(), snapshotOf);
   }
 
-  #registerSession(now: number, from: Endpoint, key: string, maxPlayers: number): void {
+  #registerSession(
+    now: number,
+    from: Endpoint,
+    key: string,
+    maxPlayers: number,
+    bytes: number,
+  ): void {
     const existing = this.#sessions.get(key);
     if (existing !== undefined) {
       if (
@@ -340,9 +338,8 @@ export class LegacySessions implements ProtocolHandler {
       deadline: Math.ceil(now + this.#sessionTtlMs),
       members: NO_MEMBERS,
       live: true,
-      lobbyTokens: maxPlayers + LOBBY_EXTRA_BURST,
-      lobbyRefilledAt: now,
-      lobbyDue: Number.POSITIVE_INFINITY,
+      lobbyCredit: bytes * LOBBY_CREDIT_PER_BYTE,
+      lobbyPending: false,
     };
     this.#sessions.set(key, session);
     this.#expiryQueue.push(session);
@@ -358,7 +355,14 @@ export class LegacySessions implements ProtocolHandler {
     });
   }
 
-  #registerClient(now: number, from: Endpoint, name: string, key: string, nickname: string): void {
+  #registerClient(
+    now: number,
+    from: Endpoint,
+    name: string,
+    key: string,
+    nickname: string,
+    bytes: number,
+  ): void {
     if (legacyAddressText(from.address) === undefined) {
       this.#refuse(now, from, CLOSE_IPV6_UNSUPPORTED, 'ipv6_unsupported');
       return;
@@ -391,6 +395,7 @@ export class LegacySessions implements ProtocolHandler {
     if (replaceIndex !== -1 && previous?.nickname === nickname) {
       // A retransmission changes nothing: answer the sender alone, broadcast nothing.
       this.#send(now, from, encodeOk(from.port));
+      this.#earn(now, session, bytes);
       return;
     }
     if (replaceIndex === -1 && members.length >= session.maxPlayers) {
@@ -398,7 +403,8 @@ export class LegacySessions implements ProtocolHandler {
       return;
     }
     // Moving to another session: leave the old one first (its members see the new lobby).
-    if (previous !== undefined && previous.session !== session) this.#removeMember(now, previous);
+    if (previous !== undefined && previous.session !== session)
+      this.#removeMember(now, previous, 0);
     // The host's `rc` shares the address string kept from its `rs`.
     const address = from.address === session.hostAddress ? session.hostAddress : from.address;
     const member: Member = { address, port: from.port, name, nickname, session };
@@ -412,23 +418,21 @@ export class LegacySessions implements ProtocolHandler {
     }
     this.#index(member);
     this.#send(now, from, encodeOk(from.port));
+    session.lobbyPending = true;
+    this.#earn(now, session, bytes);
     if (this.#autostart && session.members.length >= session.maxPlayers) {
-      // The lobby is full: every member hears it, then `peers:` (even if broadcasts are paced).
-      this.#broadcastLobby(now, session);
       this.#end(now, session, 'autostart', undefined);
-    } else {
-      this.#lobbyChanged(now, session);
     }
   }
 
-  #checkOut(now: number, from: Endpoint, name: string): void {
+  #checkOut(now: number, from: Endpoint, name: string, bytes: number): void {
     // Only the address that registered NAME may check it out (the original let anyone).
     const member = this.#findMember(name, from);
     if (member === undefined) {
       countRejection(this.#counters, 'not_owner');
       return;
     }
-    this.#removeMember(now, member);
+    this.#removeMember(now, member, bytes);
   }
 
   /**
@@ -448,57 +452,36 @@ export class LegacySessions implements ProtocolHandler {
     return session;
   }
 
-  #removeMember(now: number, member: Member): void {
+  /** `bytes`: the datagram that asked for it (none when a member moves to another session). */
+  #removeMember(now: number, member: Member, bytes: number): void {
     const session = member.session;
     this.#unindex(member);
     session.members = without(session.members, member);
-    this.#lobbyChanged(now, session);
+    session.lobbyPending = true;
+    this.#earn(now, session, bytes);
   }
 
-  /** Membership changed: broadcast now if the session has a token, else once one refills. */
-  #lobbyChanged(now: number, session: Session): void {
-    if (session.lobbyDue !== Number.POSITIVE_INFINITY) return; // already coming, with this change
-    const elapsed = now - session.lobbyRefilledAt;
-    if (elapsed >= LOBBY_REFILL_MS) {
-      const refills = Math.floor(elapsed / LOBBY_REFILL_MS);
-      session.lobbyTokens = Math.min(
-        session.maxPlayers + LOBBY_EXTRA_BURST,
-        session.lobbyTokens + refills,
-      );
-      session.lobbyRefilledAt += refills * LOBBY_REFILL_MS;
-    }
-    if (session.lobbyTokens >= 1) {
-      session.lobbyTokens--;
-      this.#broadcastLobby(now, session);
-      return;
-    }
-    session.lobbyDue = session.lobbyRefilledAt + LOBBY_REFILL_MS;
-    this.#lobbyQueue.push(session);
+  /** Credits a datagram addressed to the session, and sends a pending `lobby:` it now pays for. */
+  #earn(now: number, session: Session, bytes: number): void {
+    session.lobbyCredit += bytes * LOBBY_CREDIT_PER_BYTE;
+    if (session.lobbyPending) this.#broadcastLobby(now, session);
   }
 
-  #sendDueLobbies(now: number): void {
-    const queue = this.#lobbyQueue;
-    while (this.#lobbyHead < queue.length) {
-      const session = queue[this.#lobbyHead] as Session;
-      if (session.live && session.lobbyDue > now) break;
-      this.#lobbyHead++;
-      if (!session.live) continue;
-      session.lobbyDue = Number.POSITIVE_INFINITY;
-      this.#lobbyChanged(now, session);
-    }
-    if (this.#lobbyHead === queue.length) {
-      this.#lobbyQueue = [];
-      this.#lobbyHead = 0;
-    }
-  }
-
+  /** `lobby:` to every member if the session's credit pays for it; else it stays pending. */
   #broadcastLobby(now: number, session: Session): void {
     const members = session.members;
-    if (members.length === 0) return;
+    if (members.length === 0) {
+      session.lobbyPending = false;
+      return;
+    }
     const bytes = encodeLobby(
       members.map((member) => member.nickname),
       session.maxPlayers,
     );
+    const cost = bytes.length * members.length;
+    if (cost > session.lobbyCredit) return;
+    session.lobbyCredit -= cost;
+    session.lobbyPending = false;
     for (const member of members) this.#send(now, member, bytes);
   }
 
