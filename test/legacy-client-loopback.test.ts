@@ -57,4 +57,23 @@ describe('legacy client against our server on loopback', () => {
     assert.ok((fromHost[0]?.received ?? 0) > 0, 'host got answers from the joiner');
     assert.ok((fromJoiner[0]?.received ?? 0) > 0, 'joiner got answers from the host');
   });
+
+  it('godot3-master clients (three-field rc, rs from a fresh socket) punch through real sockets too', async () => {
+    const common = {
+      session: 'loop-master',
+      maxPlayers: 2,
+      server: { address: '127.0.0.1', port: server.port },
+      localPort: 0,
+      revision: 'godot3-master' as const,
+    };
+    const host = new LegacyClient({ ...common, role: 'host', name: 'carol', nickname: 'x' });
+    const joiner = new LegacyClient({ ...common, role: 'join', name: 'dave', nickname: 'x' });
+    clients.push(host, joiner);
+    await Promise.all([host.start(), joiner.start()]);
+    const [h, j] = await Promise.all([host.punched(), joiner.punched()]);
+    results.push(h, j);
+    assert.equal(j.event.peers[0]?.name, 'carol');
+    assert.equal(h.event.peers[0]?.name, 'dave');
+    assert.equal(j.event.peers[0]?.port, h.event.localPort);
+  });
 });
