@@ -3,7 +3,7 @@
 // plus flags. Logs are JSON lines (pino) on stdout; the first is `"msg":"listening"`.
 import { parseArgs } from 'node:util';
 import { type Level, pino } from 'pino';
-import { DEFAULT_MAX_PLAYERS_CAP } from '../protocol/legacy.js';
+import { DEFAULT_MAX_PLAYERS_CAP, LEGACY_MAX_PLAYERS } from '../protocol/legacy.js';
 import { DEFAULT_MAX_SESSIONS, SESSION_TTL_MS } from '../server/legacy-sessions.js';
 import { DEFAULT_PORT, type RunningServer, startServer } from '../server/shell.js';
 
@@ -32,7 +32,8 @@ Options:
   --session-ttl SECONDS  a session expires this long after rs:; its members
                          get close:Session closed. (default ${SESSION_TTL_MS / 1000})
   --max-sessions N       refuse rs: beyond N open sessions (default ${DEFAULT_MAX_SESSIONS})
-  --max-players N        largest MAX an rs: may ask for, 1-${MAX_PLAYERS_CAP_LIMIT} (default ${DEFAULT_MAX_PLAYERS_CAP})
+  --max-players N        largest MAX a session may ask for, 1-${MAX_PLAYERS_CAP_LIMIT}
+                         (default ${DEFAULT_MAX_PLAYERS_CAP}; legacy rs: at most ${LEGACY_MAX_PLAYERS})
   --log-level LEVEL      ${LOG_LEVELS.join(', ')} (default info)
   --no-legacy            serve only the v2 protocol: legacy (text) datagrams are
                          dropped and counted. Old Godot games then cannot connect,
