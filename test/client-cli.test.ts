@@ -40,7 +40,7 @@ function run(args: string[]): Promise<Outcome> {
   });
 }
 
-describe('holepunch CLI', () => {
+describe('holepunch-client CLI', () => {
   let server: RunningServer;
 
   before(async () => {

@@ -61,7 +61,7 @@ describe('the documented quick start', () => {
       writeFileSync(
         file,
         code
-          .replace(`'holepunch'`, `'${ENTRY}'`)
+          .replace(`'holepunch-rendezvous'`, `'${ENTRY}'`)
           .replace(
             `address: 'rendezvous.example', port: 4000`,
             `address: '127.0.0.1', port: ${server.port}`,

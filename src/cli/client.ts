@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-// `holepunch host|join SESSION [options]`: one traversal through a rendezvous server, then a
-// round-trip test with every peer over the punched path. With --json, one JSON object per
-// line (docs/client.md lists them); the NAT lab parses these lines, keep them stable.
+// `holepunch-client host|join SESSION [options]`: one traversal through a rendezvous server,
+// then a round-trip test with every peer over the punched path. With --json, one JSON object
+// per line (docs/client.md lists them); the NAT lab parses these lines, keep them stable.
 import { randomBytes } from 'node:crypto';
 import type dgram from 'node:dgram';
 import { parseArgs } from 'node:util';
@@ -33,8 +33,8 @@ const LINGER_QUIET_MS = 1500;
 const LINGER_MAX_MS = 5000;
 const TEST_PREFIX = 'hp-test:';
 
-const USAGE = `Usage: holepunch host SESSION [options]
-       holepunch join SESSION [options]
+const USAGE = `Usage: holepunch-client host SESSION [options]
+       holepunch-client join SESSION [options]
 
 Registers with a HolePunch rendezvous server (v2 protocol), waits for the lobby,
 punches a direct UDP path to every peer, then exchanges test datagrams with each
@@ -354,7 +354,7 @@ async function main(): Promise<void> {
     return;
   }
   if (parsed.kind === 'error') {
-    process.stderr.write(`holepunch: ${parsed.message}\n\n${USAGE}`);
+    process.stderr.write(`holepunch-client: ${parsed.message}\n\n${USAGE}`);
     process.exitCode = EXIT_USAGE;
     return;
   }

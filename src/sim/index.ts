@@ -4,7 +4,7 @@
  *
  * Quick use (benchmarks):
  *
- *   import { simulateTraversal } from 'holepunch';
+ *   import { simulateTraversal } from 'holepunch-rendezvous/sim';
  *   const r = simulateTraversal({ players: 2, natA: 'port-restricted', natB: 'port-restricted',
  *     oneWayDelayMs: 20, lossRate: 0.05, seed: 7 });
  *   r.ok;            // every client reached `punched`
