@@ -19,8 +19,16 @@ export const ERROR_CODES = [
   'not_authorized',
   /** The session ended: closed by the host, expired, or the server shut down. */
   'session_closed',
+  /** The host left the lobby (`leave`) or stopped sending keepalives: the lobby is closed. */
+  'host_left',
+  /** Every peer that could not be reached left the session or stopped answering the server. */
+  'peer_left',
   /** No answer within the time allowed. */
   'timeout',
+  /** The server's name does not resolve, or the server never answered at all. */
+  'server_unreachable',
+  /** The local UDP socket could not be bound or used (e.g. the port is taken). */
+  'socket_error',
   /** Peers were exchanged but no direct path was confirmed in time. */
   'punch_failed',
   /** The caller aborted (AbortSignal) or closed the client. */

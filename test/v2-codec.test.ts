@@ -53,6 +53,9 @@ const samples: Plain[] = [
     ],
   },
   { type: 'closed', requestId: 0, code: 'session_closed', reason: 'Session expired.' },
+  { type: 'closed', requestId: 0, code: 'host_left', reason: 'The host left.' },
+  { type: 'peer_left', requestId: 0, name: 'b🦄', why: 'left' },
+  { type: 'peer_left', requestId: 0, name: 'c', why: 'silent' },
   { type: 'relay_allocate', requestId: 9, session: 's:1', token, peer: 'p🦄' },
   { type: 'relay_allocated', requestId: 9, peer: 'p🦄', channel: new Uint8Array(8).fill(3) },
   {
@@ -124,6 +127,12 @@ describe('v2 codec', () => {
     v3[3] = 3;
     const r4 = decodeV2(v3);
     assert.ok(!r4.ok && r4.code === 'unsupported_version');
+    // peer_left with a reason byte other than 1 (left) or 2 (silent).
+    const gone = encodeV2({ type: 'peer_left', requestId: 0, name: 'b', why: 'left' });
+    const badWhy = Uint8Array.from(gone);
+    badWhy[badWhy.length - 1] = 3;
+    const r6 = decodeV2(badWhy);
+    assert.ok(!r6.ok && r6.code === 'bad_request');
     const r5 = decodeV2(new TextEncoder().encode('rs:KEY:4'));
     assert.ok(!r5.ok && r5.code === undefined);
   });

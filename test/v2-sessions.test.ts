@@ -5,6 +5,8 @@ import { decodeV2, encodeV2, type V2Message } from '../src/protocol/v2.js';
 import { createCounters } from '../src/server/counters.js';
 import { RELAY_IDLE_MS } from '../src/server/v2-relay.js';
 import {
+  MEMBER_SILENCE_MS,
+  PEERS_ACK_WITHIN_MS,
   PEERS_MAX_TRIES,
   RELAY_ASK_WINDOW_MS,
   V2Sessions,
@@ -251,16 +253,26 @@ describe('v2 session table', () => {
     assert.equal(out.filter((o) => o.msg.type === 'peers').length, 2);
     t.send(10, HOST, { type: 'peers_ack', requestId: 41, session: 'game', token: t.hostToken });
     let resent = 0;
+    const told: string[] = [];
     for (let now = 10; now < 20_000 && Number.isFinite(t.server.nextDeadline()); ) {
       now = Math.max(now, t.server.nextDeadline());
       t.sent.length = 0;
       t.server.handleTimeout(now);
       for (const o of t.sent) {
+        if (o.msg.type === 'peer_left') {
+          // The member that never acked is reported to the others, once.
+          assert.deepEqual(o.to, HOST);
+          assert.equal(now, 9 + PEERS_ACK_WITHIN_MS);
+          told.push(`${o.msg.name} ${o.msg.why}`);
+          continue;
+        }
         assert.deepEqual(o.to, JOINER, 'only the member that did not ack');
+        assert.equal(o.msg.type, 'peers');
         resent++;
       }
     }
     assert.equal(resent, PEERS_MAX_TRIES - 1);
+    assert.deepEqual(told, ['bob silent']);
     assert.equal(t.server.sessionCount, 0, 'forgotten after the linger');
   });
 
@@ -666,6 +678,177 @@ describe('v2 session table', () => {
         82,
       );
       assert.equal(next?.type, 'registered');
+    });
+  });
+
+  describe('liveness', () => {
+    const CAROL: Endpoint = { address: '198.51.100.3', port: 3333 };
+    /** host + bob + carol, all validated at 2, waiting (no autostart, 4 seats). */
+    function trio() {
+      const t = setup({ autostart: false, ttl: 600_000 });
+      const reg = (from: Endpoint, msg: Parameters<typeof encodeV2>[0]) => {
+        const r = t.reply(t.send(0, from, msg), msg.requestId);
+        if (r?.type !== 'registered') throw new Error(`not registered: ${r?.type}`);
+        t.keepalive(2, from, r.token);
+        return r.token;
+      };
+      const base = { session: 'game', candidates: [] };
+      const host = reg(HOST, {
+        type: 'host',
+        requestId: 1,
+        maxPlayers: 4,
+        name: 'alice',
+        nickname: 'Alice',
+        ...base,
+      });
+      const bob = reg(JOINER, {
+        type: 'join',
+        requestId: 2,
+        name: 'bob',
+        nickname: 'Bob',
+        ...base,
+      });
+      const carol = reg(CAROL, {
+        type: 'join',
+        requestId: 3,
+        name: 'carol',
+        nickname: 'Carol',
+        ...base,
+      });
+      /** Runs the timers to `until`; everyone in `alive` sends a keepalive every 5 s. */
+      const run = (from: number, until: number, alive: [Endpoint, Uint8Array][]) => {
+        const out: { now: number; to: Endpoint; msg: V2Message }[] = [];
+        for (let now = from; now <= until; now += 500) {
+          t.sent.length = 0;
+          t.server.handleTimeout(now);
+          for (const o of t.sent) out.push({ now, ...o });
+          if (now % 5000 === 0) for (const [ep, token] of alive) t.keepalive(now, ep, token, now);
+        }
+        return out;
+      };
+      return { ...t, host, bob, carol, run };
+    }
+
+    it('drops a member whose keepalives stop after MEMBER_SILENCE_MS and tells the others', () => {
+      const t = trio();
+      // carol crashed at 2 (kill -9): host and bob keep alive.
+      const out = t.run(500, 2 + MEMBER_SILENCE_MS + 1000, [
+        [HOST, t.host],
+        [JOINER, t.bob],
+      ]);
+      const lobbies = out.filter((o) => o.msg.type === 'lobby' && o.msg.requestId === 0);
+      assert.equal(lobbies.length, 2, 'one push each to host and bob');
+      for (const l of lobbies) {
+        assert.ok(l.msg.type === 'lobby');
+        if (l.msg.type === 'lobby') assert.deepEqual(l.msg.nicknames, ['Alice', 'Bob']);
+        assert.ok(l.now >= 2 + MEMBER_SILENCE_MS && l.now < 2 + MEMBER_SILENCE_MS + 1000);
+        assert.ok(!(l.to.port === CAROL.port), 'not pushed to the dropped member');
+      }
+      assert.equal(t.counters.rejections.v2_silent_member, 1);
+      // Its token is void: a late keepalive is refused, and its seat is free again.
+      const late = t.keepalive(20_000, CAROL, t.carol, 99);
+      assert.equal(t.reply(late, 99)?.type, 'error');
+      assert.equal(t.server.sessionCount, 1, 'the lobby itself lives on');
+    });
+
+    it('a member that keeps sending keepalives is never dropped', () => {
+      const t = trio();
+      const out = t.run(500, 60_000, [
+        [HOST, t.host],
+        [JOINER, t.bob],
+        [{ address: '198.51.100.3', port: 3333 }, t.carol],
+      ]);
+      assert.equal(out.filter((o) => o.msg.requestId === 0).length, 0, 'no lobby change');
+      assert.equal(t.counters.rejections.v2_silent_member, undefined);
+    });
+
+    it('a silent host closes the lobby with host_left, and the name is free at once', () => {
+      const t = trio();
+      const out = t.run(500, 2 + MEMBER_SILENCE_MS + 500, [
+        [JOINER, t.bob],
+        [{ address: '198.51.100.3', port: 3333 }, t.carol],
+      ]);
+      const closed = out.filter((o) => o.msg.type === 'closed');
+      assert.deepEqual(
+        closed.map((o) => [o.to.port, o.msg.type === 'closed' && o.msg.code]),
+        [
+          [JOINER.port, 'host_left'],
+          [3333, 'host_left'],
+        ],
+      );
+      assert.equal(t.server.sessionCount, 0);
+      // The same command run again (new socket, new port) hosts the same name right away.
+      const again = t.send(
+        2 + MEMBER_SILENCE_MS,
+        { address: HOST.address, port: 1112 },
+        {
+          type: 'host',
+          requestId: 5,
+          session: 'game',
+          maxPlayers: 4,
+          name: 'alice',
+          nickname: 'Alice',
+          candidates: [],
+        },
+      );
+      assert.equal(t.reply(again, 5)?.type, 'registered');
+    });
+
+    it("the host's leave closes the lobby for the others with host_left", () => {
+      const t = trio();
+      const out = t.send(3, HOST, { type: 'leave', requestId: 8, session: 'game', token: t.host });
+      assert.equal(t.reply(out, 8)?.type, 'ok');
+      const codes = out
+        .filter((o) => o.msg.type === 'closed')
+        .map((o) => o.msg.type === 'closed' && o.msg.code);
+      assert.deepEqual(codes, ['host_left', 'host_left']);
+      assert.equal(t.server.sessionCount, 0);
+    });
+
+    it('after the start a leaving member is reported to the others as left, at once', () => {
+      const t = trio();
+      t.send(3, HOST, { type: 'start', requestId: 9, session: 'game', token: t.host });
+      t.send(4, HOST, { type: 'peers_ack', requestId: 10, session: 'game', token: t.host });
+      const out = t.send(5, JOINER, {
+        type: 'leave',
+        requestId: 11,
+        session: 'game',
+        token: t.bob,
+      });
+      assert.equal(t.reply(out, 11)?.type, 'ok');
+      const told = out.filter((o) => o.msg.type === 'peer_left');
+      assert.deepEqual(
+        told.map((o) => [o.to.port, o.msg.type === 'peer_left' && `${o.msg.name} ${o.msg.why}`]),
+        [
+          [HOST.port, 'bob left'],
+          [3333, 'bob left'],
+        ],
+      );
+      // carol acks: every remaining member did, so the session is forgotten, nothing more.
+      t.send(
+        6,
+        { address: '198.51.100.3', port: 3333 },
+        { type: 'peers_ack', requestId: 12, session: 'game', token: t.carol },
+      );
+      assert.equal(t.server.sessionCount, 0);
+    });
+
+    it('after the start a member that never acks its peers is reported silent once, after PEERS_ACK_WITHIN_MS', () => {
+      const t = trio();
+      t.send(3, HOST, { type: 'start', requestId: 9, session: 'game', token: t.host });
+      t.send(4, HOST, { type: 'peers_ack', requestId: 10, session: 'game', token: t.host });
+      t.send(4, JOINER, { type: 'peers_ack', requestId: 11, session: 'game', token: t.bob });
+      const out = t.run(4, 3 + PEERS_ACK_WITHIN_MS + 5000, []);
+      const told = out.filter((o) => o.msg.type === 'peer_left');
+      assert.deepEqual(
+        told.map((o) => [o.to.port, o.msg.type === 'peer_left' && `${o.msg.name} ${o.msg.why}`]),
+        [
+          [HOST.port, 'carol silent'],
+          [JOINER.port, 'carol silent'],
+        ],
+      );
+      for (const o of told)
+        assert.ok(o.now >= 3 + PEERS_ACK_WITHIN_MS && o.now < 3 + PEERS_ACK_WITHIN_MS + 500);
     });
   });
 });

@@ -42,6 +42,7 @@ export const V2_TYPES = {
   lobby: 0x23,
   peers: 0x24,
   closed: 0x25,
+  peer_left: 0x26,
   punch: 0x40,
   punch_ack: 0x41,
   relay_allocate: 0x60,
@@ -58,6 +59,9 @@ export interface V2Peer {
   readonly publicEndpoint: Endpoint;
   readonly candidates: readonly Endpoint[];
 }
+
+/** Why a `peer_left` push says a peer is gone (wire: u8 1 = left, 2 = silent). */
+export type PeerLeftWhy = 'left' | 'silent';
 
 export type V2Message =
   | {
@@ -110,6 +114,14 @@ export type V2Message =
       peers: readonly V2Peer[];
     }
   | { type: 'closed'; requestId: number; code: ErrorCode; reason: string }
+  | {
+      type: 'peer_left';
+      requestId: number;
+      /** The member name of the peer that is gone. */
+      name: string;
+      /** `left`: it sent `leave`. `silent`: it stopped answering the server. */
+      why: PeerLeftWhy;
+    }
   | { type: 'relay_allocate'; requestId: number; session: string; token: Uint8Array; peer: string }
   | { type: 'relay_allocated'; requestId: number; peer: string; channel: Uint8Array }
   | { type: 'relay_data'; requestId: number; channel: Uint8Array; payload: Uint8Array }
@@ -350,6 +362,10 @@ export function encodeV2(msg: Exclude<V2Message, { type: 'punch' | 'punch_ack' }
       w.str(msg.code, MAX_CODE_BYTES);
       w.str(truncateUtf8(msg.reason, MAX_REASON_BYTES), MAX_REASON_BYTES);
       break;
+    case 'peer_left':
+      w.str(msg.name, MAX_NAME_BYTES);
+      w.u8(msg.why === 'left' ? 1 : 2);
+      break;
     case 'relay_allocate':
       w.str(msg.session, MAX_SESSION_BYTES);
       w.fixed(msg.token, TOKEN_BYTES);
@@ -552,6 +568,12 @@ function readBody(r: Reader, type: V2MessageType, requestId: number): V2Message 
     }
     case 'closed':
       return { type, requestId, code: r.code(), reason: r.str(MAX_REASON_BYTES) };
+    case 'peer_left': {
+      const name = r.str(MAX_NAME_BYTES);
+      const why = r.u8();
+      if (why !== 1 && why !== 2) throw new ShortRead('peer_left reason not 1/2');
+      return { type, requestId, name, why: why === 1 ? 'left' : 'silent' };
+    }
     case 'relay_allocate':
       return {
         type,

@@ -17,6 +17,7 @@ import {
   MAX_SESSION_BYTES,
   MIN_PLAYERS,
   PEERS_FIXED_BYTES,
+  type PeerLeftWhy,
   PUNCH_KEY_BYTES,
   peerWireBytes,
   TOKEN_BYTES,
@@ -32,6 +33,19 @@ import { RelayChannels } from './v2-relay.js';
 /** First re-push of `peers` to a member that has not acked them; doubles each time. */
 export const PEERS_RETRY_FIRST_MS = 150;
 export const PEERS_MAX_TRIES = 6;
+/**
+ * A validated member of a waiting lobby that sent nothing for this long is dropped (the
+ * others get the new lobby); a silent host closes the lobby with `host_left`. Clients send a
+ * keepalive every 5 s, so this is three missed keepalives: a crashed or unplugged player
+ * leaves the lobby within seconds instead of holding its slot until the session expires.
+ */
+export const MEMBER_SILENCE_MS = 15_000;
+/**
+ * A member that has not acked its peers this long after the start (after 6 pushes and its
+ * own keepalive) is reported to the others as gone (`peer_left`, why `silent`), so their
+ * punch failure names the cause. Shorter than the clients' 8 s punch budget.
+ */
+export const PEERS_ACK_WITHIN_MS = 6_000;
 /** A started session is forgotten once all members acked, at the latest after this. */
 export const STARTED_LINGER_MS = 15_000;
 /**
@@ -88,6 +102,10 @@ interface Member {
    * fresh token, and becomes the member's once a request carries that token from there.
    */
   rebind: { readonly endpoint: Endpoint; readonly token: Uint8Array } | undefined;
+  /** The last request with its token from its endpoint (see `MEMBER_SILENCE_MS`). */
+  lastSeenAt: number;
+  /** The others were told that it did not ack its peers (`PEERS_ACK_WITHIN_MS`). */
+  reportedSilent: boolean;
   peersAcked: boolean;
   peersTries: number;
   peersNextAt: number;
@@ -99,6 +117,7 @@ interface Session {
   readonly punchKey: Uint8Array;
   readonly members: Member[];
   state: 'waiting' | 'started';
+  startedAt: number;
   lobbyVersion: number;
   /** Waiting: expiry (refreshed by the host). Started: when it is forgotten. */
   deadline: number;
@@ -262,6 +281,7 @@ export class V2Sessions implements ProtocolHandler {
       return;
     }
     const here = sameEndpoint(member.endpoint, from);
+    if (here) member.lastSeenAt = now;
     switch (msg.type) {
       case 'start':
         if (!member.isHost) {
@@ -289,14 +309,18 @@ export class V2Sessions implements ProtocolHandler {
         this.#send(from, encodeV2({ type: 'ok', requestId: msg.requestId }));
         if (member.isHost && session.state === 'waiting') {
           this.#counters.sessionsClosed++;
-          this.#end(session, 'The host left.', member);
+          this.#end(session, 'The host left.', member, false, 'host_left');
           return;
         }
         session.members.splice(session.members.indexOf(member), 1);
         if (session.state === 'waiting') {
           session.lobbyVersion++;
           this.#broadcastLobby(session);
-        } else this.#forgetIfAllAcked(session);
+        } else {
+          // The others may be punching it: tell them it is gone, not behind a NAT.
+          this.#peerLeft(session, member, 'left');
+          this.#forgetIfAllAcked(session);
+        }
         return;
       case 'keepalive':
         if (!here) {
@@ -416,6 +440,7 @@ export class V2Sessions implements ProtocolHandler {
       punchKey: this.#randomBytes(PUNCH_KEY_BYTES),
       members: [host],
       state: 'waiting',
+      startedAt: Number.NaN,
       lobbyVersion: 1,
       deadline: now + this.#ttlMs,
       timerAt: Number.POSITIVE_INFINITY,
@@ -499,6 +524,7 @@ export class V2Sessions implements ProtocolHandler {
   #validate(now: number, session: Session, member: Member): boolean {
     if (member.validated) return false;
     member.validated = true;
+    member.lastSeenAt = now;
     if (session.state !== 'waiting') return false;
     session.lobbyVersion++;
     const full =
@@ -529,6 +555,8 @@ export class V2Sessions implements ProtocolHandler {
       validated: false,
       joinedAt: now,
       rebind: undefined,
+      lastSeenAt: now,
+      reportedSilent: false,
       peersAcked: false,
       peersTries: 0,
       peersNextAt: Number.POSITIVE_INFINITY,
@@ -541,6 +569,7 @@ export class V2Sessions implements ProtocolHandler {
     session.members.length = 0;
     session.members.push(...members);
     session.state = 'started';
+    session.startedAt = now;
     this.#counters.sessionsStarted++;
     this.#lifecycle('started', session, reason);
     session.deadline = now + STARTED_LINGER_MS;
@@ -623,10 +652,24 @@ export class V2Sessions implements ProtocolHandler {
     for (const m of session.members) if (m.validated && m !== except) this.#send(m.endpoint, bytes);
   }
 
+  /** Tells the other validated members of a started session that `gone` is gone. */
+  #peerLeft(session: Session, gone: Member, why: PeerLeftWhy): void {
+    const bytes = encodeV2({ type: 'peer_left', requestId: 0, name: gone.name, why });
+    for (const m of session.members) {
+      if (m.validated && m !== gone) this.#send(m.endpoint, bytes);
+    }
+  }
+
   /** Tells every member except `except` that the session ended, then forgets it. */
-  #end(session: Session, reason: string, except?: Member, expired = false): void {
+  #end(
+    session: Session,
+    reason: string,
+    except?: Member,
+    expired = false,
+    code: ErrorCode = 'session_closed',
+  ): void {
     this.#lifecycle(expired ? 'expired' : 'closed', session, reason);
-    const bytes = encodeV2({ type: 'closed', requestId: 0, code: 'session_closed', reason });
+    const bytes = encodeV2({ type: 'closed', requestId: 0, code, reason });
     for (const m of session.members) {
       if (m.validated && m !== except) this.#send(m.endpoint, bytes);
     }
@@ -713,11 +756,49 @@ export class V2Sessions implements ProtocolHandler {
         countRejection(this.#counters, 'v2_unvalidated_member');
         session.members.splice(session.members.indexOf(m), 1);
       }
+      const silent = session.members.filter(
+        (m) => m.validated && now >= m.lastSeenAt + MEMBER_SILENCE_MS,
+      );
+      const host = silent.find((m) => m.isHost);
+      if (host !== undefined) {
+        countRejection(this.#counters, 'v2_silent_member');
+        this.#counters.sessionsClosed++;
+        this.#end(
+          session,
+          `The host left: nothing from it for ${MEMBER_SILENCE_MS / 1000} s.`,
+          host,
+          false,
+          'host_left',
+        );
+        return;
+      }
+      for (const m of silent) {
+        countRejection(this.#counters, 'v2_silent_member');
+        session.members.splice(session.members.indexOf(m), 1);
+      }
+      if (silent.length > 0) {
+        session.lobbyVersion++;
+        this.#broadcastLobby(session);
+      }
       for (const m of session.members) {
-        if (!m.validated) next = Math.min(next, m.joinedAt + VALIDATE_WITHIN_MS);
+        next = Math.min(
+          next,
+          m.validated ? m.lastSeenAt + MEMBER_SILENCE_MS : m.joinedAt + VALIDATE_WITHIN_MS,
+        );
       }
     }
     if (session.state === 'started') {
+      const reportAt = session.startedAt + PEERS_ACK_WITHIN_MS;
+      for (const m of session.members) {
+        if (m.peersAcked || m.reportedSilent) continue;
+        if (now < reportAt) {
+          next = Math.min(next, reportAt);
+          continue;
+        }
+        m.reportedSilent = true;
+        countRejection(this.#counters, 'v2_silent_member');
+        this.#peerLeft(session, m, 'silent');
+      }
       for (const m of session.members) {
         if (m.peersAcked || m.peersTries >= PEERS_MAX_TRIES) continue;
         if (now >= m.peersNextAt) {
