@@ -189,8 +189,9 @@ const FLOWS: readonly Flow[] = [
     plan: (api) =>
       api === 'lobby'
         ? [
+            // The third sends its rc 2 s after it starts; the host finalizes well after that.
             host({
-              actions: [{ on: 'update_lobby', n: 2, delay_ms: 4_000, do: 'finalize_peers' }],
+              actions: [{ on: 'update_lobby', n: 2, delay_ms: 5_000, do: 'finalize_peers' }],
             }),
             joiner(),
             {
@@ -402,7 +403,10 @@ async function startPythonServer(lab: Lab, revision: Revision, autostart: boolea
   throw new Error(`${revision.id}/Server.py did not start: ${result.stderr.slice(0, 2_000)}`);
 }
 
-/** Signals from stdout, script errors from stderr (Godot 3: "At: res://...", 4: "at: f (res://...)"). */
+/**
+ * Signals from stdout in order, then the script errors from stderr (Godot 3: "At: res://...",
+ * Godot 4: "at: f (res://...)"); stderr has no timestamps, so errors come after the signals.
+ */
 function traceOf(lines: readonly JsonLine[], stderr: string): Trace {
   const trace: Trace = lines
     .filter((l) => l.godot === 'signal')
