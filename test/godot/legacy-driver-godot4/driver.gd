@@ -14,7 +14,9 @@ extends Node
 #   grace_ms: quit this long after hole_punched or return_unsuccessful
 
 const PLUGIN_PATH := "res://addons/Holepunch/holepunch_node.gd"
-const PLUGIN_SIGNALS := ["hole_punched", "session_registered", "update_lobby", "return_unsuccessful"]
+const PLUGIN_SIGNALS := [
+	"hole_punched", "session_registered", "update_lobby", "return_unsuccessful",
+]
 const TERMINAL_SIGNALS := ["hole_punched", "return_unsuccessful"]
 
 var _config: Dictionary = {}
@@ -46,10 +48,13 @@ func _ready() -> void:
 
 
 func _start() -> void:
+	var session: String = str(_config["session"])
+	var is_host: bool = bool(_config["host"])
+	var player_name: String = str(_config["name"])
 	if _config["api"] == "lobby":
-		_plugin.start_traversal(str(_config["session"]), bool(_config["host"]), str(_config["name"]), str(_config["nickname"]))
+		_plugin.start_traversal(session, is_host, player_name, str(_config["nickname"]))
 	else:
-		_plugin.start_traversal(str(_config["session"]), bool(_config["host"]), str(_config["name"]))
+		_plugin.start_traversal(session, is_host, player_name)
 	_emit_line({"godot": "started"})
 	_schedule("start", 0)
 
@@ -105,7 +110,8 @@ func _act(what: String) -> void:
 
 
 func _after(delay_ms: float, method: String, arguments: Array) -> void:
-	get_tree().create_timer(delay_ms / 1000.0).timeout.connect(Callable(self, method).bindv(arguments))
+	var timer: SceneTreeTimer = get_tree().create_timer(delay_ms / 1000.0)
+	timer.timeout.connect(Callable(self, method).bindv(arguments))
 
 
 func _end(reason: String) -> void:
