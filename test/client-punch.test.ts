@@ -7,6 +7,7 @@ import {
   type PunchMessage,
 } from '../src/client/punch.js';
 import {
+  GOODBYE_MAX_TRIES,
   REQUEST_RETRY_FIRST_MS,
   SERVER_SILENCE_LIMIT_MS,
   Traversal,
@@ -425,6 +426,281 @@ describe('traversal core', () => {
       const off = unreachableHost(false);
       assert.equal(off.t.state, 'failed', 'without relay the punch failure is final');
       assert.equal(off.toServer.filter((m) => m.type === 'relay_allocate').length, 0);
+    });
+  });
+
+  describe('partial results and peers that are gone', () => {
+    const server = { address: '203.0.113.1', port: 4000 };
+    const BOB: Endpoint = { address: '198.51.100.2', port: 6000 };
+    const CAROL: Endpoint = { address: '198.51.100.3', port: 7000 };
+    const EPS: Record<string, Endpoint> = { bob: BOB, carol: CAROL };
+
+    /**
+     * The host `h` of a 3-player lobby punching bob and carol (budget 300 ms). `answer`
+     * lists the peers that ack our punches; `punchBack` the peers whose punches reach us.
+     */
+    function lobbyOfThree(
+      o: { answer?: string[]; punchBack?: string[]; requireAllPeers?: boolean } = {},
+    ) {
+      const events: TraversalEvent[] = [];
+      const toServer: ReturnType<typeof decodeV2>[] = [];
+      let now = 0;
+      const acks: { at: number; from: Endpoint; data: Uint8Array }[] = [];
+      const t: Traversal = new Traversal({
+        server,
+        session: 's',
+        isHost: true,
+        name: 'h',
+        nickname: 'H',
+        maxPlayers: 3,
+        localCandidates: [],
+        random: seededRandom(7),
+        punchBudgetMs: 300,
+        requireAllPeers: o.requireAllPeers,
+        send: (to, data) => {
+          if (to === server) {
+            toServer.push(decodeV2(data));
+            return;
+          }
+          const d = decodeV2(data);
+          if (!d.ok || d.msg.type !== 'punch') return;
+          const from = Object.keys(EPS).find((n) => EPS[n] === to || EPS[n]?.port === to.port);
+          if (from === undefined || !(o.answer ?? []).includes(from)) return;
+          const ack = encodePunch(KEY, {
+            type: 'punch_ack',
+            requestId: 1,
+            from,
+            to: 'h',
+            candidate: d.msg.candidate,
+            sentAt: d.msg.sentAt,
+          });
+          acks.push({ at: now + 5, from: EPS[from] as Endpoint, data: ack });
+        },
+        onEvent: (e) => events.push(e),
+      });
+      t.start(0);
+      const peer = (name: string): V2Peer => ({
+        name,
+        nickname: name.toUpperCase(),
+        isHost: false,
+        publicEndpoint: EPS[name] as Endpoint,
+        candidates: [],
+      });
+      t.handle(
+        10,
+        server,
+        encodeV2({
+          type: 'peers',
+          requestId: 0,
+          punchKey: KEY,
+          token: new Uint8Array(16).fill(4),
+          observed: A,
+          total: 2,
+          first: 0,
+          peers: [peer('bob'), peer('carol')],
+        }),
+      );
+      /** Runs virtual time to `until`, delivering acks and the punch-backs. */
+      const run = (until: number) => {
+        for (now = 10; now <= until; now += 5) {
+          for (const a of acks.filter((x) => x.at <= now)) t.handle(now, a.from, a.data);
+          acks.splice(0, acks.length, ...acks.filter((x) => x.at > now));
+          for (const name of o.punchBack ?? []) {
+            const punch = encodePunch(KEY, {
+              type: 'punch',
+              requestId: 1,
+              from: name,
+              to: 'h',
+              candidate: 0,
+              sentAt: now,
+            });
+            t.handle(now, EPS[name] as Endpoint, punch);
+          }
+          if (t.nextDeadline() <= now) t.handleTimeout(now);
+        }
+      };
+      const gone = (name: string, why: 'left' | 'silent') =>
+        t.handle(now, server, encodeV2({ type: 'peer_left', requestId: 0, name, why }));
+      const outcome = () => events.find((e) => e.type === 'punched' || e.type === 'failed');
+      const sentToServer = () => toServer.flatMap((d) => (d.ok ? [d.msg] : []));
+      return { t, events, run, gone, outcome, sentToServer };
+    }
+
+    it('by default succeeds with the peers it reached and names the others with their cause', () => {
+      const l = lobbyOfThree({ answer: ['carol'] });
+      l.run(200);
+      assert.equal(l.outcome(), undefined, 'bob may still answer within the budget');
+      l.run(400);
+      const done = l.outcome();
+      assert.ok(done?.type === 'punched');
+      if (done?.type !== 'punched') return;
+      assert.deepEqual(
+        done.peers.map((p) => p.name),
+        ['carol'],
+      );
+      assert.deepEqual(done.failed, [
+        { name: 'bob', nickname: 'BOB', isHost: false, cause: 'no_answer' },
+      ]);
+      // The confirmed peer can still confirm us: we keep answering its punches.
+      assert.ok(l.t.punch?.answering);
+    });
+
+    it('with requireAllPeers the same lobby fails with punch_failed naming bob', () => {
+      const l = lobbyOfThree({ answer: ['carol'], requireAllPeers: true });
+      l.run(400);
+      const done = l.outcome();
+      assert.ok(done?.type === 'failed' && done.error.code === 'punch_failed');
+      if (done?.type !== 'failed') return;
+      assert.match(done.error.message, /reached carol but not all: nothing from bob got through/);
+      // Failing, it leaves the session so that its seat (or its lobby) is freed at once.
+      assert.ok(l.sentToServer().some((m) => m.type === 'leave'));
+    });
+
+    it('a peer that left ends the punch at once: no wait for the budget, and no NAT blamed', () => {
+      const l = lobbyOfThree({ answer: ['carol'] });
+      l.run(100);
+      assert.equal(l.outcome(), undefined);
+      l.gone('bob', 'left');
+      const done = l.outcome();
+      assert.ok(done?.type === 'punched', 'at once, well before the 300 ms budget');
+      if (done?.type === 'punched')
+        assert.deepEqual(
+          done.failed.map((f) => f.cause),
+          ['left'],
+        );
+
+      const alone = lobbyOfThree();
+      alone.run(50);
+      alone.gone('bob', 'left');
+      assert.equal(alone.outcome(), undefined, 'carol may still answer');
+      alone.gone('carol', 'left');
+      const failed = alone.outcome();
+      assert.ok(failed?.type === 'failed' && failed.error.code === 'peer_left');
+      if (failed?.type !== 'failed') return;
+      assert.match(failed.error.message, /bob left the session; carol left the session/);
+      assert.doesNotMatch(failed.error.message, /symmetric|NAT/);
+    });
+
+    it('a peer the server reports silent is named as such; one whose punches arrive is one_way', () => {
+      const l = lobbyOfThree({ punchBack: ['carol'] });
+      l.run(50);
+      l.gone('bob', 'silent');
+      l.gone('carol', 'silent');
+      l.run(400);
+      const done = l.outcome();
+      assert.ok(done?.type === 'failed' && done.error.code === 'punch_failed');
+      if (done?.type !== 'failed') return;
+      assert.match(done.error.message, /bob stopped answering the server/);
+      assert.match(done.error.message, /carol's punches reached us but ours never reached it/);
+      assert.doesNotMatch(done.error.message.split(';')[0] ?? '', /symmetric/);
+      const onlyBob = lobbyOfThree();
+      onlyBob.run(50);
+      onlyBob.gone('bob', 'silent');
+      onlyBob.gone('carol', 'silent');
+      onlyBob.run(400);
+      const gone = onlyBob.outcome();
+      assert.ok(gone?.type === 'failed' && gone.error.code === 'peer_left', 'everyone is gone');
+      if (gone?.type === 'failed') assert.doesNotMatch(gone.error.message, /symmetric|NAT/);
+    });
+  });
+
+  describe('leaving', () => {
+    const server = { address: '203.0.113.1', port: 4000 };
+    function inLobby(timeoutMs?: number) {
+      const sent: { at: number; msg: ReturnType<typeof decodeV2> }[] = [];
+      const events: TraversalEvent[] = [];
+      let now = 0;
+      const t = new Traversal({
+        server,
+        session: 's',
+        isHost: true,
+        name: 'h',
+        nickname: 'H',
+        maxPlayers: 3,
+        localCandidates: [],
+        random: seededRandom(8),
+        timeoutMs,
+        send: (_to, data) => sent.push({ at: now, msg: decodeV2(data) }),
+        onEvent: (e) => events.push(e),
+      });
+      t.start(0);
+      const host = sent.at(-1)?.msg;
+      if (!host?.ok) throw new Error('no host request');
+      t.handle(
+        5,
+        server,
+        encodeV2({
+          type: 'registered',
+          requestId: host.msg.requestId,
+          token: new Uint8Array(16).fill(1),
+          observed: A,
+        }),
+      );
+      const ka = sent.at(-1)?.msg;
+      if (!ka?.ok) throw new Error('no keepalive');
+      t.handle(
+        8,
+        server,
+        encodeV2({
+          type: 'lobby',
+          requestId: ka.msg.requestId,
+          version: 2,
+          maxPlayers: 3,
+          nicknames: ['H'],
+        }),
+      );
+      const advance = (until: number) => {
+        for (let i = 0; i < 10_000; i++) {
+          const next = t.nextDeadline();
+          if (!(next <= until)) break;
+          now = next;
+          t.handleTimeout(now);
+        }
+      };
+      const leaves = () => sent.filter((x) => x.msg.ok && x.msg.msg.type === 'leave');
+      return { t, events, advance, leaves, sent };
+    }
+
+    it('an unanswered leave is retried a bounded number of times, then given up within 1.5 s', () => {
+      const l = inLobby();
+      l.t.goodbye(100, 'leave');
+      l.advance(10_000);
+      const tries = l.leaves();
+      assert.equal(tries.length, GOODBYE_MAX_TRIES);
+      assert.ok((tries.at(-1)?.at ?? 0) - 100 <= 1000, 'all tries within a second');
+      const bye = l.events.find((e) => e.type === 'goodbye');
+      assert.ok(bye?.type === 'goodbye' && bye.ok === false);
+      assert.equal(l.t.nextDeadline(), Number.POSITIVE_INFINITY, 'then nothing more');
+    });
+
+    it('a host whose timeout passes in the lobby says how full it was, and leaves to free the name', () => {
+      const l = inLobby(2000);
+      l.advance(2000);
+      const failed = l.events.find((e) => e.type === 'failed');
+      assert.ok(failed?.type === 'failed' && failed.error.code === 'timeout');
+      if (failed?.type === 'failed') {
+        assert.match(failed.error.message, /did not start within 2000 ms \(lobby 1\/3\)/);
+      }
+      const leave = l.leaves()[0]?.msg;
+      assert.ok(
+        leave?.ok && leave.msg.type === 'leave',
+        'the host leaves: the server closes its lobby',
+      );
+      if (!leave?.ok) return;
+      l.t.handle(2010, server, encodeV2({ type: 'ok', requestId: leave.msg.requestId }));
+      const bye = l.events.find((e) => e.type === 'goodbye');
+      assert.ok(bye?.type === 'goodbye' && bye.ok);
+    });
+
+    it('a lobby closed because its host left fails with host_left', () => {
+      const l = inLobby();
+      l.t.handle(
+        20,
+        server,
+        encodeV2({ type: 'closed', requestId: 0, code: 'host_left', reason: 'The host left.' }),
+      );
+      const failed = l.events.find((e) => e.type === 'failed');
+      assert.ok(failed?.type === 'failed' && failed.error.code === 'host_left');
     });
   });
 });

@@ -19,7 +19,7 @@ import {
   MAX_RELAY_PAYLOAD_BYTES,
   V2_TYPES,
 } from '../protocol/v2.js';
-import type { ConfirmedPeer } from './punch.js';
+import type { ConfirmedPeer, FailedPeer } from './punch.js';
 import { checkTraversalInput, Traversal, type TraversalEvent } from './traversal.js';
 
 export const DEFAULT_SERVER: Endpoint = { address: '127.0.0.1', port: 4000 };
@@ -64,6 +64,11 @@ export interface StartTraversalOptions {
   readonly signal?: AbortSignal;
   /** Fail with `timeout` if not punched within this many ms (default: wait in the lobby). */
   readonly timeoutMs?: number;
+  /**
+   * Fail unless every peer is reached. Default false: resolve once every peer is settled
+   * when at least one was reached; the others are in `failedPeers` with their cause.
+   */
+  readonly requireAllPeers?: boolean;
 }
 
 /** A peer confirmed by the punch: send its game traffic from our `socket` to `address:port`. */
@@ -81,6 +86,8 @@ export interface HolePunchResult {
   readonly publicPort: number;
   readonly elapsedMs: number;
   readonly peers: readonly PunchedPeer[];
+  /** Peers not reached (empty unless the result is partial), each with its `cause`. */
+  readonly failedPeers: readonly FailedPeer[];
 }
 
 export interface SessionRegisteredEvent {
@@ -200,6 +207,7 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
           localCandidates: candidates,
           random: Math.random,
           timeoutMs: options.timeoutMs,
+          requireAllPeers: options.requireAllPeers,
           punchBudgetMs: this.#options.punchBudgetMs,
           relay: this.#options.relay ?? false,
           send: (to, data) => this.#send(to, data),
@@ -341,7 +349,7 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
             port: r.port,
           });
         }
-        const result = this.#result(run, ev.peers, ev.elapsedMs);
+        const result = this.#result(run, ev.peers, ev.elapsedMs, ev.failed);
         if (run.settled) return;
         run.settled = true;
         this.#cleanupAbort(run);
@@ -359,7 +367,12 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
     }
   }
 
-  #result(run: Run, peers: ConfirmedPeer[], elapsedMs: number): HolePunchResult {
+  #result(
+    run: Run,
+    peers: ConfirmedPeer[],
+    elapsedMs: number,
+    failedPeers: FailedPeer[] = [],
+  ): HolePunchResult {
     const localPort = this.localPort;
     const host = peers.find((p) => p.isHost);
     const observed = run.core.observed;
@@ -371,6 +384,7 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
       publicPort: observed?.port ?? 0,
       elapsedMs: Math.round(elapsedMs),
       peers,
+      failedPeers,
     };
   }
 

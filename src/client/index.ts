@@ -12,7 +12,9 @@ export {
 } from './client.js';
 export {
   type ConfirmedPeer,
+  type FailedPeer,
   MAX_REFLEXIVE_CANDIDATES,
+  type PeerFailureCause,
   PREDICT_AFTER_ROUNDS,
   PREDICT_PORT_RANGE,
   PUNCH_BUDGET_MS,

@@ -5,7 +5,13 @@
  */
 import type { Endpoint } from '../protocol/endpoint.js';
 import { endpointKey } from '../protocol/endpoint.js';
-import { encodePunch, type V2Message, type V2Peer, verifyPunchTag } from '../protocol/v2.js';
+import {
+  encodePunch,
+  type PeerLeftWhy,
+  type V2Message,
+  type V2Peer,
+  verifyPunchTag,
+} from '../protocol/v2.js';
 
 /** One punch round to every candidate of every unconfirmed peer this often, at first. */
 export const PUNCH_INTERVAL_MS = 50;
@@ -48,12 +54,35 @@ export interface ConfirmedPeer {
   readonly rttMs: number;
 }
 
+/**
+ * Why a peer was not reached:
+ * - `left`: the server said it left the session (it sent `leave`);
+ * - `silent`: the server said it never acked the peer list (crashed, quit, lost its network);
+ * - `no_answer`: nothing from it got through either way, although the server still lists it
+ *   (the NATs on the path need the relay, typically symmetric on both sides, or a firewall);
+ * - `one_way`: its punches reached us but ours never reached it (its NAT filters us);
+ * - `relay_unavailable`: the relay was asked for and not granted.
+ */
+export type PeerFailureCause = 'left' | 'silent' | 'no_answer' | 'one_way' | 'relay_unavailable';
+
+/** A peer the traversal did not reach, with the cause. */
+export interface FailedPeer {
+  readonly name: string;
+  readonly nickname: string;
+  readonly isHost: boolean;
+  readonly cause: PeerFailureCause;
+}
+
 interface PeerState {
   readonly info: V2Peer;
   readonly candidates: PunchCandidate[];
   readonly known: Set<string>;
   reflexive: number;
   confirmed: ConfirmedPeer | undefined;
+  /** A valid punch from it arrived: it is alive and its datagrams reach us. */
+  heard: boolean;
+  /** The server said it is gone (`left` ends the punching to it at once). */
+  gone: PeerLeftWhy | undefined;
 }
 
 export interface PunchAttemptOptions {
@@ -98,6 +127,8 @@ export class PunchAttempt {
         known: new Set(),
         reflexive: 0,
         confirmed: undefined,
+        heard: false,
+        gone: undefined,
       };
       addCandidate(state, info.publicEndpoint, 'public');
       for (const c of info.candidates) addCandidate(state, c, 'local');
@@ -122,11 +153,43 @@ export class PunchAttempt {
     return out;
   }
 
-  /** Names of the peers not confirmed yet. */
+  /** Names of the peers not confirmed yet and not reported gone by the server. */
   get pending(): string[] {
     const out: string[] = [];
-    for (const p of this.#peers.values()) if (!p.confirmed) out.push(p.info.name);
+    for (const p of this.#peers.values()) {
+      if (!p.confirmed && p.gone === undefined) out.push(p.info.name);
+    }
     return out;
+  }
+
+  /** Every peer not confirmed (so far), with what is known about why. */
+  get failures(): FailedPeer[] {
+    const out: FailedPeer[] = [];
+    for (const p of this.#peers.values()) {
+      if (p.confirmed) continue;
+      const { name, nickname, isHost } = p.info;
+      // A peer whose punches arrive is alive, whatever the server thinks of it.
+      const cause: PeerFailureCause =
+        p.gone === 'left' ? 'left' : p.heard ? 'one_way' : (p.gone ?? 'no_answer');
+      out.push({ name, nickname, isHost, cause });
+    }
+    return out;
+  }
+
+  /**
+   * The server said `name` is gone. `left` stops the punching to it (it sent `leave`);
+   * `silent` only names the cause should it stay unconfirmed (it never acked its peers, but
+   * a late ack may have been lost, so it keeps being punched). Returns true when that
+   * ended the attempt (every other peer is confirmed or gone).
+   */
+  markGone(now: number, name: string, why: PeerLeftWhy): boolean {
+    const peer = this.#peers.get(name);
+    if (peer === undefined || peer.confirmed || this.#state !== 'punching') return false;
+    if (peer.gone !== 'left') peer.gone = why;
+    if (why !== 'left') return false;
+    for (const p of this.#peers.values()) if (!p.confirmed && p.gone !== 'left') return false;
+    this.#settle(now);
+    return true;
   }
 
   get candidateCount(): number {
@@ -148,14 +211,14 @@ export class PunchAttempt {
   handleTimeout(now: number): void {
     if (this.#state !== 'punching') return;
     if (now >= this.#failAt) {
-      this.#state = 'failed';
+      this.#settle(now);
       return;
     }
     if (now < this.#nextRoundAt) return;
     this.#round++;
     if (this.#round === PREDICT_AFTER_ROUNDS + 1) this.#addPredictions();
     for (const peer of this.#peers.values()) {
-      if (peer.confirmed) continue;
+      if (peer.confirmed || peer.gone === 'left') continue;
       for (let i = 0; i < peer.candidates.length; i++) {
         this.#punch(now, peer, i);
       }
@@ -192,6 +255,7 @@ export class PunchAttempt {
         candidate: msg.candidate,
         sentAt: msg.sentAt,
       });
+      peer.heard = true;
       if (peer.confirmed || this.#state !== 'punching') return false;
       // The peer reached us from here: a mapping towards us exists, punch straight back.
       let index = indexOf(peer, from);
@@ -213,8 +277,19 @@ export class PunchAttempt {
       path: candidate?.kind ?? 'reflexive',
       rttMs: Math.max(0, (Math.floor(now) - msg.sentAt) >>> 0),
     };
-    if (this.pending.length === 0) this.#finish(now);
+    for (const p of this.#peers.values()) if (!p.confirmed && p.gone !== 'left') return true;
+    this.#finish(now);
     return true;
+  }
+
+  /**
+   * The budget ran out or every unconfirmed peer left: `punched` (lingering, so the
+   * confirmed peers can still confirm us) when at least one peer is confirmed, else `failed`.
+   * Whether a partial result is a success is the traversal's call.
+   */
+  #settle(now: number): void {
+    if (this.confirmed.length > 0) this.#finish(now);
+    else this.#state = 'failed';
   }
 
   #finish(now: number): void {

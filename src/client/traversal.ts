@@ -21,7 +21,13 @@ import {
   type V2Message,
   type V2Peer,
 } from '../protocol/v2.js';
-import { type ConfirmedPeer, PUNCH_BUDGET_MS, PunchAttempt } from './punch.js';
+import {
+  type ConfirmedPeer,
+  type FailedPeer,
+  type PeerFailureCause,
+  PUNCH_BUDGET_MS,
+  PunchAttempt,
+} from './punch.js';
 
 /** First retransmission of an unanswered request; doubles up to `REQUEST_RETRY_MAX_MS`. */
 export const REQUEST_RETRY_FIRST_MS = 150;
@@ -37,7 +43,11 @@ export const SESSION_WAIT_MS = 15_000;
 export const SESSION_WAIT_RETRY_MS = 100;
 /** Keepalive period in a lobby: well under common UDP mapping timeouts (30 s and more). */
 export const KEEPALIVE_INTERVAL_MS = 5_000;
-/** `leave` and `close` are sent at most this many times (best effort on the way out). */
+/**
+ * `leave` and `close` are sent at most this many times, 150/300/500 ms apart, so a goodbye
+ * is acknowledged or given up within 1.5 s (then the server's keepalive silence limit,
+ * 15 s, drops the member anyway).
+ */
 export const GOODBYE_MAX_TRIES = 4;
 /** After a failed punch, the relay channels must be granted within this long. */
 export const RELAY_ALLOCATE_MS = 5_000;
@@ -60,6 +70,11 @@ export interface TraversalOptions {
   readonly punchBudgetMs?: number;
   /** Ask the server to relay the peers the punch could not reach (default false). */
   readonly relay?: boolean;
+  /**
+   * Fail unless every peer is reached. Default false: succeed when at least one peer is
+   * reached, and list the others in the `punched` event's `failed` with their cause.
+   */
+  readonly requireAllPeers?: boolean;
 }
 
 /** A peer reached through the server: wrap its traffic in `relay_data` with `channel`. */
@@ -73,7 +88,14 @@ export type TraversalEvent =
   | { type: 'registered'; observed: Endpoint }
   | { type: 'lobby'; nicknames: string[]; maxPlayers: number }
   | { type: 'peers'; peers: V2Peer[] }
-  | { type: 'punched'; peers: ConfirmedPeer[]; relays: RelayedPeer[]; elapsedMs: number }
+  | {
+      type: 'punched';
+      peers: ConfirmedPeer[];
+      relays: RelayedPeer[];
+      /** The peers not reached (only with a partial result), with the cause. */
+      failed: FailedPeer[];
+      elapsedMs: number;
+    }
   | { type: 'failed'; error: HolePunchError }
   | { type: 'goodbye'; kind: 'leave' | 'close'; ok: boolean };
 
@@ -151,8 +173,10 @@ export class Traversal {
   /** Relay channels granted so far, by peer name (while `relaying`). */
   #relays = new Map<string, { channel: Uint8Array; rttMs: number }>();
   #relayDeadline = Number.POSITIVE_INFINITY;
-  /** Why the punch failed, for the error if the relay fails too. */
-  #punchFailure = '';
+  /** Peers the relay could not be had for (while `relaying`), with the server's word. */
+  #relayFailures = new Map<string, string>();
+  /** Last lobby seen, for the timeout message. */
+  #lobbySize = '';
 
   constructor(options: TraversalOptions) {
     checkTraversalInput(options);
@@ -251,14 +275,31 @@ export class Traversal {
   handleTimeout(now: number): void {
     if (this.#state === 'idle') return;
     if (now >= this.#deadline && this.#active()) {
-      this.#fail('timeout', `no connection to all peers within ${this.#o.timeoutMs} ms`);
+      if (this.#state === 'lobby')
+        this.#failAndLeave(
+          now,
+          'timeout',
+          `the session did not start within ${this.#o.timeoutMs} ms` +
+            (this.#lobbySize ? ` (lobby ${this.#lobbySize})` : ''),
+        );
+      else
+        this.#failAndLeave(
+          now,
+          'timeout',
+          `no connection to all peers within ${this.#o.timeoutMs} ms`,
+        );
       return;
     }
     if (now >= this.#relayDeadline && this.#state === 'relaying') {
-      this.#fail(
-        'punch_failed',
-        `${this.#punchFailure}; no relay channel from the server within ${RELAY_ALLOCATE_MS} ms`,
-      );
+      for (const p of [...this.#pending.values()]) {
+        if (p.kind !== 'relay' || p.peer === undefined) continue;
+        this.#pending.delete(p.id);
+        this.#relayFailures.set(
+          p.peer,
+          `no relay channel from the server within ${RELAY_ALLOCATE_MS} ms`,
+        );
+      }
+      this.#settle(now);
       return;
     }
     for (const p of [...this.#pending.values()]) {
@@ -335,7 +376,10 @@ export class Traversal {
         if (pending?.kind !== 'relay' || pending.peer !== msg.peer) return;
         this.#pending.delete(pending.id);
         this.#relays.set(msg.peer, { channel: msg.channel, rttMs: now - pending.firstAt });
-        if (this.#punch?.pending.every((name) => this.#relays.has(name))) this.#finish(now);
+        this.#relayAnswered(now);
+        return;
+      case 'peer_left':
+        this.#peerLeft(now, msg.name, msg.why);
         return;
       case 'lobby':
         if (pending?.kind === 'keepalive') {
@@ -344,6 +388,7 @@ export class Traversal {
         }
         if (this.#state !== 'lobby' || msg.version <= this.#lobbyVersion) return;
         this.#lobbyVersion = msg.version;
+        this.#lobbySize = `${msg.nicknames.length}/${msg.maxPlayers}`;
         this.#o.onEvent({
           type: 'lobby',
           nicknames: [...msg.nicknames],
@@ -405,10 +450,11 @@ export class Traversal {
 
   #onError(now: number, pending: Pending, code: HolePunchError['code'], message: string): void {
     if (pending.kind === 'relay') {
-      this.#fail(
-        'punch_failed',
-        `${this.#punchFailure}; the server cannot relay (${code}: ${message})`,
-      );
+      this.#pending.delete(pending.id);
+      if (pending.peer !== undefined) {
+        this.#relayFailures.set(pending.peer, `the server cannot relay (${code}: ${message})`);
+      }
+      this.#relayAnswered(now);
       return;
     }
     if (pending.kind === 'leave' || pending.kind === 'close') {
@@ -484,24 +530,34 @@ export class Traversal {
 
   #checkPunch(now: number): void {
     const punch = this.#punch;
-    if (punch === undefined || this.#state !== 'punching') return;
-    if (punch.state === 'punched') {
-      this.#finish(now);
-    } else if (punch.state === 'failed') {
-      const why =
-        `no direct path confirmed to ${punch.pending.join(', ')} within the punch budget ` +
-        `(${this.#o.punchBudgetMs ?? PUNCH_BUDGET_MS} ms, ${punch.candidateCount} candidates, ` +
-        `${punch.sent} datagrams sent); a symmetric NAT on either side defeats hole punching`;
-      const token = this.#token;
-      if (this.#o.relay && token !== undefined) this.#askRelay(now, token, punch.pending, why);
-      else this.#fail('punch_failed', why);
+    if (punch === undefined || this.#state !== 'punching' || punch.state === 'punching') return;
+    const unreached = punch.pending;
+    const token = this.#token;
+    if (this.#o.relay && token !== undefined && unreached.length > 0) {
+      this.#askRelay(now, token, unreached);
+    } else this.#settle(now);
+  }
+
+  /** The server says a peer is gone: a punch or relay to it ends now if it left. */
+  #peerLeft(now: number, name: string, why: 'left' | 'silent'): void {
+    const punch = this.#punch;
+    if (punch === undefined) return;
+    if (this.#state === 'punching') {
+      if (punch.markGone(now, name, why)) this.#checkPunch(now);
+      return;
+    }
+    if (this.#state !== 'relaying' || why !== 'left') return;
+    for (const p of [...this.#pending.values()]) {
+      if (p.kind !== 'relay' || p.peer !== name) continue;
+      this.#pending.delete(p.id);
+      this.#relayFailures.set(name, 'it left the session');
+      this.#relayAnswered(now);
     }
   }
 
   /** Asks the server for a relay channel to every peer the punch did not reach. */
-  #askRelay(now: number, token: Uint8Array, names: readonly string[], why: string): void {
+  #askRelay(now: number, token: Uint8Array, names: readonly string[]): void {
     this.#state = 'relaying';
-    this.#punchFailure = why;
     this.#relayDeadline = now + RELAY_ALLOCATE_MS;
     for (const peer of names) {
       const id = this.#id();
@@ -516,13 +572,21 @@ export class Traversal {
     }
   }
 
-  /** Every peer is reached, directly or through the relay. */
-  #finish(now: number): void {
+  /** A relay request was answered: once none is left, the outcome is known. */
+  #relayAnswered(now: number): void {
+    if (this.#state !== 'relaying') return;
+    for (const p of this.#pending.values()) if (p.kind === 'relay') return;
+    this.#settle(now);
+  }
+
+  /**
+   * Every peer is reached, directly or through the relay, or known to be unreachable:
+   * success when all are reached, or (unless `requireAllPeers`) at least one; otherwise a
+   * failure that names every unreached peer and its cause.
+   */
+  #settle(now: number): void {
     const punch = this.#punch;
     if (punch === undefined) return;
-    this.#state = 'punched';
-    this.#deadline = Number.POSITIVE_INFINITY;
-    this.#relayDeadline = Number.POSITIVE_INFINITY;
     const peers = punch.confirmed;
     const relays: RelayedPeer[] = [];
     for (const info of this.#peers) {
@@ -540,7 +604,61 @@ export class Traversal {
         rttMs: relay.rttMs,
       });
     }
-    this.#o.onEvent({ type: 'punched', peers, relays, elapsedMs: now - this.#startedAt });
+    const failed: FailedPeer[] = [];
+    for (const f of punch.failures) {
+      if (this.#relays.has(f.name)) continue;
+      failed.push(this.#relayFailures.has(f.name) ? { ...f, cause: 'relay_unavailable' } : f);
+    }
+    if (failed.length === 0 || (peers.length > 0 && !this.#o.requireAllPeers)) {
+      this.#state = 'punched';
+      this.#deadline = Number.POSITIVE_INFINITY;
+      this.#relayDeadline = Number.POSITIVE_INFINITY;
+      this.#o.onEvent({ type: 'punched', peers, relays, failed, elapsedMs: now - this.#startedAt });
+      return;
+    }
+    const why = failed.map((f) => this.#describe(f)).join('; ');
+    const stats = `${punch.candidateCount} candidates, ${punch.sent} datagrams sent`;
+    const reached =
+      peers.length > 0 ? `reached ${peers.map((p) => p.name).join(', ')} but not all: ` : '';
+    const gone = failed.every((f) => f.cause === 'left' || f.cause === 'silent');
+    this.#failAndLeave(now, gone ? 'peer_left' : 'punch_failed', `${reached}${why} (${stats})`);
+  }
+
+  /** One unreached peer and its cause, in words. */
+  #describe(f: FailedPeer): string {
+    const budget = this.#o.punchBudgetMs ?? PUNCH_BUDGET_MS;
+    const texts: Record<PeerFailureCause, string> = {
+      left: `${f.name} left the session`,
+      silent: `${f.name} stopped answering the server after the start (it crashed, quit or lost its network)`,
+      no_answer:
+        `nothing from ${f.name} got through and none of our punches was answered within the ` +
+        `punch budget (${budget} ms), although the server lists it: the NATs between you need ` +
+        'the relay (typically a symmetric NAT on both sides), or a firewall drops UDP',
+      one_way:
+        `${f.name}'s punches reached us but ours never reached it within the punch budget ` +
+        `(${budget} ms): its NAT filters us (typically a symmetric NAT on one side); the relay ` +
+        'option connects such peers',
+      relay_unavailable: `no direct path to ${f.name} and ${this.#relayFailures.get(f.name) ?? 'no relay'}`,
+    };
+    return texts[f.cause];
+  }
+
+  /**
+   * Fails, and tells the server we are gone (`leave`, retried like any goodbye) so that our
+   * seat, or the whole lobby and its name when we host, is freed at once.
+   */
+  #failAndLeave(now: number, code: HolePunchError['code'], message: string): void {
+    const token = this.#token;
+    const registered = this.#state !== 'registering' && this.#active();
+    this.#fail(code, message);
+    if (token === undefined || !registered) return;
+    const id = this.#id();
+    this.#request(
+      now,
+      'leave',
+      id,
+      encodeV2({ type: 'leave', requestId: id, session: this.#o.session, token }),
+    );
   }
 
   #active(): boolean {
