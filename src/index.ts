@@ -17,7 +17,7 @@ export {
   type SessionRegisteredEvent,
   type StartTraversalOptions,
 } from './client/client.js';
-export type { PunchPath } from './client/punch.js';
+export type { FailedPeer, PeerFailureCause, PunchPath } from './client/punch.js';
 export { ERROR_CODES, type ErrorCode, HolePunchError, isErrorCode } from './errors.js';
 export type { Endpoint } from './protocol/endpoint.js';
 export type { ServerCounters } from './server/counters.js';

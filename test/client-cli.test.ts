@@ -15,14 +15,24 @@ interface Outcome {
 
 const children = new Set<ChildProcess>();
 
-function run(args: string[]): Promise<Outcome> {
+/** Runs the CLI; `onLine` sees each JSON line as it comes (to signal the child, say). */
+function run(
+  args: string[],
+  onLine?: (line: Record<string, unknown>, child: ChildProcess) => void,
+): Promise<Outcome> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     children.add(child);
     let out = '';
     let stderr = '';
+    let seen = 0;
     child.stdout.on('data', (d) => {
       out += d;
+      if (onLine === undefined) return;
+      const lines = out.split('\n');
+      for (; seen < lines.length - 1; seen++) {
+        onLine(JSON.parse(lines[seen] as string) as Record<string, unknown>, child);
+      }
     });
     child.stderr.on('data', (d) => {
       stderr += d;
@@ -64,7 +74,12 @@ describe('holepunch-client CLI', () => {
     ] as const) {
       assert.equal(r.code, 0, `${who}: ${JSON.stringify(r.lines)} ${r.stderr}`);
       const events = r.lines.map((l) => l.event);
-      assert.equal(events[0], 'registered', who);
+      // A joiner says what it waits for before the host's lobby answers.
+      assert.deepEqual(
+        events.slice(0, 2),
+        who === 'host' ? ['registered', 'lobby'] : ['waiting', 'registered'],
+        who,
+      );
       assert.ok(events.includes('lobby'), who);
       const punched = r.lines.find((l) => l.event === 'punched') as {
         elapsedMs: number;
@@ -110,5 +125,51 @@ describe('holepunch-client CLI', () => {
     assert.equal(timedOut.lines.at(-1)?.code, 'timeout');
     const usage = await run(['dance', 'x']);
     assert.equal(usage.code, 2);
+  });
+
+  it('Ctrl-C leaves cleanly and exits 130; the host is told who left', async () => {
+    const common = ['--server', `127.0.0.1:${server.port}`, '--json'];
+    let hostSawLeave: (() => void) | undefined;
+    const left = new Promise<void>((resolve) => {
+      hostSawLeave = resolve;
+    });
+    const host = run(
+      ['host', 'cli:3', '--name', 'h', '--max-players', '3', ...common],
+      (line, child) => {
+        if (line.event === 'left') {
+          hostSawLeave?.();
+          child.kill('SIGINT');
+        }
+      },
+    );
+    const joiner = await run(['join', 'cli:3', '--name', 'bob', ...common], (line, child) => {
+      const full = line.event === 'lobby' && (line.nicknames as string[]).length === 2;
+      if (full) child.kill('SIGINT');
+    });
+    assert.equal(joiner.code, 130, JSON.stringify(joiner.lines));
+    assert.deepEqual(joiner.lines.at(-1), { event: 'interrupted', signal: 'SIGINT' });
+    await left;
+    const hosted = await host;
+    assert.ok(hosted.lines.some((l) => l.event === 'left' && l.nickname === 'bob'));
+    assert.equal(hosted.code, 130, JSON.stringify(hosted.lines));
+  });
+
+  it('a full lobby on a server that waits for the host says so', async () => {
+    const manual = await startServer({ port: 0, host: '127.0.0.1', autostart: false });
+    try {
+      const common = ['--server', `127.0.0.1:${manual.port}`, '--json'];
+      const waiting = (line: Record<string, unknown>, child: ChildProcess) => {
+        if (line.event === 'waiting' && line.for === 'start') child.kill('SIGINT');
+      };
+      const [host, join] = await Promise.all([
+        run(['host', 'cli:4', '--name', 'h', ...common], waiting),
+        run(['join', 'cli:4', '--name', 'j', ...common], waiting),
+      ]);
+      assert.ok(host.lines.some((l) => l.event === 'waiting' && l.for === 'start'));
+      assert.ok(join.lines.some((l) => l.event === 'waiting' && l.for === 'start'));
+      assert.equal(join.code, 130);
+    } finally {
+      await manual.close();
+    }
   });
 });

@@ -11,6 +11,10 @@ import { HolePunchError } from '../errors.js';
 const EXIT_OK = 0;
 const EXIT_FAILED = 1;
 const EXIT_USAGE = 2;
+/** Interrupted by SIGINT (Ctrl-C) or SIGTERM, after leaving the lobby: 128 + the signal. */
+const EXIT_SIGNAL: Readonly<Record<string, number>> = { SIGINT: 130, SIGTERM: 143 };
+/** A full lobby that has not started after this long is waiting for its host. */
+const FULL_LOBBY_HINT_MS = 1_500;
 
 /**
  * After the punch, test datagrams go to each peer every `TEST_PING_INTERVAL_MS` until
@@ -214,14 +218,41 @@ export async function runClient(o: CliOptions): Promise<number> {
       `registered in ${e.session} as ${o.name} (local port ${e.localPort}, public ${e.publicAddress}:${e.publicPort})`,
     ),
   );
-  client.on('lobbyUpdate', (e) =>
+  let lobby: readonly string[] = [];
+  let fullHint: NodeJS.Timeout | undefined;
+  client.on('lobbyUpdate', (e) => {
+    // Who came and went, in words: a player who leaves or crashes drops out of the lobby.
+    for (const left of lobby.filter((n) => !e.nicknames.includes(n))) {
+      out({ event: 'left', nickname: left }, `${left} left the lobby`);
+    }
     out(
       { event: 'lobby', nicknames: e.nicknames, maxPlayers: e.maxPlayers },
       `lobby ${e.nicknames.length}/${e.maxPlayers}: ${e.nicknames.join(', ')}`,
-    ),
-  );
+    );
+    lobby = e.nicknames;
+    clearTimeout(fullHint);
+    if (e.nicknames.length < e.maxPlayers) return;
+    fullHint = setTimeout(() => {
+      out(
+        { event: 'waiting', for: 'start' },
+        o.isHost
+          ? 'the lobby is full: start it with --finalize-after (or finalizePeers() in a game)'
+          : 'the lobby is full; waiting for the host to start the game',
+      );
+    }, FULL_LOBBY_HINT_MS);
+  });
+  if (!o.isHost) {
+    out(
+      { event: 'waiting', for: 'host', session: o.session },
+      `waiting for the host of ${o.session} on ${o.server.address}:${o.server.port}…`,
+    );
+  }
   const abort = new AbortController();
-  const onSignal = (): void => abort.abort();
+  let interrupted: NodeJS.Signals | undefined;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    interrupted = signal;
+    abort.abort();
+  };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   let finalizeTimer: NodeJS.Timeout | undefined;
@@ -243,6 +274,7 @@ export async function runClient(o: CliOptions): Promise<number> {
       signal: abort.signal,
     });
     clearTimeout(finalizeTimer);
+    clearTimeout(fullHint);
     out(
       {
         event: 'punched',
@@ -291,6 +323,12 @@ export async function runClient(o: CliOptions): Promise<number> {
     return everyPeerAnswered ? EXIT_OK : EXIT_FAILED;
   } catch (err) {
     clearTimeout(finalizeTimer);
+    clearTimeout(fullHint);
+    if (interrupted !== undefined) {
+      await client.close();
+      out({ event: 'interrupted', signal: interrupted }, `interrupted: left ${o.session}`);
+      return EXIT_SIGNAL[interrupted] ?? EXIT_FAILED;
+    }
     const e =
       err instanceof HolePunchError
         ? err

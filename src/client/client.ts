@@ -25,6 +25,17 @@ import { checkTraversalInput, Traversal, type TraversalEvent } from './traversal
 export const DEFAULT_SERVER: Endpoint = { address: '127.0.0.1', port: 4000 };
 // setTimeout clamps longer delays to 1 ms; wake up early instead and re-arm.
 const MAX_TIMER_DELAY_MS = 2 ** 31 - 1;
+/**
+ * `close()` waits at most this long for the server to acknowledge the leave; the core's own
+ * retries give up sooner, this only bounds a core that never reports.
+ */
+const CLOSE_LEAVE_LIMIT_MS = 5_000;
+/** ... and at most this long for the game's last datagrams to leave the socket. */
+const CLOSE_FLUSH_LIMIT_MS = 1_000;
+
+function sleepMs(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
 
 export interface HolePunchClientOptions {
   /** The rendezvous server (name or IP). Default 127.0.0.1:4000. */
@@ -120,6 +131,8 @@ interface Run {
   settled: boolean;
   onAbort?: () => void;
   goodbye?: () => void;
+  /** The leave or close under way: resolves when the server confirmed or the core gave up. */
+  leaving?: Promise<void>;
 }
 
 /** IPv4-mapped IPv6 (`::ffff:1.2.3.4`) to plain IPv4, for IPv4 sockets. */
@@ -148,7 +161,12 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
   #run: Run | undefined;
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
+  /** `close()` runs: the leave may still go out, the game's sends may not. */
+  #closing = false;
   #detached = false;
+  /** Datagrams handed to the socket and not yet sent: `close()` waits for them. */
+  #inFlight = 0;
+  #onFlushed: (() => void) | undefined;
   /** Relayed peers: their channel by `address|port`, and the reverse by channel (hex). */
   #relayByPeer = new Map<string, Uint8Array>();
   #relayByChannel = new Map<string, Endpoint>();
@@ -180,8 +198,20 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
     const maxPlayers = options.maxPlayers ?? 2;
     checkTraversalInput({ session: options.session, name: options.name, nickname, maxPlayers });
     if (options.signal?.aborted) throw new HolePunchError('aborted', 'aborted before the start');
-    const socket = await this.#bind();
-    const server = await this.#resolveServer();
+    let socket: dgram.Socket;
+    let server: Endpoint;
+    try {
+      socket = await this.#bind();
+      server = await this.#resolveServer();
+    } catch (error) {
+      // DNS and socket failures are failures of the traversal like any other.
+      const failure =
+        error instanceof HolePunchError
+          ? error
+          : new HolePunchError('socket_error', String(error), { cause: error });
+      this.emit('failed', failure);
+      throw failure;
+    }
     if (this.#closed) throw new HolePunchError('aborted', 'the client is closed');
     const family = socket.address().family === 'IPv6' ? 6 : 4;
     const candidates =
@@ -218,8 +248,8 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
       if (options.signal) {
         const signal = options.signal;
         run.onAbort = () => {
-          this.#goodbye(run, options.isHost ? 'close' : 'leave', 'Aborted by the host.');
           this.#settleFailed(run, new HolePunchError('aborted', 'aborted by the caller'));
+          void this.#leave(options.isHost ? 'close' : 'leave', 'aborted', 'Aborted by the host.');
         };
         signal.addEventListener('abort', run.onAbort, { once: true });
       }
@@ -256,9 +286,10 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
     if (this.#socket === undefined || this.#detached) {
       throw new HolePunchError('bad_request', 'no socket: run startTraversal first');
     }
+    if (this.#closing) throw new HolePunchError('bad_request', 'the client is closed');
     const channel = this.#relayByPeer.get(`${plainAddress(address)}|${port}`);
     if (channel === undefined || this.#server === undefined) {
-      this.#socket.send(data, port, plainAddress(address));
+      this.#socketSend(this.#socket, data, { address, port });
       return;
     }
     const payload = typeof data === 'string' ? Buffer.from(data) : data;
@@ -284,16 +315,23 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
     return socket;
   }
 
-  /** Leaves any running traversal (best effort, one datagram) and releases the socket. */
+  /**
+   * Leaves any running traversal (the server acknowledges it, or the client gives up after a
+   * few retries), sends every datagram the game sent before, then releases the socket.
+   */
   async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
+    if (this.#closing) return;
+    this.#closing = true;
     const run = this.#run;
-    if (run && !run.settled) {
-      this.#goodbye(run, run.options.isHost ? 'close' : 'leave', 'The host left.');
-      this.#settleFailed(run, new HolePunchError('aborted', 'the client was closed'));
+    if (run && (!run.settled || run.leaving)) {
+      const left =
+        run.leaving ??
+        this.#leave(run.options.isHost ? 'close' : 'leave', 'was closed', 'The host left.');
+      await Promise.race([left, sleepMs(CLOSE_LEAVE_LIMIT_MS)]);
     }
     run?.goodbye?.();
+    await Promise.race([this.#flushed(), sleepMs(CLOSE_FLUSH_LIMIT_MS)]);
+    this.#closed = true;
     this.#stopTimer();
     const socket = this.#socket;
     if (socket && !this.#detached) {
@@ -310,18 +348,14 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
   #leave(kind: 'leave' | 'close', what: string, reason?: string): Promise<void> {
     const run = this.#run;
     if (run === undefined) return Promise.resolve();
-    return new Promise<void>((resolve) => {
+    run.leaving ??= new Promise<void>((resolve) => {
       run.goodbye = resolve;
       run.core.goodbye(performance.now(), kind, reason);
       if (!run.settled)
         this.#settleFailed(run, new HolePunchError('aborted', `the client ${what}`));
       this.#arm();
     });
-  }
-
-  #goodbye(run: Run, kind: 'leave' | 'close', reason: string): void {
-    run.core.goodbye(performance.now(), kind, reason);
-    this.#arm();
+    return run.leaving;
   }
 
   #onEvent(run: Run, ev: TraversalEvent): void {
@@ -406,8 +440,27 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
     if (this.#options.dropDatagram?.('out', to, data)) return;
     // A bad candidate address must not throw into the core; UDP is best effort anyway.
     try {
-      socket.send(data, to.port, plainAddress(to.address), () => {});
+      this.#socketSend(socket, data, to);
     } catch {}
+  }
+
+  /**
+   * `dgram` resolves the address on a later tick, so a send is in flight until its callback:
+   * counted, so that `close()` does not close the socket under it.
+   */
+  #socketSend(socket: dgram.Socket, data: Uint8Array | string, to: Endpoint): void {
+    this.#inFlight++;
+    socket.send(data, to.port, plainAddress(to.address), () => {
+      this.#inFlight--;
+      if (this.#inFlight === 0) this.#onFlushed?.();
+    });
+  }
+
+  #flushed(): Promise<void> {
+    if (this.#inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#onFlushed = resolve;
+    });
   }
 
   #onMessage(data: Buffer, rinfo: dgram.RemoteInfo): void {
@@ -468,8 +521,19 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
     if (this.#server) return this.#server;
     const s = this.#options.server ?? DEFAULT_SERVER;
     const family = this.#socket?.address().family === 'IPv6' ? 6 : 4;
-    const address =
-      isIP(s.address) !== 0 ? s.address : (await lookup(s.address, { family })).address;
+    let address = s.address;
+    if (isIP(address) === 0) {
+      try {
+        address = (await lookup(s.address, { family })).address;
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code ?? String(error);
+        throw new HolePunchError(
+          'server_unreachable',
+          `cannot resolve the server name ${s.address} (${code}): check the server address`,
+          { cause: error },
+        );
+      }
+    }
     this.#server = { address, port: s.port };
     return this.#server;
   }
@@ -479,10 +543,20 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
       const s = this.#options.server ?? DEFAULT_SERVER;
       const v6 = isIP(s.address) === 6 || isIP(this.#options.bindAddress ?? '') === 6;
       const socket = dgram.createSocket(v6 ? { type: 'udp6', ipv6Only: false } : { type: 'udp4' });
+      const port = this.#options.port ?? 0;
       await new Promise<void>((resolve, reject) => {
-        socket.once('error', reject);
-        socket.bind(this.#options.port ?? 0, this.#options.bindAddress, () => {
-          socket.off('error', reject);
+        socket.once('error', (error: NodeJS.ErrnoException) => {
+          this.#binding = undefined;
+          reject(
+            new HolePunchError(
+              'socket_error',
+              `cannot bind UDP port ${port}${this.#options.bindAddress ? ` on ${this.#options.bindAddress}` : ''} (${error.code ?? error.message}): ${error.code === 'EADDRINUSE' ? 'another program uses it; choose another port or 0' : 'check the port and bind address'}`,
+              { cause: error },
+            ),
+          );
+        });
+        socket.bind(port, this.#options.bindAddress, () => {
+          socket.removeAllListeners('error');
           resolve();
         });
       });

@@ -162,6 +162,8 @@ export class Traversal {
   #startedAt = 0;
   #deadline = Number.POSITIVE_INFINITY;
   #lastHeardAt = 0;
+  /** Whether the server ever answered: silence from the start means it is unreachable. */
+  #heardFromServer = false;
   #lobbyVersion = 0;
   #keepaliveAt = Number.POSITIVE_INFINITY;
   #startWanted = false;
@@ -275,7 +277,8 @@ export class Traversal {
   handleTimeout(now: number): void {
     if (this.#state === 'idle') return;
     if (now >= this.#deadline && this.#active()) {
-      if (this.#state === 'lobby')
+      if (!this.#heardFromServer) this.#failUnreachable(now);
+      else if (this.#state === 'lobby')
         this.#failAndLeave(
           now,
           'timeout',
@@ -311,6 +314,10 @@ export class Traversal {
           continue;
         }
       } else if (now - this.#lastHeardAt >= SERVER_SILENCE_LIMIT_MS) {
+        if (!this.#heardFromServer) {
+          this.#failUnreachable(now);
+          return;
+        }
         const s = this.#o.server;
         this.#fail(
           'timeout',
@@ -343,6 +350,7 @@ export class Traversal {
     }
     if (!sameEndpoint(from, this.#o.server)) return true;
     this.#lastHeardAt = now;
+    this.#heardFromServer = true;
     this.#fromServer(now, msg);
     return true;
   }
@@ -446,6 +454,15 @@ export class Traversal {
       lobbyVersion: this.#lobbyVersion,
     });
     this.#request(now, 'keepalive', id, bytes);
+  }
+
+  #failUnreachable(now: number): void {
+    const s = this.#o.server;
+    this.#fail(
+      'server_unreachable',
+      `no answer from the server ${s.address}:${s.port} in ${Math.round(now - this.#startedAt)} ms: ` +
+        'check that it runs there and that its UDP port is open',
+    );
   }
 
   #onError(now: number, pending: Pending, code: HolePunchError['code'], message: string): void {
