@@ -200,6 +200,76 @@ describe('HolePunchClient over loopback through the real server', () => {
     assert.equal(m.peers[0]?.name, 'h');
   });
 
+  it('a player who leaves after the start is named; the others play on with each other at once', async () => {
+    const host = new HolePunchClient({ server: { address: LOOPBACK, port: server.port } });
+    const carol = new HolePunchClient({ server: { address: LOOPBACK, port: server.port } });
+    clients.push(host, carol);
+    const registered = once(host, 'sessionRegistered');
+    const opts = { session: 'partial', maxPlayers: 3, timeoutMs: 15_000 };
+    const hostRun = host.startTraversal({ ...opts, isHost: true, name: 'h' });
+    hostRun.catch(() => {});
+    await registered;
+    // bob: a bare socket that joins, shows its address, and leaves once the peers came.
+    const bob = dgram.createSocket('udp4');
+    try {
+      await new Promise<void>((resolve) => bob.bind(0, LOOPBACK, resolve));
+      let token: Uint8Array | undefined;
+      let left = false;
+      bob.on('message', (data) => {
+        const d = decodeV2(data);
+        if (!d.ok) return;
+        if (d.msg.type === 'registered' && token === undefined) {
+          token = d.msg.token;
+          const ka = {
+            type: 'keepalive',
+            requestId: 2,
+            session: 'partial',
+            token,
+            lobbyVersion: 0,
+          } as const;
+          bob.send(encodeV2(ka), server.port, LOOPBACK);
+        } else if (d.msg.type === 'peers' && token !== undefined && !left) {
+          left = true;
+          const leave = encodeV2({ type: 'leave', requestId: 3, session: 'partial', token });
+          bob.send(leave, server.port, LOOPBACK);
+        }
+      });
+      const join = encodeV2({
+        type: 'join',
+        requestId: 1,
+        session: 'partial',
+        name: 'bob',
+        nickname: 'Bob',
+        candidates: [],
+      });
+      bob.send(join, server.port, LOOPBACK);
+      for (let i = 0; i < 100 && token === undefined; i++)
+        await new Promise((r) => setTimeout(r, 10));
+      assert.ok(token !== undefined, 'bob joined');
+      const started = performance.now();
+      const carolRun = carol.startTraversal({ ...opts, isHost: false, name: 'carol' });
+      const [h, c] = await Promise.all([hostRun, carolRun]);
+      assert.ok(performance.now() - started < 4000, 'no wait for the 8 s punch budget');
+      assert.deepEqual(
+        h.peers.map((p) => p.name),
+        ['carol'],
+      );
+      assert.deepEqual(
+        c.peers.map((p) => p.name),
+        ['h'],
+      );
+      for (const r of [h, c]) {
+        assert.deepEqual(
+          r.failedPeers.map((f) => `${f.name} ${f.cause}`),
+          ['bob left'],
+        );
+      }
+      assert.equal(c.hostPort, host.localPort, 'carol reached the host');
+    } finally {
+      bob.close();
+    }
+  });
+
   it('a detached socket keeps the punched path after the client is closed', async () => {
     const pair: HolePunchClient[] = [];
     const [h, j] = await lobby(server, 'handover', 2, pair);
