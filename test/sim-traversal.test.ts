@@ -70,6 +70,26 @@ describe('simulated traversals (real server and client cores)', () => {
     assert.ok(r.endedAtMs <= budget + 500, `ended at ${r.endedAtMs}`);
   });
 
+  it('one unreachable player does not fail the lobby: the others connect and name it, it fails alone', () => {
+    const r = simulateTraversal({
+      players: 3,
+      nats: ['port-restricted', 'port-restricted', 'symmetric'],
+      punchBudgetMs: 2000,
+      seed: 7,
+    });
+    assert.equal(r.ok, false, 'not every pair');
+    const [host, p1, p2] = r.clients;
+    assert.deepEqual(Object.keys(host?.paths ?? {}), ['player1']);
+    assert.deepEqual(Object.keys(p1?.paths ?? {}), ['host']);
+    assert.deepEqual(host?.failedPeers, { player2: 'no_answer' });
+    assert.deepEqual(p1?.failedPeers, { player2: 'no_answer' });
+    // It reached no one: its own traversal fails, naming both peers; both are alive (the
+    // server never reported them gone), so the NATs are the cause it gives.
+    assert.equal(p2?.failedCode, 'punch_failed');
+    assert.match(p2?.failedMessage ?? '', /nothing from host got through.*nothing from player1/);
+    assert.match(p2?.failedMessage ?? '', /symmetric/);
+  });
+
   it('players behind one router connect over their LAN addresses (no hairpinning needed)', () => {
     const r = simulateTraversal({ players: 3, sameLan: true, natA: 'port-restricted', seed: 5 });
     assert.ok(r.ok);

@@ -2,7 +2,7 @@
  * One whole traversal in the simulator: the real rendezvous server core and N real client
  * cores on a simulated network with NATs, delay and loss. Used by tests and benchmarks.
  */
-import type { PunchPath } from '../client/punch.js';
+import type { PeerFailureCause, PunchPath } from '../client/punch.js';
 import { Traversal, type TraversalEvent } from '../client/traversal.js';
 import type { ErrorCode } from '../errors.js';
 import type { Endpoint } from '../protocol/endpoint.js';
@@ -49,11 +49,13 @@ export interface SimulatedClient {
   readonly failedMessage: string | undefined;
   /** The path per peer name. */
   readonly paths: Readonly<Record<string, PunchPath>>;
+  /** Peers a partial result did not reach, by name, with the cause. */
+  readonly failedPeers: Readonly<Record<string, PeerFailureCause>>;
   readonly events: readonly TraversalEvent['type'][];
 }
 
 export interface SimulateTraversalResult {
-  /** Every client reached `punched`. */
+  /** Every client reached `punched` with every peer (no partial result). */
   readonly ok: boolean;
   /** Per client, ms from its start to `punched` (NaN when it failed). */
   readonly punchedAtMs: number[];
@@ -101,6 +103,7 @@ export function simulateTraversal(options: SimulateTraversalOptions = {}): Simul
     punchedAt?: number;
     failed?: { code: ErrorCode; message: string };
     paths: Record<string, PunchPath>;
+    failedPeers: Record<string, PeerFailureCause>;
     events: TraversalEvent['type'][];
   }
   const clients: Running[] = [];
@@ -114,6 +117,7 @@ export function simulateTraversal(options: SimulateTraversalOptions = {}): Simul
       nat,
       startAt: i === 0 ? (options.hostDelayMs ?? 0) : (options.joinDelayMs ?? 0),
       paths: {},
+      failedPeers: {},
       events: [],
       core: undefined as unknown as Traversal,
     };
@@ -136,6 +140,7 @@ export function simulateTraversal(options: SimulateTraversalOptions = {}): Simul
         if (ev.type === 'punched') {
           run.punchedAt = net.now - run.startAt;
           for (const p of ev.peers) run.paths[p.name] = p.path;
+          for (const f of ev.failed) run.failedPeers[f.name] = f.cause;
         } else if (ev.type === 'failed') {
           run.failed = { code: ev.error.code, message: ev.error.message };
         }
@@ -159,7 +164,9 @@ export function simulateTraversal(options: SimulateTraversalOptions = {}): Simul
     clients.every((c) => c.punchedAt !== undefined || c.failed !== undefined),
   );
   const punchedAtMs = clients.map((c) => c.punchedAt ?? Number.NaN);
-  const ok = clients.every((c) => c.punchedAt !== undefined);
+  const ok = clients.every(
+    (c) => c.punchedAt !== undefined && Object.keys(c.failedPeers).length === 0,
+  );
   return {
     ok,
     punchedAtMs,
@@ -172,6 +179,7 @@ export function simulateTraversal(options: SimulateTraversalOptions = {}): Simul
       failedCode: c.failed?.code,
       failedMessage: c.failed?.message,
       paths: c.paths,
+      failedPeers: c.failedPeers,
       events: c.events,
     })),
     endedAtMs,
