@@ -5,6 +5,10 @@
 export interface ServerCounters {
   datagramsIn: number;
   datagramsOut: number;
+  /** UDP payload bytes of every datagram received (headers not included). */
+  bytesIn: number;
+  /** UDP payload bytes of every datagram sent, relayed ones included. */
+  bytesOut: number;
   /** v2 `relay_data` forwarded between two members (each also counts in and out). */
   datagramsRelayed: number;
   sessionsCreated: number;
@@ -19,6 +23,8 @@ export function createCounters(): ServerCounters {
   return {
     datagramsIn: 0,
     datagramsOut: 0,
+    bytesIn: 0,
+    bytesOut: 0,
     datagramsRelayed: 0,
     sessionsCreated: 0,
     sessionsStarted: 0,

@@ -12,7 +12,7 @@ export {
   type LegacySessionsOptions,
   SESSION_TTL_MS,
 } from './legacy-sessions.js';
-export type { SessionLifecycleEvent } from './lifecycle.js';
+export type { MemberLifecycleEvent, SessionLifecycleEvent } from './lifecycle.js';
 export { RendezvousServer, type RendezvousServerOptions } from './rendezvous.js';
 export {
   DEFAULT_PORT,

@@ -15,7 +15,7 @@ import {
 } from '../protocol/legacy.js';
 import { countRejection, type ServerCounters } from './counters.js';
 import type { Outbox, ProtocolHandler } from './handler.js';
-import type { SessionLifecycleEvent } from './lifecycle.js';
+import type { MemberLifecycleEvent, SessionLifecycleEvent } from './lifecycle.js';
 
 /** Sessions expire this long after `rs` (the original's later revision: 600 s). */
 export const SESSION_TTL_MS = 600_000;
@@ -93,6 +93,8 @@ export interface LegacySessionsOptions {
   readonly maxPlayersCap?: number;
   /** Called once per lifecycle event (not per datagram); the shell logs it. */
   readonly onLifecycle?: (event: SessionLifecycleEvent) => void;
+  /** Called when a member joins, leaves (`cc`, or moves away) or a registration is refused. */
+  readonly onMember?: (event: MemberLifecycleEvent) => void;
 }
 
 /** A read-only copy of a session, for tests and diagnostics. */
@@ -178,6 +180,7 @@ export class LegacySessions implements ProtocolHandler {
   readonly #maxSessions: number;
   readonly #decodeOptions: LegacyDecodeOptions;
   readonly #onLifecycle: ((event: SessionLifecycleEvent) => void) | undefined;
+  readonly #onMember: ((event: MemberLifecycleEvent) => void) | undefined;
   readonly #sessions = new Map<string, Session>();
   // Members by NAME, to find "NAME from this address" for `cc` and re-registration. Keyed by
   // the member's own name string (no extra key string); only a NAME used in several sessions
@@ -202,6 +205,7 @@ export class LegacySessions implements ProtocolHandler {
       maxPlayersCap: Math.min(options.maxPlayersCap ?? DEFAULT_MAX_PLAYERS_CAP, LEGACY_MAX_PLAYERS),
     };
     this.#onLifecycle = options.onLifecycle;
+    this.#onMember = options.onMember;
   }
 
   get sessionCount(): number {
@@ -318,15 +322,15 @@ export class LegacySessions implements ProtocolHandler {
         this.#send(now, from, encodeOk(from.port));
         return;
       }
-      this.#refuse(now, from, CLOSE_SESSION_EXISTS, 'session_exists');
+      this.#refuse(now, from, CLOSE_SESSION_EXISTS, 'session_exists', key, undefined);
       return;
     }
     if (legacyAddressText(from.address) === undefined) {
-      this.#refuse(now, from, CLOSE_IPV6_UNSUPPORTED, 'ipv6_unsupported');
+      this.#refuse(now, from, CLOSE_IPV6_UNSUPPORTED, 'ipv6_unsupported', key, undefined);
       return;
     }
     if (this.#sessions.size >= this.#maxSessions) {
-      this.#refuse(now, from, CLOSE_TOO_MANY_SESSIONS, 'too_many_sessions');
+      this.#refuse(now, from, CLOSE_TOO_MANY_SESSIONS, 'too_many_sessions', key, undefined);
       return;
     }
     const session: Session = {
@@ -364,19 +368,19 @@ export class LegacySessions implements ProtocolHandler {
     bytes: number,
   ): void {
     if (legacyAddressText(from.address) === undefined) {
-      this.#refuse(now, from, CLOSE_IPV6_UNSUPPORTED, 'ipv6_unsupported');
+      this.#refuse(now, from, CLOSE_IPV6_UNSUPPORTED, 'ipv6_unsupported', key, name);
       return;
     }
     const session = this.#sessions.get(key);
     if (session === undefined) {
-      this.#refuse(now, from, CLOSE_SESSION_NOT_FOUND, 'session_not_found');
+      this.#refuse(now, from, CLOSE_SESSION_NOT_FOUND, 'session_not_found', key, name);
       return;
     }
     const problem = legacyNameProblem(name, nickname);
     if (problem !== undefined) {
       const reply =
         problem === CLOSE_REASONS.commaInName ? CLOSE_COMMA_IN_NAME : CLOSE_NAME_TOO_LONG;
-      this.#refuse(now, from, reply, 'bad_name');
+      this.#refuse(now, from, reply, 'bad_name', key, name);
       return;
     }
     // The sender's earlier registration of this NAME, in this or another session.
@@ -388,7 +392,7 @@ export class LegacySessions implements ProtocolHandler {
       const member = members[i] as Member;
       if (member === previous) replaceIndex = i;
       else if (member.name === name) {
-        this.#refuse(now, from, CLOSE_CLIENT_REGISTERED, 'name_taken');
+        this.#refuse(now, from, CLOSE_CLIENT_REGISTERED, 'name_taken', key, name);
         return;
       }
     }
@@ -399,12 +403,14 @@ export class LegacySessions implements ProtocolHandler {
       return;
     }
     if (replaceIndex === -1 && members.length >= session.maxPlayers) {
-      this.#refuse(now, from, CLOSE_SESSION_FULL, 'session_full');
+      this.#refuse(now, from, CLOSE_SESSION_FULL, 'session_full', key, name);
       return;
     }
     // Moving to another session: leave the old one first (its members see the new lobby).
-    if (previous !== undefined && previous.session !== session)
+    if (previous !== undefined && previous.session !== session) {
       this.#removeMember(now, previous, 0);
+      this.#member('left', previous.session.key, name, 'moved', previous);
+    }
     // The host's `rc` shares the address string kept from its `rs`.
     const address = from.address === session.hostAddress ? session.hostAddress : from.address;
     const member: Member = { address, port: from.port, name, nickname, session };
@@ -418,6 +424,7 @@ export class LegacySessions implements ProtocolHandler {
     }
     this.#index(member);
     this.#send(now, from, encodeOk(from.port));
+    if (replaceIndex === -1) this.#member('joined', key, name, undefined, from);
     session.lobbyPending = true;
     this.#earn(now, session, bytes);
     if (this.#autostart && session.members.length >= session.maxPlayers) {
@@ -433,6 +440,7 @@ export class LegacySessions implements ProtocolHandler {
       return;
     }
     this.#removeMember(now, member, bytes);
+    this.#member('left', member.session.key, name, 'check_out', from);
   }
 
   /**
@@ -573,9 +581,36 @@ export class LegacySessions implements ProtocolHandler {
     }
   }
 
-  #refuse(now: number, to: Endpoint, reply: Uint8Array, kind: LegacyRefusalKind): void {
+  #refuse(
+    now: number,
+    to: Endpoint,
+    reply: Uint8Array,
+    kind: LegacyRefusalKind,
+    key: string,
+    name: string | undefined,
+  ): void {
     countRejection(this.#counters, kind);
     this.#send(now, to, reply);
+    this.#member('refused', key, name, kind, to);
+  }
+
+  /** Reports a member event; `from` is where it came from (a moved member: its old address). */
+  #member(
+    type: MemberLifecycleEvent['type'],
+    key: string,
+    name: string | undefined,
+    reason: string | undefined,
+    from: Endpoint,
+  ): void {
+    this.#onMember?.({
+      type,
+      protocol: 'legacy',
+      key,
+      name,
+      reason,
+      address: from.address,
+      port: from.port,
+    });
   }
 
   /** Sends unless the address has used up its byte budget (a reflection's victim, or a flood). */

@@ -15,3 +15,24 @@ export interface SessionLifecycleEvent {
    */
   readonly reason: string | undefined;
 }
+
+/**
+ * One member joining, leaving or being refused, reported to the shell (which logs it at
+ * `info`, rate-limited, with the address only at `debug`). Emitted per membership change or
+ * refused registration, never for a retransmission that changes nothing.
+ */
+export interface MemberLifecycleEvent {
+  readonly type: 'joined' | 'left' | 'refused';
+  readonly protocol: 'legacy' | 'v2';
+  /** The session joined, left or asked for. */
+  readonly key: string;
+  /** The member's NAME; undefined for a refused session registration (`rs`). */
+  readonly name: string | undefined;
+  /**
+   * `left`: `check_out` (it sent `cc`) or `moved` (it registered in another session);
+   * `refused`: the refusal kind counted in `rejections` (`session_full`, `name_taken`, …).
+   */
+  readonly reason: string | undefined;
+  readonly address: string;
+  readonly port: number;
+}

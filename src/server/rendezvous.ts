@@ -4,7 +4,7 @@ import { hasV2Prefix } from '../protocol/magic.js';
 import { countRejection, createCounters, type ServerCounters } from './counters.js';
 import type { Outbox } from './handler.js';
 import { DEFAULT_MAX_SESSIONS, LegacySessions, SESSION_TTL_MS } from './legacy-sessions.js';
-import type { SessionLifecycleEvent } from './lifecycle.js';
+import type { MemberLifecycleEvent, SessionLifecycleEvent } from './lifecycle.js';
 import { V2Sessions } from './v2-sessions.js';
 
 export interface RendezvousServerOptions {
@@ -30,6 +30,11 @@ export interface RendezvousServerOptions {
   readonly randomBytes?: (bytes: number) => Uint8Array;
   /** Lifecycle events (created, started, closed, expired), for logs. */
   readonly onLifecycle?: (event: SessionLifecycleEvent) => void;
+  /**
+   * Members joining, leaving and refused, for logs. Legacy only for now: the v2 table reports
+   * session events alone.
+   */
+  readonly onMember?: (event: MemberLifecycleEvent) => void;
   /** Share counters with another owner; default: fresh ones. */
   readonly counters?: ServerCounters;
 }
@@ -56,6 +61,7 @@ export class RendezvousServer {
     const outbox: Outbox = {
       send(to: Endpoint, data: Uint8Array): void {
         counters.datagramsOut++;
+        counters.bytesOut += data.length;
         target.send(to, data);
       },
     };
@@ -73,7 +79,10 @@ export class RendezvousServer {
       maxPlayersCap,
       ...(options.onLifecycle === undefined ? {} : { onLifecycle: options.onLifecycle }),
     };
-    this.legacy = new LegacySessions(shared);
+    this.legacy = new LegacySessions({
+      ...shared,
+      ...(options.onMember === undefined ? {} : { onMember: options.onMember }),
+    });
     this.v2 = new V2Sessions({
       ...shared,
       relay: options.relay ?? true,
@@ -84,6 +93,7 @@ export class RendezvousServer {
   /** Handles one untrusted datagram. Never throws. */
   handle(now: number, from: Endpoint, data: Uint8Array): void {
     this.counters.datagramsIn++;
+    this.counters.bytesIn += data.length;
     // Port 0 is no one's port (a forged source): nothing can be sent back to it, so nothing
     // about it is kept.
     if (from.port === 0) {
