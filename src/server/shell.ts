@@ -8,7 +8,9 @@ import { CLOSE_REASONS, DEFAULT_MAX_PLAYERS_CAP } from '../protocol/legacy.js';
 import { countRejection, createCounters, type ServerCounters } from './counters.js';
 import type { Outbox } from './handler.js';
 import { DEFAULT_MAX_SESSIONS, SESSION_TTL_MS } from './legacy-sessions.js';
-import type { SessionLifecycleEvent } from './lifecycle.js';
+import type { MemberLifecycleEvent, SessionLifecycleEvent } from './lifecycle.js';
+import { LogLimiter } from './log-limit.js';
+import type { MetricsServer } from './metrics.js';
 import { RendezvousServer } from './rendezvous.js';
 
 /** The original's port, and the CLI's default. */
@@ -45,6 +47,13 @@ export interface StartServerOptions {
   readonly relay?: boolean;
   /** pino logger for the startup line and lifecycle events. Default: silent. */
   readonly logger?: Logger;
+  /**
+   * Serve Prometheus `/metrics` and `/healthz` over HTTP on this TCP port (0 = a free one).
+   * Default: no HTTP listener at all.
+   */
+  readonly metricsPort?: number;
+  /** Bind address of the metrics listener. Default `127.0.0.1` (not public). */
+  readonly metricsHost?: string;
 }
 
 export interface RunningServer {
@@ -57,6 +66,8 @@ export interface RunningServer {
   readonly counters: ServerCounters;
   /** The sans-IO core, for inspection (`core.legacy.describeSessions()`). */
   readonly core: RendezvousServer;
+  /** The metrics HTTP listener, when `metricsPort` was given. */
+  readonly metrics: { readonly address: string; readonly port: number } | undefined;
   /** Tells members of open sessions `close:Server shutting down`, then releases the socket. */
   close(): Promise<void>;
 }
@@ -105,8 +116,17 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
     },
   };
 
+  // Lifecycle lines are rate-limited per kind: a flood of forged registrations must not turn
+  // into a flood of log lines.
+  const logs = new LogLimiter(logger);
+  const logAddresses = logger.isLevelEnabled('debug');
+  // Members of open legacy sessions, for the metrics: joins minus leaves minus the members of
+  // sessions that ended (the v2 table reports no joins).
+  let legacyMembers = 0;
   const onLifecycle = (event: SessionLifecycleEvent): void => {
-    logger.info(
+    if (event.protocol === 'legacy' && event.type !== 'created') legacyMembers -= event.members;
+    if (!logs.enabled) return;
+    logs.info(
       {
         protocol: event.protocol,
         key: event.key,
@@ -116,6 +136,24 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
       },
       `session ${event.type}`,
     );
+  };
+  const onMember = (event: MemberLifecycleEvent): void => {
+    if (event.protocol === 'legacy') {
+      if (event.type === 'joined') legacyMembers++;
+      else if (event.type === 'left') legacyMembers--;
+    }
+    if (!logs.enabled) return;
+    const fields: Record<string, unknown> = {
+      protocol: event.protocol,
+      key: event.key,
+      name: event.name,
+      reason: event.reason,
+    };
+    if (logAddresses) {
+      fields.address = event.address;
+      fields.port = event.port;
+    }
+    logs.info(fields, `member ${event.type}`);
   };
   const core = new RendezvousServer({
     outbox,
@@ -127,8 +165,32 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
     relay,
     randomBytes: (bytes) => randomBytes(bytes),
     onLifecycle,
+    onMember,
     counters,
   });
+
+  let metrics: MetricsServer | undefined;
+  if (options.metricsPort !== undefined) {
+    try {
+      // Loaded only when asked for: a server without metrics never loads prom-client.
+      const { createMetricsRegistry, DEFAULT_METRICS_HOST, startMetricsServer } = await import(
+        './metrics.js'
+      );
+      const registry = createMetricsRegistry({
+        counters,
+        core,
+        legacyMembers: () => legacyMembers,
+      });
+      metrics = await startMetricsServer(
+        options.metricsHost ?? DEFAULT_METRICS_HOST,
+        options.metricsPort,
+        registry,
+      );
+    } catch (error) {
+      socket.close();
+      throw error;
+    }
+  }
 
   let timer: NodeJS.Timeout | undefined;
   let armedDeadline = Number.POSITIVE_INFINITY;
@@ -180,10 +242,14 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
     },
     'listening',
   );
+  if (metrics !== undefined) {
+    logger.info({ address: metrics.address, port: metrics.port }, 'metrics listening');
+  }
 
   const close = (): Promise<void> => {
     closing ??= (async () => {
       if (timer !== undefined) clearTimeout(timer);
+      metrics?.markStopping();
       const sessions = core.sessionCount;
       draining = true;
       core.shutdown(performance.now(), CLOSE_REASONS.serverShutdown);
@@ -197,6 +263,8 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
         });
       }
       await new Promise<void>((resolve) => socket.close(() => resolve()));
+      await metrics?.close();
+      logs.flush();
       logger.info({ sessions, counters: core.counters }, 'closed');
     })();
     return closing;
@@ -208,6 +276,7 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
     family,
     counters: core.counters,
     core,
+    metrics: metrics === undefined ? undefined : { address: metrics.address, port: metrics.port },
     close,
   };
 }

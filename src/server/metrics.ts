@@ -1,0 +1,167 @@
+// Prometheus metrics and a health check over HTTP, only when the operator asks for them
+// (`--metrics-port`). Every value is read from the core when scraped: nothing is added to the
+// per-datagram path beyond the plain counters the core keeps anyway.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import type { ServerCounters } from './counters.js';
+import type { RendezvousServer } from './rendezvous.js';
+
+/** The metrics HTTP listener binds loopback unless told otherwise: metrics are not public. */
+export const DEFAULT_METRICS_HOST = '127.0.0.1';
+
+/** What the metrics read, at scrape time. */
+export interface MetricsSource {
+  readonly counters: ServerCounters;
+  readonly core: RendezvousServer;
+  /** Members of open legacy sessions (the shell tallies them from member and session events). */
+  legacyMembers(): number;
+}
+
+/** A registry of the server's metrics (and Node's process metrics), fresh per server. */
+export function createMetricsRegistry(source: MetricsSource): Registry {
+  const registry = new Registry();
+  const { counters, core } = source;
+  const registers = [registry];
+
+  new Gauge({
+    name: 'holepunch_sessions_open',
+    help: 'Sessions open now (waiting for players), by protocol',
+    labelNames: ['protocol'],
+    registers,
+    collect() {
+      this.set({ protocol: 'legacy' }, core.legacy.sessionCount);
+      this.set({ protocol: 'v2' }, core.v2.sessionCount);
+    },
+  });
+  new Gauge({
+    name: 'holepunch_members',
+    help: 'Members of open sessions, by protocol (legacy only: v2 does not report joins yet)',
+    labelNames: ['protocol'],
+    registers,
+    collect() {
+      this.set({ protocol: 'legacy' }, source.legacyMembers());
+    },
+  });
+
+  const total = (name: string, help: string, read: () => number): void => {
+    new Counter({
+      name,
+      help,
+      registers,
+      collect() {
+        this.reset();
+        this.inc(read());
+      },
+    });
+  };
+  total('holepunch_datagrams_received_total', 'UDP datagrams received, valid or not', () => {
+    return counters.datagramsIn;
+  });
+  total('holepunch_datagrams_sent_total', 'UDP datagrams sent, relayed ones included', () => {
+    return counters.datagramsOut;
+  });
+  total('holepunch_bytes_received_total', 'UDP payload bytes received', () => counters.bytesIn);
+  total('holepunch_bytes_sent_total', 'UDP payload bytes sent', () => counters.bytesOut);
+  total(
+    'holepunch_datagrams_relayed_total',
+    'v2 relay_data datagrams forwarded between members (also counted as received and sent)',
+    () => counters.datagramsRelayed,
+  );
+  total('holepunch_sessions_created_total', 'Sessions created, both protocols', () => {
+    return counters.sessionsCreated;
+  });
+  new Counter({
+    name: 'holepunch_sessions_ended_total',
+    help: 'Sessions ended, by how: started (peers sent), expired (TTL), closed (host or shutdown)',
+    labelNames: ['how'],
+    registers,
+    collect() {
+      this.reset();
+      this.inc({ how: 'started' }, counters.sessionsStarted);
+      this.inc({ how: 'expired' }, counters.sessionsExpired);
+      this.inc({ how: 'closed' }, counters.sessionsClosed);
+    },
+  });
+  new Counter({
+    name: 'holepunch_rejections_total',
+    help: 'Datagrams refused or dropped, by kind (see docs/server.md#refusals)',
+    labelNames: ['kind'],
+    registers,
+    collect() {
+      this.reset();
+      for (const [kind, count] of Object.entries(counters.rejections)) this.inc({ kind }, count);
+    },
+  });
+  collectDefaultMetrics({ register: registry });
+  return registry;
+}
+
+export interface MetricsServer {
+  readonly address: string;
+  readonly port: number;
+  /** From now on `/healthz` answers 503 (the server is shutting down). */
+  markStopping(): void;
+  close(): Promise<void>;
+}
+
+/** Serves `GET /metrics` (Prometheus text format) and `GET /healthz` on host:port. */
+export async function startMetricsServer(
+  host: string,
+  port: number,
+  registry: Registry,
+): Promise<MetricsServer> {
+  let stopping = false;
+  const server = http.createServer((request, response) => {
+    const path = (request.url ?? '/').split('?', 1)[0];
+    if (request.method !== 'GET' && request.method !== 'HEAD') {
+      response.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' });
+      response.end('method not allowed\n');
+      return;
+    }
+    if (path === '/healthz') {
+      response.writeHead(stopping ? 503 : 200, { 'content-type': 'text/plain' });
+      response.end(stopping ? 'shutting down\n' : 'ok\n');
+      return;
+    }
+    if (path === '/metrics') {
+      registry.metrics().then(
+        (text) => {
+          response.writeHead(200, { 'content-type': registry.contentType });
+          response.end(text);
+        },
+        (error: unknown) => {
+          response.writeHead(500, { 'content-type': 'text/plain' });
+          response.end(`${(error as Error).message}\n`);
+        },
+      );
+      return;
+    }
+    response.writeHead(404, { 'content-type': 'text/plain' });
+    response.end('not found: try /metrics or /healthz\n');
+  });
+  // A scraper that stalls must not hold a socket for long.
+  server.requestTimeout = 10_000;
+  server.headersTimeout = 5_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port, exclusive: true }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const bound = server.address() as AddressInfo;
+  return {
+    address: bound.address,
+    port: bound.port,
+    markStopping() {
+      stopping = true;
+    },
+    close() {
+      return new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+    },
+  };
+}
