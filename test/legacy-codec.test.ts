@@ -203,17 +203,17 @@ describe('legacy codec: encoding server replies byte for byte', () => {
   test("close:REASON with the original's reason strings", () => {
     assert.equal(
       str(encodeClose(CLOSE_REASONS.sessionExists)),
-      'close:Tried to create existing session',
+      "close:'Tried to create existing session'",
     );
     assert.equal(
       str(encodeClose(CLOSE_REASONS.clientRegistered)),
-      'close:Client already registered',
+      "close:'Client already registered'",
     );
     assert.equal(
       str(encodeClose(CLOSE_REASONS.sessionNotFound)),
-      'close:Client registered for non-existing session',
+      "close:'Client registered for non-existing session'",
     );
-    assert.equal(str(encodeClose(CLOSE_REASONS.sessionFull)), 'close:Session full');
+    assert.equal(str(encodeClose(CLOSE_REASONS.sessionFull)), "close:'Session full'");
     assert.equal(str(encodeClose(CLOSE_REASONS.sessionExpired)), 'close:Session closed.');
     assert.equal(str(encodeClose(CLOSE_REASONS.serverShutdown)), 'close:Server shutting down');
   });

@@ -187,7 +187,7 @@ const ATTACKS: readonly Attack[] = [
     },
   },
   {
-    name: 'refusals: rc for no session (6 bytes in, 48 out)',
+    name: 'refusals: rc for no session (6 bytes in; ok: and a 50-byte close: out)',
     autostart: false,
     run(bench) {
       for (let i = 0; i < 10_000; i++) bench.forge(victim(), 'rc:a:b');

@@ -97,10 +97,8 @@ describe('legacy sessions: a full lobby', () => {
     hostSession(h, 3);
     h.send(BOB, 'rc:b:k:Bob');
     assert.deepEqual(h.send(CAROL, 'rc:c:k:Carol'), [
+      // No full lobby first: the original sent it after peers:, to sockets already closed.
       reply(CAROL, 'ok:52000'),
-      reply(HOST, 'lobby:Host,Bob,Carol:3'),
-      reply(BOB, 'lobby:Host,Bob,Carol:3'),
-      reply(CAROL, 'lobby:Host,Bob,Carol:3'),
       reply(HOST, 'peers:b:203.0.113.2:51000:False,c:203.0.113.3:52000:False'),
       reply(BOB, 'peers:h:198.51.100.1:4000:True,c:203.0.113.3:52000:False'),
       reply(CAROL, 'peers:h:198.51.100.1:4000:True,b:203.0.113.2:51000:False'),
@@ -117,7 +115,8 @@ describe('legacy sessions: a full lobby', () => {
     });
     // The KEY is free again; a late joiner hears that the session does not exist.
     assert.deepEqual(h.send(DAVE, 'rc:d:k:Dave'), [
-      reply(DAVE, 'close:Client registered for non-existing session'),
+      reply(DAVE, 'ok:53000'),
+      reply(DAVE, "close:'Client registered for non-existing session'"),
     ]);
   });
 
@@ -184,7 +183,8 @@ describe("legacy sessions: refusals with the original's close: reasons", () => {
     const h = harness();
     h.send(HOST, 'rs:k:2');
     assert.deepEqual(h.send(MALLORY, 'rs:k:2'), [
-      reply(MALLORY, 'close:Tried to create existing session'),
+      reply(MALLORY, 'ok:6666'),
+      reply(MALLORY, "close:'Tried to create existing session'"),
     ]);
     assert.equal(h.counters.rejections.session_exists, 1);
   });
@@ -195,14 +195,16 @@ describe("legacy sessions: refusals with the original's close: reasons", () => {
     assert.deepEqual(h.send(HOST, 'rs:k:2'), [reply(HOST, 'ok:4000')]);
     assert.equal(h.counters.sessionsCreated, 1);
     assert.deepEqual(h.send(HOST, 'rs:k:3'), [
-      reply(HOST, 'close:Tried to create existing session'),
+      reply(HOST, 'ok:4000'),
+      reply(HOST, "close:'Tried to create existing session'"),
     ]);
   });
 
-  test('rc for an unknown KEY: close:Client registered for non-existing session, no ok: first', () => {
+  test('rc for an unknown KEY: ok: then close:Client registered for non-existing session, as the original', () => {
     const h = harness();
     assert.deepEqual(h.send(BOB, 'rc:b:nope:Bob'), [
-      reply(BOB, 'close:Client registered for non-existing session'),
+      reply(BOB, 'ok:51000'),
+      reply(BOB, "close:'Client registered for non-existing session'"),
     ]);
     assert.equal(h.counters.rejections.session_not_found, 1);
   });
@@ -211,7 +213,8 @@ describe("legacy sessions: refusals with the original's close: reasons", () => {
     const h = harness();
     hostSession(h, 4);
     assert.deepEqual(h.send(MALLORY, 'rc:h:k:Impostor'), [
-      reply(MALLORY, 'close:Client already registered'),
+      reply(MALLORY, 'ok:6666'),
+      reply(MALLORY, "close:'Client already registered'"),
     ]);
     assert.equal(h.sessions.describeSession('k')?.members.length, 1);
     assert.equal(h.counters.rejections.name_taken, 1);
@@ -221,14 +224,20 @@ describe("legacy sessions: refusals with the original's close: reasons", () => {
     const h = harness({ autostart: false });
     hostSession(h, 2);
     h.send(BOB, 'rc:b:k:Bob');
-    assert.deepEqual(h.send(CAROL, 'rc:c:k:Carol'), [reply(CAROL, 'close:Session full')]);
+    assert.deepEqual(h.send(CAROL, 'rc:c:k:Carol'), [
+      reply(CAROL, 'ok:52000'),
+      reply(CAROL, "close:'Session full'"),
+    ]);
     assert.equal(h.counters.rejections.session_full, 1);
   });
 
   test('rs beyond --max-sessions: close:Too many sessions', () => {
     const h = harness({ maxSessions: 1 });
     h.send(HOST, 'rs:a:2');
-    assert.deepEqual(h.send(BOB, 'rs:b:2'), [reply(BOB, 'close:Too many sessions')]);
+    assert.deepEqual(h.send(BOB, 'rs:b:2'), [
+      reply(BOB, 'ok:51000'),
+      reply(BOB, "close:'Too many sessions'"),
+    ]);
     assert.equal(h.counters.rejections.too_many_sessions, 1);
   });
 
@@ -236,11 +245,11 @@ describe("legacy sessions: refusals with the original's close: reasons", () => {
     const h = harness();
     const v6 = { address: '2001:db8::5', port: 4000 };
     assert.deepEqual(h.send(v6, 'rs:k:2'), [
-      { to: '2001:db8::5:4000', text: 'close:IPv6 is not supported by the legacy protocol' },
+      { to: '2001:db8::5:4000', text: "close:'IPv6 is not supported by the legacy protocol'" },
     ]);
     h.send(HOST, 'rs:k:2');
     assert.deepEqual(h.send(v6, 'rc:x:k:X'), [
-      { to: '2001:db8::5:4000', text: 'close:IPv6 is not supported by the legacy protocol' },
+      { to: '2001:db8::5:4000', text: "close:'IPv6 is not supported by the legacy protocol'" },
     ]);
     assert.equal(h.counters.rejections.ipv6_unsupported, 2);
   });
@@ -256,13 +265,16 @@ describe("legacy sessions: refusals with the original's close: reasons", () => {
     const h = harness();
     hostSession(h, 4);
     assert.deepEqual(h.send(BOB, 'rc:b:k:Smith, J'), [
-      reply(BOB, 'close:Names and nicknames may not contain a comma'),
+      reply(BOB, 'ok:51000'),
+      reply(BOB, "close:'Names and nicknames may not contain a comma'"),
     ]);
     assert.deepEqual(h.send(BOB, 'rc:b,1:k:Bob'), [
-      reply(BOB, 'close:Names and nicknames may not contain a comma'),
+      reply(BOB, 'ok:51000'),
+      reply(BOB, "close:'Names and nicknames may not contain a comma'"),
     ]);
     assert.deepEqual(h.send(BOB, `rc:b:k:${'n'.repeat(33)}`), [
-      reply(BOB, 'close:Name or nickname too long'),
+      reply(BOB, 'ok:51000'),
+      reply(BOB, "close:'Name or nickname too long'"),
     ]);
     assert.equal(h.counters.rejections.bad_name, 3);
     assert.equal(h.sessions.describeSession('k')?.members.length, 1);
@@ -416,8 +428,8 @@ describe('legacy sessions: re-registration', () => {
     h.send(BOB, 'rc:b:one:Bob');
     const moved = h.send(BOB, 'rc:b:two:Bob');
     assert.deepEqual(moved, [
-      reply(HOST, 'lobby:Host:4'),
       reply(BOB, 'ok:51000'),
+      reply(HOST, 'lobby:Host:4'),
       reply(BOB, 'lobby:Bob:4'),
     ]);
   });
@@ -584,8 +596,6 @@ describe('legacy sessions: the real plugins, as they send', () => {
     ]);
     assert.deepEqual(h.send(BOB, 'rc:b:k'), [
       reply(BOB, 'ok:51000'),
-      reply(HOST_RC, 'lobby:h,b:2'),
-      reply(BOB, 'lobby:h,b:2'),
       reply(HOST_RC, 'peers:b:203.0.113.2:51000:False'),
       reply(BOB, 'peers:h:198.51.100.1:50123:True'),
     ]);
@@ -703,7 +713,7 @@ describe('legacy sessions: loopback has no byte budget', () => {
     const local: Endpoint = { address: '::ffff:127.0.0.1', port: 9 };
     let replies = 0;
     for (let i = 0; i < 5_000; i++) replies += h.send(local, `rc:v:none${i}:x`).length;
-    assert.equal(replies, 5_000);
+    assert.equal(replies, 2 * 5_000); // ok: and close: each
     assert.equal(h.counters.rejections.reply_budget, undefined);
   });
 });

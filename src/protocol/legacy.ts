@@ -41,24 +41,28 @@ export const LEGACY_MAX_PLAYERS = 16;
 /** Upper bound for MAX in `rs:KEY:MAX` unless the server is configured otherwise. */
 export const DEFAULT_MAX_PLAYERS_CAP = 64;
 
-/** The original's `close:` reasons, exactly as its clients display them. */
+/**
+ * The `close:` reasons, exactly as the original's clients display them. The original built
+ * its refusals from `repr()` of the reason (`ServerFail.__str__`), so a game shows
+ * `Disconnected: 'Session full'`, quotes included; our own refusals are written the same way.
+ */
 export const CLOSE_REASONS = {
-  sessionExists: 'Tried to create existing session',
-  clientRegistered: 'Client already registered',
-  sessionNotFound: 'Client registered for non-existing session',
-  sessionFull: 'Session full',
+  sessionExists: "'Tried to create existing session'",
+  clientRegistered: "'Client already registered'",
+  sessionNotFound: "'Client registered for non-existing session'",
+  sessionFull: "'Session full'",
   /** Sent to every member when a session's TTL runs out (later revision of the original). */
   sessionExpired: 'Session closed.',
   /** Sent to every member of every open session when the server stops. */
   serverShutdown: 'Server shutting down',
   /** Ours: the server's `--max-sessions` limit is reached. */
-  tooManySessions: 'Too many sessions',
+  tooManySessions: "'Too many sessions'",
   /** Ours: an IPv6 address cannot be written into a legacy `peers:` entry. */
-  ipv6Unsupported: 'IPv6 is not supported by the legacy protocol',
+  ipv6Unsupported: "'IPv6 is not supported by the legacy protocol'",
   /** Ours: a `,` in NAME or NICKNAME would split the `peers:`/`lobby:` lists. */
-  commaInName: 'Names and nicknames may not contain a comma',
+  commaInName: "'Names and nicknames may not contain a comma'",
   /** Ours: NAME or NICKNAME over `MAX_LEGACY_NAME_BYTES` / `MAX_LEGACY_NICKNAME_BYTES`. */
-  nameTooLong: 'Name or nickname too long',
+  nameTooLong: "'Name or nickname too long'",
 } as const;
 
 export type LegacyClientMessage =

@@ -311,22 +311,22 @@ export class LegacySessions implements ProtocolHandler {
     maxPlayers: number,
     bytes: number,
   ): void {
-    const existing = this.#sessions.get(key);
-    if (existing !== undefined) {
-      if (
-        existing.hostAddress === from.address &&
-        existing.hostPort === from.port &&
-        existing.maxPlayers === maxPlayers
-      ) {
-        // The host retransmitted `rs` (its `ok:` was lost): answer again, change nothing.
-        this.#send(now, from, encodeOk(from.port));
-        return;
-      }
-      this.#refuse(now, from, CLOSE_SESSION_EXISTS, 'session_exists', key, undefined);
-      return;
-    }
     if (legacyAddressText(from.address) === undefined) {
       this.#refuse(now, from, CLOSE_IPV6_UNSUPPORTED, 'ipv6_unsupported', key, undefined);
+      return;
+    }
+    // Every revision of the original answered `ok:` before it looked at the request; the
+    // plugins take it as `session_registered`, and a refusal's `close:` follows.
+    this.#send(now, from, encodeOk(from.port));
+    const existing = this.#sessions.get(key);
+    if (existing !== undefined) {
+      const retransmission =
+        existing.hostAddress === from.address &&
+        existing.hostPort === from.port &&
+        existing.maxPlayers === maxPlayers;
+      // A retransmitted `rs` (its `ok:` was lost) changes nothing.
+      if (!retransmission)
+        this.#refuse(now, from, CLOSE_SESSION_EXISTS, 'session_exists', key, undefined);
       return;
     }
     if (this.#sessions.size >= this.#maxSessions) {
@@ -348,7 +348,6 @@ export class LegacySessions implements ProtocolHandler {
     this.#sessions.set(key, session);
     this.#expiryQueue.push(session);
     this.#counters.sessionsCreated++;
-    this.#send(now, from, encodeOk(from.port));
     this.#onLifecycle?.({
       type: 'created',
       protocol: 'legacy',
@@ -371,6 +370,8 @@ export class LegacySessions implements ProtocolHandler {
       this.#refuse(now, from, CLOSE_IPV6_UNSUPPORTED, 'ipv6_unsupported', key, name);
       return;
     }
+    // `ok:` first, whatever follows, as every revision of the original (see `rs`).
+    this.#send(now, from, encodeOk(from.port));
     const session = this.#sessions.get(key);
     if (session === undefined) {
       this.#refuse(now, from, CLOSE_SESSION_NOT_FOUND, 'session_not_found', key, name);
@@ -397,8 +398,7 @@ export class LegacySessions implements ProtocolHandler {
       }
     }
     if (replaceIndex !== -1 && previous?.nickname === nickname) {
-      // A retransmission changes nothing: answer the sender alone, broadcast nothing.
-      this.#send(now, from, encodeOk(from.port));
+      // A retransmission changes nothing: its `ok:` went out, nothing is broadcast.
       this.#earn(now, session, bytes);
       return;
     }
@@ -423,13 +423,15 @@ export class LegacySessions implements ProtocolHandler {
       this.#unindex(members[replaceIndex] as Member);
     }
     this.#index(member);
-    this.#send(now, from, encodeOk(from.port));
     if (replaceIndex === -1) this.#member('joined', key, name, undefined, from);
+    if (this.#autostart && session.members.length >= session.maxPlayers) {
+      // `peers:` straight away. The original sent the full lobby after `peers:`, when the
+      // plugins had closed their server socket: no game ever saw it, so it is not sent.
+      this.#end(now, session, 'autostart', undefined);
+      return;
+    }
     session.lobbyPending = true;
     this.#earn(now, session, bytes);
-    if (this.#autostart && session.members.length >= session.maxPlayers) {
-      this.#end(now, session, 'autostart', undefined);
-    }
   }
 
   #checkOut(now: number, from: Endpoint, name: string, bytes: number): void {
