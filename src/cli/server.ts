@@ -5,7 +5,12 @@ import { parseArgs } from 'node:util';
 import { type Level, pino } from 'pino';
 import { DEFAULT_MAX_PLAYERS_CAP, LEGACY_MAX_PLAYERS } from '../protocol/legacy.js';
 import { DEFAULT_MAX_SESSIONS, SESSION_TTL_MS } from '../server/legacy-sessions.js';
-import { DEFAULT_PORT, type RunningServer, startServer } from '../server/shell.js';
+import {
+  DEFAULT_METRICS_HOST,
+  DEFAULT_PORT,
+  type RunningServer,
+  startServer,
+} from '../server/shell.js';
 
 /** Exit code for invalid arguments (as most Unix tools). */
 const EXIT_USAGE = 2;
@@ -41,10 +46,20 @@ Options:
                          aim the server's replies at a forged address.
   --no-relay             do not relay v2 players whose direct punch failed (by
                          default the server forwards their game traffic)
+  --metrics-port PORT    serve Prometheus metrics on http://HOST:PORT/metrics and a
+                         health check on /healthz (default: no HTTP listener)
+  --metrics-host ADDRESS bind address of the metrics listener (default ${DEFAULT_METRICS_HOST})
   -h, --help             show this help and exit
 
-Logs are JSON lines on stdout. SIGINT/SIGTERM: members of open sessions are told
-close:Server shutting down, then the server exits with code 0.
+Environment: every option and argument can also be given as HOLEPUNCH_ and its
+name in capitals, dashes as underscores: HOLEPUNCH_PORT, HOLEPUNCH_AUTOSTART,
+HOLEPUNCH_HOST, HOLEPUNCH_SESSION_TTL, HOLEPUNCH_MAX_SESSIONS,
+HOLEPUNCH_MAX_PLAYERS, HOLEPUNCH_LOG_LEVEL, HOLEPUNCH_NO_LEGACY,
+HOLEPUNCH_NO_RELAY (1/true/yes or 0/false/no), HOLEPUNCH_METRICS_PORT,
+HOLEPUNCH_METRICS_HOST. The command line wins; an empty variable is unset.
+
+Logs are JSON lines on stdout. SIGINT/SIGTERM/SIGHUP: members of open sessions
+are told close:Server shutting down, then the server exits with code 0.
 `;
 
 interface ServerCliOptions {
@@ -57,6 +72,8 @@ interface ServerCliOptions {
   readonly legacy: boolean;
   readonly relay: boolean;
   readonly logLevel: Level | 'silent';
+  readonly metricsPort: number | undefined;
+  readonly metricsHost: string;
 }
 
 type ParsedArgs =
@@ -67,7 +84,27 @@ type ParsedArgs =
 const INTEGER = /^[0-9]+$/;
 const DECIMAL = /^[0-9]+(\.[0-9]+)?$/;
 
-function parseServerArgs(argv: readonly string[]): ParsedArgs {
+/** `--session-ttl` → `HOLEPUNCH_SESSION_TTL`; `PORT` → `HOLEPUNCH_PORT`. */
+function envNameOf(name: string): string {
+  return `HOLEPUNCH_${name.toUpperCase().replaceAll('-', '_')}`;
+}
+
+const ENV_TRUE = ['1', 'true', 'yes', 'y', 'on'];
+const ENV_FALSE = ['0', 'false', 'no', 'n', 'off'];
+
+type StringFlag =
+  | 'host'
+  | 'session-ttl'
+  | 'max-sessions'
+  | 'max-players'
+  | 'log-level'
+  | 'metrics-port'
+  | 'metrics-host';
+
+function parseServerArgs(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): ParsedArgs {
   let parsed: ReturnType<typeof parseArgsStrict>;
   try {
     parsed = parseArgsStrict(argv);
@@ -79,66 +116,113 @@ function parseServerArgs(argv: readonly string[]): ParsedArgs {
   if (positionals.length > 2) {
     return { kind: 'error', message: `too many arguments: ${positionals.slice(2).join(' ')}` };
   }
-  const [portText, autostartText] = positionals;
+  // A value from the command line, else from the environment (an empty variable is unset);
+  // `label` names where it came from, for the error message.
+  const fromEnv = (name: string, label: string, given: string | undefined) => {
+    if (given !== undefined) return { text: given, label };
+    const text = env[envNameOf(name)];
+    return text === undefined || text === ''
+      ? { text: undefined, label }
+      : { text, label: envNameOf(name) };
+  };
+  const setting = (flag: StringFlag) => fromEnv(flag, `--${flag}`, values[flag]);
+  const flagOn = (flag: 'no-legacy' | 'no-relay'): boolean | string => {
+    if (values[flag] === true) return true;
+    const text = env[envNameOf(flag)]?.toLowerCase();
+    if (text === undefined || text === '' || ENV_FALSE.includes(text)) return false;
+    if (ENV_TRUE.includes(text)) return true;
+    return `${envNameOf(flag)} must be 1, true, yes, 0, false or no, got "${env[envNameOf(flag)]}"`;
+  };
+  const portSetting = fromEnv('port', 'PORT', positionals[0]);
   let port = DEFAULT_PORT;
-  if (portText !== undefined) {
-    if (!INTEGER.test(portText) || Number(portText) > 65535) {
-      return { kind: 'error', message: `PORT must be an integer 0-65535, got "${portText}"` };
+  if (portSetting.text !== undefined) {
+    const text = portSetting.text;
+    if (!INTEGER.test(text) || Number(text) > 65535) {
+      return {
+        kind: 'error',
+        message: `${portSetting.label} must be an integer 0-65535, got "${text}"`,
+      };
     }
-    port = Number(portText);
+    port = Number(text);
   }
+  const autostartSetting = fromEnv('autostart', 'AUTOSTART', positionals[1]);
   let autostart = true;
-  if (autostartText !== undefined) {
-    const answer = autostartText.toLowerCase();
+  if (autostartSetting.text !== undefined) {
+    const answer = autostartSetting.text.toLowerCase();
     if (answer !== 'y' && answer !== 'n') {
-      return { kind: 'error', message: `AUTOSTART must be y or n, got "${autostartText}"` };
+      return {
+        kind: 'error',
+        message: `${autostartSetting.label} must be y or n, got "${autostartSetting.text}"`,
+      };
     }
     autostart = answer === 'y';
   }
   let sessionTtlMs = SESSION_TTL_MS;
-  if (values['session-ttl'] !== undefined) {
-    const text = values['session-ttl'];
-    if (!DECIMAL.test(text) || Number(text) <= 0) {
-      return { kind: 'error', message: `--session-ttl must be a positive number of seconds` };
+  const ttl = setting('session-ttl');
+  if (ttl.text !== undefined) {
+    if (!DECIMAL.test(ttl.text) || Number(ttl.text) <= 0) {
+      return { kind: 'error', message: `${ttl.label} must be a positive number of seconds` };
     }
-    sessionTtlMs = Number(text) * 1000;
+    sessionTtlMs = Number(ttl.text) * 1000;
   }
   let maxSessions = DEFAULT_MAX_SESSIONS;
-  if (values['max-sessions'] !== undefined) {
-    const text = values['max-sessions'];
+  const sessions = setting('max-sessions');
+  if (sessions.text !== undefined) {
+    const text = sessions.text;
     if (!INTEGER.test(text) || Number(text) < 1 || !Number.isSafeInteger(Number(text))) {
-      return { kind: 'error', message: `--max-sessions must be a positive integer` };
+      return { kind: 'error', message: `${sessions.label} must be a positive integer` };
     }
     maxSessions = Number(text);
   }
   let maxPlayersCap = DEFAULT_MAX_PLAYERS_CAP;
-  if (values['max-players'] !== undefined) {
-    const text = values['max-players'];
+  const players = setting('max-players');
+  if (players.text !== undefined) {
+    const text = players.text;
     if (!INTEGER.test(text) || Number(text) < 1 || Number(text) > MAX_PLAYERS_CAP_LIMIT) {
       return {
         kind: 'error',
-        message: `--max-players must be an integer 1-${MAX_PLAYERS_CAP_LIMIT}`,
+        message: `${players.label} must be an integer 1-${MAX_PLAYERS_CAP_LIMIT}`,
       };
     }
     maxPlayersCap = Number(text);
   }
-  const logLevel = values['log-level'] ?? 'info';
+  const level = setting('log-level');
+  const logLevel = level.text ?? 'info';
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
-    return { kind: 'error', message: `--log-level must be one of ${LOG_LEVELS.join(', ')}` };
+    return { kind: 'error', message: `${level.label} must be one of ${LOG_LEVELS.join(', ')}` };
   }
-  if (values.host === '') return { kind: 'error', message: '--host must not be empty' };
+  const host = setting('host');
+  if (host.text === '') return { kind: 'error', message: '--host must not be empty' };
+  let metricsPort: number | undefined;
+  const metrics = setting('metrics-port');
+  if (metrics.text !== undefined) {
+    if (!INTEGER.test(metrics.text) || Number(metrics.text) > 65535) {
+      return { kind: 'error', message: `${metrics.label} must be an integer 0-65535` };
+    }
+    metricsPort = Number(metrics.text);
+  }
+  const metricsHost = setting('metrics-host');
+  if (metricsHost.text === '') {
+    return { kind: 'error', message: '--metrics-host must not be empty' };
+  }
+  const noLegacy = flagOn('no-legacy');
+  if (typeof noLegacy === 'string') return { kind: 'error', message: noLegacy };
+  const noRelay = flagOn('no-relay');
+  if (typeof noRelay === 'string') return { kind: 'error', message: noRelay };
   return {
     kind: 'run',
     options: {
       port,
       autostart,
-      host: values.host,
+      host: host.text,
       sessionTtlMs,
       maxSessions,
       maxPlayersCap,
-      legacy: values['no-legacy'] !== true,
-      relay: values['no-relay'] !== true,
+      legacy: !noLegacy,
+      relay: !noRelay,
       logLevel: logLevel as Level | 'silent',
+      metricsPort,
+      metricsHost: metricsHost.text ?? DEFAULT_METRICS_HOST,
     },
   };
 }
@@ -156,6 +240,8 @@ function parseArgsStrict(argv: readonly string[]) {
       'log-level': { type: 'string' },
       'no-legacy': { type: 'boolean' },
       'no-relay': { type: 'boolean' },
+      'metrics-port': { type: 'string' },
+      'metrics-host': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -190,6 +276,9 @@ async function main(): Promise<void> {
       legacy: options.legacy,
       relay: options.relay,
       logger,
+      ...(options.metricsPort === undefined
+        ? {}
+        : { metricsPort: options.metricsPort, metricsHost: options.metricsHost }),
     });
   } catch (error) {
     logger.fatal({ err: error }, 'cannot start');
@@ -215,6 +304,8 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+  // A closed terminal: drain as for SIGTERM (members are told), rather than die silently.
+  process.on('SIGHUP', stop);
 }
 
 await main();

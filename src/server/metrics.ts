@@ -7,9 +7,6 @@ import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import type { ServerCounters } from './counters.js';
 import type { RendezvousServer } from './rendezvous.js';
 
-/** The metrics HTTP listener binds loopback unless told otherwise: metrics are not public. */
-export const DEFAULT_METRICS_HOST = '127.0.0.1';
-
 /** What the metrics read, at scrape time. */
 export interface MetricsSource {
   readonly counters: ServerCounters;

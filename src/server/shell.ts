@@ -16,6 +16,9 @@ import { RendezvousServer } from './rendezvous.js';
 /** The original's port, and the CLI's default. */
 export const DEFAULT_PORT = 4000;
 
+/** The metrics HTTP listener binds loopback unless told otherwise: metrics are not public. */
+export const DEFAULT_METRICS_HOST = '127.0.0.1';
+
 /** How long `close()` waits for the shutdown `close:` datagrams to leave the socket. */
 export const SHUTDOWN_DRAIN_MS = 1000;
 
@@ -173,9 +176,7 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
   if (options.metricsPort !== undefined) {
     try {
       // Loaded only when asked for: a server without metrics never loads prom-client.
-      const { createMetricsRegistry, DEFAULT_METRICS_HOST, startMetricsServer } = await import(
-        './metrics.js'
-      );
+      const { createMetricsRegistry, startMetricsServer } = await import('./metrics.js');
       const registry = createMetricsRegistry({
         counters,
         core,
@@ -239,6 +240,7 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
       maxPlayersCap,
       legacy,
       relay,
+      logLevel: logger.level,
     },
     'listening',
   );
