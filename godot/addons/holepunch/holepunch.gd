@@ -1,0 +1,320 @@
+@icon("res://addons/holepunch/holepunch_icon.svg")
+class_name HolePunch
+extends Node
+## NAT hole punching for Godot 4 through a HolePunch rendezvous server (protocol v2).
+##
+## Keeps the API of the original HolePunch plugin (start_traversal, finalize_peers,
+## client_disconnect, close_session and its four signals), so a game migrates by swapping the
+## addon folder; adds what v2 gives: error codes, per-peer results, N players with every pair
+## confirmed, LAN candidates, port prediction, retransmission, keepalives and a timeout.
+##
+## When [signal hole_punched] is emitted the node has released its UDP port: the game's own
+## transport binds it at once, or call [method create_enet_peer] for a ready
+## [ENetMultiplayerPeer] on the punched path. See docs/godot.md.
+
+## The hole is punched. [param my_port] is the local UDP port to bind (now free);
+## [param hosts_port] and [param hosts_address] are where the host is reached (for the host
+## itself: its own port and "").
+signal hole_punched(my_port: int, hosts_port: int, hosts_address: String)
+## The server registered us; the lobby follows.
+signal session_registered
+## The lobby changed: every player's nickname, and the session's size.
+signal update_lobby(nicknames: PackedStringArray, max_players: int)
+## The traversal failed; [param message] says why (see [member last_error_code]).
+signal return_unsuccessful(message: String)
+## Like [signal return_unsuccessful], with the stable error code (src/errors.ts codes).
+signal traversal_failed(code: String, message: String)
+## Success with every detail: see [member last_result]. Emitted right after
+## [signal hole_punched].
+signal traversal_succeeded(result: Dictionary)
+
+# Preloaded rather than named by class_name: a project run headless without an editor import
+# has no global class cache.
+const Traversal := preload("holepunch_traversal.gd")
+const Codec := preload("holepunch_codec.gd")
+
+## The rendezvous server's address (IP or host name).
+@export var rendevouz_address: String = ""
+## The rendezvous server's UDP port.
+@export var rendevouz_port: int = 4000
+## Players in a session the host creates (2-32).
+@export_range(2, 32) var max_player_count: int = 2
+## Local UDP port to punch from (0: any free port). The original used the server's port.
+@export var local_port: int = 0
+## Fail when not punched this long after [method start_traversal] (0: wait in the lobby as
+## long as it takes).
+@export var traversal_timeout_ms: int = 0
+## How long punching may take once the peers are known.
+@export var punch_budget_ms: int = 8000
+## Fail unless every peer is reached (else the host succeeds with the peers it reached; a
+## joiner always needs the host).
+@export var require_all_peers: bool = false
+## Offer this machine's LAN addresses to peers (players behind the same router).
+@export var use_lan_candidates: bool = true
+## Before releasing the port, wait until the peers stopped punching us this long (they
+## confirmed us), at most [member handover_max_ms].
+@export var handover_quiet_ms: int = 400
+@export var handover_max_ms: int = 3000
+## Kept from the original for compatibility; v2 predicts ports on its own (+-8).
+@export var port_cascade_range: int = 10
+## Kept from the original for compatibility; v2 retransmits on its own.
+@export var response_window: int = 5
+
+## The stable code of the last failure ("" if none): bad_request, session_not_found,
+## session_full, name_taken, punch_failed, timeout, server_unreachable, socket_error, ...
+var last_error_code: String = ""
+## The last success: local_port, public_address, public_port, is_host, host_address,
+## host_port, elapsed_ms, peers (each: name, nickname, is_host, address, port, path, rtt_ms)
+## and failed (each: name, nickname, is_host, cause).
+var last_result: Dictionary = {}
+## Whether this player hosts the current session.
+var is_host: bool = false
+
+var _udp: PacketPeerUDP = null
+var _traversal: Traversal = null
+var _server_ip: String = ""
+var _session: String = ""
+var _punched_event: Dictionary = {}
+var _punched_at: int = -1
+var _bound_port: int = 0
+
+
+func _ready() -> void:
+	set_process(false)
+
+
+func _exit_tree() -> void:
+	_close_socket()
+
+
+## Starts registering with the server: the host creates session [param key], others join it.
+## [param player_name] must be unique in the session; [param nickname] is what the lobby
+## shows.
+func start_traversal(key: String, is_player_host: bool, player_name: String,
+		nickname: String = "") -> void:
+	_reset()
+	is_host = is_player_host
+	_session = key
+	var problem := Traversal.check_input(key, player_name, nickname, max_player_count)
+	if problem != "":
+		_fail.call_deferred("bad_request", problem)
+		return
+	_server_ip = _resolve(rendevouz_address)
+	if _server_ip == "":
+		_fail.call_deferred("server_unreachable",
+				"the server name %s does not resolve" % rendevouz_address)
+		return
+	_udp = PacketPeerUDP.new()
+	var err := _udp.bind(local_port, "*")
+	if err != OK:
+		_udp = null
+		_fail.call_deferred("socket_error",
+				"cannot bind UDP port %d: %s" % [local_port, error_string(err)])
+		return
+	_bound_port = _udp.get_local_port()
+	_traversal = Traversal.new({
+		"server_address": _server_ip,
+		"server_port": rendevouz_port,
+		"session": key,
+		"is_host": is_player_host,
+		"name": player_name,
+		"nickname": nickname,
+		"max_players": max_player_count,
+		"local_candidates": _lan_candidates(_bound_port) if use_lan_candidates else [],
+		"timeout_ms": traversal_timeout_ms,
+		"punch_budget_ms": punch_budget_ms,
+		"require_all_peers": require_all_peers,
+		"require_host": not is_player_host,
+	})
+	_traversal.send = _send
+	_traversal.on_event = _on_event
+	_traversal.start(Time.get_ticks_msec())
+	set_process(true)
+
+
+## Host: start the session now, with the players in the lobby.
+func finalize_peers() -> void:
+	if _traversal != null:
+		_traversal.finalize(Time.get_ticks_msec())
+
+
+## Leave the session (a joiner's way out; a host's leave closes its lobby).
+func client_disconnect() -> void:
+	_goodbye("leave", "Client disconnected.")
+
+
+## Host: close the session for everyone.
+func close_session() -> void:
+	_goodbye("close", "Host preemptively closed session!")
+
+
+## The original's checkout(): leave the session.
+func checkout() -> void:
+	_goodbye("leave", "Client disconnected.")
+
+
+## After [signal hole_punched]: an [ENetMultiplayerPeer] on the punched path (host: a server on
+## the punched port; others: a client of the host from the punched port), or null (see the
+## error printed). Assign it to [code]multiplayer.multiplayer_peer[/code].
+func create_enet_peer(channel_count: int = 0) -> ENetMultiplayerPeer:
+	if last_result.is_empty():
+		push_error("HolePunch.create_enet_peer: nothing punched yet")
+		return null
+	var peer := ENetMultiplayerPeer.new()
+	var err: Error
+	if last_result.is_host:
+		err = peer.create_server(last_result.local_port, max_player_count - 1, channel_count)
+	else:
+		err = peer.create_client(last_result.host_address, last_result.host_port,
+				channel_count, 0, 0, last_result.local_port)
+	if err != OK:
+		push_error("HolePunch.create_enet_peer: %s" % error_string(err))
+		return null
+	return peer
+
+
+## The path to the relay seam: a transparent relay (an address and port on the relay that
+## forwards raw datagrams) is being designed; until then peers the punch missed fail with
+## their cause. See docs/godot.md, "Relay".
+func is_relay_available() -> bool:
+	return false
+
+
+func _process(_delta: float) -> void:
+	if _udp == null or _traversal == null:
+		set_process(false)
+		return
+	var now := Time.get_ticks_msec()
+	while _udp != null and _udp.get_available_packet_count() > 0:
+		var data := _udp.get_packet()
+		var address := _plain(_udp.get_packet_ip())
+		var port := _udp.get_packet_port()
+		_traversal.handle(now, address, port, data)
+	if _traversal == null:
+		return
+	_traversal.handle_timeout(now)
+	if _punched_at >= 0:
+		_maybe_hand_over(now)
+	elif _traversal != null and _traversal.state in ["failed", "left"] \
+			and not _traversal.is_busy():
+		_close_socket()
+		set_process(false)
+
+
+func _on_event(event: Dictionary) -> void:
+	match event.type:
+		"registered":
+			session_registered.emit()
+		"lobby":
+			update_lobby.emit(PackedStringArray(event.nicknames), int(event.max_players))
+		"punched":
+			_punched_event = event
+			_punched_at = Time.get_ticks_msec()
+			_maybe_hand_over(_punched_at)
+		"failed":
+			_fail(event.code, event.message)
+
+
+## Releases the port once the peers stopped punching us (they confirmed us), then tells the
+## game.
+func _maybe_hand_over(now: int) -> void:
+	var last := _traversal.last_peer_punch_at()
+	var quiet := _traversal.heard_every_confirmed_peer() and now - last >= handover_quiet_ms
+	if not quiet and now - _punched_at < handover_max_ms:
+		return
+	var event := _punched_event
+	var local := _bound_port
+	var host_address := ""
+	var host_port := local
+	var peers: Array[Dictionary] = []
+	for p: Dictionary in event.peers:
+		peers.append(p)
+		if p.is_host:
+			host_address = p.address
+			host_port = p.port
+	last_result = {
+		"local_port": local,
+		"public_address": _traversal.observed.get("address", ""),
+		"public_port": _traversal.observed.get("port", 0),
+		"is_host": is_host,
+		"host_address": host_address,
+		"host_port": host_port,
+		"elapsed_ms": event.elapsed_ms,
+		"handover_ms": now - _punched_at,
+		"peers": peers,
+		"failed": event.failed,
+	}
+	_punched_at = -1
+	_close_socket()
+	_traversal = null
+	set_process(false)
+	hole_punched.emit(local, host_port, host_address)
+	traversal_succeeded.emit(last_result)
+
+
+func _goodbye(kind: String, message: String) -> void:
+	var active := _traversal != null and _traversal.state in ["registering", "lobby", "punching"]
+	if _traversal != null:
+		_traversal.goodbye(Time.get_ticks_msec(), kind, message)
+	if active:
+		_fail("aborted", message)
+
+
+func _fail(code: String, message: String) -> void:
+	last_error_code = code
+	_punched_at = -1
+	if _traversal == null or not _traversal.is_busy():
+		_close_socket()
+		set_process(false)
+	return_unsuccessful.emit(message)
+	traversal_failed.emit(code, message)
+
+
+func _send(address: String, port: int, data: PackedByteArray) -> void:
+	if _udp == null or data.is_empty():
+		return
+	_udp.set_dest_address(address, port)
+	_udp.put_packet(data)
+
+
+func _reset() -> void:
+	_close_socket()
+	_traversal = null
+	last_error_code = ""
+	last_result = {}
+	_punched_event = {}
+	_punched_at = -1
+
+
+func _close_socket() -> void:
+	if _udp != null:
+		_udp.close()
+		_udp = null
+
+
+static func _resolve(address: String) -> String:
+	if address.is_valid_ip_address():
+		return _plain(address)
+	return _plain(IP.resolve_hostname(address, IP.TYPE_IPV4))
+
+
+## IPv4-mapped IPv6 ("::ffff:1.2.3.4") to plain IPv4, as the server and peers write it.
+static func _plain(address: String) -> String:
+	if address.begins_with("::ffff:") and address.contains("."):
+		return address.substr(7)
+	return address
+
+
+## This machine's LAN IPv4 addresses with [param port] (at most 4), for peers behind the
+## same router.
+static func _lan_candidates(port: int) -> Array[Dictionary]:
+	var out: Array[Dictionary] = []
+	for address: String in IP.get_local_addresses():
+		if not address.is_valid_ip_address() or address.contains(":"):
+			continue
+		if address.begins_with("127.") or address.begins_with("169.254."):
+			continue
+		out.append({"address": address, "port": port})
+		if out.size() >= Codec.MAX_CANDIDATES:
+			break
+	return out

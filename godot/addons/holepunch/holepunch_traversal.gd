@@ -1,0 +1,666 @@
+class_name HolePunchTraversal
+extends RefCounted
+## The protocol state machine of one v2 traversal (docs/protocol-v2.md, sections 4-6): from
+## [code]host[/code]/[code]join[/code] through the lobby to confirmed peers. It never reads a
+## clock or touches a socket: its owner (the [HolePunch] node) passes the time in ms, hands
+## it every datagram, and sends what it gives to [member send]. A port of the TypeScript core
+## (src/client/traversal.ts, src/client/punch.ts) without the wrapped relay.
+##
+## Events go to [member on_event] as Dictionaries with a [code]type[/code]:
+## [code]registered[/code] (observed), [code]lobby[/code] (nicknames, max_players),
+## [code]peers[/code] (peers), [code]punched[/code] (peers, failed, elapsed_ms),
+## [code]failed[/code] (code, message), [code]goodbye[/code] (kind, ok).
+
+const Codec := preload("holepunch_codec.gd")
+
+## First retransmission of an unanswered request; doubles up to [constant REQUEST_RETRY_MAX_MS].
+const REQUEST_RETRY_FIRST_MS := 150
+const REQUEST_RETRY_MAX_MS := 500
+## A server that answers nothing for this long is considered gone.
+const SERVER_SILENCE_LIMIT_MS := 20000
+## A join that meets session_not_found keeps trying this long (the host may start later).
+const SESSION_WAIT_MS := 15000
+const SESSION_WAIT_RETRY_MS := 100
+## Keepalive period in a lobby (keeps the NAT mapping to the server open).
+const KEEPALIVE_INTERVAL_MS := 5000
+## leave/close are sent at most this many times (about 1.5 s).
+const GOODBYE_MAX_TRIES := 4
+## Punch rounds: every 50 ms for 20 rounds, then slowing down to every 200 ms.
+const PUNCH_INTERVAL_MS := 50
+const PUNCH_INTERVAL_MAX_MS := 200
+const PUNCH_FAST_ROUNDS := 20
+## Port prediction joins after this many rounds, on ports +-PREDICT_PORT_RANGE.
+const PREDICT_AFTER_ROUNDS := 8
+const PREDICT_PORT_RANGE := 8
+const PUNCH_BUDGET_MS := 8000
+## After success keep answering peers' punches this long, so they can confirm us too.
+const PUNCH_LINGER_MS := 5000
+const MAX_REFLEXIVE_CANDIDATES := 4
+const U32 := 0x100000000
+
+## [code]func(address: String, port: int, data: PackedByteArray)[/code].
+var send: Callable
+## [code]func(event: Dictionary)[/code].
+var on_event: Callable
+
+var state := "idle"
+## Our public endpoint as the server saw it (empty until registered).
+var observed := {}
+
+var _o: Dictionary
+var _next_id := 1
+var _pending := {}
+var _token := PackedByteArray()
+var _started_at := 0
+var _deadline := INF
+var _last_heard_at := 0
+var _heard_from_server := false
+var _lobby_version := 0
+var _keepalive_at := INF
+var _start_wanted := false
+var _peer_parts := {}
+var _session_wait_until := 0
+var _lobby_size := ""
+var _punch: _Punch = null
+
+
+## [param options]: server_address, server_port, session, is_host, name, nickname,
+## max_players, local_candidates (Array of endpoints), timeout_ms (0: none),
+## punch_budget_ms, require_all_peers, require_host (a joiner fails unless it reached the
+## host, whom the game's transport needs).
+func _init(options: Dictionary) -> void:
+	_o = options
+	var rng := RandomNumberGenerator.new()
+	rng.randomize()
+	# Random start so that a restarted client's ids do not collide with its old ones.
+	_next_id = 1 + rng.randi_range(0, 0x3fffffff - 1)
+
+
+## Why the traversal's input is refused ("" when it is fine), as the TS client checks it.
+static func check_input(session: String, name: String, nickname: String,
+		max_players: int) -> String:
+	if not Codec.is_valid_field(session, Codec.MAX_SESSION_BYTES):
+		return "session must be 1..%d UTF-8 bytes" % Codec.MAX_SESSION_BYTES
+	if not Codec.is_valid_field(name, Codec.MAX_NAME_BYTES):
+		return "name must be 1..%d UTF-8 bytes" % Codec.MAX_NAME_BYTES
+	if not Codec.is_valid_field(nickname, Codec.MAX_NICKNAME_BYTES, true):
+		return "nickname must be at most %d bytes" % Codec.MAX_NICKNAME_BYTES
+	if max_players < Codec.MIN_PLAYERS or max_players > Codec.MAX_PLAYERS_WIRE:
+		return "max players must be %d..%d" % [Codec.MIN_PLAYERS, Codec.MAX_PLAYERS_WIRE]
+	return ""
+
+
+func start(now: int) -> void:
+	if state != "idle":
+		return
+	state = "registering"
+	_started_at = now
+	_last_heard_at = now
+	_session_wait_until = now + SESSION_WAIT_MS
+	if int(_o.get("timeout_ms", 0)) > 0:
+		_deadline = now + int(_o.timeout_ms)
+	var id := _id()
+	var msg := {
+		"type": "host" if _o.is_host else "join",
+		"requestId": id,
+		"session": _o.session,
+		"name": _o.name,
+		"nickname": _o.nickname,
+		"candidates": _o.get("local_candidates", []),
+		"maxPlayers": int(_o.get("max_players", 2)),
+	}
+	_request(now, "register", id, Codec.encode(msg))
+
+
+## Host: ask the server to exchange peers now (the original's finalize_peers).
+func finalize(now: int) -> void:
+	if not _o.is_host:
+		return
+	if state == "registering":
+		_start_wanted = true
+		return
+	if state != "lobby" or _token.is_empty():
+		return
+	for p: Dictionary in _pending.values():
+		if p.kind == "start":
+			return
+	var id := _id()
+	_request(now, "start", id, Codec.encode(
+			{"type": "start", "requestId": id, "session": _o.session, "token": _token}))
+
+
+## Leave ([param kind] "leave") or close the session for everyone ("close", host only).
+## Best effort; ends in a goodbye event.
+func goodbye(now: int, kind: String, reason: String = "Session closed by the host.") -> void:
+	var token := _token
+	var was_active := state != "left" and state != "idle"
+	_stop("left")
+	if token.is_empty() or not was_active:
+		_emit({"type": "goodbye", "kind": kind, "ok": true})
+		return
+	var id := _id()
+	var msg := {"type": kind, "requestId": id, "session": _o.session, "token": token}
+	if kind == "close":
+		msg.reason = Codec.truncate_utf8(reason, Codec.MAX_REASON_BYTES)
+	_request(now, kind, id, Codec.encode(msg))
+
+
+## True while the traversal still needs the socket (requests, punches, lingering answers).
+func is_busy() -> bool:
+	return not _pending.is_empty() or (_punch != null and _punch.answering())
+
+
+## The time in ms at which the peers last sent us a punch (for handing the port over only
+## once they stopped: they confirmed us), or -1.
+func last_peer_punch_at() -> int:
+	return _punch.last_punch_at if _punch != null else -1
+
+
+## Whether every confirmed peer's punches reached us at least once.
+func heard_every_confirmed_peer() -> bool:
+	return _punch != null and _punch.heard_every_confirmed()
+
+
+func handle_timeout(now: int) -> void:
+	if state == "idle":
+		return
+	if now >= _deadline and _active():
+		if not _heard_from_server:
+			_fail_unreachable(now)
+		elif state == "lobby":
+			var size := " (lobby %s)" % _lobby_size if _lobby_size != "" else ""
+			_fail_and_leave(now, "timeout", "the session did not start within %d ms%s" % [
+					int(_o.timeout_ms), size])
+		else:
+			_fail_and_leave(now, "timeout",
+					"no connection to all peers within %d ms" % int(_o.timeout_ms))
+		return
+	for p: Dictionary in _pending.values().duplicate():
+		if now < p.next_at:
+			continue
+		if p.kind == "leave" or p.kind == "close":
+			if p.tries >= GOODBYE_MAX_TRIES:
+				_pending.erase(p.id)
+				_emit({"type": "goodbye", "kind": p.kind, "ok": false})
+				continue
+		elif now - _last_heard_at >= SERVER_SILENCE_LIMIT_MS:
+			if not _heard_from_server:
+				_fail_unreachable(now)
+			else:
+				_fail("timeout", "no answer from the server %s:%d for %d ms" % [
+						_o.server_address, _o.server_port, SERVER_SILENCE_LIMIT_MS])
+			return
+		send.call(_o.server_address, _o.server_port, p.bytes)
+		p.tries += 1
+		p.next_at = now + p.interval
+		p.interval = mini(p.interval * 2, REQUEST_RETRY_MAX_MS)
+	if now >= _keepalive_at:
+		_keepalive(now)
+	if _punch != null:
+		_punch.handle_timeout(now)
+		_check_punch(now)
+
+
+## One datagram that arrived on the socket. Returns false if it is not v2.
+func handle(now: int, address: String, port: int, data: PackedByteArray) -> bool:
+	var decoded := Codec.decode(data)
+	if not decoded.ok:
+		return false
+	var msg: Dictionary = decoded.msg
+	if msg.type == "punch" or msg.type == "punch_ack":
+		if _punch != null and _punch.answering():
+			if _punch.handle(now, address, port, msg):
+				_check_punch(now)
+		return true
+	if address != _o.server_address or port != int(_o.server_port):
+		return true
+	_last_heard_at = now
+	_heard_from_server = true
+	_from_server(now, msg)
+	return true
+
+
+func _from_server(now: int, msg: Dictionary) -> void:
+	var pending: Dictionary = {}
+	if msg.requestId != 0 and _pending.has(msg.requestId):
+		pending = _pending[msg.requestId]
+	var kind: String = pending.get("kind", "")
+	match msg.type:
+		"registered":
+			if kind == "register":
+				_registered(msg.token, msg.observed)
+				# Using the token at once shows the server that we receive at this address.
+				if _start_wanted:
+					finalize(now)
+				else:
+					_keepalive(now)
+			elif kind == "keepalive" or kind == "start":
+				_rebound(now, pending, msg.token, msg.observed)
+		"ok":
+			if pending.is_empty():
+				return
+			_pending.erase(pending.id)
+			if kind == "leave" or kind == "close":
+				_emit({"type": "goodbye", "kind": kind, "ok": true})
+		"error":
+			if not pending.is_empty():
+				_on_error(now, pending, msg.code, msg.message)
+		"peer_left":
+			if _punch != null and state == "punching":
+				if _punch.mark_gone(now, msg.name, msg.why):
+					_check_punch(now)
+		"lobby":
+			if kind == "keepalive":
+				_pending.erase(pending.id)
+				_keepalive_at = now + KEEPALIVE_INTERVAL_MS
+			if state != "lobby" or msg.version <= _lobby_version:
+				return
+			_lobby_version = msg.version
+			_lobby_size = "%d/%d" % [msg.nicknames.size(), msg.maxPlayers]
+			_emit({"type": "lobby", "nicknames": msg.nicknames.duplicate(),
+					"max_players": msg.maxPlayers})
+		"peers":
+			if kind == "keepalive":
+				_pending.erase(pending.id)
+			# Peers prove the registration: a client whose registered was lost goes on.
+			_registered(msg.token, msg.observed)
+			_on_peers(now, msg)
+		"closed":
+			_fail(msg.code, msg.reason if msg.reason != "" else "Session closed.")
+
+
+func _registered(token: PackedByteArray, endpoint: Dictionary) -> void:
+	if state != "registering":
+		return
+	for p: Dictionary in _pending.values().duplicate():
+		if p.kind == "register":
+			_pending.erase(p.id)
+	_token = token
+	observed = endpoint
+	state = "lobby"
+	_emit({"type": "registered", "observed": endpoint})
+
+
+## The server saw us at another address (our NAT re-mapped us) and sent a fresh token.
+func _rebound(now: int, pending: Dictionary, token: PackedByteArray, endpoint: Dictionary) -> void:
+	if state != "lobby":
+		return
+	_pending.erase(pending.id)
+	_token = token
+	observed = endpoint
+	if pending.kind == "start":
+		finalize(now)
+	else:
+		_keepalive(now)
+
+
+func _keepalive(now: int) -> void:
+	_keepalive_at = INF
+	if state != "lobby" or _token.is_empty():
+		return
+	var id := _id()
+	_request(now, "keepalive", id, Codec.encode({"type": "keepalive", "requestId": id,
+			"session": _o.session, "token": _token, "lobbyVersion": _lobby_version}))
+
+
+func _fail_unreachable(now: int) -> void:
+	_fail("server_unreachable", ("no answer from the server %s:%d in %d ms: check that it runs"
+			+ " there and that its UDP port is open") % [
+			_o.server_address, _o.server_port, now - _started_at])
+
+
+func _on_error(now: int, pending: Dictionary, code: String, message: String) -> void:
+	var kind: String = pending.kind
+	if kind == "leave" or kind == "close":
+		_pending.erase(pending.id)
+		var gone := code == "not_authorized" or code == "session_not_found"
+		_emit({"type": "goodbye", "kind": kind, "ok": gone})
+		return
+	if kind == "register" and code == "session_not_found" and not _o.is_host:
+		if now < _session_wait_until:
+			# The host may not have registered yet: ask again soon.
+			pending.next_at = now + SESSION_WAIT_RETRY_MS
+			pending.interval = REQUEST_RETRY_FIRST_MS
+			return
+	_pending.erase(pending.id)
+	if kind == "keepalive" and (code == "not_authorized" or code == "session_not_found"):
+		_fail("session_closed", "the session is gone: " + message)
+		return
+	if kind == "start" and code == "not_authorized":
+		_fail("session_closed", "the session is gone: " + message)
+		return
+	_fail(code, message)
+
+
+func _on_peers(now: int, msg: Dictionary) -> void:
+	if _token.is_empty():
+		return
+	for i in msg.peers.size():
+		_peer_parts[msg.first + i] = msg.peers[i]
+	var peers: Array[Dictionary] = []
+	for i in msg.total:
+		if not _peer_parts.has(i):
+			return
+		peers.append(_peer_parts[i])
+	# Ack every complete copy, so a server whose earlier ack got lost stops re-sending.
+	send.call(_o.server_address, _o.server_port, Codec.encode({"type": "peers_ack",
+			"requestId": _id(), "session": _o.session, "token": _token}))
+	if state != "lobby":
+		return
+	state = "punching"
+	_keepalive_at = INF
+	for p: Dictionary in _pending.values().duplicate():
+		if p.kind == "keepalive" or p.kind == "start":
+			_pending.erase(p.id)
+	_emit({"type": "peers", "peers": peers})
+	_punch = _Punch.new(_o.name, msg.punchKey, peers, now,
+			int(_o.get("punch_budget_ms", PUNCH_BUDGET_MS)), send)
+	_check_punch(now)
+
+
+func _check_punch(now: int) -> void:
+	if _punch == null or state != "punching" or _punch.state == "punching":
+		return
+	_settle(now)
+
+
+## Every peer is reached or known to be unreachable: success when all are, or (unless
+## require_all_peers) at least one; a joiner with require_host also needs the host.
+func _settle(now: int) -> void:
+	var peers := _punch.confirmed()
+	var failed := _punch.failures()
+	var host_missed := false
+	for f: Dictionary in failed:
+		if f.is_host and bool(_o.get("require_host", false)):
+			host_missed = true
+	var partial_ok := not peers.is_empty() and not bool(_o.get("require_all_peers", false))
+	if failed.is_empty() or (partial_ok and not host_missed):
+		state = "punched"
+		_deadline = INF
+		_emit({"type": "punched", "peers": peers, "failed": failed,
+				"elapsed_ms": now - _started_at})
+		return
+	var texts: Array[String] = []
+	var gone := true
+	for f: Dictionary in failed:
+		texts.append("%s: %s" % [f.name, f.cause])
+		if f.cause != "left" and f.cause != "silent":
+			gone = false
+	var reached := ""
+	if not peers.is_empty():
+		var names: Array[String] = []
+		for p: Dictionary in peers:
+			names.append(p.name)
+		reached = "reached %s but not all: " % ", ".join(names)
+	var stats := " (%d candidates, %d datagrams sent)" % [_punch.candidate_count(), _punch.sent]
+	_fail_and_leave(now, "peer_left" if gone else "punch_failed",
+			"%sno direct path to %s%s" % [reached, "; ".join(texts), stats])
+
+
+## Fails, and tells the server we are gone so that our seat (or lobby) is freed at once.
+func _fail_and_leave(now: int, code: String, message: String) -> void:
+	var token := _token
+	var registered := state != "registering" and _active()
+	_fail(code, message)
+	if token.is_empty() or not registered:
+		return
+	var id := _id()
+	_request(now, "leave", id, Codec.encode(
+			{"type": "leave", "requestId": id, "session": _o.session, "token": token}))
+
+
+func _active() -> bool:
+	return state == "registering" or state == "lobby" or state == "punching"
+
+
+func _fail(code: String, message: String) -> void:
+	if not _active():
+		return
+	_stop("failed")
+	_emit({"type": "failed", "code": code, "message": message})
+
+
+func _stop(new_state: String) -> void:
+	state = new_state
+	_pending.clear()
+	_keepalive_at = INF
+	_deadline = INF
+	if _punch != null and _punch.state == "punching":
+		_punch = null
+
+
+func _request(now: int, kind: String, id: int, bytes: PackedByteArray) -> void:
+	if bytes.is_empty():
+		_fail("bad_request", "cannot encode the %s request" % kind)
+		return
+	_pending[id] = {"kind": kind, "id": id, "bytes": bytes, "next_at": now + REQUEST_RETRY_FIRST_MS,
+			"interval": REQUEST_RETRY_FIRST_MS * 2, "tries": 1}
+	send.call(_o.server_address, _o.server_port, bytes)
+
+
+func _id() -> int:
+	var id := _next_id
+	_next_id = 1 if _next_id >= 0xfffffffe else _next_id + 1
+	return id
+
+
+func _emit(event: Dictionary) -> void:
+	if on_event.is_valid():
+		on_event.call(event)
+
+
+## The punch (section 6): every candidate of every unconfirmed peer, each round, until each
+## peer acked one of our punches.
+class _Punch:
+	extends RefCounted
+
+	var state := "punching"
+	var sent := 0
+	var rejected := 0
+	var last_punch_at := -1
+
+	var _self_name: String
+	var _key: PackedByteArray
+	var _send: Callable
+	## name -> {info, candidates: [{address, port, kind}], reflexive, confirmed, heard, gone}
+	var _peers := {}
+	var _order: Array[String] = []
+	var _fail_at: int
+	var _round := 0
+	var _next_round_at: int
+	var _seq := 1
+	var _linger_until := INF
+
+	func _init(self_name: String, key: PackedByteArray, peers: Array[Dictionary], now: int,
+			budget_ms: int, send: Callable) -> void:
+		_self_name = self_name
+		_key = key
+		_send = send
+		_fail_at = now + budget_ms
+		_next_round_at = now
+		for info: Dictionary in peers:
+			var peer := {"info": info, "candidates": [], "reflexive": 0, "confirmed": {},
+					"heard": false, "gone": ""}
+			_add_candidate(peer, info.publicEndpoint.address, info.publicEndpoint.port, "public")
+			for c: Dictionary in info.candidates:
+				_add_candidate(peer, c.address, c.port, "local")
+			_peers[info.name] = peer
+			_order.append(info.name)
+		if _peers.is_empty():
+			_finish(now)
+		else:
+			handle_timeout(now)
+
+	func answering() -> bool:
+		return state == "punching" or state == "punched"
+
+	func confirmed() -> Array[Dictionary]:
+		var out: Array[Dictionary] = []
+		for name in _order:
+			if not _peers[name].confirmed.is_empty():
+				out.append(_peers[name].confirmed)
+		return out
+
+	func heard_every_confirmed() -> bool:
+		for name in _order:
+			var p: Dictionary = _peers[name]
+			if not p.confirmed.is_empty() and not p.heard:
+				return false
+		return true
+
+	func failures() -> Array[Dictionary]:
+		var out: Array[Dictionary] = []
+		for name in _order:
+			var p: Dictionary = _peers[name]
+			if not p.confirmed.is_empty():
+				continue
+			var cause := "no_answer"
+			if p.gone == "left":
+				cause = "left"
+			elif p.heard:
+				cause = "one_way"
+			elif p.gone != "":
+				cause = p.gone
+			out.append({"name": p.info.name, "nickname": p.info.nickname,
+					"is_host": p.info.isHost, "cause": cause})
+		return out
+
+	func candidate_count() -> int:
+		var n := 0
+		for name in _order:
+			n += _peers[name].candidates.size()
+		return n
+
+	## The server said [param name] is gone; true when that ended the punch.
+	func mark_gone(now: int, name: String, why: String) -> bool:
+		if not _peers.has(name) or state != "punching":
+			return false
+		var peer: Dictionary = _peers[name]
+		if not peer.confirmed.is_empty():
+			return false
+		if peer.gone != "left":
+			peer.gone = why
+		if why != "left":
+			return false
+		for n in _order:
+			var p: Dictionary = _peers[n]
+			if p.confirmed.is_empty() and p.gone != "left":
+				return false
+		_settle(now)
+		return true
+
+	func handle_timeout(now: int) -> void:
+		if state != "punching":
+			return
+		if now >= _fail_at:
+			_settle(now)
+			return
+		if now < _next_round_at:
+			return
+		_round += 1
+		if _round == PREDICT_AFTER_ROUNDS + 1:
+			_add_predictions()
+		for name in _order:
+			var peer: Dictionary = _peers[name]
+			if not peer.confirmed.is_empty() or peer.gone == "left":
+				continue
+			for i in peer.candidates.size():
+				_punch(now, peer, i)
+		var interval := PUNCH_INTERVAL_MS
+		if _round >= PUNCH_FAST_ROUNDS:
+			var slow := maxi(0, floori((_round - PUNCH_FAST_ROUNDS) / 10.0) + 1)
+			interval = mini(PUNCH_INTERVAL_MS * int(pow(2, slow)), PUNCH_INTERVAL_MAX_MS)
+		_next_round_at = now + interval
+
+	## A decoded peer message from address:port; true when it changed the outcome.
+	func handle(now: int, address: String, port: int, msg: Dictionary) -> bool:
+		if state == "failed" or now > _linger_until:
+			return false
+		if not _peers.has(msg.from) or msg.to != _self_name \
+				or not Codec.verify_punch_tag(_key, msg.signed, msg.tag):
+			rejected += 1
+			return false
+		var peer: Dictionary = _peers[msg.from]
+		if msg.type == "punch":
+			_send_to(address, port, {"type": "punch_ack", "requestId": _next_seq(),
+					"from": _self_name, "to": peer.info.name, "candidate": msg.candidate,
+					"sentAt": msg.sentAt})
+			peer.heard = true
+			last_punch_at = now
+			if not peer.confirmed.is_empty() or state != "punching":
+				return false
+			# The peer reached us from here: a mapping towards us exists, punch straight back.
+			var index := _index_of(peer, address, port)
+			if index < 0 and peer.reflexive < MAX_REFLEXIVE_CANDIDATES:
+				peer.reflexive += 1
+				index = _add_candidate(peer, address, port, "reflexive")
+			if index >= 0:
+				_punch(now, peer, index)
+			return false
+		if not peer.confirmed.is_empty() or state != "punching":
+			return false
+		var path := "reflexive"
+		if msg.candidate < peer.candidates.size():
+			path = peer.candidates[msg.candidate].kind
+		peer.confirmed = {"name": peer.info.name, "nickname": peer.info.nickname,
+				"is_host": peer.info.isHost, "address": address, "port": port, "path": path,
+				"rtt_ms": posmod(now - msg.sentAt, U32)}
+		for name in _order:
+			var p: Dictionary = _peers[name]
+			if p.confirmed.is_empty() and p.gone != "left":
+				return true
+		_finish(now)
+		return true
+
+	func _settle(now: int) -> void:
+		if confirmed().is_empty():
+			state = "failed"
+		else:
+			_finish(now)
+
+	func _finish(now: int) -> void:
+		state = "punched"
+		_linger_until = now + PUNCH_LINGER_MS
+
+	func _punch(now: int, peer: Dictionary, index: int) -> void:
+		var c: Dictionary = peer.candidates[index]
+		_send_to(c.address, c.port, {"type": "punch", "requestId": _next_seq(),
+				"from": _self_name, "to": peer.info.name, "candidate": index,
+				"sentAt": posmod(now, U32)})
+
+	func _send_to(address: String, port: int, fields: Dictionary) -> void:
+		sent += 1
+		_send.call(address, port, Codec.encode_punch(_key, fields))
+
+	func _next_seq() -> int:
+		_seq += 1
+		return _seq - 1
+
+	func _add_predictions() -> void:
+		for name in _order:
+			var peer: Dictionary = _peers[name]
+			if not peer.confirmed.is_empty():
+				continue
+			var base: Dictionary = peer.info.publicEndpoint
+			for d in range(1, PREDICT_PORT_RANGE + 1):
+				for port: int in [base.port + d, base.port - d]:
+					if port >= 1 and port <= 65535:
+						_add_candidate(peer, base.address, port, "predicted")
+
+	## Adds a candidate unless known; returns its index (-1 when the list is full).
+	func _add_candidate(peer: Dictionary, address: String, port: int, kind: String) -> int:
+		var index := _index_of(peer, address, port)
+		if index >= 0:
+			return index
+		# The candidate index travels as a u8.
+		if peer.candidates.size() >= 255:
+			return -1
+		peer.candidates.append({"address": address, "port": port, "kind": kind})
+		return peer.candidates.size() - 1
+
+	func _index_of(peer: Dictionary, address: String, port: int) -> int:
+		for i in peer.candidates.size():
+			var c: Dictionary = peer.candidates[i]
+			if c.port == port and c.address == address:
+				return i
+		return -1
