@@ -1,0 +1,201 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import {
+  CLIENT_CLI,
+  godot4Argv,
+  godot4UnavailableReasons,
+  type JsonLine,
+  makeProject,
+  type Proc,
+  REPO_ROOT,
+  removeProjects,
+  scriptErrors,
+  skipUnless,
+  spawnJson,
+  startLoopbackServer,
+} from './godot4-support.js';
+
+/**
+ * The Godot 4 addon in real Godot 4 on loopback (the chroot shares this network namespace),
+ * against our server (issue 14, point 5): a Godot host with a Node joiner (holepunch-client
+ * CLI) and the reverse, where the Godot side runs the CLI's ping/pong on the released port
+ * with its own PacketPeerUDP; 2 and 4 Godot players that hand the punched path to ENet and
+ * round-trip an RPC both ways. Prints start_traversal -> hole_punched per player.
+ */
+
+const DRIVER = join(REPO_ROOT, 'godot', 'tests', 'driver');
+const PLAYER_DEADLINE_MS = 25_000;
+const KILL_AFTER_MS = PLAYER_DEADLINE_MS + 10_000;
+
+const reasons = godot4UnavailableReasons();
+const timings: string[] = [];
+
+interface GodotPlayer {
+  readonly name: string;
+  readonly host: boolean;
+  readonly after: 'enet' | 'udp_echo';
+  readonly maxPlayers?: number;
+}
+
+let sessionCounter = 0;
+
+async function spawnGodot(server: number, session: string, p: GodotPlayer): Promise<Proc> {
+  const project = await makeProject(`loop-${p.name}`, { from: DRIVER });
+  const config = {
+    server: '127.0.0.1',
+    port: server,
+    session,
+    host: p.host,
+    name: p.name,
+    nickname: p.name.toUpperCase(),
+    max_players: p.maxPlayers ?? 2,
+    after: p.after,
+    timeout_ms: 20_000,
+    deadline_ms: PLAYER_DEADLINE_MS,
+  };
+  return spawnJson(godot4Argv(project, { HP_DRIVER: JSON.stringify(config) }), KILL_AFTER_MS);
+}
+
+function spawnCli(server: number, session: string, host: boolean, name: string): Proc {
+  return spawnJson(
+    [
+      'node',
+      CLIENT_CLI,
+      host ? 'host' : 'join',
+      session,
+      '--server',
+      `127.0.0.1:${server}`,
+      '--name',
+      name,
+      '--timeout',
+      '20000',
+      '--json',
+    ],
+    KILL_AFTER_MS,
+  );
+}
+
+/** The Godot player's punched line, checked; records its time. */
+async function checkGodot(label: string, proc: Proc, finalLine: string): Promise<JsonLine> {
+  const result = await proc.exited;
+  const trace = proc.lines.map((l) => l.godot ?? l.event).join(' ');
+  assert.deepEqual(scriptErrors(result.stderr), [], `${label}: GDScript errors`);
+  assert.ok(!result.timedOut, `${label} overran its deadline: ${trace}`);
+  const punched = proc.lines.find((l) => l.godot === 'punched');
+  assert.ok(punched !== undefined, `${label} did not punch: ${JSON.stringify(proc.lines)}`);
+  const signal = proc.lines.find((l) => l.signal === 'hole_punched');
+  const args = signal?.args as [number, number, string];
+  const res = punched.result as Record<string, unknown>;
+  assert.equal(args[0], res.local_port, `${label}: my_port is the punched local port`);
+  assert.ok(
+    proc.lines.some((l) => l.godot === finalLine && l.ok !== false),
+    `${label}: no ${finalLine}: ${JSON.stringify(proc.lines.slice(-6))}`,
+  );
+  assert.equal(result.code, 0, `${label} exit code: ${trace}`);
+  timings.push(
+    `${label}: start_traversal -> hole_punched ${punched.elapsed_ms} ms (punched ${res.elapsed_ms} ms + port hand-over ${res.handover_ms} ms)`,
+  );
+  return punched;
+}
+
+async function checkCli(label: string, proc: Proc): Promise<void> {
+  const result = await proc.exited;
+  const punched = proc.lines.find((l) => l.event === 'punched');
+  assert.ok(punched !== undefined, `${label} did not punch: ${JSON.stringify(proc.lines)}`);
+  const rtt = proc.lines.filter((l) => l.event === 'rtt');
+  assert.ok(
+    rtt.length > 0 && rtt.every((l) => Number(l.received) > 0),
+    `${label}: no answer on the punched path from the Godot game's own socket: ${JSON.stringify(rtt)}`,
+  );
+  assert.equal(result.code, 0, `${label} exit code`);
+  timings.push(`${label}: startTraversal -> punched ${punched.elapsedMs} ms`);
+}
+
+describe('the Godot 4 addon on loopback', { skip: skipUnless(reasons, 'Godot 4') }, () => {
+  let server: Awaited<ReturnType<typeof startLoopbackServer>> | undefined;
+  const procs: Proc[] = [];
+
+  before(async () => {
+    assert.deepEqual(reasons, [], reasons.join('; '));
+    server = await startLoopbackServer();
+  });
+
+  after(async () => {
+    for (const p of procs) p.kill();
+    server?.proc.kill();
+    await server?.proc.exited;
+    await removeProjects();
+    process.stdout.write(
+      '\nstart_traversal -> hole_punched (loopback; a host waits for its joiners):\n',
+    );
+    for (const t of timings) process.stdout.write(`  ${t}\n`);
+  });
+
+  const session = () => `godot4-loop-${process.pid}-${++sessionCounter}`;
+
+  it('a Godot host and a Node joiner punch; the game socket answers on the released port', async () => {
+    assert.ok(server);
+    const s = session();
+    const host = await spawnGodot(server.port, s, { name: 'ghost', host: true, after: 'udp_echo' });
+    procs.push(host);
+    await host.waitForLine((l) => l.signal === 'session_registered', 15_000);
+    const join = spawnCli(server.port, s, false, 'njoin');
+    procs.push(join);
+    await checkGodot('Godot host (Node joiner)', host, 'udp_test');
+    await checkCli('Node joiner (Godot host)', join);
+  });
+
+  it('a Node host and a Godot joiner punch; the game socket answers on the released port', async () => {
+    assert.ok(server);
+    const s = session();
+    const host = spawnCli(server.port, s, true, 'nhost');
+    procs.push(host);
+    await host.waitForLine((l) => l.event === 'registered', 15_000);
+    const join = await spawnGodot(server.port, s, {
+      name: 'gjoin',
+      host: false,
+      after: 'udp_echo',
+    });
+    procs.push(join);
+    const punched = await checkGodot('Godot joiner (Node host)', join, 'udp_test');
+    const res = punched.result as Record<string, unknown>;
+    assert.equal(res.host_address, '127.0.0.1');
+    await checkCli('Node host (Godot joiner)', host);
+  });
+
+  for (const n of [2, 4]) {
+    it(`${n} Godot players punch every pair, then ENet connects and an RPC round-trips both ways`, async () => {
+      assert.ok(server);
+      const s = session();
+      const players: Proc[] = [];
+      const host = await spawnGodot(server.port, s, {
+        name: 'p0',
+        host: true,
+        after: 'enet',
+        maxPlayers: n,
+      });
+      players.push(host);
+      procs.push(host);
+      await host.waitForLine((l) => l.signal === 'session_registered', 15_000);
+      for (let i = 1; i < n; i++) {
+        const p = await spawnGodot(server.port, s, {
+          name: `p${i}`,
+          host: false,
+          after: 'enet',
+          maxPlayers: n,
+        });
+        players.push(p);
+        procs.push(p);
+      }
+      const results = [];
+      for (const [i, p] of players.entries()) {
+        const punched = await checkGodot(`${n} Godot players: p${i}`, p, 'rpc_ok');
+        results.push(punched.result as { peers: { name: string; path: string }[] });
+      }
+      for (const [i, r] of results.entries()) {
+        assert.equal(r.peers.length, n - 1, `p${i} confirmed every other player`);
+      }
+    });
+  }
+});
