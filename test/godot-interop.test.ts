@@ -274,6 +274,25 @@ const FLOWS: readonly Flow[] = [
 type ServerKind = 'python' | 'ours';
 
 /**
+ * Where our server differs on purpose (docs/server.md, "Differences from the original"): what
+ * the game must see from ours, derived from what it saw from the original. Every other flow
+ * must be equal.
+ */
+const INTENDED_DIFFERENCES: Readonly<
+  Record<string, (original: Record<string, Trace>) => Record<string, Trace>>
+> = {
+  // The master servers keep a host that checked out in its session, so the joiner's rc fills
+  // it and the joiner is handed the departed host as its peer (Godot 4 then stops at its
+  // script error). Ours removed the host: the joiner waits, registered, as in a lobby that
+  // never fills.
+  'master/host_leaves': (original) => {
+    const joiner = original.joiner ?? [];
+    const registered = joiner.findIndex((e) => e[0] === 'session_registered');
+    return { ...original, joiner: registered === -1 ? joiner : joiner.slice(0, registered + 1) };
+  },
+};
+
+/**
  * One lab per entry, all concurrently. Every revision runs every flow it has behind
  * port-restricted NATs (site a has two hosts for a third player); the Godot 3 revisions also
  * run their two-player punching flows behind a full-cone pair (one host per cone site).
@@ -594,6 +613,8 @@ describe('Godot interop: the original plugins against their own server and ours'
             const ours = await runFlow(lab, revision, all, flow, players, 'ours');
             const expected = normalise(python.traces, roles);
             const actual = normalise(ours.traces, roles);
+            const intended = INTENDED_DIFFERENCES[`${revision.api}/${flow.id}`];
+            const wanted = intended === undefined ? expected : intended(expected);
             const equal = JSON.stringify(expected) === JSON.stringify(actual);
             rows.push({
               flow: flow.id,
@@ -609,7 +630,11 @@ describe('Godot interop: the original plugins against their own server and ours'
               `# ${revision.id} ${nat} ${flow.id}\n#   original: ${JSON.stringify(expected)}\n#   ours:     ${JSON.stringify(actual)}\n`,
             );
             checkBaseline(revision, flow.id, expected);
-            assert.deepEqual(actual, expected, `${revision.id} ${flow.id}: ours differs`);
+            assert.deepEqual(
+              actual,
+              wanted,
+              `${revision.id} ${flow.id}: ours differs${intended === undefined ? '' : ' from the documented difference'}`,
+            );
           });
         }
       });
