@@ -96,6 +96,23 @@ describe('HolePunchClient: close() leaves and flushes; every failure is a HolePu
     await host.close();
   });
 
+  it('a joiner that comes after the start is told at once that the game started without it', async () => {
+    const [h, j] = [client(), client()];
+    await Promise.all([
+      h.startTraversal({ session: 'late', isHost: true, name: 'h' }),
+      j.startTraversal({ session: 'late', isHost: false, name: 'j' }),
+    ]);
+    const late = client();
+    const started = performance.now();
+    const error = await failure(
+      late,
+      late.startTraversal({ session: 'late', isHost: false, name: 'l' }),
+    );
+    assert.equal(error.code, 'session_full');
+    assert.match(error.message, /session "late" cannot take you: The session has already started/);
+    assert.ok(performance.now() - started < 3_000, 'no waiting for a host that already started');
+  });
+
   it('a server that never answers is server_unreachable, and says what to check', async () => {
     const silent = dgram.createSocket('udp4');
     await new Promise<void>((resolve) => silent.bind(0, LOOPBACK, () => resolve()));

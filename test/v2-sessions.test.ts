@@ -9,6 +9,7 @@ import {
   PEERS_ACK_WITHIN_MS,
   PEERS_MAX_TRIES,
   RELAY_ASK_WINDOW_MS,
+  STARTED_NAME_MEMORY_MS,
   V2Sessions,
   VALIDATE_WITHIN_MS,
 } from '../src/server/v2-sessions.js';
@@ -274,6 +275,72 @@ describe('v2 session table', () => {
     assert.equal(resent, PEERS_MAX_TRIES - 1);
     assert.deepEqual(told, ['bob silent']);
     assert.equal(t.server.sessionCount, 0, 'forgotten after the linger');
+  });
+
+  it('a late join for a session that started is told session_full (started), not session_not_found', () => {
+    const t = hostAndJoin(false);
+    t.send(9, HOST, { type: 'start', requestId: 40, session: 'game', token: t.hostToken });
+    const late: Endpoint = { address: '198.51.100.3', port: 3333 };
+    const join = (now: number, requestId: number) =>
+      t.reply(
+        t.send(now, late, {
+          type: 'join',
+          requestId,
+          session: 'game',
+          name: 'carol',
+          nickname: 'Carol',
+          candidates: [],
+        }),
+        requestId,
+      );
+    const started = { code: 'session_full', message: 'The session has already started.' };
+    const whileLingering = join(100, 1);
+    assert.ok(whileLingering?.type === 'error');
+    assert.deepEqual({ code: whileLingering.code, message: whileLingering.message }, started);
+    // Long after the started session was forgotten, within STARTED_NAME_MEMORY_MS.
+    while (t.server.nextDeadline() <= 30_000) t.server.handleTimeout(t.server.nextDeadline());
+    assert.equal(t.server.sessionCount, 0);
+    const forgotten = join(30_000, 2);
+    assert.ok(forgotten?.type === 'error');
+    assert.deepEqual({ code: forgotten.code, message: forgotten.message }, started);
+    // After the window the name means nothing any more.
+    const later = join(9 + STARTED_NAME_MEMORY_MS + 1, 3);
+    assert.ok(later?.type === 'error' && later.code === 'session_not_found');
+  });
+
+  it('a new game under a started name takes its joiners at once', () => {
+    const t = hostAndJoin(false);
+    t.send(9, HOST, { type: 'start', requestId: 40, session: 'game', token: t.hostToken });
+    while (t.server.nextDeadline() <= 30_000) t.server.handleTimeout(t.server.nextDeadline());
+    const again = t.reply(
+      t.send(30_000, HOST, {
+        type: 'host',
+        requestId: 5,
+        session: 'game',
+        maxPlayers: 2,
+        name: 'alice',
+        nickname: 'Alice',
+        candidates: [],
+      }),
+      5,
+    );
+    assert.equal(again?.type, 'registered');
+    const joined = t.reply(
+      t.send(
+        30_001,
+        { address: '198.51.100.3', port: 3333 },
+        {
+          type: 'join',
+          requestId: 6,
+          session: 'game',
+          name: 'carol',
+          nickname: 'Carol',
+          candidates: [],
+        },
+      ),
+      6,
+    );
+    assert.equal(joined?.type, 'registered');
   });
 
   it('a waiting session expires and its members are told', () => {

@@ -491,6 +491,21 @@ export class Traversal {
       }
     }
     this.#pending.delete(pending.id);
+    if (pending.kind === 'register' && !this.#o.isHost) {
+      const wanted = `"${this.#o.session}"`;
+      if (code === 'session_not_found') {
+        const waited = Math.round((now - this.#startedAt) / 1000);
+        this.#fail(
+          code,
+          `no session ${wanted} on the server after ${waited} s: check the name, and that its host has started hosting`,
+        );
+        return;
+      }
+      if (code === 'session_full') {
+        this.#fail(code, `session ${wanted} cannot take you: ${message}`);
+        return;
+      }
+    }
     if (
       pending.kind === 'keepalive' &&
       (code === 'not_authorized' || code === 'session_not_found')

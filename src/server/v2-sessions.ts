@@ -49,6 +49,12 @@ export const PEERS_ACK_WITHIN_MS = 6_000;
 /** A started session is forgotten once all members acked, at the latest after this. */
 export const STARTED_LINGER_MS = 15_000;
 /**
+ * A late `join` for a session that started this recently is told `session_full` (it started
+ * without you) instead of `session_not_found`, which a joiner takes for a host that has not
+ * registered yet and waits for.
+ */
+export const STARTED_NAME_MEMORY_MS = 60_000;
+/**
  * Members of a started session may ask for relay channels this long after the start (a
  * client asks when its punch budget, 8 s from the peers, runs out), even after the session
  * itself is forgotten and its name taken by the next game.
@@ -176,6 +182,8 @@ export class V2Sessions implements ProtocolHandler {
     { readonly session: Session; readonly member: Member; readonly until: number }
   >();
   readonly #sessions = new Map<string, Session>();
+  /** Names of recently started sessions, until when; insertion order is expiry order. */
+  readonly #recentlyStarted = new Map<string, number>();
   /**
    * Min-heap of per-session wakeups: a timeout touches only the sessions that are due, so
    * a million idle lobbies cost nothing per tick. Entries go stale (a refreshed expiry, a
@@ -447,6 +455,8 @@ export class V2Sessions implements ProtocolHandler {
       gone: false,
     };
     this.#sessions.set(msg.session, session);
+    // A new game under the name: joiners are for it now.
+    this.#recentlyStarted.delete(msg.session);
     this.#counters.sessionsCreated++;
     this.#lifecycle('created', session);
     this.#schedule(session, Math.min(session.deadline, now + VALIDATE_WITHIN_MS));
@@ -457,12 +467,12 @@ export class V2Sessions implements ProtocolHandler {
     if (!this.#validIdentity(from, msg)) return;
     const session = this.#sessions.get(msg.session);
     if (session === undefined) {
-      this.#refuse(
-        from,
-        msg.requestId,
-        'session_not_found',
-        'Client registered for non-existing session.',
-      );
+      const startedUntil = this.#recentlyStarted.get(msg.session) ?? 0;
+      if (startedUntil > now) {
+        this.#refuse(from, msg.requestId, 'session_full', 'The session has already started.');
+      } else {
+        this.#refuse(from, msg.requestId, 'session_not_found', 'No such session.');
+      }
       return;
     }
     const same = session.members.find((m) => m.name === msg.name);
@@ -474,7 +484,11 @@ export class V2Sessions implements ProtocolHandler {
       this.#refuse(from, msg.requestId, 'name_taken', 'Client already registered.');
       return;
     }
-    if (session.state === 'started' || session.members.length >= session.maxPlayers) {
+    if (session.state === 'started') {
+      this.#refuse(from, msg.requestId, 'session_full', 'The session has already started.');
+      return;
+    }
+    if (session.members.length >= session.maxPlayers) {
       this.#refuse(from, msg.requestId, 'session_full', 'Session full.');
       return;
     }
@@ -570,6 +584,7 @@ export class V2Sessions implements ProtocolHandler {
     session.members.push(...members);
     session.state = 'started';
     session.startedAt = now;
+    this.#rememberStarted(now, session.name);
     this.#counters.sessionsStarted++;
     this.#lifecycle('started', session, reason);
     session.deadline = now + STARTED_LINGER_MS;
@@ -697,6 +712,16 @@ export class V2Sessions implements ProtocolHandler {
 
   #send(to: Endpoint, data: Uint8Array): void {
     this.#outbox.send(to, data);
+  }
+
+  #rememberStarted(now: number, name: string): void {
+    // Expired names go first: the map holds at most the names started within the window.
+    for (const [old, until] of this.#recentlyStarted) {
+      if (until > now) break;
+      this.#recentlyStarted.delete(old);
+    }
+    this.#recentlyStarted.delete(name);
+    this.#recentlyStarted.set(name, now + STARTED_NAME_MEMORY_MS);
   }
 
   #forget(session: Session): void {
