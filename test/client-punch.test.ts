@@ -607,7 +607,7 @@ describe('traversal core', () => {
 
   describe('leaving', () => {
     const server = { address: '203.0.113.1', port: 4000 };
-    function inLobby(timeoutMs?: number) {
+    function inLobby(timeoutMs?: number, nicknames: readonly string[] = ['H']) {
       const sent: { at: number; msg: ReturnType<typeof decodeV2> }[] = [];
       const events: TraversalEvent[] = [];
       let now = 0;
@@ -647,7 +647,7 @@ describe('traversal core', () => {
           requestId: ka.msg.requestId,
           version: 2,
           maxPlayers: 3,
-          nicknames: ['H'],
+          nicknames,
         }),
       );
       const advance = (until: number) => {
@@ -672,6 +672,19 @@ describe('traversal core', () => {
       const bye = l.events.find((e) => e.type === 'goodbye');
       assert.ok(bye?.type === 'goodbye' && bye.ok === false);
       assert.equal(l.t.nextDeadline(), Number.POSITIVE_INFINITY, 'then nothing more');
+    });
+
+    it('a full lobby that never starts says the server waits for the host (AUTOSTART n)', () => {
+      const l = inLobby(2000, ['H', 'B', 'C']);
+      l.advance(2000);
+      const failed = l.events.find((e) => e.type === 'failed');
+      assert.ok(failed?.type === 'failed' && failed.error.code === 'timeout');
+      if (failed?.type === 'failed') {
+        assert.match(
+          failed.error.message,
+          /\(lobby 3\/3\): the lobby is full and the server waits for you to start it/,
+        );
+      }
     });
 
     it('a host whose timeout passes in the lobby says how full it was, and leaves to free the name', () => {

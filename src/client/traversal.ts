@@ -179,6 +179,8 @@ export class Traversal {
   #relayFailures = new Map<string, string>();
   /** Last lobby seen, for the timeout message. */
   #lobbySize = '';
+  /** The last lobby was full: a server with AUTOSTART `n` then waits for the host. */
+  #lobbyFull = false;
 
   constructor(options: TraversalOptions) {
     checkTraversalInput(options);
@@ -283,7 +285,12 @@ export class Traversal {
           now,
           'timeout',
           `the session did not start within ${this.#o.timeoutMs} ms` +
-            (this.#lobbySize ? ` (lobby ${this.#lobbySize})` : ''),
+            (this.#lobbySize ? ` (lobby ${this.#lobbySize})` : '') +
+            (this.#lobbyFull
+              ? this.#o.isHost
+                ? ': the lobby is full and the server waits for you to start it (finalizePeers)'
+                : ': the lobby is full and the server waits for the host to start it'
+              : ''),
         );
       else
         this.#failAndLeave(
@@ -397,6 +404,7 @@ export class Traversal {
         if (this.#state !== 'lobby' || msg.version <= this.#lobbyVersion) return;
         this.#lobbyVersion = msg.version;
         this.#lobbySize = `${msg.nicknames.length}/${msg.maxPlayers}`;
+        this.#lobbyFull = msg.nicknames.length >= msg.maxPlayers;
         this.#o.onEvent({
           type: 'lobby',
           nicknames: [...msg.nicknames],
