@@ -13,8 +13,10 @@ export {
   SESSION_TTL_MS,
 } from './legacy-sessions.js';
 export type { MemberLifecycleEvent, SessionLifecycleEvent } from './lifecycle.js';
+export { LOG_LINES_PER_SECOND, LogLimiter, type LogLimiterOptions } from './log-limit.js';
 export { RendezvousServer, type RendezvousServerOptions } from './rendezvous.js';
 export {
+  DEFAULT_METRICS_HOST,
   DEFAULT_PORT,
   type RunningServer,
   SHUTDOWN_DRAIN_MS,
