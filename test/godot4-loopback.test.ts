@@ -34,7 +34,7 @@ const timings: string[] = [];
 interface GodotPlayer {
   readonly name: string;
   readonly host: boolean;
-  readonly after: 'enet' | 'udp_echo';
+  readonly after: 'enet' | 'udp_echo' | 'none';
   readonly maxPlayers?: number;
 }
 
@@ -162,6 +162,31 @@ describe('the Godot 4 addon on loopback', { skip: skipUnless(reasons, 'Godot 4')
     const res = punched.result as Record<string, unknown>;
     assert.equal(res.host_address, '127.0.0.1');
     await checkCli('Node host (Godot joiner)', host);
+  });
+
+  it('a join under a name the session already has fails with name_taken, as both signals say', async () => {
+    assert.ok(server);
+    const s = session();
+    const host = await spawnGodot(server.port, s, { name: 'alice', host: true, after: 'none' });
+    procs.push(host);
+    await host.waitForLine((l) => l.signal === 'session_registered', 15_000);
+    const join = await spawnGodot(server.port, s, { name: 'alice', host: false, after: 'none' });
+    procs.push(join);
+    const result = await join.exited;
+    host.kill();
+    assert.deepEqual(scriptErrors(result.stderr), [], 'GDScript errors');
+    const failed = join.lines.find((l) => l.signal === 'traversal_failed');
+    const unsuccessful = join.lines.find((l) => l.signal === 'return_unsuccessful');
+    assert.equal(
+      (failed?.args as string[] | undefined)?.[0],
+      'name_taken',
+      JSON.stringify(join.lines),
+    );
+    assert.equal(
+      (unsuccessful?.args as string[] | undefined)?.[0],
+      (failed?.args as string[] | undefined)?.[1],
+    );
+    assert.ok(!join.lines.some((l) => l.signal === 'hole_punched'));
   });
 
   for (const n of [2, 4]) {
