@@ -105,7 +105,7 @@ describe('the Godot 4 addon in the NAT lab', {
     );
     assert.ok(
       result.lines.some((l) => l.godot === final && l.ok !== false),
-      `${label}: no ${final}: ${trace}`,
+      `${label}: no ${final}: ${JSON.stringify(result.lines.filter((l) => l.godot !== 'ready'))}`,
     );
     assert.equal(result.code, 0, `${label}: exit code ${result.code}: ${trace}`);
   }
@@ -118,8 +118,9 @@ describe('the Godot 4 addon in the NAT lab', {
       await host.waitForLine((l) => l.signal === 'session_registered', 15_000);
       const join = godot('b', jp, { session, host: false, name: 'bob', after: 'enet' });
       try {
-        await checkGodot(`${loss * 100} % loss, Godot host`, host, 'rpc_ok');
+        await Promise.all([host.exited, join.exited]);
         await checkGodot(`${loss * 100} % loss, Godot joiner`, join, 'rpc_ok');
+        await checkGodot(`${loss * 100} % loss, Godot host`, host, 'rpc_ok');
       } finally {
         host.kill();
         join.kill();
@@ -155,8 +156,12 @@ describe('the Godot 4 addon in the NAT lab', {
       { timeoutMs: KILL_AFTER_MS },
     );
     try {
+      const [, result] = await Promise.all([host.exited, join.exited]);
+      assert.ok(
+        result.lines.some((l) => l.event === 'punched'),
+        `the Node joiner did not punch: ${JSON.stringify(result.lines)} ${result.stderr.slice(0, 1_000)}`,
+      );
       await checkGodot('0 % loss, Godot host (Node joiner)', host, 'udp_test');
-      const result = await join.exited;
       const punched = result.lines.find((l) => l.event === 'punched');
       assert.ok(punched !== undefined, `the Node joiner did not punch: ${result.stderr}`);
       timings.push(`0 % loss, Node joiner (Godot host): ${punched.elapsedMs} ms`);
