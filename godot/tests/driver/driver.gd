@@ -100,6 +100,22 @@ func _start_enet() -> void:
 		_end("enet_failed", 1))
 	multiplayer.multiplayer_peer = peer
 	_line({"godot": "enet_started", "server": multiplayer.is_server()})
+	# An RPC sent the moment a peer connects can be dropped before the remote's multiplayer
+	# knows the sender (seen at 30 % loss): ping again every second until it is answered.
+	var timer := Timer.new()
+	timer.wait_time = 1.0
+	timer.timeout.connect(_reping)
+	add_child(timer)
+	timer.start()
+
+
+func _reping() -> void:
+	if _done or multiplayer.multiplayer_peer == null:
+		return
+	var targets: Array = Array(multiplayer.get_peers()) if multiplayer.is_server() else [1]
+	for id: int in targets:
+		if not _pongs.has(id):
+			_ping.rpc_id(id, multiplayer.get_unique_id(), Time.get_ticks_msec())
 
 
 @rpc("any_peer", "call_remote", "reliable")
