@@ -28,22 +28,25 @@ async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
 /** A UDP socket on loopback that queues what it receives, as one game client. */
 class TestClient {
   readonly socket: dgram.Socket;
+  readonly address: string;
   readonly received: string[] = [];
   #wake: (() => void) | undefined;
 
-  private constructor(socket: dgram.Socket) {
+  private constructor(socket: dgram.Socket, address: string) {
     this.socket = socket;
+    this.address = address;
     socket.on('message', (data) => {
       this.received.push(data.toString('utf8'));
       this.#wake?.();
     });
   }
 
-  static open(): Promise<TestClient> {
+  /** A socket on `address` (any of 127.0.0.0/8: each is a source of its own to the server). */
+  static open(address = LOOPBACK): Promise<TestClient> {
     return new Promise((resolve, reject) => {
       const socket = dgram.createSocket('udp4');
       socket.once('error', reject);
-      socket.bind(0, LOOPBACK, () => resolve(new TestClient(socket)));
+      socket.bind(0, address, () => resolve(new TestClient(socket, address)));
     });
   }
 
@@ -103,8 +106,10 @@ function fixture() {
       servers.push(server);
       return server;
     },
-    async clients(count: number): Promise<TestClient[]> {
-      const opened = await Promise.all(Array.from({ length: count }, () => TestClient.open()));
+    async clients(count: number, address = LOOPBACK): Promise<TestClient[]> {
+      const opened = await Promise.all(
+        Array.from({ length: count }, () => TestClient.open(address)),
+      );
       clients.push(...opened);
       return opened;
     },
@@ -143,7 +148,7 @@ async function runLobby(server: RunningServer, players: TestClient[], autostart:
   }
   for (let i = 0; i < max; i++) {
     const others = players
-      .map((p, j) => `p${j}:${LOOPBACK}:${p.port}:${j === 0 ? 'True' : 'False'}`)
+      .map((p, j) => `p${j}:${p.address}:${p.port}:${j === 0 ? 'True' : 'False'}`)
       .filter((_, j) => j !== i);
     await (players[i] as TestClient).expect(`peers:${others.join(',')}`);
   }
@@ -341,6 +346,8 @@ describe('rendezvous server under a flood of malformed datagrams', () => {
     assert.ok(rejected > FLOOD_DATAGRAMS / 2, `rejections: ${JSON.stringify(counters.rejections)}`);
 
     for (const client of flooders) client.received.length = 0;
-    await runLobby(server, await f.clients(3), true);
+    // The flooders' address spent its quotas (source_rate, source_quota): a lobby of players
+    // at another address is served as before.
+    await runLobby(server, await f.clients(3, '127.0.0.2'), true);
   });
 });

@@ -1,4 +1,6 @@
 // Public face of the wire protocols.
+
+export * from './address.js';
 export * from './endpoint.js';
 export * from './legacy.js';
 export * from './magic.js';

@@ -57,6 +57,10 @@ export const CLOSE_REASONS = {
   serverShutdown: 'Server shutting down',
   /** Ours: the server's `--max-sessions` limit is reached. */
   tooManySessions: "'Too many sessions'",
+  /** Ours: the memory budget for session state is spent (docs/security.md). */
+  serverFull: "'Server full'",
+  /** Ours: the sender's address has used up its session or member quota for now. */
+  sourceQuota: "'Too many sessions or players from your address, try again later'",
   /** Ours: an IPv6 address cannot be written into a legacy `peers:` entry. */
   ipv6Unsupported: "'IPv6 is not supported by the legacy protocol'",
   /** Ours: a `,` in NAME or NICKNAME would split the `peers:`/`lobby:` lists. */

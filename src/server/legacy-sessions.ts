@@ -16,6 +16,7 @@ import {
 import { countRejection, type ServerCounters } from './counters.js';
 import type { Outbox, ProtocolHandler } from './handler.js';
 import type { MemberLifecycleEvent, SessionLifecycleEvent } from './lifecycle.js';
+import { MEMORY_COSTS, type SourceLimits } from './source-limits.js';
 
 /** Sessions expire this long after `rs` (the original's later revision: 600 s). */
 export const SESSION_TTL_MS = 600_000;
@@ -79,6 +80,12 @@ export const LEGACY_REFUSAL_KINDS = [
   'bad_name',
   /** A reply dropped: its address had used up `LEGACY_ADDRESS_BURST_BYTES`. */
   'reply_budget',
+  /** `rs` or a new member's `rc` refused: the memory budget is spent (`close:'Server full'`). */
+  'memory_budget',
+  /** `rs` or a new member's `rc` refused: the source's bucket is empty (docs/security.md). */
+  'source_quota',
+  /** A refusal's `close:` not sent: the source had its share of answered errors. */
+  'error_budget',
 ] as const;
 
 export type LegacyRefusalKind = (typeof LEGACY_REFUSAL_KINDS)[number];
@@ -95,6 +102,8 @@ export interface LegacySessionsOptions {
   readonly onLifecycle?: (event: SessionLifecycleEvent) => void;
   /** Called when a member joins, leaves (`cc`, or moves away) or a registration is refused. */
   readonly onMember?: (event: MemberLifecycleEvent) => void;
+  /** Per-source quotas and the memory budget (docs/security.md). Default: none. */
+  readonly limits?: SourceLimits;
 }
 
 /** A read-only copy of a session, for tests and diagnostics. */
@@ -154,6 +163,8 @@ const CLOSE_TOO_MANY_SESSIONS = encodeClose(CLOSE_REASONS.tooManySessions);
 const CLOSE_IPV6_UNSUPPORTED = encodeClose(CLOSE_REASONS.ipv6Unsupported);
 const CLOSE_COMMA_IN_NAME = encodeClose(CLOSE_REASONS.commaInName);
 const CLOSE_NAME_TOO_LONG = encodeClose(CLOSE_REASONS.nameTooLong);
+const CLOSE_SERVER_FULL = encodeClose(CLOSE_REASONS.serverFull);
+const CLOSE_SOURCE_QUOTA = encodeClose(CLOSE_REASONS.sourceQuota);
 
 // Dead queue entries are dropped in bulk once they are this many and half the queue.
 const EXPIRY_QUEUE_COMPACT_MIN = 1024;
@@ -194,6 +205,7 @@ export class LegacySessions implements ProtocolHandler {
   #endedInQueue = 0;
   readonly #budgets = new Map<string, AddressBudget>();
   #budgetSweepAt = BUDGET_SWEEP_MIN;
+  readonly #limits: SourceLimits | undefined;
 
   constructor(options: LegacySessionsOptions) {
     this.#outbox = options.outbox;
@@ -206,6 +218,7 @@ export class LegacySessions implements ProtocolHandler {
     };
     this.#onLifecycle = options.onLifecycle;
     this.#onMember = options.onMember;
+    this.#limits = options.limits;
   }
 
   get sessionCount(): number {
@@ -277,6 +290,9 @@ export class LegacySessions implements ProtocolHandler {
     const bytes = encodeClose(reason);
     for (const session of this.#sessions.values()) {
       for (const member of session.members) this.#send(now, member, bytes);
+      this.#limits?.budget.release(
+        MEMORY_COSTS.legacySession + MEMORY_COSTS.legacyMember * session.members.length,
+      );
       session.members = NO_MEMBERS;
       session.live = false;
       this.#counters.sessionsClosed++;
@@ -333,6 +349,7 @@ export class LegacySessions implements ProtocolHandler {
       this.#refuse(now, from, CLOSE_TOO_MANY_SESSIONS, 'too_many_sessions', key, undefined);
       return;
     }
+    if (!this.#charge(now, from, MEMORY_COSTS.legacySession, 'session', key, undefined)) return;
     const session: Session = {
       key,
       maxPlayers,
@@ -406,6 +423,12 @@ export class LegacySessions implements ProtocolHandler {
       this.#refuse(now, from, CLOSE_SESSION_FULL, 'session_full', key, name);
       return;
     }
+    if (
+      replaceIndex === -1 &&
+      !this.#charge(now, from, MEMORY_COSTS.legacyMember, 'member', key, name)
+    ) {
+      return;
+    }
     // Moving to another session: leave the old one first (its members see the new lobby).
     if (previous !== undefined && previous.session !== session) {
       this.#removeMember(now, previous, 0);
@@ -465,6 +488,7 @@ export class LegacySessions implements ProtocolHandler {
   /** `bytes`: the datagram that asked for it (none when a member moves to another session). */
   #removeMember(now: number, member: Member, bytes: number): void {
     const session = member.session;
+    this.#limits?.budget.release(MEMORY_COSTS.legacyMember);
     this.#unindex(member);
     session.members = without(session.members, member);
     session.lobbyPending = true;
@@ -505,6 +529,9 @@ export class LegacySessions implements ProtocolHandler {
     const members = session.members;
     // Forgotten first: a failure below costs this session's messages, never the table.
     for (const member of members) this.#unindex(member);
+    this.#limits?.budget.release(
+      MEMORY_COSTS.legacySession + MEMORY_COSTS.legacyMember * members.length,
+    );
     this.#sessions.delete(session.key);
     session.live = false;
     session.members = NO_MEMBERS;
@@ -592,8 +619,41 @@ export class LegacySessions implements ProtocolHandler {
     name: string | undefined,
   ): void {
     countRejection(this.#counters, kind);
-    this.#send(now, to, reply);
+    if (this.#limits !== undefined && !this.#limits.allowError(now, to.address)) {
+      countRejection(this.#counters, 'error_budget');
+    } else {
+      this.#send(now, to, reply);
+    }
     this.#member('refused', key, name, kind, to);
+  }
+
+  /**
+   * Charges a new session or member to the memory budget and to the sender's bucket; refuses
+   * (and returns false) when either is spent. The budget is checked first: it says no to
+   * everyone alike, and taking no token from the source for it.
+   */
+  #charge(
+    now: number,
+    from: Endpoint,
+    bytes: number,
+    what: 'session' | 'member',
+    key: string,
+    name: string | undefined,
+  ): boolean {
+    const limits = this.#limits;
+    if (limits === undefined) return true;
+    if (!limits.budget.reserve(bytes)) {
+      this.#refuse(now, from, CLOSE_SERVER_FULL, 'memory_budget', key, name);
+      return false;
+    }
+    const ok =
+      what === 'session'
+        ? limits.takeLegacySession(now, from.address)
+        : limits.takeLegacyMember(now, from.address);
+    if (ok) return true;
+    limits.budget.release(bytes);
+    this.#refuse(now, from, CLOSE_SOURCE_QUOTA, 'source_quota', key, name);
+    return false;
   }
 
   /** Reports a member event; `from` is where it came from (a moved member: its old address). */

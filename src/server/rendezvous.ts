@@ -5,6 +5,13 @@ import { countRejection, createCounters, type ServerCounters } from './counters.
 import type { Outbox } from './handler.js';
 import { DEFAULT_MAX_SESSIONS, LegacySessions, SESSION_TTL_MS } from './legacy-sessions.js';
 import type { MemberLifecycleEvent, SessionLifecycleEvent } from './lifecycle.js';
+import {
+  DEFAULT_SOURCE_LIMITS,
+  defaultMemoryBudgetBytes,
+  MemoryBudget,
+  type SourceLimitSettings,
+  SourceLimits,
+} from './source-limits.js';
 import { V2Sessions } from './v2-sessions.js';
 
 export interface RendezvousServerOptions {
@@ -37,6 +44,13 @@ export interface RendezvousServerOptions {
   readonly onMember?: (event: MemberLifecycleEvent) => void;
   /** Share counters with another owner; default: fresh ones. */
   readonly counters?: ServerCounters;
+  /**
+   * Quotas per source address (IPv6: per /64), both protocols. Default
+   * `DEFAULT_SOURCE_LIMITS`; `UNLIMITED_SOURCES` turns them off (benchmarks of one machine).
+   */
+  readonly sourceLimits?: SourceLimitSettings;
+  /** Bytes of session state both tables may hold together. Default `defaultMemoryBudgetBytes()`. */
+  readonly memoryBudgetBytes?: number;
 }
 
 function webCryptoRandomBytes(bytes: number): Uint8Array {
@@ -51,6 +65,8 @@ export class RendezvousServer {
   readonly counters: ServerCounters;
   readonly legacy: LegacySessions;
   readonly v2: V2Sessions;
+  /** Per-source quotas and the memory budget shared by both tables. */
+  readonly limits: SourceLimits;
   readonly #legacyEnabled: boolean;
 
   constructor(options: RendezvousServerOptions) {
@@ -70,7 +86,12 @@ export class RendezvousServer {
     const sessionTtlMs = options.sessionTtlMs ?? SESSION_TTL_MS;
     const maxSessions = options.maxSessions ?? DEFAULT_MAX_SESSIONS;
     const maxPlayersCap = options.maxPlayersCap ?? DEFAULT_MAX_PLAYERS_CAP;
+    this.limits = new SourceLimits(
+      options.sourceLimits ?? DEFAULT_SOURCE_LIMITS,
+      new MemoryBudget(options.memoryBudgetBytes ?? defaultMemoryBudgetBytes()),
+    );
     const shared = {
+      limits: this.limits,
       outbox,
       counters,
       autostart,
@@ -98,6 +119,12 @@ export class RendezvousServer {
     // about it is kept.
     if (from.port === 0) {
       countRejection(this.counters, 'source_port_zero');
+      return;
+    }
+    // Before anything is decoded or kept: one O(1) bucket per source. Relayed game traffic
+    // (`relay_data`) is not a request and has its own caps.
+    if (!(data[4] === 0x62 && hasV2Prefix(data)) && !this.limits.admit(now, from.address)) {
+      countRejection(this.counters, 'source_rate');
       return;
     }
     try {

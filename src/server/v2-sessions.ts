@@ -28,6 +28,7 @@ import {
 import { countRejection, type ServerCounters } from './counters.js';
 import type { Outbox, ProtocolHandler } from './handler.js';
 import type { SessionLifecycleEvent } from './lifecycle.js';
+import { MEMORY_COSTS, type SourceLimits, sourceKey } from './source-limits.js';
 import { RelayChannels } from './v2-relay.js';
 
 /** First re-push of `peers` to a member that has not acked them; doubles each time. */
@@ -76,6 +77,8 @@ export const VALIDATE_WITHIN_MS = 10_000;
 export const ERROR_REPLY_FACTOR = 3;
 /** Header (9) and the two length bytes of an `error`. */
 const ERROR_FIXED_BYTES = 11;
+/** Header (9), token (16) and the address length and port of a `registered`. */
+const REGISTERED_FIXED_BYTES = 28;
 
 export interface V2SessionsOptions {
   readonly outbox: Outbox;
@@ -90,6 +93,8 @@ export interface V2SessionsOptions {
   readonly relay?: boolean;
   /** Session state changes, for the shell's logs (never per datagram). Default: none. */
   readonly onLifecycle?: (event: SessionLifecycleEvent) => void;
+  /** Per-source quotas and the memory budget (docs/security.md). Default: none. */
+  readonly limits?: SourceLimits;
 }
 
 interface Member {
@@ -101,6 +106,10 @@ interface Member {
   readonly candidates: readonly Endpoint[];
   /** The member has shown that it receives at `endpoint` (see `VALIDATE_WITHIN_MS`). */
   validated: boolean;
+  /** The source it registered from (`sourceKey`), charged for it until it is gone. */
+  readonly source: string;
+  /** Bytes charged for it against the memory budget. */
+  readonly bytes: number;
   /** Registered at; an unvalidated member is dropped `VALIDATE_WITHIN_MS` later. */
   readonly joinedAt: number;
   /**
@@ -119,6 +128,10 @@ interface Member {
 
 interface Session {
   readonly name: string;
+  /** The host's source, charged for the session until it is forgotten. */
+  readonly source: string;
+  /** Bytes charged for the session itself (members are charged on their own). */
+  readonly bytes: number;
   readonly maxPlayers: number;
   readonly punchKey: Uint8Array;
   readonly members: Member[];
@@ -153,6 +166,23 @@ function wireEndpoint(ep: Endpoint): Endpoint {
   const a = ep.address;
   if (a.startsWith('::ffff:') && a.includes('.')) return { address: a.slice(7), port: ep.port };
   return ep;
+}
+
+function validatedCount(session: Session): number {
+  let n = 0;
+  for (const m of session.members) if (m.validated) n++;
+  return n;
+}
+
+/** Bytes charged for a member against the memory budget (`MEMORY_COSTS`). */
+function memberBytes(msg: Extract<V2Message, { type: 'host' | 'join' }>): number {
+  let text = msg.name.length + msg.nickname.length;
+  for (const c of msg.candidates) text += c.address.length;
+  return (
+    MEMORY_COSTS.v2Member +
+    MEMORY_COSTS.v2Candidate * msg.candidates.length +
+    MEMORY_COSTS.v2TextByte * text
+  );
 }
 
 function sameToken(a: Uint8Array, b: Uint8Array): boolean {
@@ -192,6 +222,9 @@ export class V2Sessions implements ProtocolHandler {
   readonly #timers: TimerEntry[] = [];
   /** Size of the datagram being handled: the budget of an `error` answering it. */
   #requestBytes = 0;
+  /** Time of the datagram being handled (for the error bucket of its source). */
+  #now = 0;
+  readonly #limits: SourceLimits | undefined;
 
   constructor(options: V2SessionsOptions) {
     this.#outbox = options.outbox;
@@ -202,6 +235,7 @@ export class V2Sessions implements ProtocolHandler {
     this.#maxPlayersCap = Math.min(options.maxPlayersCap, MAX_PLAYERS_WIRE);
     this.#autostart = options.autostart;
     this.#onLifecycle = options.onLifecycle;
+    this.#limits = options.limits;
     this.#relay =
       options.relay === false
         ? undefined
@@ -230,6 +264,7 @@ export class V2Sessions implements ProtocolHandler {
 
   handle(now: number, from: Endpoint, data: Uint8Array): void {
     this.#requestBytes = data.length;
+    this.#now = now;
     const decoded = decodeV2(data);
     if (!decoded.ok) {
       if (decoded.code === undefined || decoded.requestId === undefined) {
@@ -320,7 +355,7 @@ export class V2Sessions implements ProtocolHandler {
           this.#end(session, 'The host left.', member, false, 'host_left');
           return;
         }
-        session.members.splice(session.members.indexOf(member), 1);
+        this.#removeMember(session, member);
         if (session.state === 'waiting') {
           session.lobbyVersion++;
           this.#broadcastLobby(session);
@@ -411,7 +446,7 @@ export class V2Sessions implements ProtocolHandler {
   }
 
   #host(now: number, from: Endpoint, msg: Extract<V2Message, { type: 'host' }>): void {
-    if (!this.#validIdentity(from, msg)) return;
+    if (!this.#validIdentity(from, msg) || !this.#registeredFits(from, msg.requestId)) return;
     if (msg.maxPlayers < MIN_PLAYERS || msg.maxPlayers > this.#maxPlayersCap) {
       this.#refuse(
         from,
@@ -441,9 +476,32 @@ export class V2Sessions implements ProtocolHandler {
       this.#refuse(from, msg.requestId, 'server_full', 'The server holds too many sessions.');
       return;
     }
-    const host = this.#member(now, msg.name, msg.nickname, true, from, msg.candidates);
+    const source = sourceKey(from.address);
+    const sessionBytes = MEMORY_COSTS.v2Session + MEMORY_COSTS.v2TextByte * msg.session.length;
+    const hostBytes = memberBytes(msg);
+    const limits = this.#limits;
+    if (limits !== undefined) {
+      if (!limits.budget.reserve(sessionBytes + hostBytes)) {
+        this.#refuse(
+          from,
+          msg.requestId,
+          'server_full',
+          'The server is out of memory for lobbies.',
+        );
+        return;
+      }
+      if (!limits.openV2Session(now, source)) {
+        limits.budget.release(sessionBytes + hostBytes);
+        countRejection(this.#counters, 'v2_source_quota');
+        this.#refuse(from, msg.requestId, 'server_full', 'Too many lobbies from your address.');
+        return;
+      }
+    }
+    const host = this.#member(now, msg, true, from, source, hostBytes);
     const session: Session = {
       name: msg.session,
+      source,
+      bytes: sessionBytes,
       maxPlayers: msg.maxPlayers,
       punchKey: this.#randomBytes(PUNCH_KEY_BYTES),
       members: [host],
@@ -464,7 +522,7 @@ export class V2Sessions implements ProtocolHandler {
   }
 
   #join(now: number, from: Endpoint, msg: Extract<V2Message, { type: 'join' }>): void {
-    if (!this.#validIdentity(from, msg)) return;
+    if (!this.#validIdentity(from, msg) || !this.#registeredFits(from, msg.requestId)) return;
     const session = this.#sessions.get(msg.session);
     if (session === undefined) {
       const startedUntil = this.#recentlyStarted.get(msg.session) ?? 0;
@@ -488,11 +546,42 @@ export class V2Sessions implements ProtocolHandler {
       this.#refuse(from, msg.requestId, 'session_full', 'The session has already started.');
       return;
     }
-    if (session.members.length >= session.maxPlayers) {
+    // Unvalidated members do not hold slots against validated ones: the lobby is full when
+    // maxPlayers members showed their address. Up to maxPlayers more may wait to show theirs;
+    // beyond that the one waiting longest makes room (forged joins never validate).
+    const validated = validatedCount(session);
+    if (validated >= session.maxPlayers) {
       this.#refuse(from, msg.requestId, 'session_full', 'Session full.');
       return;
     }
-    const member = this.#member(now, msg.name, msg.nickname, false, from, msg.candidates);
+    const source = sourceKey(from.address);
+    const bytes = memberBytes(msg);
+    const limits = this.#limits;
+    if (limits !== undefined) {
+      if (!limits.budget.reserve(bytes)) {
+        this.#refuse(
+          from,
+          msg.requestId,
+          'server_full',
+          'The server is out of memory for lobbies.',
+        );
+        return;
+      }
+      if (!limits.addV2Member(now, source)) {
+        limits.budget.release(bytes);
+        countRejection(this.#counters, 'v2_source_quota');
+        this.#refuse(from, msg.requestId, 'server_full', 'Too many players from your address.');
+        return;
+      }
+    }
+    if (session.members.length >= 2 * session.maxPlayers) {
+      const oldest = session.members.find((m) => !m.validated && !m.isHost);
+      if (oldest !== undefined) {
+        countRejection(this.#counters, 'v2_unvalidated_evicted');
+        this.#removeMember(session, oldest);
+      }
+    }
+    const member = this.#member(now, msg, false, from, source, bytes);
     session.members.push(member);
     this.#schedule(session, now + VALIDATE_WITHIN_MS);
     this.#registered(from, msg.requestId, member);
@@ -541,10 +630,7 @@ export class V2Sessions implements ProtocolHandler {
     member.lastSeenAt = now;
     if (session.state !== 'waiting') return false;
     session.lobbyVersion++;
-    const full =
-      this.#autostart &&
-      session.members.length >= session.maxPlayers &&
-      session.members.every((m) => m.validated);
+    const full = this.#autostart && validatedCount(session) >= session.maxPlayers;
     // Everyone sees the full lobby before the peers; otherwise `member` gets it as a reply.
     this.#broadcastLobby(session, full ? undefined : member);
     if (full) this.#start(now, session, 'autostart');
@@ -553,18 +639,20 @@ export class V2Sessions implements ProtocolHandler {
 
   #member(
     now: number,
-    name: string,
-    nickname: string,
+    msg: Extract<V2Message, { type: 'host' | 'join' }>,
     isHost: boolean,
     endpoint: Endpoint,
-    candidates: readonly Endpoint[],
+    source: string,
+    bytes: number,
   ): Member {
     return {
-      name,
-      nickname,
+      name: msg.name,
+      nickname: msg.nickname,
       isHost,
       endpoint,
-      candidates,
+      candidates: msg.candidates,
+      source,
+      bytes,
       token: this.#randomBytes(TOKEN_BYTES),
       validated: false,
       joinedAt: now,
@@ -579,9 +667,8 @@ export class V2Sessions implements ProtocolHandler {
 
   #start(now: number, session: Session, reason: 'autostart' | 'exchange_peers'): void {
     // Members that never showed they receive at their address are not exchanged.
-    const members = session.members.filter((m) => m.validated);
-    session.members.length = 0;
-    session.members.push(...members);
+    for (const m of session.members.filter((x) => !x.validated)) this.#removeMember(session, m);
+    const members = session.members.slice();
     session.state = 'started';
     session.startedAt = now;
     this.#rememberStarted(now, session.name);
@@ -691,6 +778,18 @@ export class V2Sessions implements ProtocolHandler {
     this.#forget(session);
   }
 
+  /**
+   * A `registered` answer to an unvalidated source must stay within `ERROR_REPLY_FACTOR` ×
+   * the request: a short `host`/`join` from a long (IPv6) source is refused with
+   * `bad_request` instead; clients pad both to `MIN_REGISTER_REQUEST_BYTES`.
+   */
+  #registeredFits(from: Endpoint, requestId: number): boolean {
+    const reply = REGISTERED_FIXED_BYTES + wireEndpoint(from).address.length;
+    if (reply <= ERROR_REPLY_FACTOR * this.#requestBytes) return true;
+    this.#refuse(from, requestId, 'bad_request', 'Pad host/join to 64 bytes.');
+    return false;
+  }
+
   #registered(to: Endpoint, requestId: number, member: Member): void {
     this.#send(
       to,
@@ -706,6 +805,15 @@ export class V2Sessions implements ProtocolHandler {
   /** The message is cut so that the reply is at most `ERROR_REPLY_FACTOR` × the request. */
   #error(to: Endpoint, requestId: number, code: ErrorCode, message: string): void {
     const room = ERROR_REPLY_FACTOR * this.#requestBytes - ERROR_FIXED_BYTES - code.length;
+    // Not even the code fits (a bare 9-byte header): no answer, not an amplified one.
+    if (room < 0) {
+      countRejection(this.#counters, 'v2_reply_ratio');
+      return;
+    }
+    if (this.#limits !== undefined && !this.#limits.allowError(this.#now, to.address)) {
+      countRejection(this.#counters, 'v2_error_budget');
+      return;
+    }
     const cut = truncateUtf8(message, Math.max(0, room));
     this.#send(to, encodeV2({ type: 'error', requestId, code, message: cut }));
   }
@@ -725,8 +833,26 @@ export class V2Sessions implements ProtocolHandler {
   }
 
   #forget(session: Session): void {
+    if (session.gone) return;
     session.gone = true;
-    this.#sessions.delete(session.name);
+    if (this.#sessions.get(session.name) === session) this.#sessions.delete(session.name);
+    const limits = this.#limits;
+    if (limits === undefined) return;
+    limits.budget.release(session.bytes);
+    limits.closeV2Session(session.source);
+    for (const m of session.members) {
+      limits.budget.release(m.bytes);
+      limits.removeV2Member(m.source);
+    }
+  }
+
+  /** Takes `member` out of a live session and releases what it was charged. */
+  #removeMember(session: Session, member: Member): void {
+    const i = session.members.indexOf(member);
+    if (i === -1) return;
+    session.members.splice(i, 1);
+    this.#limits?.budget.release(member.bytes);
+    this.#limits?.removeV2Member(member.source);
   }
 
   /** Makes sure the session is woken at `at` (or earlier). */
@@ -779,7 +905,7 @@ export class V2Sessions implements ProtocolHandler {
       }
       for (const m of stale) {
         countRejection(this.#counters, 'v2_unvalidated_member');
-        session.members.splice(session.members.indexOf(m), 1);
+        this.#removeMember(session, m);
       }
       const silent = session.members.filter(
         (m) => m.validated && now >= m.lastSeenAt + MEMBER_SILENCE_MS,
@@ -799,7 +925,7 @@ export class V2Sessions implements ProtocolHandler {
       }
       for (const m of silent) {
         countRejection(this.#counters, 'v2_silent_member');
-        session.members.splice(session.members.indexOf(m), 1);
+        this.#removeMember(session, m);
       }
       if (silent.length > 0) {
         session.lobbyVersion++;
