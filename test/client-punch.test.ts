@@ -282,7 +282,7 @@ describe('traversal core', () => {
     );
   });
 
-  it('a player whose registered reply was lost starts punching as soon as the peers arrive', () => {
+  it('peers are taken only with our own token: none before registered, none with another token', () => {
     const server = { address: '203.0.113.1', port: 4000 };
     const sent: { to: Endpoint; data: Uint8Array }[] = [];
     const events: TraversalEvent[] = [];
@@ -299,22 +299,33 @@ describe('traversal core', () => {
       onEvent: (e) => events.push(e),
     });
     t.start(0);
-    sent.length = 0;
+    const join = decodeV2(sent[0]?.data as Uint8Array);
     const token = new Uint8Array(16).fill(4);
-    t.handle(
-      40,
-      server,
+    const peers = (withToken: Uint8Array) =>
       encodeV2({
         type: 'peers',
         requestId: 0,
         punchKey: KEY,
-        token,
+        token: withToken,
         observed: B,
         total: 1,
         first: 0,
         peers: [{ name: 'h', nickname: 'H', isHost: true, publicEndpoint: A, candidates: [] }],
-      }),
+      });
+    // The server pushes peers only to members validated with their token: a forged list that
+    // reaches a client still registering (or carries another token) is ignored.
+    t.handle(40, server, peers(token));
+    assert.equal(t.state, 'registering');
+    assert.ok(join.ok);
+    t.handle(
+      41,
+      server,
+      encodeV2({ type: 'registered', requestId: join.msg.requestId, token, observed: B }),
     );
+    t.handle(42, server, peers(new Uint8Array(16).fill(9)));
+    assert.equal(t.state, 'lobby');
+    sent.length = 0;
+    t.handle(43, server, peers(token));
     assert.deepEqual(
       events.map((e) => e.type),
       ['registered', 'peers'],
@@ -349,6 +360,11 @@ describe('traversal core', () => {
       });
       t.start(0);
       const token = new Uint8Array(16).fill(4);
+      const join = decodeV2(sent[0]?.data as Uint8Array);
+      if (join.ok) {
+        const reply = { type: 'registered', requestId: join.msg.requestId, token, observed: B };
+        t.handle(5, server, encodeV2(reply as Parameters<typeof encodeV2>[0]));
+      }
       t.handle(
         10,
         server,
@@ -480,6 +496,13 @@ describe('traversal core', () => {
         onEvent: (e) => events.push(e),
       });
       t.start(0);
+      // Registered first: a client takes peers only with the token it was given.
+      const hostReq = toServer[0];
+      if (hostReq?.ok) {
+        const token = new Uint8Array(16).fill(4);
+        const reply = { type: 'registered', requestId: hostReq.msg.requestId, token, observed: A };
+        t.handle(5, server, encodeV2(reply as Parameters<typeof encodeV2>[0]));
+      }
       const peer = (name: string): V2Peer => ({
         name,
         nickname: name.toUpperCase(),

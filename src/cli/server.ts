@@ -4,6 +4,7 @@
 import { parseArgs } from 'node:util';
 import { type Level, pino } from 'pino';
 import { DEFAULT_MAX_PLAYERS_CAP, LEGACY_MAX_PLAYERS } from '../protocol/legacy.js';
+import { DEFAULT_MEMORY_BUDGET_SHARE, UNLIMITED_SOURCES } from '../server/source-limits.js';
 import { DEFAULT_MAX_SESSIONS, SESSION_TTL_MS } from '../server/legacy-sessions.js';
 import {
   DEFAULT_METRICS_HOST,
@@ -39,6 +40,13 @@ Options:
   --max-sessions N       refuse rs: beyond N open sessions (default ${DEFAULT_MAX_SESSIONS})
   --max-players N        largest MAX a session may ask for, 1-${MAX_PLAYERS_CAP_LIMIT}
                          (default ${DEFAULT_MAX_PLAYERS_CAP}; legacy rs: at most ${LEGACY_MAX_PLAYERS})
+  --memory-budget MB     session state both protocols may hold; past it new
+                         sessions and players are refused (v2 server_full, legacy
+                         close:'Server full'). Default ${DEFAULT_MEMORY_BUDGET_SHARE * 100} % of the heap limit
+                         (node --max-old-space-size)
+  --no-source-limits     no quotas per source address (requests, errors, sessions,
+                         players; docs/security.md): only for benchmarks and tests
+                         that run every player from one address
   --log-level LEVEL      ${LOG_LEVELS.join(', ')} (default info)
   --no-legacy            serve only the v2 protocol: legacy (text) datagrams are
                          dropped and counted. Old Godot games then cannot connect,
@@ -68,6 +76,8 @@ interface ServerCliOptions {
   readonly host: string | undefined;
   readonly sessionTtlMs: number;
   readonly maxSessions: number;
+  readonly memoryBudgetBytes: number | undefined;
+  readonly sourceLimits: boolean;
   readonly maxPlayersCap: number;
   readonly legacy: boolean;
   readonly relay: boolean;
@@ -96,6 +106,7 @@ type StringFlag =
   | 'host'
   | 'session-ttl'
   | 'max-sessions'
+  | 'memory-budget'
   | 'max-players'
   | 'log-level'
   | 'metrics-port'
@@ -126,7 +137,7 @@ function parseServerArgs(
       : { text, label: envNameOf(name) };
   };
   const setting = (flag: StringFlag) => fromEnv(flag, `--${flag}`, values[flag]);
-  const flagOn = (flag: 'no-legacy' | 'no-relay'): boolean | string => {
+  const flagOn = (flag: 'no-legacy' | 'no-relay' | 'no-source-limits'): boolean | string => {
     if (values[flag] === true) return true;
     const text = env[envNameOf(flag)]?.toLowerCase();
     if (text === undefined || text === '' || ENV_FALSE.includes(text)) return false;
@@ -174,6 +185,14 @@ function parseServerArgs(
     }
     maxSessions = Number(text);
   }
+  let memoryBudgetBytes: number | undefined;
+  const budget = setting('memory-budget');
+  if (budget.text !== undefined) {
+    if (!DECIMAL.test(budget.text) || Number(budget.text) <= 0) {
+      return { kind: 'error', message: `${budget.label} must be a positive number of MB` };
+    }
+    memoryBudgetBytes = Math.floor(Number(budget.text) * 1024 * 1024);
+  }
   let maxPlayersCap = DEFAULT_MAX_PLAYERS_CAP;
   const players = setting('max-players');
   if (players.text !== undefined) {
@@ -209,6 +228,8 @@ function parseServerArgs(
   if (typeof noLegacy === 'string') return { kind: 'error', message: noLegacy };
   const noRelay = flagOn('no-relay');
   if (typeof noRelay === 'string') return { kind: 'error', message: noRelay };
+  const noSourceLimits = flagOn('no-source-limits');
+  if (typeof noSourceLimits === 'string') return { kind: 'error', message: noSourceLimits };
   return {
     kind: 'run',
     options: {
@@ -218,6 +239,8 @@ function parseServerArgs(
       sessionTtlMs,
       maxSessions,
       maxPlayersCap,
+      memoryBudgetBytes,
+      sourceLimits: !noSourceLimits,
       legacy: !noLegacy,
       relay: !noRelay,
       logLevel: logLevel as Level | 'silent',
@@ -236,6 +259,8 @@ function parseArgsStrict(argv: readonly string[]) {
       host: { type: 'string' },
       'session-ttl': { type: 'string' },
       'max-sessions': { type: 'string' },
+      'memory-budget': { type: 'string' },
+      'no-source-limits': { type: 'boolean' },
       'max-players': { type: 'string' },
       'log-level': { type: 'string' },
       'no-legacy': { type: 'boolean' },
@@ -273,6 +298,10 @@ async function main(): Promise<void> {
       sessionTtlMs: options.sessionTtlMs,
       maxSessions: options.maxSessions,
       maxPlayersCap: options.maxPlayersCap,
+      ...(options.memoryBudgetBytes === undefined
+        ? {}
+        : { memoryBudgetBytes: options.memoryBudgetBytes }),
+      ...(options.sourceLimits ? {} : { sourceLimits: UNLIMITED_SOURCES }),
       legacy: options.legacy,
       relay: options.relay,
       logger,

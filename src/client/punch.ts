@@ -3,6 +3,7 @@
  * sent, punch every candidate of every peer until each peer acked one of our punches.
  * No clock, no socket: `now` comes in, datagrams go out through `send`.
  */
+import { isUnicastEndpoint } from '../protocol/address.js';
 import type { Endpoint } from '../protocol/endpoint.js';
 import { endpointKey } from '../protocol/endpoint.js';
 import {
@@ -344,6 +345,9 @@ function addCandidate(peer: PeerState, endpoint: Endpoint, kind: PunchPath): num
   const key = endpointKey(endpoint);
   if (peer.known.has(key)) return indexOf(peer, endpoint);
   // The candidate index travels as a u8.
+  // Only unicast IP literals (src/protocol/address.ts): never a broadcast, multicast or
+  // unspecified address, nor a name to look up, whatever the server list said.
+  if (!isUnicastEndpoint(endpoint)) return -1;
   if (peer.candidates.length >= 255) return -1;
   peer.known.add(key);
   peer.candidates.push({ endpoint, kind });

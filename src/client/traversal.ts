@@ -6,10 +6,12 @@
  */
 import { HolePunchError } from '../errors.js';
 import type { Endpoint } from '../protocol/endpoint.js';
+import { isUnicastEndpoint } from '../protocol/address.js';
 import { sameEndpoint } from '../protocol/endpoint.js';
 import {
   decodeV2,
   encodeV2,
+  padRegisterRequest,
   isValidField,
   MAX_NAME_BYTES,
   MAX_NICKNAME_BYTES,
@@ -215,11 +217,15 @@ export class Traversal {
       session: this.#o.session,
       name: this.#o.name,
       nickname: this.#o.nickname,
-      candidates: this.#o.localCandidates,
+      // The server refuses a host/join with any candidate that is not a unicast IP literal.
+      candidates: this.#o.localCandidates.filter(isUnicastEndpoint),
     };
-    const bytes = this.#o.isHost
-      ? encodeV2({ type: 'host', maxPlayers: this.#o.maxPlayers, ...base })
-      : encodeV2({ type: 'join', ...base });
+    // Padded: the server's `registered` may be no larger than 3× the request.
+    const bytes = padRegisterRequest(
+      this.#o.isHost
+        ? encodeV2({ type: 'host', maxPlayers: this.#o.maxPlayers, ...base })
+        : encodeV2({ type: 'join', ...base }),
+    );
     this.#request(now, 'register', id, bytes);
   }
 
@@ -412,9 +418,12 @@ export class Traversal {
         });
         return;
       case 'peers':
+        // Ours only: it must carry the token the server sent to our address alone. The server
+        // pushes peers only to members validated with that token, so a client still
+        // registering (no token yet) has none to expect and ignores them: a forged list
+        // cannot make it punch anything.
+        if (this.#token === undefined || !sameBytes(msg.token, this.#token)) return;
         if (pending?.kind === 'keepalive') this.#pending.delete(pending.id);
-        // Peers prove the registration: a client whose `registered` was lost goes on.
-        this.#registered(msg.token, msg.observed);
         this.#onPeers(now, msg);
         return;
       case 'closed':
@@ -744,4 +753,12 @@ export class Traversal {
     this.#nextId = this.#nextId >= 0xfffffffe ? 1 : this.#nextId + 1;
     return id;
   }
+}
+
+/** Constant-time equality of two tokens. */
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= (a[i] as number) ^ (b[i] as number);
+  return diff === 0;
 }

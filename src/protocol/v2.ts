@@ -474,7 +474,7 @@ export function decodeV2(data: Uint8Array): V2DecodeResult {
   }
   try {
     const msg = readBody(r, type, requestId);
-    if (r.off !== data.length) {
+    if (r.off !== data.length && !isRegisterPadding(msg.type, data, r.off)) {
       return { ok: false, error: 'trailing bytes', requestId, code: 'bad_request' };
     }
     return { ok: true, msg };
@@ -605,6 +605,27 @@ function readBody(r: Reader, type: V2MessageType, requestId: number): V2Message 
       return { type, requestId, from, to, candidate, sentAt, tag, signed };
     }
   }
+}
+
+/**
+ * `host` and `join` may end in zero bytes (docs/protocol-v2.md §2): a server answers an
+ * unvalidated source with at most 3× what it received, and `registered` to a long IPv6 source
+ * is 73 bytes, so clients pad both to `MIN_REGISTER_REQUEST_BYTES`.
+ */
+export const MIN_REGISTER_REQUEST_BYTES = 64;
+
+function isRegisterPadding(type: V2MessageType, data: Uint8Array, from: number): boolean {
+  if (type !== 'host' && type !== 'join') return false;
+  for (let i = from; i < data.length; i++) if (data[i] !== 0) return false;
+  return true;
+}
+
+/** `bytes` (an encoded `host`/`join`) with zero bytes appended up to `MIN_REGISTER_REQUEST_BYTES`. */
+export function padRegisterRequest(bytes: Uint8Array): Uint8Array {
+  if (bytes.length >= MIN_REGISTER_REQUEST_BYTES) return bytes;
+  const padded = new Uint8Array(MIN_REGISTER_REQUEST_BYTES);
+  padded.set(bytes);
+  return padded;
 }
 
 /** Lower-case hex of `bytes`: the map key of a token or relay channel id, on both sides. */

@@ -12,6 +12,7 @@ import type { MemberLifecycleEvent, SessionLifecycleEvent } from './lifecycle.js
 import { LogLimiter } from './log-limit.js';
 import type { MetricsServer } from './metrics.js';
 import { RendezvousServer } from './rendezvous.js';
+import type { SourceLimitSettings } from './source-limits.js';
 
 /** The original's port, and the CLI's default. */
 export const DEFAULT_PORT = 4000;
@@ -44,6 +45,10 @@ export interface StartServerOptions {
   readonly sessionTtlMs?: number;
   readonly maxSessions?: number;
   readonly maxPlayersCap?: number;
+  /** Quotas per source address; see `RendezvousServerOptions.sourceLimits`. */
+  readonly sourceLimits?: SourceLimitSettings;
+  /** Bytes of session state; see `RendezvousServerOptions.memoryBudgetBytes`. */
+  readonly memoryBudgetBytes?: number;
   /** Serve the legacy text protocol beside v2 (default true); see `RendezvousServerOptions`. */
   readonly legacy?: boolean;
   /** Relay v2 members whose direct path failed (default true). */
@@ -166,6 +171,10 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
     maxPlayersCap,
     legacy,
     relay,
+    ...(options.sourceLimits === undefined ? {} : { sourceLimits: options.sourceLimits }),
+    ...(options.memoryBudgetBytes === undefined
+      ? {}
+      : { memoryBudgetBytes: options.memoryBudgetBytes }),
     randomBytes: (bytes) => randomBytes(bytes),
     onLifecycle,
     onMember,

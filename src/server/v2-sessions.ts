@@ -4,6 +4,7 @@
  * through the outbox. Datagram in/out totals are counted by the dispatcher.
  */
 import type { ErrorCode } from '../errors.js';
+import { isUnicastEndpoint } from '../protocol/address.js';
 import { type Endpoint, sameEndpoint } from '../protocol/endpoint.js';
 import {
   bytesKey,
@@ -445,8 +446,16 @@ export class V2Sessions implements ProtocolHandler {
     return false;
   }
 
+  /** Refuses a `host`/`join` whose candidates are not all unicast IP literals. */
+  #validCandidates(from: Endpoint, msg: Extract<V2Message, { type: 'host' | 'join' }>): boolean {
+    if (msg.candidates.every(isUnicastEndpoint)) return true;
+    this.#refuse(from, msg.requestId, 'bad_request', 'Candidates must be unicast IP addresses.');
+    return false;
+  }
+
   #host(now: number, from: Endpoint, msg: Extract<V2Message, { type: 'host' }>): void {
     if (!this.#validIdentity(from, msg) || !this.#registeredFits(from, msg.requestId)) return;
+    if (!this.#validCandidates(from, msg)) return;
     if (msg.maxPlayers < MIN_PLAYERS || msg.maxPlayers > this.#maxPlayersCap) {
       this.#refuse(
         from,
@@ -523,6 +532,7 @@ export class V2Sessions implements ProtocolHandler {
 
   #join(now: number, from: Endpoint, msg: Extract<V2Message, { type: 'join' }>): void {
     if (!this.#validIdentity(from, msg) || !this.#registeredFits(from, msg.requestId)) return;
+    if (!this.#validCandidates(from, msg)) return;
     const session = this.#sessions.get(msg.session);
     if (session === undefined) {
       const startedUntil = this.#recentlyStarted.get(msg.session) ?? 0;
@@ -786,7 +796,7 @@ export class V2Sessions implements ProtocolHandler {
   #registeredFits(from: Endpoint, requestId: number): boolean {
     const reply = REGISTERED_FIXED_BYTES + wireEndpoint(from).address.length;
     if (reply <= ERROR_REPLY_FACTOR * this.#requestBytes) return true;
-    this.#refuse(from, requestId, 'bad_request', 'Pad host/join to 64 bytes.');
+    this.#refuse(from, requestId, 'bad_request', 'Pad host/join to 64 bytes (protocol-v2.md §2).');
     return false;
   }
 
