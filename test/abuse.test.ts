@@ -1,0 +1,320 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import dgram from 'node:dgram';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { flood, legitLoad, percentile } from '../src/bench/attack.js';
+import { decodeV2, encodeV2, padRegisterRequest } from '../src/protocol/v2.js';
+import { RendezvousServer } from '../src/server/rendezvous.js';
+import { DEFAULT_SOURCE_LIMITS, UNLIMITED_SOURCES } from '../src/server/source-limits.js';
+
+/**
+ * Issue 15: abuse from one source. Fake-clock checks of every quota and of the memory budget,
+ * then the real server (the CLI, `--max-old-space-size=96`) flooded from one loopback socket
+ * while legit lobbies from other addresses keep completing (docs/security.md).
+ */
+
+type Sent = { to: { address: string; port: number }; data: Uint8Array };
+
+function core(options: Partial<ConstructorParameters<typeof RendezvousServer>[0]> = {}) {
+  const sent: Sent[] = [];
+  let n = 0;
+  const server = new RendezvousServer({
+    outbox: { send: (to, data) => sent.push({ to, data }) },
+    randomBytes: (bytes) => new Uint8Array(bytes).fill(++n & 255),
+    ...options,
+  });
+  return { server, sent };
+}
+
+const host = (session: string, name = 'h', maxPlayers = 2) =>
+  padRegisterRequest(
+    encodeV2({
+      type: 'host',
+      requestId: 1,
+      session,
+      maxPlayers,
+      name,
+      nickname: 'H',
+      candidates: [],
+    }),
+  );
+const join = (session: string, name: string) =>
+  padRegisterRequest(
+    encodeV2({ type: 'join', requestId: 1, session, name, nickname: 'J', candidates: [] }),
+  );
+const lastReply = (sent: Sent[]) => {
+  const d = decodeV2(sent[sent.length - 1]?.data as Uint8Array);
+  assert.ok(d.ok);
+  return d.msg;
+};
+
+describe('per-source quotas (fake clock)', () => {
+  it('one source: at most requestBurst datagrams at once, the rest dropped before decoding', () => {
+    const { server } = core();
+    for (let i = 0; i < 1000; i++)
+      server.handle(0, { address: '192.0.2.1', port: 5 }, host(`s${i}`));
+    assert.equal(server.counters.rejections.source_rate, 1000 - DEFAULT_SOURCE_LIMITS.requestBurst);
+    // Another source is served at once.
+    server.handle(0, { address: '192.0.2.2', port: 5 }, host('other'));
+    assert.equal(server.v2.sessionCount, DEFAULT_SOURCE_LIMITS.v2Sessions + 1);
+  });
+
+  it('v2: one source (an IPv6 /64) hosts at most v2Sessions lobbies; server_full, then others go on', () => {
+    const { server, sent } = core();
+    for (let i = 0; i < 40; i++) {
+      server.handle(i * 100, { address: `2001:db8:1:2::${i + 1}`, port: 5 }, host(`s${i}`));
+    }
+    assert.equal(server.v2.sessionCount, DEFAULT_SOURCE_LIMITS.v2Sessions);
+    const refusal = lastReply(sent);
+    assert.equal(refusal.type === 'error' && refusal.code, 'server_full');
+    server.handle(5000, { address: '2001:db8:1:3::1', port: 5 }, host('other'));
+    assert.equal(server.v2.sessionCount, DEFAULT_SOURCE_LIMITS.v2Sessions + 1);
+  });
+
+  it('legacy: a forged source spends only a refilling bucket, so its victim hosts again within seconds', () => {
+    const { server, sent } = core();
+    const victim = { address: '198.51.100.7', port: 4000 };
+    for (let i = 0; i < 100; i++) server.handle(i, victim, new TextEncoder().encode(`rs:f${i}:2`));
+    assert.equal(server.legacy.sessionCount, DEFAULT_SOURCE_LIMITS.legacySessionBurst);
+    assert.ok((server.counters.rejections.source_quota ?? 0) > 0);
+    sent.length = 0;
+    const refill = 1000 / DEFAULT_SOURCE_LIMITS.legacySessionsPerS;
+    server.handle(100 + refill, victim, new TextEncoder().encode('rs:mine:2'));
+    assert.equal(server.legacy.sessionCount, DEFAULT_SOURCE_LIMITS.legacySessionBurst + 1);
+  });
+});
+
+describe('memory budget (fake clock)', () => {
+  it('never grows past the budget: server_full for v2, close:Server full for legacy; freed again', () => {
+    const budget = 200_000;
+    const { server, sent } = core({ sourceLimits: UNLIMITED_SOURCES, memoryBudgetBytes: budget });
+    for (let i = 0; i < 2000; i++) {
+      server.handle(
+        0,
+        { address: `10.0.${i >> 8}.${i & 255}`, port: 5 },
+        host(`s${i}`, 'x'.repeat(32), 32),
+      );
+      assert.ok(server.limits.budget.used <= budget);
+    }
+    assert.ok(server.v2.sessionCount < 2000);
+    const refusal = lastReply(sent);
+    assert.equal(refusal.type === 'error' && refusal.code, 'server_full');
+    server.handle(0, { address: '10.9.9.9', port: 5 }, new TextEncoder().encode('rs:k:2'));
+    assert.equal(new TextDecoder().decode(sent[sent.length - 1]?.data), "close:'Server full'");
+    // Unvalidated lobbies go after 10 s, and with them their bytes.
+    server.handleTimeout(20_000);
+    assert.equal(server.v2.sessionCount, 0);
+    assert.equal(server.limits.budget.used, 0);
+  });
+});
+
+describe('unvalidated members hold no slot', () => {
+  it('two forged joiners re-sending join every 50 ms do not keep a 2-player lobby from starting', () => {
+    const { server, sent } = core();
+    const h = { address: '192.0.2.10', port: 5 };
+    const j = { address: '192.0.2.11', port: 5 };
+    server.handle(0, h, host('lobby'));
+    const hostToken = (lastReply(sent) as { token: Uint8Array }).token;
+    server.handle(
+      1,
+      h,
+      encodeV2({
+        type: 'keepalive',
+        requestId: 2,
+        session: 'lobby',
+        token: hostToken,
+        lobbyVersion: 0,
+      }),
+    );
+    for (let t = 2; t < 500; t += 50) {
+      server.handle(t, { address: '203.0.113.1', port: 9 }, join('lobby', 'f1'));
+      server.handle(t, { address: '203.0.113.2', port: 9 }, join('lobby', 'f2'));
+    }
+    server.handle(600, j, join('lobby', 'j'));
+    const reply = lastReply(sent);
+    assert.equal(reply.type, 'registered');
+    const token = (reply as { token: Uint8Array }).token;
+    sent.length = 0;
+    server.handle(
+      601,
+      j,
+      encodeV2({ type: 'keepalive', requestId: 2, session: 'lobby', token, lobbyVersion: 0 }),
+    );
+    const peersTo = sent.filter(
+      (s) =>
+        decodeV2(s.data).ok && (decodeV2(s.data) as { msg: { type: string } }).msg.type === 'peers',
+    );
+    assert.deepEqual(peersTo.map((s) => s.to.address).sort(), [h.address, j.address]);
+  });
+});
+
+describe('replies to unvalidated sources stay within 3x', () => {
+  it('registered to a long IPv6 source: refused small when unpadded, answered when padded', () => {
+    const { server, sent } = core();
+    const from = { address: '2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff', port: 5 };
+    const tiny = encodeV2({
+      type: 'join',
+      requestId: 1,
+      session: 's',
+      name: 'n',
+      nickname: '',
+      candidates: [],
+    });
+    server.handle(0, { address: '192.0.2.1', port: 5 }, host('s'));
+    sent.length = 0;
+    server.handle(1, from, tiny);
+    assert.ok((sent[0]?.data.length ?? 0) <= 3 * tiny.length);
+    assert.equal(lastReply(sent).type, 'error');
+    const padded = padRegisterRequest(tiny);
+    sent.length = 0;
+    server.handle(2, from, padded);
+    assert.equal(lastReply(sent).type, 'registered');
+    assert.ok((sent[0]?.data.length ?? 0) <= 3 * padded.length);
+  });
+
+  it('unsupported_version: a bare header gets nothing, a longer request a reply within 3x', () => {
+    const { server, sent } = core();
+    const bare = Uint8Array.from([0x89, 0x48, 0x50, 0x03, 1, 0, 0, 0, 1]);
+    server.handle(0, { address: '192.0.2.1', port: 5 }, bare);
+    assert.equal(sent.length, 0);
+    const longer = Uint8Array.from([...bare, 0, 0, 0]);
+    server.handle(0, { address: '192.0.2.1', port: 5 }, longer);
+    assert.equal(sent.length, 1);
+    assert.ok((sent[0]?.data.length ?? 0) <= 3 * longer.length);
+  });
+
+  it('candidates that are not unicast IP literals are refused', () => {
+    const { server, sent } = core();
+    for (const address of [
+      '255.255.255.255',
+      '0.0.0.0',
+      '224.0.0.1',
+      'dead.cafe',
+      '::',
+      'ff02::1',
+    ]) {
+      sent.length = 0;
+      const msg = encodeV2({
+        type: 'host',
+        requestId: 1,
+        session: 's',
+        maxPlayers: 2,
+        name: 'h',
+        nickname: 'H',
+        candidates: [{ address, port: 9 }],
+      });
+      server.handle(0, { address: '192.0.2.1', port: 5 }, padRegisterRequest(msg));
+      const reply = lastReply(sent);
+      assert.equal(reply.type === 'error' && reply.code, 'bad_request', address);
+    }
+    assert.equal(server.v2.sessionCount, 0);
+  });
+});
+
+const CLI = fileURLToPath(new URL('../src/cli/server.js', import.meta.url));
+
+async function freePort(): Promise<number> {
+  const s = dgram.createSocket('udp4');
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+  const port = s.address().port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+async function spawnServer(
+  extra: readonly string[],
+): Promise<{ child: ChildProcess; port: number }> {
+  const port = await freePort();
+  const child = spawn(
+    process.execPath,
+    [
+      '--max-old-space-size=96',
+      CLI,
+      String(port),
+      'y',
+      '--host',
+      '127.0.0.1',
+      '--log-level',
+      'silent',
+      ...extra,
+    ],
+    { stdio: 'ignore' },
+  );
+  await new Promise((r) => setTimeout(r, 700));
+  return { child, port };
+}
+
+/** Flooding the real server from one loopback socket; bounded: a few seconds per attack. */
+describe('the server under a one-source flood (CLI, --max-old-space-size=96)', {
+  timeout: 120_000,
+}, () => {
+  it('the worst memory attack for 8 s, with and without per-source limits: alive, and serving with them', async () => {
+    for (const extra of [[], ['--no-source-limits']]) {
+      const { child, port } = await spawnServer(extra);
+      try {
+        await flood('v2_memory', port, performance.now() + 8000);
+        assert.equal(child.exitCode, null, `died with ${extra.join(' ')}`);
+        if (extra.length === 0) {
+          const v2 = await legitLoad('v2', port, performance.now() + 500, {
+            firstId: 1,
+            maxLobbies: 20,
+          });
+          const legacy = await legitLoad('legacy', port, performance.now() + 500, {
+            firstId: 1,
+            maxLobbies: 20,
+          });
+          assert.ok(v2.completed > 0 && v2.failed === 0, JSON.stringify(v2));
+          assert.ok(legacy.completed > 0 && legacy.failed === 0, JSON.stringify(legacy));
+        }
+      } finally {
+        child.kill();
+      }
+    }
+  });
+
+  it('legit lobbies of both protocols keep completing under floods, p99 within 10x', async () => {
+    const { child, port } = await spawnServer([]);
+    try {
+      let id = 1;
+      const nextId = (): number => {
+        id += 100_000;
+        return id;
+      };
+      const both = async (ms: number) => {
+        const until = performance.now() + ms;
+        return Promise.all([
+          legitLoad('v2', port, until, { firstId: nextId(), concurrency: 2 }),
+          legitLoad('legacy', port, until, { firstId: nextId(), concurrency: 2 }),
+        ]);
+      };
+      const base = await both(1000);
+      // 10x the unflooded p99, with a floor of 5 ms: loopback p99 is noise below that.
+      const bound = (i: 0 | 1) => 10 * Math.max(5, percentile(base[i].latenciesMs, 99));
+      for (const kind of ['v2_host', 'v2_lobby_lock', 'legacy_rs'] as const) {
+        const names: string[] = [];
+        const until = performance.now() + 1500;
+        const [, v2, legacy] = await Promise.all([
+          flood(kind, port, until, { sessionsToLock: () => names.slice(-4) }),
+          legitLoad('v2', port, until, {
+            firstId: nextId(),
+            concurrency: 2,
+            onSession: (n) => names.push(n),
+          }),
+          legitLoad('legacy', port, until, { firstId: nextId(), concurrency: 2 }),
+        ]);
+        for (const [i, r] of [v2, legacy].entries()) {
+          assert.equal(r.failed, 0, `${kind}: ${JSON.stringify({ ...r, latenciesMs: undefined })}`);
+          assert.ok(r.completed > 0, kind);
+          assert.ok(
+            percentile(r.latenciesMs, 99) <= bound(i as 0 | 1),
+            `${kind}: p99 ${percentile(r.latenciesMs, 99)} > ${bound(i as 0 | 1)}`,
+          );
+        }
+      }
+      assert.equal(child.exitCode, null);
+    } finally {
+      child.kill();
+    }
+  });
+});
