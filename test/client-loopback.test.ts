@@ -2,9 +2,13 @@ import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
-import { HolePunchClient, type HolePunchResult } from '../src/client/index.js';
+import {
+  HolePunchClient,
+  type HolePunchResult,
+  type PathChangedEvent,
+} from '../src/client/index.js';
 import { HolePunchError } from '../src/errors.js';
-import { decodeV2, encodeV2, MAX_RELAY_PAYLOAD_BYTES } from '../src/protocol/v2.js';
+import { decodeV2, encodeV2 } from '../src/protocol/v2.js';
 import { type RunningServer, startServer } from '../src/server/shell.js';
 import { seededRandom } from '../src/sim/random.js';
 
@@ -370,16 +374,31 @@ describe('HolePunchClient over IPv6 loopback, through a dual-stack server', {
   });
 });
 
-/** Two players on `server` that never hear each other directly (only the server). */
-function cutOffPair(server: RunningServer, relay: boolean, session: string) {
+/** Relay ports of the loopback relay tests: outside the ephemeral range the clients bind. */
+const RELAY_LOW = 21_000 + (process.pid % 400) * 20;
+const RELAY_PORTS = { low: RELAY_LOW, high: RELAY_LOW + 19 };
+const isRelayPort = (port: number) => port >= RELAY_PORTS.low && port <= RELAY_PORTS.high;
+
+/**
+ * Two players on `server` that never hear each other directly: only the server and its
+ * relay ports get through, while `cut()` says so.
+ */
+function cutOffPair(
+  server: RunningServer,
+  relay: boolean,
+  session: string,
+  cut: () => boolean = () => true,
+  punchBudgetMs = 400,
+) {
   const clients = [0, 1].map(
     () =>
       new HolePunchClient({
         server: { address: LOOPBACK, port: server.port },
         bindAddress: LOOPBACK,
-        punchBudgetMs: 400,
+        punchBudgetMs,
         relay,
-        dropDatagram: (_direction, peer) => peer.port !== server.port,
+        dropDatagram: (_direction, peer) =>
+          cut() && peer.port !== server.port && !isRelayPort(peer.port),
       }),
   );
   const outcomes = Promise.allSettled(
@@ -390,12 +409,18 @@ function cutOffPair(server: RunningServer, relay: boolean, session: string) {
   return { clients, outcomes };
 }
 
-describe('HolePunchClient relay fallback over loopback', () => {
+const fulfilled = (outcomes: PromiseSettledResult<HolePunchResult>[]) =>
+  outcomes.map((o) => {
+    assert.equal(o.status, 'fulfilled', String(o.status === 'rejected' && o.reason));
+    return (o as PromiseFulfilledResult<HolePunchResult>).value;
+  });
+
+describe('HolePunchClient through the transparent relay over loopback', () => {
   let server: RunningServer;
   const clients: HolePunchClient[] = [];
 
   before(async () => {
-    server = await startServer({ port: 0, host: LOOPBACK });
+    server = await startServer({ port: 0, host: LOOPBACK, relayPorts: RELAY_PORTS });
   });
 
   after(async () => {
@@ -403,30 +428,62 @@ describe('HolePunchClient relay fallback over loopback', () => {
     await server.close();
   });
 
-  it('peers that cannot reach each other connect through the server and game datagrams flow', async () => {
+  it('peers that cannot reach each other play through a relay port by default, raw datagrams both ways', async () => {
     const pair = cutOffPair(server, true, 'relayed');
     clients.push(...pair.clients);
-    const results = (await pair.outcomes).map((o) => {
-      assert.equal(o.status, 'fulfilled', String(o.status === 'rejected' && o.reason));
-      return (o as PromiseFulfilledResult<HolePunchResult>).value;
-    });
+    const results = fulfilled(await pair.outcomes);
+    const ports = new Set<number>();
     for (const r of results) {
       assert.equal(r.peers.length, 1);
-      assert.equal(r.peers[0]?.path, 'relay');
+      const peer = r.peers[0];
+      assert.equal(peer?.path, 'relay');
+      assert.equal(peer?.address, LOOPBACK, "the peer is at the relay's address");
+      assert.ok(isRelayPort(peer?.port ?? 0), `relay port ${peer?.port}`);
+      ports.add(peer?.port ?? 0);
+      assert.ok(r.punchMs < 1_500, `relayed ${r.punchMs} ms after the peers`);
     }
+    assert.equal(ports.size, 1, 'both sides send to the one port of the pair');
+    const relayed = server.counters.datagramsRelayed;
     await gameTrafficFlows(pair.clients, results);
-    assert.ok(server.counters.datagramsRelayed >= 2, 'the game traffic went through the relay');
-    // The relay refuses a payload that would not fit one datagram, with a typed error.
-    const peer = results[0]?.peers[0];
-    assert.throws(
-      () =>
-        pair.clients[0]?.send(
-          new Uint8Array(MAX_RELAY_PAYLOAD_BYTES + 1),
-          peer?.port ?? 0,
-          peer?.address ?? '',
-        ),
-      (e: unknown) => e instanceof HolePunchError && e.code === 'bad_request',
+    assert.ok(
+      server.counters.datagramsRelayed >= relayed + 2,
+      'the game traffic went through the relay',
     );
+    // Raw: a plain socket-level datagram of any size the game likes arrives byte for byte.
+    const big = Buffer.alloc(1400, 0xab);
+    const got = once(pair.clients[1] as HolePunchClient, 'message');
+    const peer = results[0]?.peers[0];
+    pair.clients[0]?.send(big, peer?.port ?? 0, peer?.address ?? '');
+    const [data, rinfo] = (await got) as [Buffer, dgram.RemoteInfo];
+    assert.deepEqual(data, big, 'unchanged, no header');
+    assert.equal(rinfo.port, peer?.port, 'from the relay port the receiver sends to');
+    assert.ok((server.core.v2.relay?.size ?? 0) >= 1, 'an allocation is open');
+    assert.ok(server.counters.relayBytes >= 1400);
+  });
+
+  it('a direct path found later is reported with pathChanged, and send() moves to it', async () => {
+    let cut = true;
+    const pair = cutOffPair(server, true, 'upgraded', () => cut, 6_000);
+    clients.push(...pair.clients);
+    const results = fulfilled(await pair.outcomes);
+    for (const r of results) assert.equal(r.peers[0]?.path, 'relay');
+    const changed = pair.clients.map((c) => once(c, 'pathChanged'));
+    cut = false;
+    const events = (await Promise.all(changed)).map(([e]) => e as PathChangedEvent);
+    for (const e of events) {
+      assert.equal(e.previous.path, 'relay');
+      assert.notEqual(e.peer.path, 'relay');
+      assert.ok(!isRelayPort(e.peer.port));
+    }
+    // The game still addresses the relay endpoint; the client sends direct now.
+    const relayedBefore = server.counters.datagramsRelayed;
+    const got = once(pair.clients[1] as HolePunchClient, 'message');
+    const peer = results[0]?.peers[0];
+    pair.clients[0]?.send('moved', peer?.port ?? 0, peer?.address ?? '');
+    const [data, rinfo] = (await got) as [Buffer, dgram.RemoteInfo];
+    assert.equal(data.toString(), 'moved');
+    assert.equal(rinfo.port, pair.clients[0]?.localPort, 'straight from the peer');
+    assert.equal(server.counters.datagramsRelayed, relayedBefore);
   });
 
   it('without relay the same players fail with punch_failed', async () => {

@@ -338,12 +338,18 @@ describe('traversal core', () => {
     assert.deepEqual(kinds, [`peers_ack>${server.address}`, `punch>${A.address}`]);
   });
 
-  describe('relay fallback', () => {
-    /** A joiner whose punch to the host never gets an answer (budget 300 ms). */
-    function unreachableHost(relay: boolean) {
+  describe('relay in parallel with the punch', () => {
+    const RELAY_PORT = 40_000;
+    /**
+     * A joiner `j` whose direct path to the host `h` (at A) is dead, on a fake clock: the
+     * test plays the server, the relay and the host.
+     */
+    function cutOff(options: { relay?: boolean; budgetMs?: number } = {}) {
       const server = { address: '203.0.113.1', port: 4000 };
-      const sent: { to: Endpoint; data: Uint8Array }[] = [];
+      const relayEp = { address: server.address, port: RELAY_PORT };
+      const sent: { at: number; to: Endpoint; data: Uint8Array }[] = [];
       const events: TraversalEvent[] = [];
+      let clock = 0;
       const t = new Traversal({
         server,
         session: 's',
@@ -353,18 +359,20 @@ describe('traversal core', () => {
         maxPlayers: 2,
         localCandidates: [],
         random: seededRandom(5),
-        punchBudgetMs: 300,
-        relay,
-        send: (to, data) => sent.push({ to, data }),
+        punchBudgetMs: options.budgetMs ?? 8_000,
+        ...(options.relay === undefined ? {} : { relay: options.relay }),
+        send: (to, data) => sent.push({ at: clock, to, data }),
         onEvent: (e) => events.push(e),
       });
       t.start(0);
       const token = new Uint8Array(16).fill(4);
-      const join = decodeV2(sent[0]?.data as Uint8Array);
-      if (join.ok) {
-        const reply = { type: 'registered', requestId: join.msg.requestId, token, observed: B };
-        t.handle(5, server, encodeV2(reply as Parameters<typeof encodeV2>[0]));
-      }
+      const join = decodeV2(sent[0]?.data ?? new Uint8Array());
+      if (!join.ok) throw new Error('no join');
+      t.handle(
+        5,
+        server,
+        encodeV2({ type: 'registered', requestId: join.msg.requestId, token, observed: B }),
+      );
       t.handle(
         10,
         server,
@@ -379,70 +387,163 @@ describe('traversal core', () => {
           peers: [{ name: 'h', nickname: 'H', isHost: true, publicEndpoint: A, candidates: [] }],
         }),
       );
-      // Bounded: the punch budget plus the relay's own deadline, in virtual time.
-      for (let now = 10; now < 10_000 && t.state === 'punching'; ) {
-        now = Math.max(now + 1, t.nextDeadline());
-        t.handleTimeout(now);
-      }
-      const toServer = sent
-        .filter((x) => x.to === server)
-        .map((x) => decodeV2(x.data))
-        .flatMap((d) => (d.ok ? [d.msg] : []));
-      return { t, server, events, toServer };
+      const advance = (until: number) => {
+        while (clock < until) {
+          clock = Math.min(until, Math.max(clock + 1, t.nextDeadline()));
+          t.handleTimeout(clock);
+        }
+      };
+      const at = (when: number, from: Endpoint, data: Uint8Array) => {
+        advance(when);
+        t.handle(when, from, data);
+      };
+      const decoded = (to?: Endpoint) =>
+        sent
+          .filter((x) => to === undefined || (x.to.address === to.address && x.to.port === to.port))
+          .flatMap((x) => {
+            const d = decodeV2(x.data);
+            return d.ok ? [{ at: x.at, msg: d.msg }] : [];
+          });
+      /** The host's ack of the last punch sent to `to` (as if it came back from `from`). */
+      const ackFrom = (when: number, to: Endpoint, from: Endpoint) => {
+        const punch = decoded(to)
+          .filter((x) => x.msg.type === 'punch')
+          .at(-1)?.msg;
+        if (punch?.type !== 'punch') throw new Error(`no punch to ${to.port}`);
+        at(
+          when,
+          from,
+          encodePunch(KEY, {
+            type: 'punch_ack',
+            requestId: 1,
+            from: 'h',
+            to: 'j',
+            candidate: punch.candidate,
+            sentAt: punch.sentAt,
+          }),
+        );
+      };
+      return { t, server, relayEp, events, advance, at, decoded, ackFrom, sent };
     }
+    const ID = new Uint8Array(8).fill(6);
+    const SECRET = new Uint8Array(16).fill(7);
 
-    it('asks the server for a channel to the peer the punch missed, then reports it relayed', () => {
-      const { t, server, events, toServer } = unreachableHost(true);
-      assert.equal(t.state, 'relaying');
-      const ask = toServer.find((m) => m.type === 'relay_allocate');
-      assert.ok(ask?.type === 'relay_allocate' && ask.peer === 'h' && ask.session === 's');
-      if (ask?.type !== 'relay_allocate') return;
-      const channel = new Uint8Array(8).fill(6);
-      t.handle(
-        400,
-        server,
-        encodeV2({ type: 'relay_allocated', requestId: ask.requestId, peer: 'h', channel }),
+    it('asks for a relay 500 ms after the peers while punching, binds, and reports the peer at the relay once a punch came back through it', () => {
+      const c = cutOff();
+      c.advance(509);
+      assert.equal(c.decoded(c.server).filter((x) => x.msg.type === 'relay_allocate').length, 0);
+      c.advance(510);
+      const ask = c.decoded(c.server).find((x) => x.msg.type === 'relay_allocate');
+      assert.ok(ask?.msg.type === 'relay_allocate' && ask.msg.peer === 'h' && ask.at === 510);
+      if (ask?.msg.type !== 'relay_allocate') return;
+      assert.equal(c.t.state, 'punching', 'the punch goes on');
+      c.at(
+        530,
+        c.server,
+        encodeV2({
+          type: 'relay_granted',
+          requestId: ask.msg.requestId,
+          peer: 'h',
+          port: RELAY_PORT,
+          id: ID,
+          bindToken: SECRET,
+        }),
       );
-      const punched = events.find((e) => e.type === 'punched');
+      const binds = () => c.decoded(c.relayEp).filter((x) => x.msg.type === 'relay_bind');
+      assert.equal(binds().length, 1, 'bound at once from the game socket');
+      const bind = binds()[0]?.msg;
+      assert.ok(bind?.type === 'relay_bind');
+      if (bind?.type === 'relay_bind') assert.deepEqual([bind.id, bind.bindToken], [ID, SECRET]);
+      c.advance(700);
+      assert.ok(binds().length >= 2, 'retransmitted until acknowledged');
+      c.at(710, c.relayEp, encodeV2({ type: 'relay_bound', requestId: 0, id: ID }));
+      assert.ok(
+        c.decoded(c.relayEp).some((x) => x.msg.type === 'punch' && x.at === 710),
+        'punches through the relay at once',
+      );
+      const bindsBefore = binds().length;
+      c.ackFrom(730, c.relayEp, c.relayEp);
+      const punched = c.events.find((e) => e.type === 'punched');
       assert.ok(punched?.type === 'punched');
       if (punched?.type !== 'punched') return;
       assert.deepEqual(
         punched.peers.map((p) => [p.name, p.path, p.address, p.port]),
-        [['h', 'relay', A.address, A.port]],
+        [['h', 'relay', c.server.address, RELAY_PORT]],
       );
-      assert.deepEqual(punched.relays, [{ address: A.address, port: A.port, channel }]);
+      assert.equal(punched.punchMs, 720, 'from the peer list');
+      c.advance(3_000);
+      assert.equal(binds().length, bindsBefore, 'no more binds once bound');
+      assert.ok(
+        c.decoded(A).some((x) => x.msg.type === 'punch' && x.at > 730),
+        'the direct path is still punched',
+      );
+      assert.ok(!c.decoded(c.relayEp).some((x) => x.msg.type === 'punch' && x.at > 730));
+      // The direct path opens: the game is told to move.
+      c.ackFrom(3_010, A, A);
+      const changed = c.events.find((e) => e.type === 'pathChanged');
+      assert.ok(changed?.type === 'pathChanged');
+      if (changed?.type !== 'pathChanged') return;
+      assert.deepEqual(
+        [changed.peer.path, changed.peer.address, changed.peer.port],
+        ['public', A.address, A.port],
+      );
+      assert.equal(changed.previous.path, 'relay');
+      // The punch stops at the end of the budget.
+      c.advance(20_000);
+      assert.equal(Number.isFinite(c.t.nextDeadline()), false);
     });
 
-    it('fails with punch_failed, saying why, when the server cannot relay or stays silent', () => {
-      const refused = unreachableHost(true);
-      const ask = refused.toServer.find((m) => m.type === 'relay_allocate');
+    it('a direct confirmation before the delay asks for no relay', () => {
+      const c = cutOff();
+      c.ackFrom(100, A, A);
+      assert.equal(c.events.at(-1)?.type, 'punched');
+      c.advance(5_000);
+      assert.equal(c.decoded(c.server).filter((x) => x.msg.type === 'relay_allocate').length, 0);
+    });
+
+    it('requestRelay asks at once (the hook for NAT types that rule a direct path out)', () => {
+      const c = cutOff();
+      c.t.requestRelay(20);
+      const ask = c.decoded(c.server).find((x) => x.msg.type === 'relay_allocate');
+      assert.equal(ask?.at, 0, 'sent from inside requestRelay');
+      c.advance(2_000);
+      const ids = c
+        .decoded(c.server)
+        .flatMap((x) => (x.msg.type === 'relay_allocate' ? [x.msg.requestId] : []));
+      assert.ok(ids.length >= 2, 'retransmitted while unanswered');
+      assert.equal(new Set(ids).size, 1, 'one request, not one more at the delay');
+    });
+
+    it('without the relay, or when the server refuses it, the punch fails at its budget, saying why', () => {
+      const off = cutOff({ relay: false, budgetMs: 1_000 });
+      off.advance(5_000);
+      assert.equal(
+        off.decoded(off.server).filter((x) => x.msg.type === 'relay_allocate').length,
+        0,
+      );
+      const failed = off.events.find((e) => e.type === 'failed');
+      assert.ok(failed?.type === 'failed' && failed.error.code === 'punch_failed');
+      if (failed?.type === 'failed') assert.match(failed.error.message, /relay is off/);
+
+      const refused = cutOff({ budgetMs: 1_000 });
+      refused.advance(510);
+      const ask = refused.decoded(refused.server).find((x) => x.msg.type === 'relay_allocate');
       if (ask === undefined) throw new Error('no relay_allocate');
-      refused.t.handle(
-        400,
+      refused.at(
+        520,
         refused.server,
         encodeV2({
           type: 'error',
-          requestId: ask.requestId,
+          requestId: ask.msg.requestId,
           code: 'relay_unavailable',
           message: 'off',
         }),
       );
-      const failed = refused.events.find((e) => e.type === 'failed');
-      assert.ok(failed?.type === 'failed' && failed.error.code === 'punch_failed');
-      if (failed?.type === 'failed')
-        assert.match(failed.error.message, /cannot relay \(relay_unavailable/);
-
-      const silent = unreachableHost(true);
-      for (let now = 400; now < 20_000 && silent.t.state === 'relaying'; ) {
-        now = Math.max(now + 1, silent.t.nextDeadline());
-        silent.t.handleTimeout(now);
-      }
-      const gaveUp = silent.events.find((e) => e.type === 'failed');
-      assert.ok(gaveUp?.type === 'failed' && /no relay channel/.test(gaveUp.error.message));
-
-      const off = unreachableHost(false);
-      assert.equal(off.t.state, 'failed', 'without relay the punch failure is final');
-      assert.equal(off.toServer.filter((m) => m.type === 'relay_allocate').length, 0);
+      refused.advance(5_000);
+      const why = refused.events.find((e) => e.type === 'failed');
+      assert.ok(why?.type === 'failed' && why.error.code === 'punch_failed');
+      if (why?.type === 'failed')
+        assert.match(why.error.message, /cannot relay \(relay_unavailable/);
     });
   });
 

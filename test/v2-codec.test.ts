@@ -7,7 +7,6 @@ import {
   encodePunch,
   encodeV2,
   MAX_DATAGRAM_BYTES,
-  MAX_RELAY_PAYLOAD_BYTES,
   type V2Message,
   verifyPunchTag,
 } from '../src/protocol/v2.js';
@@ -57,19 +56,21 @@ const samples: Plain[] = [
   { type: 'peer_left', requestId: 0, name: 'b🦄', why: 'left' },
   { type: 'peer_left', requestId: 0, name: 'c', why: 'silent' },
   { type: 'relay_allocate', requestId: 9, session: 's:1', token, peer: 'p🦄' },
-  { type: 'relay_allocated', requestId: 9, peer: 'p🦄', channel: new Uint8Array(8).fill(3) },
   {
-    type: 'relay_data',
-    requestId: 0,
-    channel: new Uint8Array(8).fill(3),
-    payload: new Uint8Array(0),
+    type: 'relay_granted',
+    requestId: 9,
+    peer: 'p🦄',
+    port: 40123,
+    id: new Uint8Array(8).fill(3),
+    bindToken: new Uint8Array(16).fill(4),
   },
   {
-    type: 'relay_data',
-    requestId: 0,
-    channel: new Uint8Array(8).fill(4),
-    payload: new Uint8Array(MAX_RELAY_PAYLOAD_BYTES).fill(0xee),
+    type: 'relay_bind',
+    requestId: 10,
+    id: new Uint8Array(8).fill(3),
+    bindToken: new Uint8Array(16).fill(4),
   },
+  { type: 'relay_bound', requestId: 10, id: new Uint8Array(8).fill(3) },
 ];
 
 describe('v2 codec', () => {
@@ -123,6 +124,11 @@ describe('v2 codec', () => {
     const relay = Uint8Array.of(0x89, 0x48, 0x50, 0x02, 0x60, 0, 0, 0, 5);
     const r3 = decodeV2(relay);
     assert.ok(!r3.ok && r3.code === 'bad_request' && r3.requestId === 5);
+    // The wrapped relay's types are retired: a datagram of theirs is refused, never relayed.
+    for (const retired of [0x61, 0x62, 0x63]) {
+      const r = decodeV2(Uint8Array.of(0x89, 0x48, 0x50, 0x02, retired, 0, 0, 0, 5, 1, 2, 3));
+      assert.ok(!r.ok && r.code === 'bad_request' && /reserved/.test(r.error), `0x${retired}`);
+    }
     const v3 = Uint8Array.from(good);
     v3[3] = 3;
     const r4 = decodeV2(v3);

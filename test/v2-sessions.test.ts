@@ -25,7 +25,9 @@ function setup(
   const sent: { to: Endpoint; msg: V2Message; bytes: number }[] = [];
   const counters = createCounters();
   const lifecycle: string[] = [];
-  const server = new V2Sessions({
+  const relaySent: { port: number; to: Endpoint; data: Uint8Array }[] = [];
+  const closedPorts: number[] = [];
+  const server: V2Sessions = new V2Sessions({
     onLifecycle: (e) => lifecycle.push(`${e.type} ${e.protocol} ${e.key} ${e.members}`),
     outbox: {
       send(to, data) {
@@ -41,6 +43,12 @@ function setup(
     maxPlayersCap: 8,
     autostart: overrides.autostart ?? true,
     relay: overrides.relay ?? true,
+    relayIo: {
+      open: (port) => server.relay?.portOpened(0, port),
+      close: (port) => closedPorts.push(port),
+      send: (port, to, data) => relaySent.push({ port, to, data }),
+    },
+    relayPorts: { low: 40_000, high: 40_009 },
   });
   const send = (now: number, from: Endpoint, msg: Parameters<typeof encodeV2>[0]) => {
     sent.length = 0;
@@ -52,7 +60,7 @@ function setup(
   /** What a client does right after `registered`: use the token (proves its address). */
   const keepalive = (now: number, from: Endpoint, token: Uint8Array, requestId = 77) =>
     send(now, from, { type: 'keepalive', requestId, session: 'game', token, lobbyVersion: 0 });
-  return { server, counters, send, sent, reply, keepalive, lifecycle };
+  return { server, counters, send, sent, reply, keepalive, lifecycle, relaySent, closedPorts };
 }
 
 function hostAndJoin(autostart = false, relay = true) {
@@ -585,7 +593,7 @@ describe('v2 session table', () => {
   });
 
   describe('relay', () => {
-    /** Host and joiner of a started session, each with a relay channel to the other. */
+    /** Host and joiner of a started session, each able to ask for a relay allocation. */
     function relayed(relay = true) {
       const t = hostAndJoin(false, relay);
       t.send(3, HOST, { type: 'start', requestId: 70, session: 'game', token: t.hostToken });
@@ -600,65 +608,86 @@ describe('v2 session table', () => {
           }),
           id,
         );
-      return { ...t, allocate };
+      /** A datagram arriving on relay `port`; returns what the relay sent. */
+      const onRelay = (now: number, port: number, from: Endpoint, data: Uint8Array) => {
+        t.relaySent.length = 0;
+        t.server.relay?.handle(now, port, from, data);
+        return [...t.relaySent];
+      };
+      const bind = (now: number, from: Endpoint, g: V2Message | undefined) => {
+        if (g?.type !== 'relay_granted') throw new Error(`not granted: ${g?.type}`);
+        const bytes = encodeV2({
+          type: 'relay_bind',
+          requestId: 5,
+          id: g.id,
+          bindToken: g.bindToken,
+        });
+        return onRelay(now, g.port, from, bytes);
+      };
+      return { ...t, allocate, onRelay, bind };
     }
-    const data = (channel: Uint8Array, text: string) =>
-      encodeV2({
-        type: 'relay_data',
-        requestId: 0,
-        channel,
-        payload: new TextEncoder().encode(text),
-      });
+    const raw = (text: string) => new TextEncoder().encode(text);
 
-    it('grants each side its own channel id and forwards data both ways, same size', () => {
+    it('grants both sides one port with their own id and secret, and forwards raw datagrams once both bound', () => {
       const t = relayed();
       const a = t.allocate(4, HOST, t.hostToken, 'bob', 71);
       const b = t.allocate(5, JOINER, t.joinToken, 'alice', 72);
-      assert.ok(a?.type === 'relay_allocated' && b?.type === 'relay_allocated');
-      if (a?.type !== 'relay_allocated' || b?.type !== 'relay_allocated') return;
+      if (a?.type !== 'relay_granted' || b?.type !== 'relay_granted') throw new Error('no grant');
       assert.equal(a.peer, 'bob');
-      assert.notDeepEqual(a.channel, b.channel);
-      // Asking again is idempotent (a lost reply): the same channel.
+      assert.equal(a.port, b.port, 'one port per pair');
+      assert.notDeepEqual(a.id, b.id);
+      assert.notDeepEqual(a.bindToken, b.bindToken);
       const again = t.allocate(6, HOST, t.hostToken, 'bob', 73);
-      assert.ok(again?.type === 'relay_allocated');
-      if (again?.type === 'relay_allocated') assert.deepEqual(again.channel, a.channel);
-
-      t.sent.length = 0;
-      const bytes = data(a.channel, 'hello bob');
-      t.server.handle(7, HOST, bytes);
-      assert.equal(t.sent.length, 1);
-      const out = t.sent[0];
-      assert.deepEqual(out?.to, JOINER);
-      assert.equal(out?.bytes, bytes.length, 'no amplification');
-      assert.ok(out?.msg.type === 'relay_data');
-      if (out?.msg.type === 'relay_data') {
-        assert.deepEqual(out.msg.channel, b.channel, "tagged with the receiver's id");
-        assert.equal(new TextDecoder().decode(out.msg.payload), 'hello bob');
-      }
-      t.sent.length = 0;
-      t.server.handle(8, JOINER, data(b.channel, 'hi alice'));
-      assert.deepEqual(t.sent[0]?.to, HOST);
+      assert.deepEqual(again, { ...a, requestId: 73 }, 'asking again repeats the grant');
+      // The NAT may map the game socket to another port towards the relay: the bind says which.
+      const hostOnRelay = { address: HOST.address, port: 51_111 };
+      const bound = t.bind(7, hostOnRelay, a);
+      assert.equal(bound.length, 1);
+      assert.deepEqual(bound[0]?.to, hostOnRelay);
+      assert.equal(bound[0]?.port, a.port, 'acknowledged from the relay port');
+      assert.ok(bound[0] && bound[0].data.length <= 33, 'no larger than the bind');
+      // Bob has not bound: nothing goes anywhere.
+      assert.deepEqual(t.onRelay(8, a.port, hostOnRelay, raw('early')), []);
+      assert.equal(t.counters.rejections.relay_peer_unbound, 1);
+      t.bind(9, JOINER, b);
+      const game = raw('ENet or anything, unchanged');
+      const out = t.onRelay(10, a.port, hostOnRelay, game);
+      assert.deepEqual(out, [{ port: a.port, to: JOINER, data: game }], 'one out, same bytes');
+      const back = t.onRelay(11, a.port, JOINER, raw('hi'));
+      assert.deepEqual(
+        back.map((o) => o.to),
+        [hostOnRelay],
+      );
       assert.equal(t.counters.datagramsRelayed, 2);
+      assert.equal(t.counters.relayBytes, game.length + 2);
     });
 
-    it('drops data from anyone but the side itself, and unknown channels; refuses bad asks', () => {
+    it('drops datagrams from unbound sources and binds with a wrong secret; refuses bad asks', () => {
       const t = relayed();
       const a = t.allocate(4, HOST, t.hostToken, 'bob', 71);
-      if (a?.type !== 'relay_allocated') throw new Error('no channel');
-      t.sent.length = 0;
-      t.server.handle(5, ATTACKER, data(a.channel, 'spoofed'));
-      t.server.handle(5, HOST, data(new Uint8Array(8).fill(1), 'guess'));
-      assert.equal(t.sent.length, 0);
-      assert.equal(t.counters.rejections.v2_relay_wrong_sender, 1);
-      assert.equal(t.counters.rejections.v2_relay_unknown_channel, 1);
-      const noPeer = t.allocate(6, HOST, t.hostToken, 'nobody', 74);
+      const b = t.allocate(4, JOINER, t.joinToken, 'alice', 72);
+      if (a?.type !== 'relay_granted' || b?.type !== 'relay_granted') throw new Error('no grant');
+      t.bind(5, HOST, a);
+      t.bind(5, JOINER, b);
+      assert.deepEqual(t.onRelay(6, a.port, ATTACKER, raw('spoofed')), []);
+      const forged = encodeV2({
+        type: 'relay_bind',
+        requestId: 1,
+        id: a.id,
+        bindToken: new Uint8Array(16),
+      });
+      assert.deepEqual(t.onRelay(6, a.port, ATTACKER, forged), []);
+      assert.equal(t.counters.rejections.relay_unbound_source, 1);
+      assert.equal(t.counters.rejections.relay_bad_bind, 1);
+      assert.equal(t.onRelay(7, a.port, HOST, raw('still mine'))[0]?.to, JOINER);
+      const noPeer = t.allocate(8, HOST, t.hostToken, 'nobody', 74);
       assert.ok(noPeer?.type === 'error' && noPeer.code === 'bad_request');
-      const self = t.allocate(6, HOST, t.hostToken, 'alice', 75);
+      const self = t.allocate(8, HOST, t.hostToken, 'alice', 75);
       assert.ok(self?.type === 'error' && self.code === 'bad_request', 'not to oneself');
-      const elsewhere = t.allocate(6, ATTACKER, t.hostToken, 'bob', 76);
+      const elsewhere = t.allocate(8, ATTACKER, t.hostToken, 'bob', 76);
       assert.ok(elsewhere?.type === 'error' && elsewhere.code === 'not_authorized');
-      const forged = t.allocate(6, HOST, new Uint8Array(16), 'bob', 77);
-      assert.ok(forged?.type === 'error' && forged.code === 'not_authorized');
+      const wrong = t.allocate(8, HOST, new Uint8Array(16), 'bob', 77);
+      assert.ok(wrong?.type === 'error' && wrong.code === 'not_authorized');
     });
 
     it('is refused before the start and on a server that does not relay', () => {
@@ -679,34 +708,121 @@ describe('v2 session table', () => {
       assert.ok(refused?.type === 'error' && refused.code === 'relay_unavailable');
     });
 
-    it('closes a channel after RELAY_IDLE_MS without traffic, and keeps a busy one', () => {
+    it('a game re-hosted under the same session and member names gets its own allocation and cannot touch the old one', () => {
       const t = relayed();
       const a = t.allocate(4, HOST, t.hostToken, 'bob', 71);
       const b = t.allocate(4, JOINER, t.joinToken, 'alice', 72);
-      if (a?.type !== 'relay_allocated' || b?.type !== 'relay_allocated') throw new Error('x');
-      // Traffic on the way keeps it open past one idle period.
+      if (a?.type !== 'relay_granted' || b?.type !== 'relay_granted') throw new Error('no grant');
+      t.bind(5, HOST, a);
+      t.bind(5, JOINER, b);
+      t.send(6, HOST, { type: 'peers_ack', requestId: 90, session: 'game', token: t.hostToken });
+      t.send(6, JOINER, { type: 'peers_ack', requestId: 91, session: 'game', token: t.joinToken });
+      assert.equal(t.server.sessionCount, 0, 'forgotten: the name is free');
+      // The attacker re-hosts "game" with the same member names, from its own addresses.
+      const EVE2: Endpoint = { address: '203.0.113.67', port: 7777 };
+      const h = t.reply(
+        t.send(7, ATTACKER, {
+          type: 'host',
+          requestId: 1,
+          session: 'game',
+          maxPlayers: 2,
+          name: 'alice',
+          nickname: '',
+          candidates: [],
+        }),
+        1,
+      );
+      if (h?.type !== 'registered') throw new Error('not hosted');
+      t.keepalive(7, ATTACKER, h.token, 2);
+      const j = t.reply(
+        t.send(8, EVE2, {
+          type: 'join',
+          requestId: 3,
+          session: 'game',
+          name: 'bob',
+          nickname: '',
+          candidates: [],
+        }),
+        3,
+      );
+      if (j?.type !== 'registered') throw new Error('not joined');
+      t.keepalive(8, EVE2, j.token, 4);
+      t.send(9, ATTACKER, { type: 'start', requestId: 5, session: 'game', token: h.token });
+      const evil = t.allocate(10, ATTACKER, h.token, 'bob', 6);
+      if (evil?.type !== 'relay_granted') throw new Error(`not granted: ${evil?.type}`);
+      assert.notEqual(evil.port, a.port, 'a new allocation, not the old pair of names');
+      // Its id and secret do not bind on the old port, and the old pair still talks.
+      const tried = encodeV2({
+        type: 'relay_bind',
+        requestId: 1,
+        id: evil.id,
+        bindToken: evil.bindToken,
+      });
+      assert.deepEqual(t.onRelay(11, a.port, ATTACKER, tried), []);
+      assert.deepEqual(
+        t.onRelay(12, a.port, HOST, raw('ours')).map((o) => o.to),
+        [JOINER],
+      );
+      // Its own leave closes its own allocation, not the old game's.
+      t.send(13, ATTACKER, { type: 'leave', requestId: 7, session: 'game', token: h.token });
+      assert.deepEqual(
+        t.onRelay(14, a.port, JOINER, raw('still ours')).map((o) => o.to),
+        [HOST],
+      );
+    });
+
+    it("a member's leave closes its allocations (also after the session was forgotten), and so does the session's end", () => {
+      const t = relayed();
+      const a = t.allocate(4, HOST, t.hostToken, 'bob', 71);
+      const b = t.allocate(4, JOINER, t.joinToken, 'alice', 72);
+      if (a?.type !== 'relay_granted' || b?.type !== 'relay_granted') throw new Error('no grant');
+      t.bind(5, HOST, a);
+      t.bind(5, JOINER, b);
+      // A leave from another address with the token does nothing to the relay.
+      t.send(6, HOST, { type: 'peers_ack', requestId: 90, session: 'game', token: t.hostToken });
+      t.send(6, JOINER, { type: 'peers_ack', requestId: 91, session: 'game', token: t.joinToken });
+      t.send(7, ATTACKER, { type: 'leave', requestId: 92, session: 'game', token: t.joinToken });
+      assert.equal(t.server.relay?.size, 1);
+      t.send(8, JOINER, { type: 'leave', requestId: 93, session: 'game', token: t.joinToken });
+      assert.equal(t.server.relay?.size, 0, "bob's leave closed the pair");
+      assert.deepEqual(t.closedPorts, [a.port]);
+      assert.deepEqual(t.onRelay(9, a.port, HOST, raw('gone')), []);
+      // In a live started session too.
+      const live = relayed();
+      const c = live.allocate(4, HOST, live.hostToken, 'bob', 71);
+      if (c?.type !== 'relay_granted') throw new Error('no grant');
+      live.send(5, JOINER, {
+        type: 'leave',
+        requestId: 94,
+        session: 'game',
+        token: live.joinToken,
+      });
+      assert.equal(live.server.relay?.size, 0);
+    });
+
+    it('closes an allocation after RELAY_IDLE_MS without traffic, and keeps a busy one', () => {
+      const t = relayed();
+      const a = t.allocate(4, HOST, t.hostToken, 'bob', 71);
+      const b = t.allocate(4, JOINER, t.joinToken, 'alice', 72);
+      if (a?.type !== 'relay_granted' || b?.type !== 'relay_granted') throw new Error('no grant');
+      t.bind(5, HOST, a);
+      t.bind(5, JOINER, b);
       for (let now = 10_000; now <= 100_000; now += 10_000) {
         t.server.handleTimeout(now);
-        t.server.handle(now, HOST, data(a.channel, 'tick'));
+        assert.equal(t.onRelay(now, a.port, HOST, raw('tick')).length, 1);
       }
-      t.sent.length = 0;
-      t.server.handle(100_001, JOINER, data(b.channel, 'still there'));
-      assert.equal(t.sent.length, 1);
-      let now = 100_001;
+      let now = 100_000;
       for (let i = 0; i < 10 && Number.isFinite(t.server.nextDeadline()); i++) {
         now = Math.max(now, t.server.nextDeadline());
         t.server.handleTimeout(now);
       }
-      assert.ok(now >= 100_001 + RELAY_IDLE_MS, `swept at ${now}`);
-      t.sent.length = 0;
-      t.server.handle(now + 1, HOST, data(a.channel, 'too late'));
-      assert.equal(t.sent.length, 0);
+      assert.ok(now >= 100_000 + RELAY_IDLE_MS, `swept at ${now}`);
+      assert.deepEqual(t.onRelay(now + 1, a.port, HOST, raw('too late')), []);
       assert.equal(Number.isFinite(t.server.nextDeadline()), false, 'nothing left to wake for');
     });
 
     it('members may ask for RELAY_ASK_WINDOW_MS after the start, even once the name is reused', () => {
       const t = relayed();
-      // Both acked: the session is forgotten and its name is free at once.
       t.send(4, HOST, { type: 'peers_ack', requestId: 90, session: 'game', token: t.hostToken });
       t.send(4, JOINER, { type: 'peers_ack', requestId: 91, session: 'game', token: t.joinToken });
       assert.equal(t.server.sessionCount, 0);
@@ -723,28 +839,11 @@ describe('v2 session table', () => {
         92,
       );
       assert.equal(rehosted?.type, 'registered');
-      assert.equal(t.allocate(8_000, HOST, t.hostToken, 'bob', 93)?.type, 'relay_allocated');
+      assert.equal(t.allocate(8_000, HOST, t.hostToken, 'bob', 93)?.type, 'relay_granted');
       // The window counts from the start (t = 3 in `relayed`).
       t.server.handleTimeout(3 + RELAY_ASK_WINDOW_MS);
       const late = t.allocate(3 + RELAY_ASK_WINDOW_MS, JOINER, t.joinToken, 'alice', 94);
       assert.ok(late?.type === 'error' && late.code === 'not_authorized');
-    });
-
-    it('a started session lingers for relay requests but its name is free for the next game', () => {
-      const t = relayed();
-      const next = t.reply(
-        t.send(5, ATTACKER, {
-          type: 'host',
-          requestId: 82,
-          session: 'game',
-          maxPlayers: 2,
-          name: 'carol',
-          nickname: 'Carol',
-          candidates: [],
-        }),
-        82,
-      );
-      assert.equal(next?.type, 'registered');
     });
   });
 

@@ -7,7 +7,7 @@ extends SceneTree
 ##   godot --headless --path PROJECT --script res://tests/check_vectors.gd
 
 const Codec := preload("res://addons/holepunch/holepunch_codec.gd")
-const BYTE_FIELDS: Array[String] = ["token", "punchKey", "channel", "payload", "tag"]
+const BYTE_FIELDS: Array[String] = ["token", "punchKey", "id", "bindToken", "tag"]
 
 var _passed := 0
 var _failed := 0

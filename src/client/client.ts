@@ -9,16 +9,9 @@ import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { HolePunchError } from '../errors.js';
-import { type Endpoint, sameEndpoint } from '../protocol/endpoint.js';
+import type { Endpoint } from '../protocol/endpoint.js';
 import { hasV2Prefix } from '../protocol/magic.js';
-import {
-  bytesKey,
-  decodeV2,
-  encodeV2,
-  MAX_CANDIDATES,
-  MAX_RELAY_PAYLOAD_BYTES,
-  V2_TYPES,
-} from '../protocol/v2.js';
+import { MAX_CANDIDATES } from '../protocol/v2.js';
 import type { ConfirmedPeer, FailedPeer } from './punch.js';
 import { checkTraversalInput, Traversal, type TraversalEvent } from './traversal.js';
 
@@ -49,11 +42,15 @@ export interface HolePunchClientOptions {
   /** Punch budget in ms (default 8 000). */
   readonly punchBudgetMs?: number;
   /**
-   * When the punch cannot reach a peer, reach it through the server's relay instead of
-   * failing with `punch_failed` (its `path` is then `relay`; use `send` and the `message`
-   * event for its traffic, not the raw socket). Default false.
+   * Reach peers without a direct path through the server's transparent relay (default true;
+   * false opts out). Asked for in parallel with the punch, `relayDelayMs` after the peers
+   * arrived; such a peer is reported with `path: 'relay'` at the relay's address and port,
+   * which take raw datagrams like any peer address (the socket, `send`, or an engine's
+   * transport). A direct path found later is reported with `pathChanged`.
    */
   readonly relay?: boolean;
+  /** Default 500 ms (`RELAY_DELAY_MS`). */
+  readonly relayDelayMs?: number;
   /**
    * Testing aid: return true to drop a datagram (`out` before sending, `in` on arrival).
    * Lets tests inject loss without a proxy.
@@ -96,6 +93,8 @@ export interface HolePunchResult {
   readonly publicAddress: string;
   readonly publicPort: number;
   readonly elapsedMs: number;
+  /** From the peer list to the result: the punch (or relay) alone. */
+  readonly punchMs: number;
   readonly peers: readonly PunchedPeer[];
   /** Peers not reached (empty unless the result is partial), each with its `cause`. */
   readonly failedPeers: readonly FailedPeer[];
@@ -114,10 +113,20 @@ export interface LobbyUpdateEvent {
   readonly maxPlayers: number;
 }
 
+/** A relayed peer got a direct path: its traffic should go to `peer` from now on. */
+export interface PathChangedEvent {
+  /** The peer as now reached (`path` is a direct one). */
+  readonly peer: PunchedPeer;
+  /** As it was reached until now (`path: 'relay'`). */
+  readonly previous: PunchedPeer;
+}
+
 export interface HolePunchClientEvents {
   sessionRegistered: [SessionRegisteredEvent];
   lobbyUpdate: [LobbyUpdateEvent];
   holePunched: [HolePunchResult];
+  /** After `holePunched`: a relayed peer is reachable directly (`send` already goes there). */
+  pathChanged: [PathChangedEvent];
   failed: [HolePunchError];
   /** A non-protocol datagram on the socket (game traffic from peers). */
   message: [Buffer, dgram.RemoteInfo];
@@ -167,9 +176,8 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
   /** Datagrams handed to the socket and not yet sent: `close()` waits for them. */
   #inFlight = 0;
   #onFlushed: (() => void) | undefined;
-  /** Relayed peers: their channel by `address|port`, and the reverse by channel (hex). */
-  #relayByPeer = new Map<string, Uint8Array>();
-  #relayByChannel = new Map<string, Endpoint>();
+  /** Relay endpoints (`address|port`) of peers that got a direct path since: `send` goes there. */
+  #direct = new Map<string, Endpoint>();
 
   constructor(options: HolePunchClientOptions = {}) {
     super();
@@ -219,8 +227,7 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
         ? []
         : lanCandidates(socket.address().port, family);
 
-    this.#relayByPeer.clear();
-    this.#relayByChannel.clear();
+    this.#direct.clear();
     return await new Promise<HolePunchResult>((resolve, reject) => {
       const run: Run = {
         options,
@@ -239,7 +246,8 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
           timeoutMs: options.timeoutMs,
           requireAllPeers: options.requireAllPeers,
           punchBudgetMs: this.#options.punchBudgetMs,
-          relay: this.#options.relay ?? false,
+          relay: this.#options.relay ?? true,
+          relayDelayMs: this.#options.relayDelayMs,
           send: (to, data) => this.#send(to, data),
           onEvent: (ev) => this.#onEvent(run, ev),
         }),
@@ -279,27 +287,18 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
   }
 
   /**
-   * Sends game data to a peer over the punched path (same socket), or wrapped for the
-   * server's relay when the peer's `path` is `relay`.
+   * Sends a raw game datagram to a peer's address (as `holePunched` reported it; for a
+   * relayed peer the relay's address and port, which forwards it unchanged) from our socket.
+   * Once a relayed peer got a direct path (`pathChanged`), datagrams addressed to its relay
+   * endpoint go to the direct one.
    */
   send(data: Uint8Array | string, port: number, address: string): void {
     if (this.#socket === undefined || this.#detached) {
       throw new HolePunchError('bad_request', 'no socket: run startTraversal first');
     }
     if (this.#closing) throw new HolePunchError('bad_request', 'the client is closed');
-    const channel = this.#relayByPeer.get(`${plainAddress(address)}|${port}`);
-    if (channel === undefined || this.#server === undefined) {
-      this.#socketSend(this.#socket, data, { address, port });
-      return;
-    }
-    const payload = typeof data === 'string' ? Buffer.from(data) : data;
-    if (payload.length > MAX_RELAY_PAYLOAD_BYTES) {
-      throw new HolePunchError(
-        'bad_request',
-        `a relayed datagram carries at most ${MAX_RELAY_PAYLOAD_BYTES} bytes`,
-      );
-    }
-    this.#send(this.#server, encodeV2({ type: 'relay_data', requestId: 0, channel, payload }));
+    const to = this.#direct.get(`${plainAddress(address)}|${port}`) ?? { address, port };
+    this.#socketSend(this.#socket, data, to);
   }
 
   /**
@@ -374,16 +373,17 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
         return;
       case 'peers':
         return;
+      case 'pathChanged': {
+        const { previous, peer } = ev;
+        this.#direct.set(`${plainAddress(previous.address)}|${previous.port}`, {
+          address: peer.address,
+          port: peer.port,
+        });
+        this.emit('pathChanged', { peer, previous });
+        return;
+      }
       case 'punched': {
-        for (const r of ev.relays) {
-          const address = plainAddress(r.address);
-          this.#relayByPeer.set(`${address}|${r.port}`, r.channel);
-          this.#relayByChannel.set(bytesKey(r.channel), {
-            address,
-            port: r.port,
-          });
-        }
-        const result = this.#result(run, ev.peers, ev.elapsedMs, ev.failed);
+        const result = this.#result(run, ev.peers, ev.elapsedMs, ev.punchMs, ev.failed);
         if (run.settled) return;
         run.settled = true;
         this.#cleanupAbort(run);
@@ -405,6 +405,7 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
     run: Run,
     peers: ConfirmedPeer[],
     elapsedMs: number,
+    punchMs: number,
     failedPeers: FailedPeer[] = [],
   ): HolePunchResult {
     const localPort = this.localPort;
@@ -417,6 +418,7 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
       publicAddress: observed?.address ?? '',
       publicPort: observed?.port ?? 0,
       elapsedMs: Math.round(elapsedMs),
+      punchMs: Math.round(punchMs),
       peers,
       failedPeers,
     };
@@ -467,10 +469,6 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
     const from: Endpoint = { address: plainAddress(rinfo.address), port: rinfo.port };
     if (this.#options.dropDatagram?.('in', from, data)) return;
     if (hasV2Prefix(data)) {
-      if (data[4] === V2_TYPES.relay_data && this.#relayByChannel.size > 0) {
-        this.#fromRelay(from, data);
-        return;
-      }
       const run = this.#run;
       if (run !== undefined) {
         run.core.handle(performance.now(), from, data);
@@ -479,23 +477,6 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
       return;
     }
     this.emit('message', data, rinfo);
-  }
-
-  /** A relayed peer's datagram: handed to the game as if it came from the peer itself. */
-  #fromRelay(from: Endpoint, data: Buffer): void {
-    const server = this.#server;
-    if (server === undefined || !sameEndpoint(from, server)) return;
-    const decoded = decodeV2(data);
-    if (!decoded.ok || decoded.msg.type !== 'relay_data') return;
-    const peer = this.#relayByChannel.get(bytesKey(decoded.msg.channel));
-    if (peer === undefined) return;
-    const payload = Buffer.from(decoded.msg.payload);
-    this.emit('message', payload, {
-      address: peer.address,
-      port: peer.port,
-      family: isIP(peer.address) === 6 ? 'IPv6' : 'IPv4',
-      size: payload.length,
-    });
   }
 
   #arm(): void {

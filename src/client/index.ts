@@ -6,6 +6,7 @@ export {
   type HolePunchClientOptions,
   type HolePunchResult,
   type LobbyUpdateEvent,
+  type PathChangedEvent,
   type PunchedPeer,
   type SessionRegisteredEvent,
   type StartTraversalOptions,
@@ -30,6 +31,7 @@ export {
 export {
   checkTraversalInput,
   KEEPALIVE_INTERVAL_MS,
+  RELAY_DELAY_MS,
   REQUEST_RETRY_FIRST_MS,
   REQUEST_RETRY_MAX_MS,
   SERVER_SILENCE_LIMIT_MS,

@@ -35,8 +35,7 @@ export const PUNCH_LINGER_MS = 5_000;
 /** Peer-reflexive candidates remembered per peer (a spray of spoofed sources cannot grow it). */
 export const MAX_REFLEXIVE_CANDIDATES = 4;
 
-/** How the confirmed path to a peer was found. */
-/** How a peer is reached: a punched candidate, or `relay` (through the server). */
+/** How a peer is reached: a punched candidate, or `relay` (a port on the server's relay). */
 export type PunchPath = 'public' | 'local' | 'predicted' | 'reflexive' | 'relay';
 
 export interface PunchCandidate {
@@ -76,6 +75,8 @@ export interface FailedPeer {
 
 interface PeerState {
   readonly info: V2Peer;
+  /** Its relay endpoint, once our bind to it was acknowledged. */
+  relay: Endpoint | undefined;
   readonly candidates: PunchCandidate[];
   readonly known: Set<string>;
   reflexive: number;
@@ -93,6 +94,11 @@ export interface PunchAttemptOptions {
   readonly now: number;
   readonly budgetMs?: number;
   readonly send: (to: Endpoint, data: Uint8Array) => void;
+  /**
+   * A peer confirmed through the relay got a direct path later (within the budget): the game
+   * should move its traffic there.
+   */
+  readonly onDirect?: (peer: ConfirmedPeer, relayed: ConfirmedPeer) => void;
 }
 
 export type PunchMessage = Extract<V2Message, { type: 'punch' | 'punch_ack' }>;
@@ -101,6 +107,7 @@ export class PunchAttempt {
   readonly #self: string;
   readonly #key: Uint8Array;
   readonly #send: (to: Endpoint, data: Uint8Array) => void;
+  readonly #onDirect: ((peer: ConfirmedPeer, relayed: ConfirmedPeer) => void) | undefined;
   readonly #peers = new Map<string, PeerState>();
   readonly #startedAt: number;
   readonly #failAt: number;
@@ -109,6 +116,9 @@ export class PunchAttempt {
   #seq = 1;
   #state: 'punching' | 'punched' | 'failed' = 'punching';
   #lingerUntil = Number.POSITIVE_INFINITY;
+  /** Relayed peers' direct candidates are punched until then (the budget's end). */
+  #upgradeUntil = Number.NEGATIVE_INFINITY;
+  #lastNow = Number.NEGATIVE_INFINITY;
   /** Datagrams this attempt sent (for reports and tests). */
   sent = 0;
   /** Peer messages dropped: bad tag, not for us, unknown sender. */
@@ -118,6 +128,7 @@ export class PunchAttempt {
     this.#self = options.selfName;
     this.#key = options.punchKey;
     this.#send = options.send;
+    this.#onDirect = options.onDirect;
     this.#startedAt = options.now;
     this.#failAt = options.now + (options.budgetMs ?? PUNCH_BUDGET_MS);
     this.#nextRoundAt = options.now;
@@ -127,6 +138,7 @@ export class PunchAttempt {
         candidates: [],
         known: new Set(),
         reflexive: 0,
+        relay: undefined,
         confirmed: undefined,
         heard: false,
         gone: undefined,
@@ -201,7 +213,43 @@ export class PunchAttempt {
 
   nextDeadline(): number {
     if (this.#state === 'punching') return Math.min(this.#nextRoundAt, this.#failAt);
+    if (this.#upgrading()) return Math.min(this.#nextRoundAt, this.#failAt);
     return Number.POSITIVE_INFINITY;
+  }
+
+  /**
+   * Punched, but some peers are reached through the relay only: their direct candidates are
+   * still punched until the budget ends, so a direct path that opens late is found.
+   */
+  #upgrading(): boolean {
+    if (this.#state !== 'punched' || this.#upgradeUntil <= this.#lastNow) return false;
+    for (const p of this.#peers.values()) if (p.confirmed?.path === 'relay') return true;
+    return false;
+  }
+
+  /** Stops punching relayed peers' direct candidates (the traversal was left). */
+  stopUpgrading(): void {
+    this.#upgradeUntil = Number.NEGATIVE_INFINITY;
+  }
+
+  /**
+   * The relay's port for `name` works on our side (our `relay_bind` was acknowledged): punch
+   * through it too. A punch_ack that comes back through it confirms the peer with path
+   * `relay` (the peer's address is then the relay's). Returns false for an unknown peer.
+   */
+  addRelay(now: number, name: string, relay: Endpoint): boolean {
+    const peer = this.#peers.get(name);
+    if (peer === undefined || this.#state === 'failed') return false;
+    peer.relay = relay;
+    let index = indexOf(peer, relay);
+    if (index >= 0) {
+      // A punch through the relay arrived first and made it a reflexive candidate.
+      const c = peer.candidates[index] as PunchCandidate;
+      peer.candidates[index] = { endpoint: c.endpoint, kind: 'relay' };
+      if (c.kind === 'reflexive') peer.reflexive--;
+    } else index = addCandidate(peer, relay, 'relay');
+    if (index >= 0 && !peer.confirmed && this.#state === 'punching') this.#punch(now, peer, index);
+    return true;
   }
 
   /** True while peer messages still deserve an answer (punching or lingering after success). */
@@ -210,17 +258,23 @@ export class PunchAttempt {
   }
 
   handleTimeout(now: number): void {
-    if (this.#state !== 'punching') return;
+    this.#lastNow = now;
+    const upgrading = this.#upgrading();
+    if (this.#state !== 'punching' && !upgrading) return;
     if (now >= this.#failAt) {
-      this.#settle(now);
+      if (this.#state === 'punching') this.#settle(now);
       return;
     }
     if (now < this.#nextRoundAt) return;
     this.#round++;
     if (this.#round === PREDICT_AFTER_ROUNDS + 1) this.#addPredictions();
     for (const peer of this.#peers.values()) {
-      if (peer.confirmed || peer.gone === 'left') continue;
+      if (peer.gone === 'left') continue;
+      const relayed = peer.confirmed?.path === 'relay';
+      if (peer.confirmed && !relayed) continue;
       for (let i = 0; i < peer.candidates.length; i++) {
+        // A relayed peer: only the direct candidates (the relay path is known to work).
+        if (relayed && peer.candidates[i]?.kind === 'relay') continue;
         this.#punch(now, peer, i);
       }
     }
@@ -237,6 +291,7 @@ export class PunchAttempt {
    * changed the outcome (a peer got confirmed, or all are).
    */
   handle(now: number, from: Endpoint, msg: PunchMessage): boolean {
+    this.#lastNow = now;
     if (this.#state === 'failed' || now > this.#lingerUntil) return false;
     const peer = this.#peers.get(msg.from);
     if (
@@ -257,7 +312,9 @@ export class PunchAttempt {
         sentAt: msg.sentAt,
       });
       peer.heard = true;
-      if (peer.confirmed || this.#state !== 'punching') return false;
+      const upgrade = peer.confirmed?.path === 'relay' && this.#upgrading();
+      if ((peer.confirmed || this.#state !== 'punching') && !upgrade) return false;
+      if (upgrade && peer.relay !== undefined && sameAddress(peer.relay, from)) return false;
       // The peer reached us from here: a mapping towards us exists, punch straight back.
       let index = indexOf(peer, from);
       if (index < 0 && peer.reflexive < MAX_REFLEXIVE_CANDIDATES) {
@@ -267,17 +324,32 @@ export class PunchAttempt {
       if (index >= 0) this.#punch(now, peer, index);
       return false;
     }
-    if (peer.confirmed || this.#state !== 'punching') return false;
+    const viaRelay = peer.relay !== undefined && sameAddress(peer.relay, from);
     const candidate = peer.candidates[msg.candidate];
-    peer.confirmed = {
+    const confirmed: ConfirmedPeer = {
       name: peer.info.name,
       nickname: peer.info.nickname,
       isHost: peer.info.isHost,
       address: from.address,
       port: from.port,
-      path: candidate?.kind ?? 'reflexive',
+      // Where the ack came from decides: through the relay's port it is the relay path.
+      path: viaRelay
+        ? 'relay'
+        : candidate?.kind === 'relay'
+          ? 'reflexive'
+          : (candidate?.kind ?? 'reflexive'),
       rttMs: Math.max(0, (Math.floor(now) - msg.sentAt) >>> 0),
     };
+    const relayed = peer.confirmed;
+    if (relayed !== undefined) {
+      // Relayed, and now a direct ack: the direct path wins (and is reported).
+      if (relayed.path !== 'relay' || viaRelay || !this.#upgrading()) return false;
+      peer.confirmed = confirmed;
+      this.#onDirect?.(confirmed, relayed);
+      return true;
+    }
+    if (this.#state !== 'punching') return false;
+    peer.confirmed = confirmed;
     for (const p of this.#peers.values()) if (!p.confirmed && p.gone !== 'left') return true;
     this.#finish(now);
     return true;
@@ -295,7 +367,11 @@ export class PunchAttempt {
 
   #finish(now: number): void {
     this.#state = 'punched';
-    this.#lingerUntil = now + PUNCH_LINGER_MS;
+    this.#lastNow = now;
+    const relayed = this.confirmed.some((p) => p.path === 'relay');
+    // Relayed peers keep being punched directly until the budget ends, and answered after.
+    this.#upgradeUntil = relayed ? this.#failAt : Number.NEGATIVE_INFINITY;
+    this.#lingerUntil = Math.max(now, relayed ? this.#failAt : now) + PUNCH_LINGER_MS;
   }
 
   #punch(now: number, peer: PeerState, index: number): void {
@@ -352,6 +428,14 @@ function addCandidate(peer: PeerState, endpoint: Endpoint, kind: PunchPath): num
   peer.known.add(key);
   peer.candidates.push({ endpoint, kind });
   return peer.candidates.length - 1;
+}
+
+function sameAddress(a: Endpoint, b: Endpoint): boolean {
+  return a.port === b.port && plain(a.address) === plain(b.address);
+}
+
+function plain(address: string): string {
+  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
 }
 
 function indexOf(peer: PeerState, endpoint: Endpoint): number {

@@ -5,13 +5,13 @@
  * it hands to `send`.
  */
 import { HolePunchError } from '../errors.js';
-import type { Endpoint } from '../protocol/endpoint.js';
 import { isUnicastEndpoint } from '../protocol/address.js';
+import type { Endpoint } from '../protocol/endpoint.js';
 import { sameEndpoint } from '../protocol/endpoint.js';
 import {
+  bytesKey,
   decodeV2,
   encodeV2,
-  padRegisterRequest,
   isValidField,
   MAX_NAME_BYTES,
   MAX_NICKNAME_BYTES,
@@ -19,6 +19,7 @@ import {
   MAX_REASON_BYTES,
   MAX_SESSION_BYTES,
   MIN_PLAYERS,
+  padRegisterRequest,
   truncateUtf8,
   type V2Message,
   type V2Peer,
@@ -51,8 +52,14 @@ export const KEEPALIVE_INTERVAL_MS = 5_000;
  * 15 s, drops the member anyway).
  */
 export const GOODBYE_MAX_TRIES = 4;
-/** After a failed punch, the relay channels must be granted within this long. */
-export const RELAY_ALLOCATE_MS = 5_000;
+/**
+ * A peer not confirmed directly this long after the peer list arrived gets a relay
+ * allocation asked for, while the punch goes on: a pair without a direct path plays through
+ * the relay within ~1.5 s, a pair with one has usually confirmed it by then (a punch
+ * confirms in one round trip). `requestRelay` asks at once (e.g. when both NAT types make
+ * a direct path impossible).
+ */
+export const RELAY_DELAY_MS = 500;
 
 export interface TraversalOptions {
   readonly server: Endpoint;
@@ -70,8 +77,13 @@ export interface TraversalOptions {
   /** From `start` to success; `Infinity` (the default) waits in the lobby as long as it takes. */
   readonly timeoutMs?: number;
   readonly punchBudgetMs?: number;
-  /** Ask the server to relay the peers the punch could not reach (default false). */
+  /**
+   * Reach peers without a direct path through the server's relay (default true): asked for
+   * `relayDelayMs` after the peers arrived, in parallel with the punch.
+   */
   readonly relay?: boolean;
+  /** Default `RELAY_DELAY_MS`. */
+  readonly relayDelayMs?: number;
   /**
    * Fail unless every peer is reached. Default false: succeed when at least one peer is
    * reached, and list the others in the `punched` event's `failed` with their cause.
@@ -79,11 +91,14 @@ export interface TraversalOptions {
   readonly requireAllPeers?: boolean;
 }
 
-/** A peer reached through the server: wrap its traffic in `relay_data` with `channel`. */
-export interface RelayedPeer {
-  readonly address: string;
-  readonly port: number;
-  readonly channel: Uint8Array;
+/** Our relay allocation towards one peer (docs/protocol-v2.md, "Relay"). */
+interface RelayState {
+  phase: 'asking' | 'binding' | 'bound';
+  port: number;
+  id: Uint8Array;
+  bindBytes: Uint8Array;
+  nextBindAt: number;
+  bindIntervalMs: number;
 }
 
 export type TraversalEvent =
@@ -92,12 +107,16 @@ export type TraversalEvent =
   | { type: 'peers'; peers: V2Peer[] }
   | {
       type: 'punched';
+      /** Every reached peer; `path: 'relay'` ones at the relay's address and port. */
       peers: ConfirmedPeer[];
-      relays: RelayedPeer[];
       /** The peers not reached (only with a partial result), with the cause. */
       failed: FailedPeer[];
       elapsedMs: number;
+      /** From the peer list to now: how long the punch (or the relay) took. */
+      punchMs: number;
     }
+  /** A peer reported relayed got a direct path: send its traffic to `peer` from now on. */
+  | { type: 'pathChanged'; peer: ConfirmedPeer; previous: ConfirmedPeer }
   | { type: 'failed'; error: HolePunchError }
   | { type: 'goodbye'; kind: 'leave' | 'close'; ok: boolean };
 
@@ -105,7 +124,7 @@ type RequestKind = 'register' | 'start' | 'keepalive' | 'leave' | 'close' | 'rel
 
 interface Pending {
   readonly kind: RequestKind;
-  /** For `relay`: the peer it asks a channel to. */
+  /** For `relay`: the peer it asks an allocation towards. */
   readonly peer?: string;
   readonly id: number;
   readonly bytes: Uint8Array;
@@ -120,8 +139,6 @@ export type TraversalState =
   | 'registering'
   | 'lobby'
   | 'punching'
-  /** The punch missed some peers; waiting for the server's relay channels to them. */
-  | 'relaying'
   | 'punched'
   | 'failed'
   | 'left';
@@ -174,10 +191,11 @@ export class Traversal {
   #sessionWaitUntil = 0;
   /** The session's other members, as the server sent them. */
   #peers: V2Peer[] = [];
-  /** Relay channels granted so far, by peer name (while `relaying`). */
-  #relays = new Map<string, { channel: Uint8Array; rttMs: number }>();
-  #relayDeadline = Number.POSITIVE_INFINITY;
-  /** Peers the relay could not be had for (while `relaying`), with the server's word. */
+  /** Our relay allocations, by peer name. */
+  #relays = new Map<string, RelayState>();
+  /** When the peers not confirmed directly get a relay asked for. */
+  #relayAt = Number.POSITIVE_INFINITY;
+  /** Peers the relay could not be had for, with the server's word. */
   #relayFailures = new Map<string, string>();
   /** Last lobby seen, for the timeout message. */
   #lobbySize = '';
@@ -276,8 +294,10 @@ export class Traversal {
   }
 
   nextDeadline(): number {
-    let next = Math.min(this.#deadline, this.#keepaliveAt, this.#relayDeadline);
+    let next = Math.min(this.#deadline, this.#keepaliveAt, this.#relayAt);
     for (const p of this.#pending.values()) next = Math.min(next, p.nextAt);
+    for (const r of this.#relays.values())
+      if (r.phase === 'binding') next = Math.min(next, r.nextBindAt);
     if (this.#punch) next = Math.min(next, this.#punch.nextDeadline());
     return next;
   }
@@ -306,17 +326,12 @@ export class Traversal {
         );
       return;
     }
-    if (now >= this.#relayDeadline && this.#state === 'relaying') {
-      for (const p of [...this.#pending.values()]) {
-        if (p.kind !== 'relay' || p.peer === undefined) continue;
-        this.#pending.delete(p.id);
-        this.#relayFailures.set(
-          p.peer,
-          `no relay channel from the server within ${RELAY_ALLOCATE_MS} ms`,
-        );
-      }
-      this.#settle(now);
-      return;
+    if (now >= this.#relayAt) this.requestRelay(now);
+    for (const r of this.#relays.values()) {
+      if (r.phase !== 'binding' || now < r.nextBindAt) continue;
+      this.#o.send({ address: this.#o.server.address, port: r.port }, r.bindBytes);
+      r.nextBindAt = now + r.bindIntervalMs;
+      r.bindIntervalMs = Math.min(r.bindIntervalMs * 2, REQUEST_RETRY_MAX_MS);
     }
     for (const p of [...this.#pending.values()]) {
       if (now < p.nextAt) continue;
@@ -355,6 +370,10 @@ export class Traversal {
     const decoded = decodeV2(data);
     if (!decoded.ok) return false;
     const msg = decoded.msg;
+    if (msg.type === 'relay_bound') {
+      this.#relayBound(now, from, msg.id);
+      return true;
+    }
     if (msg.type === 'punch' || msg.type === 'punch_ack') {
       if (this.#punch?.answering) {
         if (this.#punch.handle(now, from, msg)) this.#checkPunch(now);
@@ -393,11 +412,10 @@ export class Traversal {
         if (pending === undefined) return;
         this.#onError(now, pending, msg.code, msg.message);
         return;
-      case 'relay_allocated':
+      case 'relay_granted':
         if (pending?.kind !== 'relay' || pending.peer !== msg.peer) return;
         this.#pending.delete(pending.id);
-        this.#relays.set(msg.peer, { channel: msg.channel, rttMs: now - pending.firstAt });
-        this.#relayAnswered(now);
+        this.#relayGranted(now, msg);
         return;
       case 'peer_left':
         this.#peerLeft(now, msg.name, msg.why);
@@ -484,11 +502,12 @@ export class Traversal {
 
   #onError(now: number, pending: Pending, code: HolePunchError['code'], message: string): void {
     if (pending.kind === 'relay') {
+      // The punch goes on; at the end of its budget this is the cause, if it is still missed.
       this.#pending.delete(pending.id);
       if (pending.peer !== undefined) {
+        this.#relays.delete(pending.peer);
         this.#relayFailures.set(pending.peer, `the server cannot relay (${code}: ${message})`);
       }
-      this.#relayAnswered(now);
       return;
     }
     if (pending.kind === 'leave' || pending.kind === 'close') {
@@ -573,42 +592,46 @@ export class Traversal {
       now,
       budgetMs: this.#o.punchBudgetMs ?? PUNCH_BUDGET_MS,
       send: this.#o.send,
+      onDirect: (peer, previous) => {
+        if (this.#state === 'punched') this.#o.onEvent({ type: 'pathChanged', peer, previous });
+      },
     });
+    if (this.#o.relay ?? true) {
+      // A short punch budget asks sooner: the relay must have time to work within it.
+      const budget = this.#o.punchBudgetMs ?? PUNCH_BUDGET_MS;
+      this.#relayAt = now + Math.min(this.#o.relayDelayMs ?? RELAY_DELAY_MS, budget / 2);
+    }
     this.#checkPunch(now);
   }
 
   #checkPunch(now: number): void {
     const punch = this.#punch;
     if (punch === undefined || this.#state !== 'punching' || punch.state === 'punching') return;
-    const unreached = punch.pending;
-    const token = this.#token;
-    if (this.#o.relay && token !== undefined && unreached.length > 0) {
-      this.#askRelay(now, token, unreached);
-    } else this.#settle(now);
+    this.#settle(now);
   }
 
   /** The server says a peer is gone: a punch or relay to it ends now if it left. */
   #peerLeft(now: number, name: string, why: 'left' | 'silent'): void {
     const punch = this.#punch;
-    if (punch === undefined) return;
-    if (this.#state === 'punching') {
-      if (punch.markGone(now, name, why)) this.#checkPunch(now);
-      return;
-    }
-    if (this.#state !== 'relaying' || why !== 'left') return;
-    for (const p of [...this.#pending.values()]) {
-      if (p.kind !== 'relay' || p.peer !== name) continue;
-      this.#pending.delete(p.id);
-      this.#relayFailures.set(name, 'it left the session');
-      this.#relayAnswered(now);
-    }
+    if (punch === undefined || this.#state !== 'punching') return;
+    if (why === 'left') this.#dropRelay(name);
+    if (punch.markGone(now, name, why)) this.#checkPunch(now);
   }
 
-  /** Asks the server for a relay channel to every peer the punch did not reach. */
-  #askRelay(now: number, token: Uint8Array, names: readonly string[]): void {
-    this.#state = 'relaying';
-    this.#relayDeadline = now + RELAY_ALLOCATE_MS;
-    for (const peer of names) {
+  /**
+   * Asks the server for a relay allocation towards `names` (default: every peer not
+   * confirmed yet and not gone), while the punch goes on. Done by itself `relayDelayMs`
+   * after the peers arrived; call it earlier when a direct path is known to be impossible
+   * (the hook for the NAT-type exchange). A no-op with `relay: false` or once settled.
+   */
+  requestRelay(now: number, names?: readonly string[]): void {
+    this.#relayAt = Number.POSITIVE_INFINITY;
+    const punch = this.#punch;
+    const token = this.#token;
+    if (!(this.#o.relay ?? true) || this.#state !== 'punching' || !punch || !token) return;
+    const unreached = new Set(punch.pending);
+    for (const peer of names ?? punch.pending) {
+      if (!unreached.has(peer) || this.#relays.has(peer) || this.#relayFailures.has(peer)) continue;
       const id = this.#id();
       const bytes = encodeV2({
         type: 'relay_allocate',
@@ -617,15 +640,53 @@ export class Traversal {
         token,
         peer,
       });
+      this.#relays.set(peer, {
+        phase: 'asking',
+        port: 0,
+        id: new Uint8Array(0),
+        bindBytes: new Uint8Array(0),
+        nextBindAt: Number.POSITIVE_INFINITY,
+        bindIntervalMs: REQUEST_RETRY_FIRST_MS,
+      });
       this.#request(now, 'relay', id, bytes, peer);
     }
   }
 
-  /** A relay request was answered: once none is left, the outcome is known. */
-  #relayAnswered(now: number): void {
-    if (this.#state !== 'relaying') return;
-    for (const p of this.#pending.values()) if (p.kind === 'relay') return;
-    this.#settle(now);
+  /** The server granted an allocation: bind our game socket's source to it on the relay. */
+  #relayGranted(now: number, msg: Extract<V2Message, { type: 'relay_granted' }>): void {
+    const r = this.#relays.get(msg.peer);
+    if (r === undefined || r.phase !== 'asking' || this.#state !== 'punching') return;
+    r.phase = 'binding';
+    r.port = msg.port;
+    r.id = msg.id;
+    r.bindBytes = encodeV2({
+      type: 'relay_bind',
+      requestId: this.#id(),
+      id: msg.id,
+      bindToken: msg.bindToken,
+    });
+    r.nextBindAt = now + REQUEST_RETRY_FIRST_MS;
+    r.bindIntervalMs = REQUEST_RETRY_FIRST_MS * 2;
+    this.#o.send({ address: this.#o.server.address, port: r.port }, r.bindBytes);
+  }
+
+  /** The relay acknowledged our bind: punch the peer through it too. */
+  #relayBound(now: number, from: Endpoint, id: Uint8Array): void {
+    if (plainAddress(from.address) !== plainAddress(this.#o.server.address)) return;
+    for (const [name, r] of this.#relays) {
+      if (r.phase !== 'binding' || r.port !== from.port || bytesKey(r.id) !== bytesKey(id))
+        continue;
+      r.phase = 'bound';
+      this.#punch?.addRelay(now, name, { address: this.#o.server.address, port: r.port });
+      return;
+    }
+  }
+
+  #dropRelay(name: string): void {
+    this.#relays.delete(name);
+    for (const p of [...this.#pending.values()]) {
+      if (p.kind === 'relay' && p.peer === name) this.#pending.delete(p.id);
+    }
   }
 
   /**
@@ -637,32 +698,25 @@ export class Traversal {
     const punch = this.#punch;
     if (punch === undefined) return;
     const peers = punch.confirmed;
-    const relays: RelayedPeer[] = [];
-    for (const info of this.#peers) {
-      const relay = this.#relays.get(info.name);
-      if (relay === undefined) continue;
-      const { address, port } = info.publicEndpoint;
-      relays.push({ address, port, channel: relay.channel });
-      peers.push({
-        name: info.name,
-        nickname: info.nickname,
-        isHost: info.isHost,
-        address,
-        port,
-        path: 'relay',
-        rttMs: relay.rttMs,
-      });
+    // Allocations not working by now are of no use: stop asking and binding.
+    this.#relayAt = Number.POSITIVE_INFINITY;
+    for (const [name, r] of [...this.#relays]) {
+      if (r.phase !== 'bound') this.#dropRelay(name);
     }
     const failed: FailedPeer[] = [];
     for (const f of punch.failures) {
-      if (this.#relays.has(f.name)) continue;
       failed.push(this.#relayFailures.has(f.name) ? { ...f, cause: 'relay_unavailable' } : f);
     }
     if (failed.length === 0 || (peers.length > 0 && !this.#o.requireAllPeers)) {
       this.#state = 'punched';
       this.#deadline = Number.POSITIVE_INFINITY;
-      this.#relayDeadline = Number.POSITIVE_INFINITY;
-      this.#o.onEvent({ type: 'punched', peers, relays, failed, elapsedMs: now - this.#startedAt });
+      this.#o.onEvent({
+        type: 'punched',
+        peers,
+        failed,
+        elapsedMs: now - this.#startedAt,
+        punchMs: now - punch.startedAt,
+      });
       return;
     }
     const why = failed.map((f) => this.#describe(f)).join('; ');
@@ -682,14 +736,23 @@ export class Traversal {
       no_answer:
         `nothing from ${f.name} got through and none of our punches was answered within the ` +
         `punch budget (${budget} ms), although the server lists it: the NATs between you need ` +
-        'the relay (typically a symmetric NAT on both sides), or a firewall drops UDP',
+        `the relay (typically a symmetric NAT on both sides), or a firewall drops UDP${this.#relayNote(f.name)}`,
       one_way:
         `${f.name}'s punches reached us but ours never reached it within the punch budget ` +
-        `(${budget} ms): its NAT filters us (typically a symmetric NAT on one side); the relay ` +
-        'option connects such peers',
+        `(${budget} ms): its NAT filters us (typically a symmetric NAT on one side), and the ` +
+        `relay would connect you${this.#relayNote(f.name)}`,
       relay_unavailable: `no direct path to ${f.name} and ${this.#relayFailures.get(f.name) ?? 'no relay'}`,
     };
     return texts[f.cause];
+  }
+
+  /** What became of the relay to a missed peer, for the failure message. */
+  #relayNote(name: string): string {
+    if (!(this.#o.relay ?? true)) return ' (the relay is off: relay false / --no-relay)';
+    const r = this.#relays.get(name);
+    if (r?.phase === 'bound')
+      return `; our relay port ${r.port} works but ${name} never reached it`;
+    return '; no relay allocation was granted in time';
   }
 
   /**
@@ -711,12 +774,7 @@ export class Traversal {
   }
 
   #active(): boolean {
-    return (
-      this.#state === 'registering' ||
-      this.#state === 'lobby' ||
-      this.#state === 'punching' ||
-      this.#state === 'relaying'
-    );
+    return this.#state === 'registering' || this.#state === 'lobby' || this.#state === 'punching';
   }
 
   #fail(code: HolePunchError['code'], message: string): void {
@@ -730,8 +788,10 @@ export class Traversal {
     this.#pending.clear();
     this.#keepaliveAt = Number.POSITIVE_INFINITY;
     this.#deadline = Number.POSITIVE_INFINITY;
-    this.#relayDeadline = Number.POSITIVE_INFINITY;
+    this.#relayAt = Number.POSITIVE_INFINITY;
+    this.#relays.clear();
     if (this.#punch && this.#punch.state === 'punching') this.#punch = undefined;
+    else this.#punch?.stopUpgrading();
   }
 
   #request(now: number, kind: RequestKind, id: number, bytes: Uint8Array, peer?: string): void {
@@ -753,6 +813,10 @@ export class Traversal {
     this.#nextId = this.#nextId >= 0xfffffffe ? 1 : this.#nextId + 1;
     return id;
   }
+}
+
+function plainAddress(address: string): string {
+  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
 }
 
 /** Constant-time equality of two tokens. */

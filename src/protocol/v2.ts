@@ -22,11 +22,10 @@ export const MAX_CANDIDATES = 4;
 export const MIN_PLAYERS = 2;
 export const MAX_PLAYERS_WIRE = 32;
 export const V2_VERSION = 2;
-export const RELAY_CHANNEL_BYTES = 8;
-/** Header + channel: what a `relay_data` adds to the game's payload. */
-export const RELAY_OVERHEAD_BYTES = V2_MAGIC_BYTES + 1 + 4 + RELAY_CHANNEL_BYTES;
-/** The largest game payload one `relay_data` carries. */
-export const MAX_RELAY_PAYLOAD_BYTES = MAX_DATAGRAM_BYTES - RELAY_OVERHEAD_BYTES;
+/** A relay allocation id (one per side of a relayed pair), issued by the server. */
+export const RELAY_ID_BYTES = 8;
+/** The secret that proves a `relay_bind` comes from the member the allocation was given to. */
+export const RELAY_BIND_TOKEN_BYTES = 16;
 
 export const V2_TYPES = {
   host: 0x01,
@@ -46,10 +45,11 @@ export const V2_TYPES = {
   punch: 0x40,
   punch_ack: 0x41,
   relay_allocate: 0x60,
-  relay_allocated: 0x61,
-  relay_data: 0x62,
-  // Reserved (docs/protocol-v2.md §2): channels expire when idle instead.
-  relay_close: 0x63,
+  // 0x61 (relay_allocated), 0x62 (relay_data) and 0x63 (relay_close) belonged to the wrapped
+  // relay and are retired: reserved, never reused (docs/protocol-v2.md §2, "Relay").
+  relay_granted: 0x64,
+  relay_bind: 0x65,
+  relay_bound: 0x66,
 } as const;
 
 export interface V2Peer {
@@ -123,8 +123,19 @@ export type V2Message =
       why: PeerLeftWhy;
     }
   | { type: 'relay_allocate'; requestId: number; session: string; token: Uint8Array; peer: string }
-  | { type: 'relay_allocated'; requestId: number; peer: string; channel: Uint8Array }
-  | { type: 'relay_data'; requestId: number; channel: Uint8Array; payload: Uint8Array }
+  | {
+      type: 'relay_granted';
+      requestId: number;
+      peer: string;
+      /** The relay port (on the server's address) both sides send raw datagrams to. */
+      port: number;
+      /** The asker's allocation id; `relay_bind` names it. */
+      id: Uint8Array;
+      /** The asker's bind secret (sent only to its validated endpoint). */
+      bindToken: Uint8Array;
+    }
+  | { type: 'relay_bind'; requestId: number; id: Uint8Array; bindToken: Uint8Array }
+  | { type: 'relay_bound'; requestId: number; id: Uint8Array }
   | {
       type: 'punch' | 'punch_ack';
       requestId: number;
@@ -371,13 +382,18 @@ export function encodeV2(msg: Exclude<V2Message, { type: 'punch' | 'punch_ack' }
       w.fixed(msg.token, TOKEN_BYTES);
       w.str(msg.peer, MAX_NAME_BYTES);
       break;
-    case 'relay_allocated':
+    case 'relay_granted':
       w.str(msg.peer, MAX_NAME_BYTES);
-      w.fixed(msg.channel, RELAY_CHANNEL_BYTES);
+      w.u16(msg.port);
+      w.fixed(msg.id, RELAY_ID_BYTES);
+      w.fixed(msg.bindToken, RELAY_BIND_TOKEN_BYTES);
       break;
-    case 'relay_data':
-      w.fixed(msg.channel, RELAY_CHANNEL_BYTES);
-      w.bytes(msg.payload);
+    case 'relay_bind':
+      w.fixed(msg.id, RELAY_ID_BYTES);
+      w.fixed(msg.bindToken, RELAY_BIND_TOKEN_BYTES);
+      break;
+    case 'relay_bound':
+      w.fixed(msg.id, RELAY_ID_BYTES);
       break;
   }
   return w.done();
@@ -437,9 +453,7 @@ export function verifyPunchTag(key: Uint8Array, signed: Uint8Array, tag: Uint8Ar
 }
 
 const TYPE_BY_CODE = new Map<number, V2MessageType>(
-  Object.entries(V2_TYPES)
-    .filter(([name]) => name !== 'relay_close')
-    .map(([name, code]) => [code, name as V2MessageType]),
+  Object.entries(V2_TYPES).map(([name, code]) => [code, name as V2MessageType]),
 );
 
 /** Decodes one untrusted datagram. Never throws. */
@@ -582,17 +596,28 @@ function readBody(r: Reader, type: V2MessageType, requestId: number): V2Message 
         token: r.bytes(TOKEN_BYTES),
         peer: r.str(MAX_NAME_BYTES),
       };
-    case 'relay_allocated':
+    case 'relay_granted': {
+      const peer = r.str(MAX_NAME_BYTES);
+      const port = r.u16();
+      if (port === 0) throw new ShortRead('port 0');
       return {
         type,
         requestId,
-        peer: r.str(MAX_NAME_BYTES),
-        channel: r.bytes(RELAY_CHANNEL_BYTES),
+        peer,
+        port,
+        id: r.bytes(RELAY_ID_BYTES),
+        bindToken: r.bytes(RELAY_BIND_TOKEN_BYTES),
       };
-    case 'relay_data': {
-      const channel = r.bytes(RELAY_CHANNEL_BYTES);
-      return { type, requestId, channel, payload: r.bytes(r.buf.length - r.off) };
     }
+    case 'relay_bind':
+      return {
+        type,
+        requestId,
+        id: r.bytes(RELAY_ID_BYTES),
+        bindToken: r.bytes(RELAY_BIND_TOKEN_BYTES),
+      };
+    case 'relay_bound':
+      return { type, requestId, id: r.bytes(RELAY_ID_BYTES) };
     case 'punch':
     case 'punch_ack': {
       const from = r.str(MAX_NAME_BYTES);
@@ -628,7 +653,7 @@ export function padRegisterRequest(bytes: Uint8Array): Uint8Array {
   return padded;
 }
 
-/** Lower-case hex of `bytes`: the map key of a token or relay channel id, on both sides. */
+/** Lower-case hex of `bytes`: the map key of a token or relay allocation id, on both sides. */
 export function bytesKey(bytes: Uint8Array): string {
   let s = '';
   for (const b of bytes) s += b.toString(16).padStart(2, '0');

@@ -76,7 +76,8 @@ type Plain = Exclude<V2Message, { type: 'punch' | 'punch_ack' }>;
 
 const TOKEN = seq(0x10);
 const KEY = seq(0xa0);
-const CHANNEL = seq(0xc0, 8);
+const RELAY_ID = seq(0xc0, 8);
+const BIND_TOKEN = seq(0xd0, 16);
 const CANDIDATES = [
   { address: '192.168.1.20', port: 50000 },
   { address: 'fd00::1:2', port: 50000 },
@@ -220,15 +221,19 @@ const ALL_PLAIN: readonly [string, Record<string, unknown>][] = [
     'relay_allocate',
     { type: 'relay_allocate', requestId: 12, session: 'lobby-1', token: TOKEN, peer: 'bob' },
   ],
-  ['relay_allocated', { type: 'relay_allocated', requestId: 12, peer: 'bob', channel: CHANNEL }],
   [
-    'relay_data',
-    { type: 'relay_data', requestId: 0, channel: CHANNEL, payload: Uint8Array.of(1, 2, 3, 0xff) },
+    'relay_granted',
+    {
+      type: 'relay_granted',
+      requestId: 12,
+      peer: 'bob',
+      port: 40001,
+      id: RELAY_ID,
+      bindToken: BIND_TOKEN,
+    },
   ],
-  [
-    'relay_data empty',
-    { type: 'relay_data', requestId: 0, channel: CHANNEL, payload: new Uint8Array() },
-  ],
+  ['relay_bind', { type: 'relay_bind', requestId: 13, id: RELAY_ID, bindToken: BIND_TOKEN }],
+  ['relay_bound', { type: 'relay_bound', requestId: 13, id: RELAY_ID }],
 ];
 
 /**
@@ -277,6 +282,8 @@ function malformedInputs(): [string, string][] {
     ['legacy text', hex(new TextEncoder().encode('rs:lobby:2'))],
     ['version 3', `8948500301000000050000`],
     ['unknown type 0x08', withHeader(0x08, '')],
+    ['retired relay_allocated', withHeader(0x61, '03626f62c0c1c2c3c4c5c6c7')],
+    ['retired relay_data', withHeader(0x62, 'c0c1c2c3c4c5c6c7010203')],
     ['reserved relay_close', withHeader(0x63, '')],
     ['server type 0x27', withHeader(0x27, '')],
     ['trailing byte', `${registered}00`],
@@ -303,8 +310,9 @@ function malformedInputs(): [string, string][] {
     ],
     ['lobby count beyond data', withHeader(0x23, '0000000102020141')],
     ['punch without tag', hex(punch.subarray(0, punch.length - 16))],
-    ['relay_allocated short channel', withHeader(0x61, '03626f62c0c1c2')],
-    ['too large', withHeader(0x62, '00'.repeat(MAX_DATAGRAM_BYTES))],
+    ['relay_granted port 0', withHeader(0x64, `03626f620000${hex(RELAY_ID)}${hex(BIND_TOKEN)}`)],
+    ['relay_bind short secret', withHeader(0x65, `${hex(RELAY_ID)}d0d1d2`)],
+    ['too large', withHeader(0x24, '00'.repeat(MAX_DATAGRAM_BYTES))],
   ];
 }
 

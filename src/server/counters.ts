@@ -9,8 +9,10 @@ export interface ServerCounters {
   bytesIn: number;
   /** UDP payload bytes of every datagram sent, relayed ones included. */
   bytesOut: number;
-  /** v2 `relay_data` forwarded between two members (each also counts in and out). */
+  /** Datagrams the relay forwarded between two members (each also counts in and out). */
   datagramsRelayed: number;
+  /** Payload bytes of those datagrams (the relay forwards them unchanged). */
+  relayBytes: number;
   sessionsCreated: number;
   sessionsStarted: number;
   sessionsExpired: number;
@@ -26,6 +28,7 @@ export function createCounters(): ServerCounters {
     bytesIn: 0,
     bytesOut: 0,
     datagramsRelayed: 0,
+    relayBytes: 0,
     sessionsCreated: 0,
     sessionsStarted: 0,
     sessionsExpired: 0,

@@ -12,6 +12,7 @@ import {
   type SourceLimitSettings,
   SourceLimits,
 } from './source-limits.js';
+import type { RelayIo, RelayLimits, RelayPortRange } from './v2-relay.js';
 import { V2Sessions } from './v2-sessions.js';
 
 export interface RendezvousServerOptions {
@@ -31,8 +32,15 @@ export interface RendezvousServerOptions {
    * operator without old games can close that reflection path.
    */
   readonly legacy?: boolean;
-  /** Relay v2 members whose direct path failed (default true); see `V2SessionsOptions`. */
+  /**
+   * Relay v2 members without a direct path (default true); runs only with `relayIo`, the
+   * sockets of the relay ports (the shell's). See `V2SessionsOptions`.
+   */
   readonly relay?: boolean;
+  readonly relayIo?: RelayIo;
+  /** Ports the relay binds, one per relayed pair. Default `DEFAULT_RELAY_PORTS`. */
+  readonly relayPorts?: RelayPortRange;
+  readonly relayLimits?: Partial<RelayLimits>;
   /** Random bytes for v2 tokens. Default: Web Crypto `getRandomValues`. */
   readonly randomBytes?: (bytes: number) => Uint8Array;
   /** Lifecycle events (created, started, closed, expired), for logs. */
@@ -107,6 +115,9 @@ export class RendezvousServer {
     this.v2 = new V2Sessions({
       ...shared,
       relay: options.relay ?? true,
+      ...(options.relayIo === undefined ? {} : { relayIo: options.relayIo }),
+      ...(options.relayPorts === undefined ? {} : { relayPorts: options.relayPorts }),
+      ...(options.relayLimits === undefined ? {} : { relayLimits: options.relayLimits }),
       randomBytes: options.randomBytes ?? webCryptoRandomBytes,
     });
   }
@@ -136,6 +147,23 @@ export class RendezvousServer {
       // that no input reaches this line.
       countRejection(this.counters, 'internal_error');
     }
+  }
+
+  /** One datagram that arrived on relay port `port` (raw game traffic or a `relay_bind`). */
+  handleRelay(now: number, port: number, from: Endpoint, data: Uint8Array): void {
+    this.#guard(() => {
+      const relay = this.v2.relay;
+      if (relay === undefined) countRejection(this.counters, 'relay_no_allocation');
+      else relay.handle(now, port, from, data);
+    });
+  }
+
+  /** The shell bound relay port `port` (`ok`), or could not. */
+  relayPortResult(now: number, port: number, ok: boolean): void {
+    this.#guard(() => {
+      if (ok) this.v2.relay?.portOpened(now, port);
+      else this.v2.relay?.portFailed(now, port);
+    });
   }
 
   /** The earliest `now` at which `handleTimeout` has work, or `Infinity`. */

@@ -13,6 +13,12 @@ import { LogLimiter } from './log-limit.js';
 import type { MetricsServer } from './metrics.js';
 import { RendezvousServer } from './rendezvous.js';
 import type { SourceLimitSettings } from './source-limits.js';
+import {
+  DEFAULT_RELAY_PORTS,
+  type RelayIo,
+  type RelayLimits,
+  type RelayPortRange,
+} from './v2-relay.js';
 
 /** The original's port, and the CLI's default. */
 export const DEFAULT_PORT = 4000;
@@ -51,8 +57,16 @@ export interface StartServerOptions {
   readonly memoryBudgetBytes?: number;
   /** Serve the legacy text protocol beside v2 (default true); see `RendezvousServerOptions`. */
   readonly legacy?: boolean;
-  /** Relay v2 members whose direct path failed (default true). */
+  /** Relay v2 members without a direct path (default true; `--no-relay` turns it off). */
   readonly relay?: boolean;
+  /**
+   * UDP ports the relay binds on the server's address, one per relayed pair, bound when a
+   * pair asks and released when it closes (`--relay-ports LOW-HIGH`). Default
+   * `DEFAULT_RELAY_PORTS` (40000-40999). Open them in the firewall (docs/server.md).
+   */
+  readonly relayPorts?: RelayPortRange;
+  /** Caps of the relay (per allocation, per source, in total); defaults in v2-relay.ts. */
+  readonly relayLimits?: Partial<RelayLimits>;
   /** pino logger for the startup line and lifecycle events. Default: silent. */
   readonly logger?: Logger;
   /**
@@ -163,8 +177,61 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
     }
     logs.info(fields, `member ${event.type}`);
   };
+  // The relay's sockets, one per relayed pair, bound on demand beside the main socket.
+  const relaySockets = new Map<number, dgram.Socket>();
+  const relayPorts = options.relayPorts ?? DEFAULT_RELAY_PORTS;
+  const relayIo: RelayIo = {
+    open(relayPort: number): void {
+      const local = socket.address();
+      const relaySocket = dgram.createSocket(
+        local.family === 'IPv6' ? { type: 'udp6', ipv6Only: false } : { type: 'udp4' },
+      );
+      relaySockets.set(relayPort, relaySocket);
+      let listening = false;
+      relaySocket.on('error', (error) => {
+        if (listening) {
+          logger.warn({ err: error, relayPort }, 'relay socket error');
+          return;
+        }
+        // Taken by another program (or not ours to bind): the core moves to another port.
+        if (relaySockets.get(relayPort) === relaySocket) relaySockets.delete(relayPort);
+        try {
+          relaySocket.close();
+        } catch {}
+        core.relayPortResult(performance.now(), relayPort, false);
+        armTimer();
+      });
+      relaySocket.on('message', (data: Buffer, rinfo: dgram.RemoteInfo) => {
+        if (closing !== undefined) return;
+        core.handleRelay(performance.now(), relayPort, rinfo, data);
+        armTimer();
+      });
+      relaySocket.bind({ port: relayPort, address: local.address, exclusive: true }, () => {
+        listening = true;
+        core.relayPortResult(performance.now(), relayPort, true);
+        armTimer();
+      });
+    },
+    close(relayPort: number): void {
+      const relaySocket = relaySockets.get(relayPort);
+      relaySockets.delete(relayPort);
+      try {
+        relaySocket?.close();
+      } catch {}
+    },
+    send(relayPort: number, to: Endpoint, data: Uint8Array): void {
+      try {
+        relaySockets.get(relayPort)?.send(data, to.port, to.address);
+      } catch {
+        countRejection(counters, 'send_failed');
+      }
+    },
+  };
   const core = new RendezvousServer({
     outbox,
+    relayIo,
+    relayPorts,
+    ...(options.relayLimits === undefined ? {} : { relayLimits: options.relayLimits }),
     autostart,
     sessionTtlMs,
     maxSessions,
@@ -249,6 +316,7 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
       maxPlayersCap,
       legacy,
       relay,
+      ...(relay ? { relayPorts: `${relayPorts.low}-${relayPorts.high}` } : {}),
       logLevel: logger.level,
     },
     'listening',
@@ -274,6 +342,8 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
         });
       }
       await new Promise<void>((resolve) => socket.close(() => resolve()));
+      for (const relaySocket of relaySockets.values()) relaySocket.close();
+      relaySockets.clear();
       await metrics?.close();
       logs.flush();
       logger.info({ sessions, counters: core.counters }, 'closed');

@@ -1,107 +1,352 @@
 /**
- * The relay fallback of the v2 server (docs/protocol-v2.md, "Relay"): channels between two
- * members of a started session whose direct path failed. Sans-IO like the session table.
+ * The transparent relay of the v2 server (docs/protocol-v2.md, "Relay"), like a TURN
+ * allocation or noray's relay: a relayed pair of members gets one port on the relay. Each
+ * side proves with a `relay_bind` (allocation id + secret, sent from its game socket to the
+ * relay port) which source address is its own; after that, raw datagrams from exactly that
+ * source go out unchanged, from the same port, to the other side's bound source. Game
+ * transports (ENet and the like) run over it untouched: each side sees its peer as
+ * `relayAddress:port`.
  *
- * A channel has one 8-byte id per side. A `relay_data` is accepted only from the side's own
- * endpoint (the one the session validated) and goes out to the other side, same size, with
- * the other side's id: the relay cannot be aimed at a third party or amplify anything.
+ * Sans-IO: datagrams come in with the relay port they arrived on (`handle`), go out through
+ * `RelayIo.send` with the port to send from; ports are opened and closed through `RelayIo`
+ * and the shell reports back whether a bind worked (`portOpened` / `portFailed`).
+ *
+ * Rules: allocations are capabilities (random ids and secrets issued to a member of one
+ * session instance; a new session under the same name never gets or changes them); nothing
+ * is sent to a source that has not bound; one datagram out per datagram in, same bytes;
+ * capped per allocation (bytes/s, packets/s), per source address and in total.
  */
 import { type Endpoint, sameEndpoint } from '../protocol/endpoint.js';
-import { bytesKey, encodeV2, RELAY_CHANNEL_BYTES } from '../protocol/v2.js';
+import { V2_MAGIC_BYTES } from '../protocol/magic.js';
+import {
+  decodeV2,
+  encodeV2,
+  RELAY_BIND_TOKEN_BYTES,
+  RELAY_ID_BYTES,
+  V2_HEADER_BYTES,
+  V2_TYPES,
+} from '../protocol/v2.js';
 import { countRejection, type ServerCounters } from './counters.js';
 import type { Outbox } from './handler.js';
 
-/** A channel nobody sent anything through for this long is closed. */
+/** An allocation nothing was bound to or sent through for this long is closed. */
 export const RELAY_IDLE_MS = 60_000;
+/** Default relay ports (on the server's address), one per relayed pair. */
+export const DEFAULT_RELAY_PORTS: RelayPortRange = { low: 40_000, high: 40_999 };
+/** Per allocation, both directions together: a game's traffic with room to spare. */
+export const RELAY_BYTES_PER_SECOND = 2_000_000;
+export const RELAY_PACKETS_PER_SECOND = 4_000;
+/** Allocations one source address (IP) may take part in: every pair of a 32-player lobby. */
+export const RELAY_MAX_PER_SOURCE = 128;
+/** A port whose bind failed (another program holds it) is left alone this long. */
+export const RELAY_PORT_RETRY_MS = 60_000;
+/** The exact size of a `relay_bind`: header, id, secret. */
+const BIND_BYTES = V2_HEADER_BYTES + RELAY_ID_BYTES + RELAY_BIND_TOKEN_BYTES;
 
+export interface RelayPortRange {
+  readonly low: number;
+  readonly high: number;
+}
+
+/** What the relay needs done with sockets; the shell owns them. */
+export interface RelayIo {
+  /** Bind a socket on `port` (then call `portOpened` or `portFailed`). */
+  open(port: number): void;
+  close(port: number): void;
+  /** Send `data` from the socket on `port`. */
+  send(port: number, to: Endpoint, data: Uint8Array): void;
+}
+
+export interface RelayLimits {
+  /** Allocations at once (each takes one port). */
+  readonly maxAllocations: number;
+  readonly maxPerSource: number;
+  readonly bytesPerSecond: number;
+  readonly packetsPerSecond: number;
+  readonly idleMs: number;
+}
+
+/** A member as the session table knows it when it asks. */
 export interface RelayMember {
   readonly name: string;
+  /** Hex of the member's session token (a later `leave`/`close` with it closes its allocations). */
+  readonly tokenKey: string;
+  /** The member's validated endpoint towards the server. */
   readonly endpoint: Endpoint;
+  readonly isHost: boolean;
 }
 
-interface Channel {
-  readonly pairKey: string;
-  /** Side 0 is the member whose name sorts first. */
-  readonly endpoints: [Endpoint, Endpoint];
-  readonly ids: [Uint8Array, Uint8Array];
-  lastActive: number;
+export interface RelayRequest {
+  /** The session instance (never reused, unlike names). */
+  readonly instance: number;
+  readonly self: RelayMember;
+  readonly peer: RelayMember;
+  readonly requestId: number;
 }
 
-interface SideRef {
-  readonly channel: Channel;
+interface Side {
+  readonly name: string;
+  tokenKey: string;
+  control: Endpoint;
+  readonly isHost: boolean;
+  readonly id: Uint8Array;
+  readonly bindToken: Uint8Array;
+  /** The source its authenticated `relay_bind` came from; nothing is sent anywhere else. */
+  bound: Endpoint | undefined;
+}
+
+interface Waiter {
   readonly side: 0 | 1;
+  readonly requestId: number;
 }
 
-/** Tries at a fresh random channel id before the table counts as full (ids are 64-bit). */
-const ID_TRIES = 4;
+interface Allocation {
+  readonly key: string;
+  readonly instance: number;
+  port: number;
+  readonly sides: [Side, Side];
+  open: boolean;
+  closed: boolean;
+  waiters: Waiter[];
+  lastActive: number;
+  bytes: number;
+  packets: number;
+  refilledAt: number;
+}
 
-export interface RelayChannelsOptions {
+export interface RelayOptions {
+  /** The main socket: `relay_granted` and refusals go out there. */
   readonly outbox: Outbox;
+  readonly io: RelayIo;
   readonly counters: ServerCounters;
   readonly randomBytes: (bytes: number) => Uint8Array;
-  readonly maxChannels: number;
+  readonly ports: RelayPortRange;
+  readonly limits?: Partial<RelayLimits>;
 }
 
-export class RelayChannels {
+/** Why an allocation could not be had, for the `error` the session table sends. */
+export type RelayRefusal = 'full' | 'source_full' | 'no_port';
+
+/** Constant-time comparison of two secrets. */
+function sameSecret(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= (a[i] as number) ^ (b[i] as number);
+  return diff === 0;
+}
+
+/** The address part of an endpoint, IPv4-mapped IPv6 folded, for per-source caps. */
+function sourceKey(ep: Endpoint): string {
+  const a = ep.address;
+  return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
+}
+
+export class RelayAllocations {
   readonly #outbox: Outbox;
+  readonly #io: RelayIo;
   readonly #counters: ServerCounters;
   readonly #randomBytes: (bytes: number) => Uint8Array;
-  readonly #maxChannels: number;
-  readonly #byPair = new Map<string, Channel>();
-  readonly #byId = new Map<string, SideRef>();
-  /** When idle channels are next swept (Infinity while there are none). */
+  readonly #ports: RelayPortRange;
+  readonly #limits: RelayLimits;
+  readonly #byKey = new Map<string, Allocation>();
+  readonly #byPort = new Map<number, Allocation>();
+  readonly #byInstance = new Map<number, Set<Allocation>>();
+  readonly #bySource = new Map<string, number>();
+  /** Ports whose bind failed, until when they are left alone. */
+  readonly #failedPorts = new Map<number, number>();
+  #cursor: number;
   #sweepAt = Number.POSITIVE_INFINITY;
 
-  constructor(options: RelayChannelsOptions) {
+  constructor(options: RelayOptions) {
     this.#outbox = options.outbox;
+    this.#io = options.io;
     this.#counters = options.counters;
     this.#randomBytes = options.randomBytes;
-    this.#maxChannels = options.maxChannels;
+    const { low, high } = options.ports;
+    if (
+      !(Number.isInteger(low) && Number.isInteger(high) && low >= 1 && high <= 65535 && low <= high)
+    ) {
+      throw new RangeError(`relay ports must be 1-65535, low <= high (got ${low}-${high})`);
+    }
+    this.#ports = { low, high };
+    const portCount = high - low + 1;
+    const l = options.limits ?? {};
+    this.#limits = {
+      maxAllocations: Math.min(l.maxAllocations ?? portCount, portCount),
+      maxPerSource: l.maxPerSource ?? RELAY_MAX_PER_SOURCE,
+      bytesPerSecond: l.bytesPerSecond ?? RELAY_BYTES_PER_SECOND,
+      packetsPerSecond: l.packetsPerSecond ?? RELAY_PACKETS_PER_SECOND,
+      idleMs: l.idleMs ?? RELAY_IDLE_MS,
+    };
+    this.#cursor = low;
   }
 
+  /** Open allocations (relay channels), one port each. */
   get size(): number {
-    return this.#byPair.size;
+    return this.#byKey.size;
+  }
+
+  get limits(): RelayLimits {
+    return this.#limits;
   }
 
   /**
-   * The channel between `self` and `peer` of `session` (made on the first ask, the same one
-   * for both sides after), and `self`'s id in it; undefined when the table is full.
+   * Grants `self` an allocation towards `peer` (the same port and allocation for both sides
+   * of the pair of this session instance; asking again repeats the grant). The answer
+   * (`relay_granted`) goes to `self.endpoint` once the port is open. Returns a refusal when
+   * the relay is full; the caller answers it.
    */
-  open(now: number, session: string, self: RelayMember, peer: RelayMember): Uint8Array | undefined {
-    const [first, second] = self.name < peer.name ? [self, peer] : [peer, self];
-    const pairKey = `${session}\u0000${first.name}\u0000${second.name}`;
-    let channel = this.#byPair.get(pairKey);
-    if (channel === undefined) {
-      if (this.#byPair.size >= this.#maxChannels) return undefined;
-      channel = this.#create(pairKey, now);
-      if (channel === undefined) return undefined;
+  allocate(now: number, req: RelayRequest): RelayRefusal | undefined {
+    const [first, second] =
+      req.self.name < req.peer.name ? [req.self, req.peer] : [req.peer, req.self];
+    const key = `${req.instance}\u0000${first.name}\u0000${second.name}`;
+    const sideIndex: 0 | 1 = req.self === first ? 0 : 1;
+    let alloc = this.#byKey.get(key);
+    if (alloc === undefined) {
+      if (this.#byKey.size >= this.#limits.maxAllocations) return 'full';
+      for (const m of [first, second]) {
+        if ((this.#bySource.get(sourceKey(m.endpoint)) ?? 0) >= this.#limits.maxPerSource) {
+          return 'source_full';
+        }
+      }
+      const port = this.#freePort(now);
+      if (port === undefined) return 'no_port';
+      alloc = {
+        key,
+        instance: req.instance,
+        port,
+        sides: [this.#side(first), this.#side(second)],
+        open: false,
+        closed: false,
+        waiters: [],
+        lastActive: now,
+        bytes: this.#limits.bytesPerSecond,
+        packets: this.#limits.packetsPerSecond,
+        refilledAt: now,
+      };
+      this.#byKey.set(key, alloc);
+      this.#byPort.set(port, alloc);
+      let set = this.#byInstance.get(req.instance);
+      if (set === undefined) {
+        set = new Set();
+        this.#byInstance.set(req.instance, set);
+      }
+      set.add(alloc);
+      for (const s of alloc.sides) this.#addSource(s.control, 1);
+      if (!Number.isFinite(this.#sweepAt)) this.#sweepAt = now + this.#limits.idleMs / 2;
+      this.#io.open(port);
     }
-    channel.lastActive = now;
-    // Endpoints as the session knows them now (a member may have been re-mapped since).
-    channel.endpoints[0] = first.endpoint;
-    channel.endpoints[1] = second.endpoint;
-    return channel.ids[self === first ? 0 : 1];
+    // The session knows the member's endpoint and token now (it may have been re-mapped).
+    const side = alloc.sides[sideIndex];
+    if (!sameEndpoint(side.control, req.self.endpoint)) {
+      this.#addSource(side.control, -1);
+      side.control = req.self.endpoint;
+      this.#addSource(side.control, 1);
+    }
+    side.tokenKey = req.self.tokenKey;
+    alloc.lastActive = now;
+    if (alloc.open) this.#grant(alloc, sideIndex, req.requestId);
+    else if (!alloc.waiters.some((w) => w.side === sideIndex && w.requestId === req.requestId)) {
+      alloc.waiters.push({ side: sideIndex, requestId: req.requestId });
+    }
+    return undefined;
   }
 
-  /** Forwards one `relay_data` from `from`; drops (and counts) anything else. */
-  forward(now: number, from: Endpoint, channelId: Uint8Array, payload: Uint8Array): void {
-    const ref = this.#byId.get(bytesKey(channelId));
-    if (ref === undefined) {
-      countRejection(this.#counters, 'v2_relay_unknown_channel');
+  /** The shell bound `port`: pending grants on it go out. */
+  portOpened(_now: number, port: number): void {
+    const alloc = this.#byPort.get(port);
+    if (alloc === undefined || alloc.open) return;
+    alloc.open = true;
+    for (const w of alloc.waiters) this.#grant(alloc, w.side, w.requestId);
+    alloc.waiters = [];
+  }
+
+  /** The shell could not bind `port` (another program holds it): move to another one. */
+  portFailed(now: number, port: number): void {
+    countRejection(this.#counters, 'relay_port_failed');
+    this.#failedPorts.set(port, now + RELAY_PORT_RETRY_MS);
+    const alloc = this.#byPort.get(port);
+    if (alloc === undefined || alloc.open) return;
+    this.#byPort.delete(port);
+    const next = this.#freePort(now);
+    if (next === undefined) {
+      // No grant went out for it yet: the askers' retries get `relay_unavailable`.
+      this.#close(alloc, false);
       return;
     }
-    const { channel, side } = ref;
-    if (!sameEndpoint(channel.endpoints[side], from)) {
-      countRejection(this.#counters, 'v2_relay_wrong_sender');
+    alloc.port = next;
+    this.#byPort.set(next, alloc);
+    this.#io.open(next);
+  }
+
+  /** One datagram that arrived on relay `port` from `from`. Never throws. */
+  handle(now: number, port: number, from: Endpoint, data: Uint8Array): void {
+    this.#counters.datagramsIn++;
+    this.#counters.bytesIn += data.length;
+    const alloc = this.#byPort.get(port);
+    if (alloc === undefined || !alloc.open) {
+      countRejection(this.#counters, 'relay_no_allocation');
       return;
     }
-    channel.lastActive = now;
-    const other = side === 0 ? 1 : 0;
+    if (data.length === BIND_BYTES && data[V2_MAGIC_BYTES] === V2_TYPES.relay_bind) {
+      const decoded = decodeV2(data);
+      if (decoded.ok && decoded.msg.type === 'relay_bind') {
+        this.#bind(now, alloc, from, decoded.msg.id, decoded.msg.bindToken, decoded.msg.requestId);
+        return;
+      }
+    }
+    let s: 0 | 1;
+    if (alloc.sides[0].bound !== undefined && sameEndpoint(alloc.sides[0].bound, from)) s = 0;
+    else if (alloc.sides[1].bound !== undefined && sameEndpoint(alloc.sides[1].bound, from)) s = 1;
+    else {
+      countRejection(this.#counters, 'relay_unbound_source');
+      return;
+    }
+    const to = alloc.sides[s === 0 ? 1 : 0].bound;
+    if (to === undefined) {
+      countRejection(this.#counters, 'relay_peer_unbound');
+      return;
+    }
+    if (!this.#spend(now, alloc, data.length)) {
+      countRejection(this.#counters, 'relay_rate_limited');
+      return;
+    }
+    alloc.lastActive = now;
     this.#counters.datagramsRelayed++;
-    this.#outbox.send(
-      channel.endpoints[other],
-      encodeV2({ type: 'relay_data', requestId: 0, channel: channel.ids[other], payload }),
-    );
+    this.#counters.relayBytes += data.length;
+    this.#send(alloc.port, to, data);
+  }
+
+  /** A member of a live session left: its allocations close. */
+  closeMember(instance: number, name: string): void {
+    for (const alloc of [...(this.#byInstance.get(instance) ?? [])]) {
+      if (alloc.sides.some((s) => s.name === name)) this.#close(alloc);
+    }
+  }
+
+  /** A session ended (closed, expired, its host left): every allocation of it closes. */
+  closeSession(instance: number): void {
+    for (const alloc of [...(this.#byInstance.get(instance) ?? [])]) this.#close(alloc);
+  }
+
+  /**
+   * A `leave` (or the host's `close`, `wholeSession`) for a session the table already forgot:
+   * the member's allocations (or all of the session's) close, when the token is the one the
+   * member asked with and the request comes from its endpoint. Returns whether any closed.
+   */
+  closeByToken(tokenKey: string, from: Endpoint, wholeSession: boolean): boolean {
+    let closed = false;
+    for (const alloc of [...this.#byKey.values()]) {
+      if (alloc.closed) continue;
+      const side = alloc.sides.find(
+        (s) => s.tokenKey === tokenKey && sameEndpoint(s.control, from),
+      );
+      if (side === undefined) continue;
+      closed = true;
+      if (wholeSession && side.isHost) this.closeSession(alloc.instance);
+      else this.#close(alloc);
+    }
+    return closed;
   }
 
   nextDeadline(): number {
@@ -110,41 +355,123 @@ export class RelayChannels {
 
   handleTimeout(now: number): void {
     if (now < this.#sweepAt) return;
-    for (const channel of [...this.#byPair.values()]) {
-      if (now >= channel.lastActive + RELAY_IDLE_MS) this.#close(channel);
+    for (const alloc of [...this.#byKey.values()]) {
+      if (now >= alloc.lastActive + this.#limits.idleMs) this.#close(alloc);
     }
-    this.#sweepAt = this.#byPair.size > 0 ? now + RELAY_IDLE_MS / 2 : Number.POSITIVE_INFINITY;
+    this.#sweepAt = this.#byKey.size > 0 ? now + this.#limits.idleMs / 2 : Number.POSITIVE_INFINITY;
   }
 
+  /** Closes everything (server shutdown). */
   clear(): void {
-    this.#byPair.clear();
-    this.#byId.clear();
+    for (const alloc of [...this.#byKey.values()]) this.#close(alloc);
     this.#sweepAt = Number.POSITIVE_INFINITY;
   }
 
-  #create(pairKey: string, now: number): Channel | undefined {
-    const a = this.#newId();
-    const b = this.#newId();
-    if (a === undefined || b === undefined || bytesKey(a) === bytesKey(b)) return undefined;
-    const unset = { address: '', port: 0 };
-    const channel: Channel = { pairKey, endpoints: [unset, unset], ids: [a, b], lastActive: now };
-    this.#byPair.set(pairKey, channel);
-    this.#byId.set(bytesKey(a), { channel, side: 0 });
-    this.#byId.set(bytesKey(b), { channel, side: 1 });
-    if (!Number.isFinite(this.#sweepAt)) this.#sweepAt = now + RELAY_IDLE_MS / 2;
-    return channel;
+  #side(m: RelayMember): Side {
+    return {
+      name: m.name,
+      tokenKey: m.tokenKey,
+      control: m.endpoint,
+      isHost: m.isHost,
+      id: this.#randomBytes(RELAY_ID_BYTES),
+      bindToken: this.#randomBytes(RELAY_BIND_TOKEN_BYTES),
+      bound: undefined,
+    };
   }
 
-  #newId(): Uint8Array | undefined {
-    for (let i = 0; i < ID_TRIES; i++) {
-      const id = this.#randomBytes(RELAY_CHANNEL_BYTES);
-      if (!this.#byId.has(bytesKey(id))) return id;
+  #grant(alloc: Allocation, side: 0 | 1, requestId: number): void {
+    const s = alloc.sides[side];
+    const peer = alloc.sides[side === 0 ? 1 : 0];
+    this.#outbox.send(
+      s.control,
+      encodeV2({
+        type: 'relay_granted',
+        requestId,
+        peer: peer.name,
+        port: alloc.port,
+        id: s.id,
+        bindToken: s.bindToken,
+      }),
+    );
+  }
+
+  #bind(
+    now: number,
+    alloc: Allocation,
+    from: Endpoint,
+    id: Uint8Array,
+    bindToken: Uint8Array,
+    requestId: number,
+  ): void {
+    const side = alloc.sides.find(
+      (s) => sameSecret(s.id, id) && sameSecret(s.bindToken, bindToken),
+    );
+    if (side === undefined) {
+      countRejection(this.#counters, 'relay_bad_bind');
+      return;
+    }
+    if (side.bound !== undefined && !sameEndpoint(side.bound, from)) {
+      // Its NAT re-mapped it (or it bound from another socket): the latest proof wins.
+      countRejection(this.#counters, 'relay_rebind');
+    }
+    side.bound = from;
+    alloc.lastActive = now;
+    // 17 bytes in answer to 33: the relay answers no more than it was sent.
+    this.#send(alloc.port, from, encodeV2({ type: 'relay_bound', requestId, id }));
+  }
+
+  #send(port: number, to: Endpoint, data: Uint8Array): void {
+    this.#counters.datagramsOut++;
+    this.#counters.bytesOut += data.length;
+    this.#io.send(port, to, data);
+  }
+
+  /** Token buckets of the allocation (1 s of burst); false when the datagram is over. */
+  #spend(now: number, alloc: Allocation, bytes: number): boolean {
+    const { bytesPerSecond, packetsPerSecond } = this.#limits;
+    const elapsed = Math.max(0, now - alloc.refilledAt) / 1000;
+    alloc.refilledAt = now;
+    alloc.bytes = Math.min(bytesPerSecond, alloc.bytes + elapsed * bytesPerSecond);
+    alloc.packets = Math.min(packetsPerSecond, alloc.packets + elapsed * packetsPerSecond);
+    if (alloc.packets < 1 || alloc.bytes < bytes) return false;
+    alloc.packets -= 1;
+    alloc.bytes -= bytes;
+    return true;
+  }
+
+  #freePort(now: number): number | undefined {
+    const { low, high } = this.#ports;
+    const count = high - low + 1;
+    for (let i = 0; i < count; i++) {
+      const port = this.#cursor;
+      this.#cursor = port >= high ? low : port + 1;
+      if (this.#byPort.has(port)) continue;
+      const failedUntil = this.#failedPorts.get(port);
+      if (failedUntil !== undefined) {
+        if (failedUntil > now) continue;
+        this.#failedPorts.delete(port);
+      }
+      return port;
     }
     return undefined;
   }
 
-  #close(channel: Channel): void {
-    this.#byPair.delete(channel.pairKey);
-    for (const id of channel.ids) this.#byId.delete(bytesKey(id));
+  #addSource(ep: Endpoint, delta: number): void {
+    const k = sourceKey(ep);
+    const n = (this.#bySource.get(k) ?? 0) + delta;
+    if (n <= 0) this.#bySource.delete(k);
+    else this.#bySource.set(k, n);
+  }
+
+  #close(alloc: Allocation, portOpen = true): void {
+    if (alloc.closed) return;
+    alloc.closed = true;
+    this.#byKey.delete(alloc.key);
+    if (this.#byPort.get(alloc.port) === alloc) this.#byPort.delete(alloc.port);
+    const set = this.#byInstance.get(alloc.instance);
+    set?.delete(alloc);
+    if (set?.size === 0) this.#byInstance.delete(alloc.instance);
+    for (const s of alloc.sides) this.#addSource(s.control, -1);
+    if (portOpen) this.#io.close(alloc.port);
   }
 }

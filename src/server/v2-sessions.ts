@@ -30,7 +30,14 @@ import { countRejection, type ServerCounters } from './counters.js';
 import type { Outbox, ProtocolHandler } from './handler.js';
 import type { SessionLifecycleEvent } from './lifecycle.js';
 import { MEMORY_COSTS, type SourceLimits, sourceKey } from './source-limits.js';
-import { RelayChannels } from './v2-relay.js';
+import {
+  DEFAULT_RELAY_PORTS,
+  RelayAllocations,
+  type RelayIo,
+  type RelayLimits,
+  type RelayPortRange,
+  type RelayRefusal,
+} from './v2-relay.js';
 
 /** First re-push of `peers` to a member that has not acked them; doubles each time. */
 export const PEERS_RETRY_FIRST_MS = 150;
@@ -90,8 +97,16 @@ export interface V2SessionsOptions {
   readonly maxSessions: number;
   readonly maxPlayersCap: number;
   readonly autostart: boolean;
-  /** Relay between members whose direct path failed (docs/protocol-v2.md). Default true. */
+  /**
+   * Relay between members without a direct path (docs/protocol-v2.md, "Relay"). Default
+   * true, but the relay runs only with `relayIo` (the sockets of its ports).
+   */
   readonly relay?: boolean;
+  /** The relay's sockets (the shell's); without it the server does not relay. */
+  readonly relayIo?: RelayIo;
+  /** Ports the relay may bind, one per relayed pair. Default `DEFAULT_RELAY_PORTS`. */
+  readonly relayPorts?: RelayPortRange;
+  readonly relayLimits?: Partial<RelayLimits>;
   /** Session state changes, for the shell's logs (never per datagram). Default: none. */
   readonly onLifecycle?: (event: SessionLifecycleEvent) => void;
   /** Per-source quotas and the memory budget (docs/security.md). Default: none. */
@@ -129,6 +144,8 @@ interface Member {
 
 interface Session {
   readonly name: string;
+  /** Unique per session ever made here: relay allocations belong to it, not to the name. */
+  readonly instance: number;
   /** The host's source, charged for the session until it is forgotten. */
   readonly source: string;
   /** Bytes charged for the session itself (members are charged on their own). */
@@ -186,6 +203,21 @@ function memberBytes(msg: Extract<V2Message, { type: 'host' | 'join' }>): number
   );
 }
 
+const RELAY_REFUSALS: Record<RelayRefusal, string> = {
+  full: 'The relay holds its maximum of allocations.',
+  source_full: 'Too many relay allocations for this address.',
+  no_port: 'The relay has no free port.',
+};
+
+function relayMember(m: Member): {
+  name: string;
+  tokenKey: string;
+  endpoint: Endpoint;
+  isHost: boolean;
+} {
+  return { name: m.name, tokenKey: bytesKey(m.token), endpoint: m.endpoint, isHost: m.isHost };
+}
+
 function sameToken(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   let diff = 0;
@@ -203,7 +235,8 @@ export class V2Sessions implements ProtocolHandler {
   readonly #autostart: boolean;
   readonly #onLifecycle: ((event: SessionLifecycleEvent) => void) | undefined;
   /** Undefined on a server that does not relay. */
-  readonly #relay: RelayChannels | undefined;
+  readonly #relay: RelayAllocations | undefined;
+  #instances = 0;
   /**
    * Members of recently started sessions by token (hex), for relay requests. Insertion
    * order is expiry order (the window is constant), so expiry pops from the front.
@@ -238,13 +271,15 @@ export class V2Sessions implements ProtocolHandler {
     this.#onLifecycle = options.onLifecycle;
     this.#limits = options.limits;
     this.#relay =
-      options.relay === false
+      options.relay === false || options.relayIo === undefined
         ? undefined
-        : new RelayChannels({
+        : new RelayAllocations({
             outbox: options.outbox,
+            io: options.relayIo,
             counters: options.counters,
             randomBytes: options.randomBytes,
-            maxChannels: options.maxSessions,
+            ports: options.relayPorts ?? DEFAULT_RELAY_PORTS,
+            ...(options.relayLimits === undefined ? {} : { limits: options.relayLimits }),
           });
   }
 
@@ -261,6 +296,11 @@ export class V2Sessions implements ProtocolHandler {
 
   get sessionCount(): number {
     return this.#sessions.size;
+  }
+
+  /** The relay (its allocations and ports), or undefined on a server that does not relay. */
+  get relay(): RelayAllocations | undefined {
+    return this.#relay;
   }
 
   handle(now: number, from: Endpoint, data: Uint8Array): void {
@@ -293,9 +333,9 @@ export class V2Sessions implements ProtocolHandler {
       case 'relay_allocate':
         this.#relayAllocate(now, from, msg);
         return;
-      case 'relay_data':
-        if (this.#relay) this.#relay.forward(now, from, msg.channel, msg.payload);
-        else countRejection(this.#counters, 'v2_relay_unavailable');
+      case 'relay_bind':
+        // Binds go to a relay port, never to the server's own.
+        countRejection(this.#counters, 'v2_relay_bind_to_server');
         return;
       default:
         // Server pushes or peer messages sent to the server: never answer (no reflection loops).
@@ -316,6 +356,11 @@ export class V2Sessions implements ProtocolHandler {
     }
     const session = this.#sessions.get(msg.session);
     if (session === undefined) {
+      // A game that ends long after its start says goodbye to a session the table forgot:
+      // its relay allocations go with it.
+      if (msg.type === 'leave' || msg.type === 'close') {
+        this.#relay?.closeByToken(bytesKey(msg.token), from, msg.type === 'close');
+      }
       this.#refuse(from, msg.requestId, 'session_not_found', 'No such session.');
       return;
     }
@@ -363,6 +408,7 @@ export class V2Sessions implements ProtocolHandler {
         } else {
           // The others may be punching it: tell them it is gone, not behind a NAT.
           this.#peerLeft(session, member, 'left');
+          this.#relay?.closeMember(session.instance, member.name);
           this.#forgetIfAllAcked(session);
         }
         return;
@@ -402,20 +448,15 @@ export class V2Sessions implements ProtocolHandler {
       this.#refuse(from, msg.requestId, code, message);
       return;
     }
-    const channel = relay.open(now, session.name, member, peer);
-    if (channel === undefined) {
-      this.#refuse(
-        from,
-        msg.requestId,
-        'relay_unavailable',
-        'The relay holds its maximum of channels.',
-      );
-      return;
+    const refused = relay.allocate(now, {
+      instance: session.instance,
+      self: relayMember(member),
+      peer: relayMember(peer),
+      requestId: msg.requestId,
+    });
+    if (refused !== undefined) {
+      this.#refuse(from, msg.requestId, 'relay_unavailable', RELAY_REFUSALS[refused]);
     }
-    this.#send(
-      from,
-      encodeV2({ type: 'relay_allocated', requestId: msg.requestId, peer: peer.name, channel }),
-    );
   }
 
   #relayRefusal(
@@ -509,6 +550,7 @@ export class V2Sessions implements ProtocolHandler {
     const host = this.#member(now, msg, true, from, source, hostBytes);
     const session: Session = {
       name: msg.session,
+      instance: ++this.#instances,
       source,
       bytes: sessionBytes,
       maxPlayers: msg.maxPlayers,
@@ -781,6 +823,7 @@ export class V2Sessions implements ProtocolHandler {
     code: ErrorCode = 'session_closed',
   ): void {
     this.#lifecycle(expired ? 'expired' : 'closed', session, reason);
+    this.#relay?.closeSession(session.instance);
     const bytes = encodeV2({ type: 'closed', requestId: 0, code, reason });
     for (const m of session.members) {
       if (m.validated && m !== except) this.#send(m.endpoint, bytes);

@@ -135,6 +135,8 @@ export function simulateTraversal(options: SimulateTraversalOptions = {}): Simul
       random: seededRandom(seed * 31 + i),
       send: (to, data) => socket.send(to, data),
       punchBudgetMs: options.punchBudgetMs,
+      // The simulated server has no relay ports: the simulator measures direct punching.
+      relay: false,
       onEvent: (ev) => {
         run.events.push(ev.type);
         if (ev.type === 'punched') {

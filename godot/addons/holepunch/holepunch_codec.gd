@@ -7,7 +7,7 @@ extends RefCounted
 ##
 ## Messages are Dictionaries keyed by the spec's field names: [code]type[/code] (a String such
 ## as [code]"host"[/code]), [code]requestId[/code], then the type's fields. Byte fields
-## (token, punchKey, channel, tag, payload) are [PackedByteArray]; an endpoint is
+## (token, punchKey, id, bindToken, tag) are [PackedByteArray]; an endpoint is
 ## [code]{"address": String, "port": int}[/code]; a peer is
 ## [code]{"name", "nickname", "isHost", "publicEndpoint", "candidates"}[/code].
 ## [method decode] never fails loudly on untrusted input: it returns
@@ -21,7 +21,8 @@ const MAX_DATAGRAM_BYTES := 1200
 const TOKEN_BYTES := 16
 const PUNCH_KEY_BYTES := 16
 const TAG_BYTES := 16
-const RELAY_CHANNEL_BYTES := 8
+const RELAY_ID_BYTES := 8
+const RELAY_BIND_TOKEN_BYTES := 16
 const MAX_SESSION_BYTES := 64
 const MAX_NAME_BYTES := 32
 const MAX_NICKNAME_BYTES := 32
@@ -32,7 +33,7 @@ const MAX_CANDIDATES := 4
 const MIN_PLAYERS := 2
 const MAX_PLAYERS_WIRE := 32
 
-## Message type codes (the spec's section 2). 0x63 (relay_close) is reserved.
+## Message type codes (the spec's section 2). 0x61-0x63 (the wrapped relay's) are retired.
 const TYPES := {
 	"host": 0x01,
 	"join": 0x02,
@@ -51,8 +52,9 @@ const TYPES := {
 	"punch": 0x40,
 	"punch_ack": 0x41,
 	"relay_allocate": 0x60,
-	"relay_allocated": 0x61,
-	"relay_data": 0x62,
+	"relay_granted": 0x64,
+	"relay_bind": 0x65,
+	"relay_bound": 0x66,
 }
 
 ## The stable error codes of src/errors.ts, in its order.
@@ -151,12 +153,16 @@ static func encode(msg: Dictionary) -> PackedByteArray:
 			w.text(msg.session, MAX_SESSION_BYTES)
 			w.fixed(msg.token, TOKEN_BYTES)
 			w.text(msg.peer, MAX_NAME_BYTES)
-		"relay_allocated":
+		"relay_granted":
 			w.text(msg.peer, MAX_NAME_BYTES)
-			w.fixed(msg.channel, RELAY_CHANNEL_BYTES)
-		"relay_data":
-			w.fixed(msg.channel, RELAY_CHANNEL_BYTES)
-			w.bytes(msg.payload)
+			w.u16(msg.port)
+			w.fixed(msg.id, RELAY_ID_BYTES)
+			w.fixed(msg.bindToken, RELAY_BIND_TOKEN_BYTES)
+		"relay_bind":
+			w.fixed(msg.id, RELAY_ID_BYTES)
+			w.fixed(msg.bindToken, RELAY_BIND_TOKEN_BYTES)
+		"relay_bound":
+			w.fixed(msg.id, RELAY_ID_BYTES)
 	return w.done()
 
 
@@ -342,12 +348,18 @@ static func _read_body(r: _Reader, type_name: String, request_id: int) -> Dictio
 			msg.session = r.text(MAX_SESSION_BYTES)
 			msg.token = r.bytes(TOKEN_BYTES)
 			msg.peer = r.text(MAX_NAME_BYTES)
-		"relay_allocated":
+		"relay_granted":
 			msg.peer = r.text(MAX_NAME_BYTES)
-			msg.channel = r.bytes(RELAY_CHANNEL_BYTES)
-		"relay_data":
-			msg.channel = r.bytes(RELAY_CHANNEL_BYTES)
-			msg.payload = r.bytes(maxi(0, r.buf.size() - r.off))
+			msg.port = r.u16()
+			if msg.port == 0:
+				r.fail("port 0")
+			msg.id = r.bytes(RELAY_ID_BYTES)
+			msg.bindToken = r.bytes(RELAY_BIND_TOKEN_BYTES)
+		"relay_bind":
+			msg.id = r.bytes(RELAY_ID_BYTES)
+			msg.bindToken = r.bytes(RELAY_BIND_TOKEN_BYTES)
+		"relay_bound":
+			msg.id = r.bytes(RELAY_ID_BYTES)
 		"punch", "punch_ack":
 			msg.from = r.text(MAX_NAME_BYTES)
 			msg.to = r.text(MAX_NAME_BYTES)
