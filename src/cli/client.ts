@@ -52,8 +52,9 @@ Options:
   --timeout MS           fail if not punched within MS (default 60000)
   --local-port PORT      local UDP port (default: ephemeral)
   --finalize-after MS    host: exchange peers after MS even if the lobby is not full
-  --relay                reach peers the punch cannot through the server's relay
-                         (path "relay") instead of failing with punch_failed
+  --no-relay             do not use the server's relay for peers without a direct
+                         path (by default they play through it, path "relay");
+                         --relay is accepted and changes nothing
   --json                 one JSON object per line on stdout
   -h, --help             show this help
 
@@ -110,6 +111,7 @@ export function parseClientArgs(argv: readonly string[]): Parsed {
         'finalize-after': { type: 'string' },
         json: { type: 'boolean' },
         relay: { type: 'boolean' },
+        'no-relay': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -145,7 +147,7 @@ export function parseClientArgs(argv: readonly string[]): Parsed {
             ? undefined
             : intOption(finalize, 'finalize-after', 0, 2 ** 31 - 1, 0),
         json: values.json === true,
-        relay: values.relay === true,
+        relay: values['no-relay'] !== true,
       },
     };
   } catch (err) {
