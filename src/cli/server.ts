@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 // `holepunch-server [PORT [AUTOSTART]] [options]`: the original's `./server.py PORT AUTOSTART`
 // plus flags. Logs are JSON lines (pino) on stdout; the first is `"msg":"listening"`.
+import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { type Level, pino } from 'pino';
 import { DEFAULT_MAX_PLAYERS_CAP, LEGACY_MAX_PLAYERS } from '../protocol/legacy.js';
-import { DEFAULT_MEMORY_BUDGET_SHARE, UNLIMITED_SOURCES } from '../server/source-limits.js';
 import { DEFAULT_MAX_SESSIONS, SESSION_TTL_MS } from '../server/legacy-sessions.js';
 import {
   DEFAULT_METRICS_HOST,
@@ -12,6 +12,7 @@ import {
   type RunningServer,
   startServer,
 } from '../server/shell.js';
+import { DEFAULT_MEMORY_BUDGET_SHARE, UNLIMITED_SOURCES } from '../server/source-limits.js';
 
 /** Exit code for invalid arguments (as most Unix tools). */
 const EXIT_USAGE = 2;
@@ -57,6 +58,9 @@ Options:
   --metrics-port PORT    serve Prometheus metrics on http://HOST:PORT/metrics and a
                          health check on /healthz (default: no HTTP listener)
   --metrics-host ADDRESS bind address of the metrics listener (default ${DEFAULT_METRICS_HOST})
+  --alt-address ADDRESS  a second IP address of this machine from which NAT probes
+                         are answered (holepunch-client doctor); needs --host
+  --alt-port PORT        a second UDP port from which NAT probes are answered
   -h, --help             show this help and exit
 
 Environment: every option and argument can also be given as HOLEPUNCH_ and its
@@ -64,7 +68,7 @@ name in capitals, dashes as underscores: HOLEPUNCH_PORT, HOLEPUNCH_AUTOSTART,
 HOLEPUNCH_HOST, HOLEPUNCH_SESSION_TTL, HOLEPUNCH_MAX_SESSIONS,
 HOLEPUNCH_MAX_PLAYERS, HOLEPUNCH_LOG_LEVEL, HOLEPUNCH_NO_LEGACY,
 HOLEPUNCH_NO_RELAY (1/true/yes or 0/false/no), HOLEPUNCH_METRICS_PORT,
-HOLEPUNCH_METRICS_HOST. The command line wins; an empty variable is unset.
+HOLEPUNCH_METRICS_HOST, HOLEPUNCH_ALT_ADDRESS, HOLEPUNCH_ALT_PORT. The command line wins; an empty variable is unset.
 
 Logs are JSON lines on stdout. SIGINT/SIGTERM/SIGHUP: members of open sessions
 are told close:Server shutting down, then the server exits with code 0.
@@ -84,6 +88,8 @@ interface ServerCliOptions {
   readonly logLevel: Level | 'silent';
   readonly metricsPort: number | undefined;
   readonly metricsHost: string;
+  readonly altAddress: string | undefined;
+  readonly altPort: number | undefined;
 }
 
 type ParsedArgs =
@@ -110,7 +116,9 @@ type StringFlag =
   | 'max-players'
   | 'log-level'
   | 'metrics-port'
-  | 'metrics-host';
+  | 'metrics-host'
+  | 'alt-address'
+  | 'alt-port';
 
 function parseServerArgs(
   argv: readonly string[],
@@ -224,6 +232,24 @@ function parseServerArgs(
   if (metricsHost.text === '') {
     return { kind: 'error', message: '--metrics-host must not be empty' };
   }
+  const altAddress = setting('alt-address');
+  if (altAddress.text !== undefined && isIP(altAddress.text) === 0) {
+    return { kind: 'error', message: `${altAddress.label} must be an IP address` };
+  }
+  if (altAddress.text !== undefined && (host.text === undefined || isIP(host.text) === 0)) {
+    return {
+      kind: 'error',
+      message: `${altAddress.label} needs --host with the main IP address (replies leave from the address they were sent to)`,
+    };
+  }
+  let altPort: number | undefined;
+  const alt = setting('alt-port');
+  if (alt.text !== undefined) {
+    if (!INTEGER.test(alt.text) || Number(alt.text) < 1 || Number(alt.text) > 65535) {
+      return { kind: 'error', message: `${alt.label} must be an integer 1-65535` };
+    }
+    altPort = Number(alt.text);
+  }
   const noLegacy = flagOn('no-legacy');
   if (typeof noLegacy === 'string') return { kind: 'error', message: noLegacy };
   const noRelay = flagOn('no-relay');
@@ -246,6 +272,8 @@ function parseServerArgs(
       logLevel: logLevel as Level | 'silent',
       metricsPort,
       metricsHost: metricsHost.text ?? DEFAULT_METRICS_HOST,
+      altAddress: altAddress.text,
+      altPort,
     },
   };
 }
@@ -267,6 +295,8 @@ function parseArgsStrict(argv: readonly string[]) {
       'no-relay': { type: 'boolean' },
       'metrics-port': { type: 'string' },
       'metrics-host': { type: 'string' },
+      'alt-address': { type: 'string' },
+      'alt-port': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -308,6 +338,8 @@ async function main(): Promise<void> {
       ...(options.metricsPort === undefined
         ? {}
         : { metricsPort: options.metricsPort, metricsHost: options.metricsHost }),
+      ...(options.altAddress === undefined ? {} : { altAddress: options.altAddress }),
+      ...(options.altPort === undefined ? {} : { altPort: options.altPort }),
     });
   } catch (error) {
     logger.fatal({ err: error }, 'cannot start');

@@ -23,3 +23,19 @@ export function isLoopbackAddress(address: string): boolean {
   if (address === '::1') return true;
   return address.length > 11 && address.slice(0, 11).toLowerCase() === '::ffff:127.';
 }
+
+/**
+ * The address as the peer itself would write it: an IPv4-mapped IPv6 address
+ * (`::ffff:1.2.3.4`, what a dual-stack socket reports for IPv4 senders) as plain IPv4;
+ * anything else unchanged.
+ */
+export function unmappedAddress(address: string): string {
+  if (
+    address.length > 7 &&
+    address.slice(0, 7).toLowerCase() === '::ffff:' &&
+    address.includes('.')
+  ) {
+    return address.slice(7);
+  }
+  return address;
+}

@@ -50,7 +50,18 @@ export const V2_TYPES = {
   relay_granted: 0x64,
   relay_bind: 0x65,
   relay_bound: 0x66,
+  probe: 0x70,
+  probe_reply: 0x71,
 } as const;
+
+/**
+ * Every `probe` is exactly this long (padded with zeros): its reply is at most 105 bytes, so
+ * a server answering probes from anyone sends less than twice what it received.
+ */
+export const PROBE_BYTES = 64;
+/** `probe` flags: answer from the server's alternate address, alternate port (RFC 5780). */
+export const PROBE_CHANGE_ADDRESS = 0x01;
+export const PROBE_CHANGE_PORT = 0x02;
 
 export interface V2Peer {
   readonly name: string;
@@ -121,6 +132,20 @@ export type V2Message =
       name: string;
       /** `left`: it sent `leave`. `silent`: it stopped answering the server. */
       why: PeerLeftWhy;
+    }
+  /**
+   * NAT diagnosis (docs/protocol-v2.md, "NAT diagnosis"): what source the server saw, answered
+   * from the socket the flags ask for.
+   */
+  | { type: 'probe'; requestId: number; changeAddress: boolean; changePort: boolean }
+  | {
+      type: 'probe_reply';
+      requestId: number;
+      observed: Endpoint;
+      /** The server's alternate address (`--alt-address`), or '' when it has none. */
+      altAddress: string;
+      /** The server's alternate port (`--alt-port`), or 0 when it has none. */
+      altPort: number;
     }
   | { type: 'relay_allocate'; requestId: number; session: string; token: Uint8Array; peer: string }
   | {
@@ -377,6 +402,17 @@ export function encodeV2(msg: Exclude<V2Message, { type: 'punch' | 'punch_ack' }
       w.str(msg.name, MAX_NAME_BYTES);
       w.u8(msg.why === 'left' ? 1 : 2);
       break;
+    case 'probe':
+      w.u8(
+        (msg.changeAddress ? PROBE_CHANGE_ADDRESS : 0) | (msg.changePort ? PROBE_CHANGE_PORT : 0),
+      );
+      w.bytes(new Uint8Array(PROBE_BYTES - w.off));
+      break;
+    case 'probe_reply':
+      w.endpoint(msg.observed);
+      w.str(msg.altAddress, MAX_ADDRESS_BYTES);
+      w.u16(msg.altPort);
+      break;
     case 'relay_allocate':
       w.str(msg.session, MAX_SESSION_BYTES);
       w.fixed(msg.token, TOKEN_BYTES);
@@ -587,6 +623,28 @@ function readBody(r: Reader, type: V2MessageType, requestId: number): V2Message 
       const why = r.u8();
       if (why !== 1 && why !== 2) throw new ShortRead('peer_left reason not 1/2');
       return { type, requestId, name, why: why === 1 ? 'left' : 'silent' };
+    }
+    case 'probe': {
+      if (r.buf.length !== PROBE_BYTES) throw new ShortRead(`a probe is ${PROBE_BYTES} bytes`);
+      const flags = r.u8();
+      if ((flags & ~(PROBE_CHANGE_ADDRESS | PROBE_CHANGE_PORT)) !== 0) {
+        throw new ShortRead('unknown probe flags');
+      }
+      r.bytes(PROBE_BYTES - r.off);
+      return {
+        type,
+        requestId,
+        changeAddress: (flags & PROBE_CHANGE_ADDRESS) !== 0,
+        changePort: (flags & PROBE_CHANGE_PORT) !== 0,
+      };
+    }
+    case 'probe_reply': {
+      const observed = r.endpoint();
+      const altAddress = r.str(MAX_ADDRESS_BYTES);
+      if (altAddress !== '' && !/^[0-9A-Fa-f:.]{2,45}$/.test(altAddress)) {
+        throw new ShortRead('bad alternate address');
+      }
+      return { type, requestId, observed, altAddress, altPort: r.u16() };
     }
     case 'relay_allocate':
       return {

@@ -234,6 +234,28 @@ const ALL_PLAIN: readonly [string, Record<string, unknown>][] = [
   ],
   ['relay_bind', { type: 'relay_bind', requestId: 13, id: RELAY_ID, bindToken: BIND_TOKEN }],
   ['relay_bound', { type: 'relay_bound', requestId: 13, id: RELAY_ID }],
+  ['probe', { type: 'probe', requestId: 21, changeAddress: false, changePort: false }],
+  ['probe change both', { type: 'probe', requestId: 22, changeAddress: true, changePort: true }],
+  [
+    'probe_reply',
+    {
+      type: 'probe_reply',
+      requestId: 22,
+      observed: { address: '198.51.100.10', port: 40000 },
+      altAddress: '203.0.113.11',
+      altPort: 4001,
+    },
+  ],
+  [
+    'probe_reply without alternates',
+    {
+      type: 'probe_reply',
+      requestId: 21,
+      observed: { address: '2001:db8::1', port: 7 },
+      altAddress: '',
+      altPort: 0,
+    },
+  ],
 ];
 
 /**
@@ -312,6 +334,12 @@ function malformedInputs(): [string, string][] {
     ['punch without tag', hex(punch.subarray(0, punch.length - 16))],
     ['relay_granted port 0', withHeader(0x64, `03626f620000${hex(RELAY_ID)}${hex(BIND_TOKEN)}`)],
     ['relay_bind short secret', withHeader(0x65, `${hex(RELAY_ID)}d0d1d2`)],
+    ['probe not padded to 64 bytes', withHeader(0x70, '00')],
+    ['probe with unknown flags', withHeader(0x70, `04${'00'.repeat(54)}`)],
+    [
+      'probe_reply with a one-character alternate address',
+      withHeader(0x71, '0d3139382e35312e3130302e31309c4001310fa1'),
+    ],
     ['too large', withHeader(0x24, '00'.repeat(MAX_DATAGRAM_BYTES))],
   ];
 }

@@ -5,7 +5,11 @@ import type { Endpoint } from '../protocol/endpoint.js';
  * `node:dgram` socket; tests bind it to an array.
  */
 export interface Outbox {
-  send(to: Endpoint, data: Uint8Array): void;
+  /**
+   * `via`: which of the server's sockets sends it (`ServerSocket` in probe.ts); the main one
+   * when absent. Only NAT diagnosis answers from another.
+   */
+  send(to: Endpoint, data: Uint8Array, via?: number): void;
 }
 
 /**

@@ -1,10 +1,12 @@
 import type { Endpoint } from '../protocol/endpoint.js';
 import { CLOSE_REASONS, DEFAULT_MAX_PLAYERS_CAP } from '../protocol/legacy.js';
-import { hasV2Prefix } from '../protocol/magic.js';
+import { hasV2Prefix, V2_MAGIC_BYTES } from '../protocol/magic.js';
+import { decodeV2, V2_TYPES } from '../protocol/v2.js';
 import { countRejection, createCounters, type ServerCounters } from './counters.js';
 import type { Outbox } from './handler.js';
 import { DEFAULT_MAX_SESSIONS, LegacySessions, SESSION_TTL_MS } from './legacy-sessions.js';
 import type { MemberLifecycleEvent, SessionLifecycleEvent } from './lifecycle.js';
+import { ProbeResponder, type ServerSocket } from './probe.js';
 import {
   DEFAULT_SOURCE_LIMITS,
   defaultMemoryBudgetBytes,
@@ -59,6 +61,13 @@ export interface RendezvousServerOptions {
   readonly sourceLimits?: SourceLimitSettings;
   /** Bytes of session state both tables may hold together. Default `defaultMemoryBudgetBytes()`. */
   readonly memoryBudgetBytes?: number;
+  /**
+   * NAT diagnosis: the server's second address and port (`--alt-address`, `--alt-port`),
+   * announced in every `probe_reply` so a client can run every RFC 5780 test; '' and 0 when
+   * the server has none.
+   */
+  readonly altAddress?: string;
+  readonly altPort?: number;
 }
 
 function webCryptoRandomBytes(bytes: number): Uint8Array {
@@ -76,6 +85,7 @@ export class RendezvousServer {
   /** Per-source quotas and the memory budget shared by both tables. */
   readonly limits: SourceLimits;
   readonly #legacyEnabled: boolean;
+  readonly #probes: ProbeResponder;
 
   constructor(options: RendezvousServerOptions) {
     const counters = options.counters ?? createCounters();
@@ -83,12 +93,18 @@ export class RendezvousServer {
     const target = options.outbox;
     // Counting at the one place every reply passes keeps the handlers free of it.
     const outbox: Outbox = {
-      send(to: Endpoint, data: Uint8Array): void {
+      send(to: Endpoint, data: Uint8Array, via?: number): void {
         counters.datagramsOut++;
         counters.bytesOut += data.length;
-        target.send(to, data);
+        target.send(to, data, via);
       },
     };
+    this.#probes = new ProbeResponder({
+      outbox,
+      counters,
+      altAddress: options.altAddress ?? '',
+      altPort: options.altPort ?? 0,
+    });
     this.#legacyEnabled = options.legacy ?? true;
     const autostart = options.autostart ?? true;
     const sessionTtlMs = options.sessionTtlMs ?? SESSION_TTL_MS;
@@ -122,8 +138,11 @@ export class RendezvousServer {
     });
   }
 
-  /** Handles one untrusted datagram. Never throws. */
-  handle(now: number, from: Endpoint, data: Uint8Array): void {
+  /**
+   * Handles one untrusted datagram. Never throws. `via`: the socket it came in on; only the
+   * main one serves sessions, the NAT diagnosis sockets answer `probe`s alone.
+   */
+  handle(now: number, from: Endpoint, data: Uint8Array, via: ServerSocket = 0): void {
     this.counters.datagramsIn++;
     this.counters.bytesIn += data.length;
     // Port 0 is no one's port (a forged source): nothing can be sent back to it, so nothing
@@ -139,7 +158,10 @@ export class RendezvousServer {
       return;
     }
     try {
-      if (hasV2Prefix(data)) this.v2.handle(now, from, data);
+      if (data[V2_MAGIC_BYTES] === V2_TYPES.probe && hasV2Prefix(data))
+        this.#probe(via, from, data);
+      else if (via !== 0) countRejection(this.counters, 'not_a_probe');
+      else if (hasV2Prefix(data)) this.v2.handle(now, from, data);
       else if (this.#legacyEnabled) this.legacy.handle(now, from, data);
       else countRejection(this.counters, 'legacy_disabled');
     } catch {
@@ -147,6 +169,15 @@ export class RendezvousServer {
       // that no input reaches this line.
       countRejection(this.counters, 'internal_error');
     }
+  }
+
+  #probe(via: ServerSocket, from: Endpoint, data: Uint8Array): void {
+    const decoded = decodeV2(data);
+    if (!decoded.ok || decoded.msg.type !== 'probe') {
+      countRejection(this.counters, 'bad_probe');
+      return;
+    }
+    this.#probes.handle(via, from, decoded.msg);
   }
 
   /** One datagram that arrived on relay port `port` (raw game traffic or a `relay_bind`). */

@@ -3,6 +3,7 @@ import dgram from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { type Logger, pino } from 'pino';
+import { HolePunchError } from '../errors.js';
 import type { Endpoint } from '../protocol/endpoint.js';
 import { CLOSE_REASONS, DEFAULT_MAX_PLAYERS_CAP } from '../protocol/legacy.js';
 import { countRejection, createCounters, type ServerCounters } from './counters.js';
@@ -11,6 +12,7 @@ import { DEFAULT_MAX_SESSIONS, SESSION_TTL_MS } from './legacy-sessions.js';
 import type { MemberLifecycleEvent, SessionLifecycleEvent } from './lifecycle.js';
 import { LogLimiter } from './log-limit.js';
 import type { MetricsServer } from './metrics.js';
+import { ALT_ADDRESS_BIT, ALT_PORT_BIT, type ServerSocket } from './probe.js';
 import { RendezvousServer } from './rendezvous.js';
 import type { SourceLimitSettings } from './source-limits.js';
 import {
@@ -76,6 +78,14 @@ export interface StartServerOptions {
   readonly metricsPort?: number;
   /** Bind address of the metrics listener. Default `127.0.0.1` (not public). */
   readonly metricsHost?: string;
+  /**
+   * NAT diagnosis (`holepunch-client doctor`): a second address of this machine, and/or a
+   * second port, from which the server answers probes that ask for it, so clients can run
+   * every RFC 5780 test. `altAddress` needs `host` (replies must leave from the address they
+   * were sent to). Only probes are served there.
+   */
+  readonly altAddress?: string;
+  readonly altPort?: number;
 }
 
 export interface RunningServer {
@@ -111,6 +121,13 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
   } catch {
     // Not permitted or not supported: the kernel default still works, with more drops.
   }
+  let probeSockets: Map<ServerSocket, dgram.Socket>;
+  try {
+    probeSockets = await bindProbeSockets(options, socket);
+  } catch (error) {
+    socket.close();
+    throw error;
+  }
 
   let draining = false;
   let pendingSends = 0;
@@ -121,15 +138,17 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
   };
   const counters = createCounters();
   const outbox: Outbox = {
-    send(to: Endpoint, data: Uint8Array): void {
+    send(to: Endpoint, data: Uint8Array, via?: number): void {
+      const from =
+        (via === undefined ? undefined : probeSockets.get(via as ServerSocket)) ?? socket;
       // A send that fails (Node throws at once for port 0 or a bad address) fails alone: the
       // core goes on with the next member, session and timer.
       try {
         if (draining) {
           pendingSends++;
-          socket.send(data, to.port, to.address, afterDrainSend);
+          from.send(data, to.port, to.address, afterDrainSend);
         } else {
-          socket.send(data, to.port, to.address);
+          from.send(data, to.port, to.address);
         }
       } catch {
         if (draining) pendingSends--;
@@ -246,6 +265,8 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
     onLifecycle,
     onMember,
     counters,
+    altAddress: options.altAddress ?? '',
+    altPort: options.altPort ?? 0,
   });
 
   let metrics: MetricsServer | undefined;
@@ -265,6 +286,7 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
       );
     } catch (error) {
       socket.close();
+      for (const probe of probeSockets.values()) probe.close();
       throw error;
     }
   }
@@ -301,6 +323,12 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
   socket.on('error', (error) => {
     logger.warn({ err: error }, 'socket error');
   });
+  for (const [via, probe] of probeSockets) {
+    probe.on('message', (data: Buffer, rinfo: dgram.RemoteInfo) => {
+      if (closing === undefined) core.handle(performance.now(), rinfo, data, via);
+    });
+    probe.on('error', (error) => logger.warn({ err: error, via }, 'socket error'));
+  }
 
   const bound = socket.address();
   const family = bound.family === 'IPv6' ? 'IPv6' : 'IPv4';
@@ -318,6 +346,8 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
       relay,
       ...(relay ? { relayPorts: `${relayPorts.low}-${relayPorts.high}` } : {}),
       logLevel: logger.level,
+      ...(options.altAddress === undefined ? {} : { altAddress: options.altAddress }),
+      ...(options.altPort === undefined ? {} : { altPort: options.altPort }),
     },
     'listening',
   );
@@ -344,6 +374,7 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
       await new Promise<void>((resolve) => socket.close(() => resolve()));
       for (const relaySocket of relaySockets.values()) relaySocket.close();
       relaySockets.clear();
+      for (const probe of probeSockets.values()) probe.close();
       await metrics?.close();
       logs.flush();
       logger.info({ sessions, counters: core.counters }, 'closed');
@@ -360,6 +391,43 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
     metrics: metrics === undefined ? undefined : { address: metrics.address, port: metrics.port },
     close,
   };
+}
+
+/**
+ * The NAT diagnosis sockets beside the main one (`ServerSocket` 1-3): on the alternate
+ * address, the alternate port, and both. Empty without `altAddress`/`altPort`.
+ */
+async function bindProbeSockets(
+  options: StartServerOptions,
+  main: dgram.Socket,
+): Promise<Map<ServerSocket, dgram.Socket>> {
+  const sockets = new Map<ServerSocket, dgram.Socket>();
+  const { altAddress, altPort } = options;
+  if (altAddress === undefined && altPort === undefined) return sockets;
+  if (altAddress !== undefined && (options.host === undefined || isIP(options.host) === 0)) {
+    throw new HolePunchError(
+      'bad_request',
+      'an alternate address needs --host with the main IP address: replies must leave from the address they were sent to',
+    );
+  }
+  const mainAddress = main.address().address;
+  const mainPort = main.address().port;
+  const wanted: [ServerSocket, string | undefined, number | undefined][] = [
+    [ALT_ADDRESS_BIT, altAddress, mainPort],
+    [ALT_PORT_BIT, mainAddress, altPort],
+    [(ALT_ADDRESS_BIT | ALT_PORT_BIT) as ServerSocket, altAddress, altPort],
+  ];
+  try {
+    for (const [via, address, port] of wanted) {
+      if (address === undefined || port === undefined) continue;
+      const type = isIP(address) === 6 ? 'udp6' : 'udp4';
+      sockets.set(via, await bindTo(dgram.createSocket({ type, ipv6Only: false }), port, address));
+    }
+  } catch (error) {
+    for (const s of sockets.values()) s.close();
+    throw error;
+  }
+  return sockets;
 }
 
 async function bindSocket(host: string | undefined, port: number): Promise<dgram.Socket> {

@@ -55,7 +55,14 @@ const TYPES := {
 	"relay_granted": 0x64,
 	"relay_bind": 0x65,
 	"relay_bound": 0x66,
+	"probe": 0x70,
+	"probe_reply": 0x71,
 }
+
+## NAT diagnosis: a probe is exactly this long (zero padding), so a reply never doubles it.
+const PROBE_BYTES := 64
+const PROBE_CHANGE_ADDRESS := 0x01
+const PROBE_CHANGE_PORT := 0x02
 
 ## The stable error codes of src/errors.ts, in its order.
 const ERROR_CODES: Array[String] = [
@@ -163,6 +170,19 @@ static func encode(msg: Dictionary) -> PackedByteArray:
 			w.fixed(msg.bindToken, RELAY_BIND_TOKEN_BYTES)
 		"relay_bound":
 			w.fixed(msg.id, RELAY_ID_BYTES)
+		"probe":
+			var flags := 0
+			if msg.changeAddress:
+				flags |= PROBE_CHANGE_ADDRESS
+			if msg.changePort:
+				flags |= PROBE_CHANGE_PORT
+			w.u8(flags)
+			while w.buf.size() < PROBE_BYTES:
+				w.u8(0)
+		"probe_reply":
+			w.endpoint(msg.observed)
+			w.text(msg.altAddress, MAX_ADDRESS_BYTES)
+			w.u16(msg.altPort)
 	return w.done()
 
 
@@ -360,6 +380,29 @@ static func _read_body(r: _Reader, type_name: String, request_id: int) -> Dictio
 			msg.bindToken = r.bytes(RELAY_BIND_TOKEN_BYTES)
 		"relay_bound":
 			msg.id = r.bytes(RELAY_ID_BYTES)
+		"probe":
+			if r.buf.size() != PROBE_BYTES:
+				r.fail("a probe is %d bytes" % PROBE_BYTES)
+				return msg
+			var flags := r.u8()
+			if flags & ~(PROBE_CHANGE_ADDRESS | PROBE_CHANGE_PORT) != 0:
+				r.fail("unknown probe flags")
+				return msg
+			r.bytes(PROBE_BYTES - r.off)
+			msg.changeAddress = flags & PROBE_CHANGE_ADDRESS != 0
+			msg.changePort = flags & PROBE_CHANGE_PORT != 0
+		"probe_reply":
+			msg.observed = r.endpoint()
+			msg.altAddress = r.text(MAX_ADDRESS_BYTES)
+			if r.err == "" and msg.altAddress != "":
+				if msg.altAddress.length() < 2:
+					r.fail("bad alternate address")
+					return msg
+				for i in msg.altAddress.length():
+					if not _ADDRESS_CHARS.contains(msg.altAddress[i]):
+						r.fail("bad alternate address")
+						return msg
+			msg.altPort = r.u16()
 		"punch", "punch_ack":
 			msg.from = r.text(MAX_NAME_BYTES)
 			msg.to = r.text(MAX_NAME_BYTES)
