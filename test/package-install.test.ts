@@ -130,7 +130,7 @@ describe(`the packed ${NAME} package`, () => {
       probe,
       `const keys = async (s) => Object.keys(await import(s)).sort();
 const out = {};
-for (const s of ['${NAME}', '${NAME}/client', '${NAME}/server', '${NAME}/protocol', '${NAME}/sim']) {
+for (const s of ['${NAME}', '${NAME}/client', '${NAME}/server', '${NAME}/protocol', '${NAME}/sim', '${NAME}/doctor']) {
   out[s] = await keys(s);
 }
 try {
@@ -165,6 +165,7 @@ console.log(JSON.stringify(out));
     assert.ok(out[`${NAME}/server`]?.includes('startServer'));
     assert.ok(out[`${NAME}/protocol`]?.includes('encodeV2'));
     assert.ok(out[`${NAME}/sim`]?.includes('simulateTraversal'));
+    assert.ok(out[`${NAME}/doctor`]?.includes('diagnoseNat'));
     assert.equal(out.deep, 'ERR_PACKAGE_PATH_NOT_EXPORTED');
     assert.equal(out.error, true);
   });

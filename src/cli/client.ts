@@ -7,6 +7,7 @@ import type dgram from 'node:dgram';
 import { parseArgs } from 'node:util';
 import { HolePunchClient, type HolePunchResult } from '../client/client.js';
 import { HolePunchError } from '../errors.js';
+import { runDoctor } from './doctor.js';
 
 const EXIT_OK = 0;
 const EXIT_FAILED = 1;
@@ -39,6 +40,7 @@ const TEST_PREFIX = 'hp-test:';
 
 const USAGE = `Usage: holepunch-client host SESSION [options]
        holepunch-client join SESSION [options]
+       holepunch-client doctor [--server HOST:PORT] [--json]   (see doctor --help)
 
 Registers with a HolePunch rendezvous server (v2 protocol), waits for the lobby,
 punches a direct UDP path to every peer, then exchanges test datagrams with each
@@ -387,6 +389,10 @@ function sleep(ms: number): Promise<void> {
 }
 
 async function main(): Promise<void> {
+  if (process.argv[2] === 'doctor') {
+    process.exitCode = await runDoctor(process.argv.slice(3));
+    return;
+  }
   const parsed = parseClientArgs(process.argv.slice(2));
   if (parsed.kind === 'help') {
     process.stdout.write(USAGE);
