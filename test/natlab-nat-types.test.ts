@@ -3,9 +3,9 @@ import { describe, it } from 'node:test';
 import {
   expectationFor,
   expectPair,
+  MATRIX_NAT_TYPES,
   matrixLabSpec,
   matrixPairs,
-  NAT_TYPES,
 } from '../src/natlab/index.js';
 import { lossRuleset, routerRuleset } from '../src/natlab/nat-types.js';
 
@@ -47,7 +47,7 @@ describe('NAT lab rules and expectations (no root needed)', () => {
 
   it('the matrix lab fits the address plan: two sites per type plus the two same-NAT sites', () => {
     const spec = matrixLabSpec();
-    assert.equal(spec.sites.length, 2 * NAT_TYPES.length + 2);
+    assert.equal(spec.sites.length, 2 * MATRIX_NAT_TYPES.length + 2);
     assert.ok(spec.sites.length <= 15);
   });
 

@@ -4,6 +4,8 @@
  * for router uplinks and public hosts, 192.0.2.0/24 cut into one /28 LAN per site.
  */
 export const SERVER_ADDRESS = '203.0.113.10';
+/** The server's second address, for NAT diagnosis (`--alt-address`); its alternate port is the next one. */
+export const SERVER_ALT_ADDRESS = '203.0.113.11';
 export const OBSERVER_ADDRESSES = ['203.0.113.20', '203.0.113.21', '203.0.113.22'] as const;
 export const DEFAULT_SERVER_PORT = 4000;
 

@@ -15,7 +15,7 @@ import { SERVER_ADDRESS } from './addresses.js';
 import { createLab, type Lab } from './lab.js';
 import { removeLeftovers } from './leftovers.js';
 import { type ClientKind, formatMatrix, matrixLabSpec, runMatrix, writeResults } from './matrix.js';
-import { isNatType, NAT_TYPES, type NatType } from './nat-types.js';
+import { isNatType, MATRIX_NAT_TYPES, NAT_TYPES, type NatType } from './nat-types.js';
 import { formatVerdicts } from './probe.js';
 
 /** Trials per pair, loss level and client unless --trials says otherwise. */
@@ -93,7 +93,7 @@ async function main(): Promise<number> {
   let concurrency: number | undefined;
   let clients: ClientKind[];
   try {
-    types = (list(values.types) ?? [...NAT_TYPES]).map((t) => {
+    types = (list(values.types) ?? [...MATRIX_NAT_TYPES]).map((t) => {
       if (!isNatType(t)) {
         throw new HolePunchError(
           'bad_request',

@@ -27,6 +27,7 @@ export {
   DEFAULT_SERVER_PORT,
   OBSERVER_ADDRESSES,
   SERVER_ADDRESS,
+  SERVER_ALT_ADDRESS,
 } from './addresses.js';
 export {
   CLIENT_CLI_PATH,
@@ -69,6 +70,7 @@ export {
   expectPair,
   type Filtering,
   isNatType,
+  MATRIX_NAT_TYPES,
   type Mapping,
   NAT_BEHAVIOUR,
   NAT_TYPES,

@@ -4,11 +4,19 @@ import {
   DEFAULT_SERVER_PORT,
   OBSERVER_ADDRESSES,
   SERVER_ADDRESS,
+  SERVER_ALT_ADDRESS,
   siteLan,
   sitePublicAddress,
 } from './addresses.js';
 import { mustRun, runCommand, runCommandSync } from './command.js';
-import { isNatType, lossRuleset, type NatType, routerRuleset } from './nat-types.js';
+import {
+  CONTACTED_LIST,
+  FAST_EXPIRY_S,
+  isNatType,
+  lossRuleset,
+  type NatType,
+  routerRuleset,
+} from './nat-types.js';
 import { assertLabCapable } from './preflight.js';
 import { probeLab, type SiteVerdict } from './probe.js';
 
@@ -224,7 +232,7 @@ export class Lab {
     await mustRun(['ip', '-n', inet, 'link', 'add', 'br0', 'type', 'bridge']);
     await mustRun(['ip', '-n', inet, 'link', 'set', 'br0', 'up']);
     await this.addNamespace(this.serverNs);
-    await this.attachPublic(this.serverNs, 'srv', SERVER_ADDRESS);
+    await this.attachPublic(this.serverNs, 'srv', SERVER_ADDRESS, [SERVER_ALT_ADDRESS]);
     await this.addNamespace(this.observerNs);
     const [firstObserver, ...otherObservers] = OBSERVER_ADDRESSES;
     await this.attachPublic(this.observerNs, 'obs', firstObserver, otherObservers);
@@ -294,6 +302,14 @@ export class Lab {
       await mustRun(['ip', '-n', router, 'link', 'set', 'lan', 'up']);
       // Forwarding only inside the router namespace; the root namespace is never touched.
       await this.nsShell(router, 'echo 1 > /proc/sys/net/ipv4/ip_forward');
+      if (spec.nat === 'fast-expiry') {
+        // conntrack's UDP timeouts are per network namespace: only this router forgets fast.
+        const netfilter = '/proc/sys/net/netfilter';
+        await this.nsShell(
+          router,
+          `echo ${FAST_EXPIRY_S} > ${netfilter}/nf_conntrack_udp_timeout && echo ${FAST_EXPIRY_S} > ${netfilter}/nf_conntrack_udp_timeout_stream`,
+        );
+      }
       for (let k = 0; k < hostCount; k++) {
         const ns = `${this.prefix}-h${i}-${k}`;
         const address = lan.host(k);
@@ -469,6 +485,11 @@ export class Lab {
         options.autostart === false ? 'n' : 'y',
         '--host',
         SERVER_ADDRESS,
+        // NAT diagnosis: every RFC 5780 test can run against the lab's server.
+        '--alt-address',
+        SERVER_ALT_ADDRESS,
+        '--alt-port',
+        String(port + 1),
         '--log-level',
         'info',
       ],
@@ -497,6 +518,11 @@ export class Lab {
     if (ns === undefined) return;
     // Exit code 1 means "nothing to delete".
     await runCommand(['ip', 'netns', 'exec', ns, 'conntrack', '-D', '-p', 'udp']);
+    // An address-restricted router's permissions are the addresses its LAN sent to: forgotten
+    // with the flows (the list is per router, not per mapping, so it must be cleared too).
+    if (site.nat === 'address-restricted') {
+      await this.nsShell(ns, `echo / > /proc/net/xt_recent/${CONTACTED_LIST}`);
+    }
   }
 
   /** Kills every process the lab started, then deletes its namespaces (idempotent). */

@@ -11,8 +11,8 @@ import {
 } from './lab.js';
 import {
   expectPair,
+  MATRIX_NAT_TYPES,
   NAT_BEHAVIOUR,
-  NAT_TYPES,
   type NatType,
   type PairExpectation,
 } from './nat-types.js';
@@ -43,6 +43,8 @@ const SHORT_NAME: Readonly<Record<NatType, string>> = {
   'port-restricted': 'pr',
   symmetric: 'sym',
   'port-restricted-accepting': 'pra',
+  'symmetric-sequential': 'seq',
+  'fast-expiry': 'fx',
 };
 
 /** One pair of hosts the matrix connects. */
@@ -136,7 +138,10 @@ export interface MatrixReport {
 }
 
 /** The lab the matrix needs: two sites per NAT type, plus two 2-host sites (hairpin or not). */
-export function matrixLabSpec(natTypes: readonly NatType[] = NAT_TYPES, sameNat = true): LabSpec {
+export function matrixLabSpec(
+  natTypes: readonly NatType[] = MATRIX_NAT_TYPES,
+  sameNat = true,
+): LabSpec {
   const sites: SiteSpec[] = [];
   for (const nat of natTypes) {
     sites.push({ name: `${SHORT_NAME[nat]}-a`, nat }, { name: `${SHORT_NAME[nat]}-b`, nat });
@@ -151,7 +156,7 @@ export function matrixLabSpec(natTypes: readonly NatType[] = NAT_TYPES, sameNat 
 }
 
 export function matrixPairs(
-  natTypes: readonly NatType[] = NAT_TYPES,
+  natTypes: readonly NatType[] = MATRIX_NAT_TYPES,
   sameNat = true,
 ): MatrixPair[] {
   const pairs: MatrixPair[] = [];
@@ -413,7 +418,7 @@ async function schedule(jobs: Job[], limit: number): Promise<void> {
 export async function runMatrix(lab: Lab, options: MatrixOptions = {}): Promise<MatrixReport> {
   const started = performance.now();
   const startedAt = new Date().toISOString();
-  const natTypes = options.natTypes ?? NAT_TYPES;
+  const natTypes = options.natTypes ?? MATRIX_NAT_TYPES;
   const lossLevels = options.lossLevels ?? DEFAULT_LOSS_LEVELS;
   const clients = options.clients ?? CLIENT_KINDS;
   const pairs = matrixPairs(natTypes, options.sameNat ?? true);

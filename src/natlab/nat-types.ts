@@ -22,7 +22,33 @@ export const NAT_TYPES = [
    * later sends to the same remote endpoint (RFC 4787 section 4.1, port collision).
    */
   'port-restricted-accepting',
+  /**
+   * Address-and-port-dependent mapping with sequential ports: every new flow gets the next
+   * public port in turn (round-robin SNAT), so a peer can predict it (RFC 4787 section 4.2.2).
+   */
+  'symmetric-sequential',
+  /**
+   * A port-restricted router whose mappings expire after `FAST_EXPIRY_S` of silence (the
+   * conntrack UDP timeouts of its namespace), as aggressive carrier and mobile NATs do.
+   */
+  'fast-expiry',
 ] as const;
+
+/** The types the NAT lab matrix runs by default (the newer ones through `--types`). */
+export const MATRIX_NAT_TYPES: readonly NatType[] = [
+  'none',
+  'full-cone',
+  'address-restricted',
+  'port-restricted',
+  'symmetric',
+  'port-restricted-accepting',
+];
+
+/** Seconds of silence after which a `fast-expiry` router forgets a mapping. */
+export const FAST_EXPIRY_S = 10;
+/** Public ports a `symmetric-sequential` router hands out in turn, from `SEQUENTIAL_BASE_PORT`. */
+export const SEQUENTIAL_PORTS = 64;
+export const SEQUENTIAL_BASE_PORT = 40_000;
 
 export type NatType = (typeof NAT_TYPES)[number];
 
@@ -37,6 +63,8 @@ export type Filtering = 'endpoint-independent' | 'address-dependent' | 'address-
 export interface NatBehaviour {
   readonly mapping: Mapping;
   readonly filtering: Filtering;
+  /** How public ports are chosen (what `holepunch-client doctor` must report). */
+  readonly ports: 'preserved' | 'sequential' | 'random';
   /** The public port equals the local port (true for every EIM type here while ports are free). */
   readonly keepsPort: boolean;
   /** Unsolicited inbound to the router's address moves the host's later mapping. */
@@ -47,36 +75,56 @@ export const NAT_BEHAVIOUR: Readonly<Record<NatType, NatBehaviour>> = {
   none: {
     mapping: 'endpoint-independent',
     filtering: 'endpoint-independent',
+    ports: 'preserved',
     keepsPort: true,
     remapsOnCollision: false,
   },
   'full-cone': {
     mapping: 'endpoint-independent',
     filtering: 'endpoint-independent',
+    ports: 'preserved',
     keepsPort: true,
     remapsOnCollision: false,
   },
   'address-restricted': {
     mapping: 'endpoint-independent',
     filtering: 'address-dependent',
+    ports: 'preserved',
     keepsPort: true,
     remapsOnCollision: false,
   },
   'port-restricted': {
     mapping: 'endpoint-independent',
     filtering: 'address-and-port-dependent',
+    ports: 'preserved',
     keepsPort: true,
     remapsOnCollision: false,
   },
   symmetric: {
     mapping: 'address-and-port-dependent',
     filtering: 'address-and-port-dependent',
+    ports: 'random',
     keepsPort: false,
+    remapsOnCollision: false,
+  },
+  'symmetric-sequential': {
+    mapping: 'address-and-port-dependent',
+    filtering: 'address-and-port-dependent',
+    ports: 'sequential',
+    keepsPort: false,
+    remapsOnCollision: false,
+  },
+  'fast-expiry': {
+    mapping: 'endpoint-independent',
+    filtering: 'address-and-port-dependent',
+    ports: 'preserved',
+    keepsPort: true,
     remapsOnCollision: false,
   },
   'port-restricted-accepting': {
     mapping: 'endpoint-independent',
     filtering: 'address-and-port-dependent',
+    ports: 'preserved',
     keepsPort: true,
     remapsOnCollision: true,
   },
@@ -97,8 +145,12 @@ export function expectPair(a: NatType, b: NatType): PairExpectation {
   const aRandom = ba.mapping !== 'endpoint-independent';
   const bRandom = bb.mapping !== 'endpoint-independent';
   if (aRandom && bRandom) return 'relay-only';
-  if (aRandom && bb.filtering === 'address-and-port-dependent') return 'relay-only';
-  if (bRandom && ba.filtering === 'address-and-port-dependent') return 'relay-only';
+  // Against an exact-port filter, a per-destination mapping must be guessed: only sequential
+  // ports can be (port prediction), and only if nothing else takes the next port first.
+  if (aRandom && bb.filtering === 'address-and-port-dependent')
+    return ba.ports === 'sequential' ? 'racy' : 'relay-only';
+  if (bRandom && ba.filtering === 'address-and-port-dependent')
+    return bb.ports === 'sequential' ? 'racy' : 'relay-only';
   // A collision moves the accepting side's port; only a peer that filters by address at
   // most still accepts the moved port, and only if it answers the port it saw.
   const aMoves = ba.remapsOnCollision && bb.filtering === 'address-and-port-dependent';
@@ -121,7 +173,7 @@ export interface RouterRules {
 }
 
 /** The xt_recent list that remembers contacted addresses (address-restricted filtering). */
-const CONTACTED_LIST = 'hp_contacted';
+export const CONTACTED_LIST = 'hp_contacted';
 
 /**
  * The router's complete rule set as `iptables-restore` input: one atomic load per router.
@@ -152,6 +204,15 @@ export function routerRuleset(rules: RouterRules): string {
       );
     }
     nat.push(`-A POSTROUTING -s ${rules.lanCidr} -d ${rules.lanCidr} -j MASQUERADE`);
+  }
+  if (rules.type === 'symmetric-sequential') {
+    // Round robin over the new UDP flows (only a flow's first packet sees the nat table): the
+    // k-th rule takes every (N-k)-th of what the ones before it left, so flow i gets port i mod N.
+    for (let k = 0; k < SEQUENTIAL_PORTS; k++) {
+      nat.push(
+        `-A POSTROUTING -o wan -p udp -m statistic --mode nth --every ${SEQUENTIAL_PORTS - k} --packet 0 -j SNAT --to-source ${rules.publicAddress}:${SEQUENTIAL_BASE_PORT + k}`,
+      );
+    }
   }
   nat.push(
     `-A POSTROUTING -o wan -j MASQUERADE${rules.type === 'symmetric' ? ' --random-fully' : ''}`,
