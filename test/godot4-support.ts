@@ -10,6 +10,7 @@ import { existsSync, rmSync } from 'node:fs';
 import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { labSuitesRanElsewhere } from './suites.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const GODOT4_ROOT = process.env.HOLEPUNCH_GODOT4_ROOT ?? '/opt/holepunch-godot4-root';
@@ -28,6 +29,8 @@ export function godot4UnavailableReasons(): string[] {
 
 /** `skip` for describe(): a reason locally, false under CI=true (which must run, or fail). */
 export function skipUnless(reasons: readonly string[], what: string): string | false {
+  const ranElsewhere = labSuitesRanElsewhere();
+  if (ranElsewhere) return ranElsewhere;
   return reasons.length > 0 && process.env.CI !== 'true'
     ? `${what} unavailable: ${reasons.join('; ')}`
     : false;
