@@ -22,6 +22,11 @@ import {
  * CLI) and the reverse, where the Godot side runs the CLI's ping/pong on the released port
  * with its own PacketPeerUDP; 2 and 4 Godot players that hand the punched path to ENet and
  * round-trip an RPC both ways. Prints start_traversal -> hole_punched per player.
+ *
+ * The relay (issue 14, point 3): with the driver's drop_direct, the addon's socket drops every
+ * datagram to or from anything but the server's main port and its relay ports, so no direct
+ * path exists; the players are then reported with path "relay" at the server's address and a
+ * relay port, and ENet (or the game's own socket) plays through the relay unchanged.
  */
 
 const DRIVER = join(REPO_ROOT, 'godot', 'tests', 'driver');
@@ -36,6 +41,8 @@ interface GodotPlayer {
   readonly host: boolean;
   readonly after: 'enet' | 'udp_echo' | 'none';
   readonly maxPlayers?: number;
+  /** The addon's socket talks to the server (main and relay ports) only. */
+  readonly dropDirect?: boolean;
 }
 
 let sessionCounter = 0;
@@ -51,6 +58,7 @@ async function spawnGodot(server: number, session: string, p: GodotPlayer): Prom
     nickname: p.name.toUpperCase(),
     max_players: p.maxPlayers ?? 2,
     after: p.after,
+    drop_direct: p.dropDirect === true,
     timeout_ms: 20_000,
     deadline_ms: PLAYER_DEADLINE_MS,
   };
@@ -187,6 +195,81 @@ describe('the Godot 4 addon on loopback', { skip: skipUnless(reasons, 'Godot 4')
       (failed?.args as string[] | undefined)?.[1],
     );
     assert.ok(!join.lines.some((l) => l.signal === 'hole_punched'));
+  });
+
+  it('relay: a Godot host that no direct path reaches and a Node joiner play through the relay', async () => {
+    assert.ok(server);
+    const s = session();
+    const host = await spawnGodot(server.port, s, {
+      name: 'rhost',
+      host: true,
+      after: 'udp_echo',
+      dropDirect: true,
+    });
+    procs.push(host);
+    await host.waitForLine((l) => l.signal === 'session_registered', 15_000);
+    const join = spawnCli(server.port, s, false, 'rjoin');
+    procs.push(join);
+    const punched = await checkGodot('relay: Godot host (Node joiner)', host, 'udp_test');
+    await checkCli('relay: Node joiner (Godot host)', join);
+    const res = punched.result as { peers: { address: string; port: number; path: string }[] };
+    const [peer] = res.peers;
+    assert.equal(peer?.path, 'relay', JSON.stringify(res));
+    assert.equal(peer?.address, '127.0.0.1');
+    assert.notEqual(peer?.port, server.port, 'a relay port, not the main one');
+    const cli = join.lines.find((l) => l.event === 'punched') as {
+      peers: { path: string; address: string; port: number }[];
+      hostAddress: string;
+      hostPort: number;
+    };
+    assert.equal(cli.peers[0]?.path, 'relay', JSON.stringify(cli));
+    assert.equal(cli.hostPort, cli.peers[0]?.port);
+    assert.equal(cli.peers[0]?.port, peer?.port, 'one relay port per pair');
+  });
+
+  it('relay: two Godot players without a direct path, ENet connects through the relay and an RPC round-trips both ways', async () => {
+    assert.ok(server);
+    const s = session();
+    const host = await spawnGodot(server.port, s, {
+      name: 'rg0',
+      host: true,
+      after: 'enet',
+      dropDirect: true,
+    });
+    procs.push(host);
+    await host.waitForLine((l) => l.signal === 'session_registered', 15_000);
+    const join = await spawnGodot(server.port, s, {
+      name: 'rg1',
+      host: false,
+      after: 'enet',
+      dropDirect: true,
+    });
+    procs.push(join);
+    const joined = await checkGodot('relay: 2 Godot players, joiner', join, 'rpc_ok');
+    const hosted = await checkGodot('relay: 2 Godot players, host', host, 'rpc_ok');
+    type Res = {
+      local_port: number;
+      host_address: string;
+      host_port: number;
+      peers: { address: string; port: number; path: string }[];
+    };
+    const j = joined.result as Res;
+    const h = hosted.result as Res;
+    assert.equal(j.peers[0]?.path, 'relay', JSON.stringify(j));
+    assert.equal(h.peers[0]?.path, 'relay', JSON.stringify(h));
+    // The joiner's hole_punched names the relay: the server's address and the relay port.
+    const signal = join.lines.find((l) => l.signal === 'hole_punched')?.args as [
+      number,
+      number,
+      string,
+    ];
+    assert.deepEqual(signal, [j.local_port, j.peers[0]?.port, '127.0.0.1']);
+    assert.notEqual(j.host_port, h.local_port, 'ENet went to the relay, not to the host');
+    assert.equal(j.peers[0]?.port, h.peers[0]?.port, 'one relay port per pair');
+    assert.ok(
+      join.lines.some((l) => l.godot === 'enet_connected'),
+      'ENet connected through the relay',
+    );
   });
 
   for (const n of [2, 4]) {

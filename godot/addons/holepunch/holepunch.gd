@@ -10,11 +10,14 @@ extends Node
 ##
 ## When [signal hole_punched] is emitted the node has released its UDP port: the game's own
 ## transport binds it at once, or call [method create_enet_peer] for a ready
-## [ENetMultiplayerPeer] on the punched path. See docs/godot.md.
+## [ENetMultiplayerPeer] on the punched path. A peer without a direct path is reached
+## through the server's transparent relay (path "relay"): its address and port are then the
+## relay's, and the game's transport sends raw datagrams there unchanged. See docs/godot.md.
 
 ## The hole is punched. [param my_port] is the local UDP port to bind (now free);
 ## [param hosts_port] and [param hosts_address] are where the host is reached (for the host
-## itself: its own port and "").
+## itself: its own port and ""); when the host is relayed, the server's address and the
+## relay port.
 signal hole_punched(my_port: int, hosts_port: int, hosts_address: String)
 ## The server registered us; the lobby follows.
 signal session_registered
@@ -55,6 +58,10 @@ const Codec := preload("holepunch_codec.gd")
 ## confirmed us), at most [member handover_max_ms].
 @export var handover_quiet_ms: int = 400
 @export var handover_max_ms: int = 3000
+## Reach peers without a direct path through the server's transparent relay (asked for
+## 500 ms after the peer list, in parallel with the punch). False: such peers fail with their
+## cause.
+@export var use_relay: bool = true
 ## Kept from the original for compatibility; v2 predicts ports on its own (+-8).
 @export var port_cascade_range: int = 10
 ## Kept from the original for compatibility; v2 retransmits on its own.
@@ -64,11 +71,17 @@ const Codec := preload("holepunch_codec.gd")
 ## session_full, name_taken, punch_failed, timeout, server_unreachable, socket_error, ...
 var last_error_code: String = ""
 ## The last success: local_port, public_address, public_port, is_host, host_address,
-## host_port, elapsed_ms, peers (each: name, nickname, is_host, address, port, path, rtt_ms)
-## and failed (each: name, nickname, is_host, cause).
+## host_port, elapsed_ms, punch_ms (from the peer list to punched), handover_ms, peers (each:
+## name, nickname, is_host, address, port, path = public/local/predicted/reflexive/relay,
+## rtt_ms; a relayed peer's address and port are the relay's) and failed (each: name,
+## nickname, is_host, cause, relay = what became of the relay to it).
 var last_result: Dictionary = {}
 ## Whether this player hosts the current session.
 var is_host: bool = false
+## Test hook, like the Node client's dropDatagram:
+## [code]func(direction: String, address: String, port: int, data: PackedByteArray) -> bool[/code]
+## ("in"/"out"); true drops the datagram. Only the addon's socket, never the game's.
+var drop_datagram: Callable
 
 var _udp: PacketPeerUDP = null
 var _traversal: Traversal = null
@@ -125,6 +138,7 @@ func start_traversal(key: String, is_player_host: bool, player_name: String,
 		"punch_budget_ms": punch_budget_ms,
 		"require_all_peers": require_all_peers,
 		"require_host": not is_player_host,
+		"relay": use_relay,
 	})
 	_traversal.send = _send
 	_traversal.on_event = _on_event
@@ -173,11 +187,17 @@ func create_enet_peer(channel_count: int = 0) -> ENetMultiplayerPeer:
 	return peer
 
 
-## The path to the relay seam: a transparent relay (an address and port on the relay that
-## forwards raw datagrams) is being designed; until then peers the punch missed fail with
-## their cause. See docs/godot.md, "Relay".
+## Whether peers without a direct path are reached through the server's transparent relay
+## ([member use_relay]; a server started with --no-relay still refuses, and such peers then
+## fail with cause relay_unavailable). See docs/godot.md, "Relay".
 func is_relay_available() -> bool:
-	return false
+	return use_relay
+
+
+## During a traversal: whether [param address]:[param port] is the server (its main port or
+## one of our relay ports) rather than a peer's direct path.
+func is_server_endpoint(address: String, port: int) -> bool:
+	return _traversal != null and _traversal.is_server_endpoint(_plain(address), port)
 
 
 func _process(_delta: float) -> void:
@@ -189,6 +209,8 @@ func _process(_delta: float) -> void:
 		var data := _udp.get_packet()
 		var address := _plain(_udp.get_packet_ip())
 		var port := _udp.get_packet_port()
+		if drop_datagram.is_valid() and drop_datagram.call("in", address, port, data):
+			continue
 		_traversal.handle(now, address, port, data)
 	if _traversal == null:
 		return
@@ -227,7 +249,10 @@ func _maybe_hand_over(now: int) -> void:
 	var host_address := ""
 	var host_port := local
 	var peers: Array[Dictionary] = []
-	for p: Dictionary in event.peers:
+	# The path of each peer is fixed now: a relayed peer whose direct path confirmed during the
+	# wait is handed over direct; after this nothing changes it (ENet binds one address).
+	_traversal.stop_punching()
+	for p: Dictionary in _traversal.confirmed_peers():
 		peers.append(p)
 		if p.is_host:
 			host_address = p.address
@@ -240,6 +265,7 @@ func _maybe_hand_over(now: int) -> void:
 		"host_address": host_address,
 		"host_port": host_port,
 		"elapsed_ms": event.elapsed_ms,
+		"punch_ms": event.punch_ms,
 		"handover_ms": now - _punched_at,
 		"peers": peers,
 		"failed": event.failed,
@@ -272,6 +298,8 @@ func _fail(code: String, message: String) -> void:
 
 func _send(address: String, port: int, data: PackedByteArray) -> void:
 	if _udp == null or data.is_empty():
+		return
+	if drop_datagram.is_valid() and drop_datagram.call("out", address, port, data):
 		return
 	_udp.set_dest_address(address, port)
 	_udp.put_packet(data)

@@ -4,12 +4,17 @@ extends RefCounted
 ## [code]host[/code]/[code]join[/code] through the lobby to confirmed peers. It never reads a
 ## clock or touches a socket: its owner (the [HolePunch] node) passes the time in ms, hands
 ## it every datagram, and sends what it gives to [member send]. A port of the TypeScript core
-## (src/client/traversal.ts, src/client/punch.ts) without the wrapped relay.
+## (src/client/traversal.ts, src/client/punch.ts), the transparent relay included: a peer not
+## confirmed directly [constant RELAY_DELAY_MS] after the peer list gets a relay allocation
+## asked for while the punch goes on; our bind to it is sent from the same socket (so the
+## game's transport later uses the same NAT mapping), and a punch answered through it confirms
+## the peer with path "relay" at the server's address and the relay port.
 ##
 ## Events go to [member on_event] as Dictionaries with a [code]type[/code]:
 ## [code]registered[/code] (observed), [code]lobby[/code] (nicknames, max_players),
-## [code]peers[/code] (peers), [code]punched[/code] (peers, failed, elapsed_ms),
-## [code]failed[/code] (code, message), [code]goodbye[/code] (kind, ok).
+## [code]peers[/code] (peers), [code]punched[/code] (peers, failed, elapsed_ms, punch_ms),
+## [code]path_changed[/code] (peer, previous: a relayed peer got a direct path after
+## [code]punched[/code]), [code]failed[/code] (code, message), [code]goodbye[/code] (kind, ok).
 
 const Codec := preload("holepunch_codec.gd")
 
@@ -36,6 +41,9 @@ const PUNCH_BUDGET_MS := 8000
 ## After success keep answering peers' punches this long, so they can confirm us too.
 const PUNCH_LINGER_MS := 5000
 const MAX_REFLEXIVE_CANDIDATES := 4
+## A peer not confirmed directly this long after the peer list gets a relay allocation asked
+## for (at most half the punch budget), as the TS core does.
+const RELAY_DELAY_MS := 500
 const U32 := 0x100000000
 
 ## [code]func(address: String, port: int, data: PackedByteArray)[/code].
@@ -62,12 +70,20 @@ var _peer_parts := {}
 var _session_wait_until := 0
 var _lobby_size := ""
 var _punch: _Punch = null
+## Our relay allocations by peer name: {phase: asking/binding/bound, port, id, bind_bytes,
+## next_bind_at, bind_interval}.
+var _relays := {}
+## When the peers not confirmed directly get a relay asked for.
+var _relay_at: float = INF
+## Peers the relay could not be had for, with the server's word.
+var _relay_failures := {}
 
 
 ## [param options]: server_address, server_port, session, is_host, name, nickname,
 ## max_players, local_candidates (Array of endpoints), timeout_ms (0: none),
 ## punch_budget_ms, require_all_peers, require_host (a joiner fails unless it reached the
-## host, whom the game's transport needs).
+## host, whom the game's transport needs), relay (default true: reach peers without a direct
+## path through the server's relay), relay_delay_ms (default [constant RELAY_DELAY_MS]).
 func _init(options: Dictionary) -> void:
 	_o = options
 	var rng := RandomNumberGenerator.new()
@@ -175,8 +191,16 @@ func handle_timeout(now: int) -> void:
 			_fail_and_leave(now, "timeout",
 					"no connection to all peers within %d ms" % int(_o.timeout_ms))
 		return
+	if now >= _relay_at:
+		request_relay(now)
+	for r: Dictionary in _relays.values():
+		if r.phase != "binding" or now < r.next_bind_at:
+			continue
+		send.call(_o.server_address, r.port, r.bind_bytes)
+		r.next_bind_at = now + r.bind_interval
+		r.bind_interval = mini(r.bind_interval * 2, REQUEST_RETRY_MAX_MS)
 	for p: Dictionary in _pending.values().duplicate():
-		if now < p.next_at:
+		if not _pending.has(p.id) or now < p.next_at:
 			continue
 		if p.kind == "leave" or p.kind == "close":
 			if p.tries >= GOODBYE_MAX_TRIES:
@@ -207,6 +231,9 @@ func handle(now: int, address: String, port: int, data: PackedByteArray) -> bool
 	if not decoded.ok:
 		return false
 	var msg: Dictionary = decoded.msg
+	if msg.type == "relay_bound":
+		_relay_bound(now, address, port, msg.id)
+		return true
 	if msg.type == "punch" or msg.type == "punch_ack":
 		if _punch != null and _punch.answering():
 			if _punch.handle(now, address, port, msg):
@@ -245,8 +272,15 @@ func _from_server(now: int, msg: Dictionary) -> void:
 		"error":
 			if not pending.is_empty():
 				_on_error(now, pending, msg.code, msg.message)
+		"relay_granted":
+			if kind != "relay" or pending.peer != msg.peer:
+				return
+			_pending.erase(pending.id)
+			_relay_granted(now, msg)
 		"peer_left":
 			if _punch != null and state == "punching":
+				if msg.why == "left":
+					_drop_relay(msg.name)
 				if _punch.mark_gone(now, msg.name, msg.why):
 					_check_punch(now)
 		"lobby":
@@ -311,6 +345,12 @@ func _fail_unreachable(now: int) -> void:
 
 func _on_error(now: int, pending: Dictionary, code: String, message: String) -> void:
 	var kind: String = pending.kind
+	if kind == "relay":
+		# The punch goes on; at the end of its budget this is the cause, if still missed.
+		_pending.erase(pending.id)
+		_relays.erase(pending.peer)
+		_relay_failures[pending.peer] = "the server cannot relay (%s: %s)" % [code, message]
+		return
 	if kind == "leave" or kind == "close":
 		_pending.erase(pending.id)
 		var gone := code == "not_authorized" or code == "session_not_found"
@@ -353,9 +393,107 @@ func _on_peers(now: int, msg: Dictionary) -> void:
 		if p.kind == "keepalive" or p.kind == "start":
 			_pending.erase(p.id)
 	_emit({"type": "peers", "peers": peers})
-	_punch = _Punch.new(_o.name, msg.punchKey, peers, now,
-			int(_o.get("punch_budget_ms", PUNCH_BUDGET_MS)), send)
+	var budget := int(_o.get("punch_budget_ms", PUNCH_BUDGET_MS))
+	_punch = _Punch.new(_o.name, msg.punchKey, peers, now, budget, send)
+	_punch.on_direct = _on_direct
+	if bool(_o.get("relay", true)):
+		# A short punch budget asks sooner: the relay must have time to work within it.
+		_relay_at = now + mini(int(_o.get("relay_delay_ms", RELAY_DELAY_MS)), budget / 2)
 	_check_punch(now)
+
+
+## Asks the server for a relay allocation towards [param names] (default: every peer not
+## confirmed yet and not gone) while the punch goes on. Done by itself relay_delay_ms after
+## the peers arrived. A no-op with relay false or once settled.
+func request_relay(now: int, names: Array = []) -> void:
+	_relay_at = INF
+	if not bool(_o.get("relay", true)) or state != "punching" or _punch == null \
+			or _token.is_empty():
+		return
+	var unreached := _punch.pending()
+	var wanted: Array = names if not names.is_empty() else Array(unreached)
+	for peer: String in wanted:
+		if not unreached.has(peer) or _relays.has(peer) or _relay_failures.has(peer):
+			continue
+		var id := _id()
+		_relays[peer] = {"phase": "asking", "port": 0, "id": PackedByteArray(),
+				"bind_bytes": PackedByteArray(), "next_bind_at": INF,
+				"bind_interval": REQUEST_RETRY_FIRST_MS}
+		_request(now, "relay", id, Codec.encode({"type": "relay_allocate", "requestId": id,
+				"session": _o.session, "token": _token, "peer": peer}), peer)
+
+
+## The server granted an allocation: bind our socket's source to it on the relay.
+func _relay_granted(now: int, msg: Dictionary) -> void:
+	var r: Dictionary = _relays.get(msg.peer, {})
+	if r.is_empty() or r.phase != "asking" or state != "punching":
+		return
+	r.phase = "binding"
+	r.port = msg.port
+	r.id = msg.id
+	r.bind_bytes = Codec.encode({"type": "relay_bind", "requestId": _id(), "id": msg.id,
+			"bindToken": msg.bindToken})
+	r.next_bind_at = now + REQUEST_RETRY_FIRST_MS
+	r.bind_interval = REQUEST_RETRY_FIRST_MS * 2
+	send.call(_o.server_address, r.port, r.bind_bytes)
+
+
+## The relay acknowledged our bind: punch the peer through it too.
+func _relay_bound(now: int, address: String, port: int, id: PackedByteArray) -> void:
+	if address != _o.server_address:
+		return
+	for name: String in _relays:
+		var r: Dictionary = _relays[name]
+		if r.phase != "binding" or r.port != port or r.id != id:
+			continue
+		r.phase = "bound"
+		if _punch != null:
+			_punch.add_relay(now, name, _o.server_address, port)
+		return
+
+
+func _drop_relay(name: String) -> void:
+	_relays.erase(name)
+	for p: Dictionary in _pending.values().duplicate():
+		if p.kind == "relay" and p.get("peer", "") == name:
+			_pending.erase(p.id)
+
+
+func _on_direct(peer: Dictionary, previous: Dictionary) -> void:
+	if state == "punched":
+		_emit({"type": "path_changed", "peer": peer, "previous": previous})
+
+
+## Every peer reached so far, as now (a relayed peer that got a direct path since the punched
+## event is reported direct).
+func confirmed_peers() -> Array[Dictionary]:
+	var out: Array[Dictionary] = []
+	if _punch != null:
+		out = _punch.confirmed()
+	return out
+
+
+## Whether [param address]:[param port] is the server (its main port or one of our relay
+## ports): the rest is peers' direct paths.
+func is_server_endpoint(address: String, port: int) -> bool:
+	if address != _o.server_address:
+		return false
+	if port == int(_o.server_port):
+		return true
+	for r: Dictionary in _relays.values():
+		if r.port == port:
+			return true
+	return false
+
+
+## Stops asking, binding and punching (the node handed the port over): the path is fixed.
+func stop_punching() -> void:
+	_relay_at = INF
+	for name: String in _relays.keys():
+		if _relays[name].phase != "bound":
+			_drop_relay(name)
+	if _punch != null:
+		_punch.stop_upgrading()
 
 
 func _check_punch(now: int) -> void:
@@ -368,7 +506,23 @@ func _check_punch(now: int) -> void:
 ## require_all_peers) at least one; a joiner with require_host also needs the host.
 func _settle(now: int) -> void:
 	var peers := _punch.confirmed()
-	var failed := _punch.failures()
+	# Allocations not working by now are of no use: stop asking and binding.
+	_relay_at = INF
+	for name: String in _relays.keys():
+		if _relays[name].phase != "bound":
+			_drop_relay(name)
+	var failed: Array[Dictionary] = []
+	for f: Dictionary in _punch.failures():
+		if _relay_failures.has(f.name):
+			f.cause = "relay_unavailable"
+			f.relay = _relay_failures[f.name]
+		elif bool(_o.get("relay", true)):
+			var r: Dictionary = _relays.get(f.name, {})
+			f.relay = "our relay port %d works but %s never reached it" % [r.port, f.name] \
+					if r.get("phase", "") == "bound" else "no relay allocation was granted in time"
+		else:
+			f.relay = "the relay is off (use_relay false)"
+		failed.append(f)
 	var host_missed := false
 	for f: Dictionary in failed:
 		if f.is_host and bool(_o.get("require_host", false)):
@@ -378,12 +532,12 @@ func _settle(now: int) -> void:
 		state = "punched"
 		_deadline = INF
 		_emit({"type": "punched", "peers": peers, "failed": failed,
-				"elapsed_ms": now - _started_at})
+				"elapsed_ms": now - _started_at, "punch_ms": now - _punch.started_at})
 		return
 	var texts: Array[String] = []
 	var gone := true
 	for f: Dictionary in failed:
-		texts.append("%s: %s" % [f.name, f.cause])
+		texts.append("%s: %s (%s)" % [f.name, f.cause, f.relay])
 		if f.cause != "left" and f.cause != "silent":
 			gone = false
 	var reached := ""
@@ -394,7 +548,7 @@ func _settle(now: int) -> void:
 		reached = "reached %s but not all: " % ", ".join(names)
 	var stats := " (%d candidates, %d datagrams sent)" % [_punch.candidate_count(), _punch.sent]
 	_fail_and_leave(now, "peer_left" if gone else "punch_failed",
-			"%sno direct path to %s%s" % [reached, "; ".join(texts), stats])
+			"%sno direct or relayed path to %s%s" % [reached, "; ".join(texts), stats])
 
 
 ## Fails, and tells the server we are gone so that our seat (or lobby) is freed at once.
@@ -425,16 +579,21 @@ func _stop(new_state: String) -> void:
 	_pending.clear()
 	_keepalive_at = INF
 	_deadline = INF
+	_relay_at = INF
+	_relays.clear()
 	if _punch != null and _punch.state == "punching":
 		_punch = null
+	elif _punch != null:
+		_punch.stop_upgrading()
 
 
-func _request(now: int, kind: String, id: int, bytes: PackedByteArray) -> void:
+func _request(now: int, kind: String, id: int, bytes: PackedByteArray,
+		peer: String = "") -> void:
 	if bytes.is_empty():
 		_fail("bad_request", "cannot encode the %s request" % kind)
 		return
 	_pending[id] = {"kind": kind, "id": id, "bytes": bytes, "next_at": now + REQUEST_RETRY_FIRST_MS,
-			"interval": REQUEST_RETRY_FIRST_MS * 2, "tries": 1}
+			"interval": REQUEST_RETRY_FIRST_MS * 2, "tries": 1, "peer": peer}
 	send.call(_o.server_address, _o.server_port, bytes)
 
 
@@ -458,18 +617,26 @@ class _Punch:
 	var sent := 0
 	var rejected := 0
 	var last_punch_at := -1
+	var started_at := 0
+	## [code]func(peer: Dictionary, previous: Dictionary)[/code]: a relayed peer got a direct
+	## path (within the budget).
+	var on_direct: Callable
 
 	var _self_name: String
 	var _key: PackedByteArray
 	var _send: Callable
-	## name -> {info, candidates: [{address, port, kind}], reflexive, confirmed, heard, gone}
+	## name -> {info, candidates: [{address, port, kind}], reflexive, confirmed, heard, gone,
+	## relay: {address, port} once our bind to it was acknowledged}
 	var _peers := {}
 	var _order: Array[String] = []
 	var _fail_at: int
 	var _round := 0
 	var _next_round_at: int
 	var _seq := 1
-	var _linger_until := INF
+	var _linger_until: float = INF
+	## Relayed peers' direct candidates are punched until then (the budget's end).
+	var _upgrade_until: float = -INF
+	var _last_now := -1
 
 	func _init(self_name: String, key: PackedByteArray, peers: Array[Dictionary], now: int,
 			budget_ms: int, send: Callable) -> void:
@@ -478,9 +645,10 @@ class _Punch:
 		_send = send
 		_fail_at = now + budget_ms
 		_next_round_at = now
+		started_at = now
 		for info: Dictionary in peers:
 			var peer := {"info": info, "candidates": [], "reflexive": 0, "confirmed": {},
-					"heard": false, "gone": ""}
+					"heard": false, "gone": "", "relay": {}}
 			_add_candidate(peer, info.publicEndpoint.address, info.publicEndpoint.port, "public")
 			for c: Dictionary in info.candidates:
 				_add_candidate(peer, c.address, c.port, "local")
@@ -493,6 +661,52 @@ class _Punch:
 
 	func answering() -> bool:
 		return state == "punching" or state == "punched"
+
+	## Names of the peers not confirmed yet and not gone.
+	func pending() -> Array[String]:
+		var out: Array[String] = []
+		for name in _order:
+			var p: Dictionary = _peers[name]
+			if p.confirmed.is_empty() and p.gone == "":
+				out.append(name)
+		return out
+
+	## Punched, but some peers are reached through the relay only: their direct candidates
+	## are still punched until the budget ends, so a direct path that opens late is found.
+	func upgrading() -> bool:
+		if state != "punched" or _upgrade_until <= _last_now:
+			return false
+		for name in _order:
+			if _peers[name].confirmed.get("path", "") == "relay":
+				return true
+		return false
+
+	func stop_upgrading() -> void:
+		_upgrade_until = -INF
+
+	## The relay's port for [param name] works on our side (our relay_bind was acknowledged):
+	## punch through it too. A punch_ack that comes back through it confirms the peer with
+	## path "relay" (the peer's address is then the relay's).
+	func add_relay(now: int, name: String, address: String, port: int) -> bool:
+		if not _peers.has(name) or state == "failed":
+			return false
+		var peer: Dictionary = _peers[name]
+		peer.relay = {"address": address, "port": port}
+		var index := _index_of(peer, address, port)
+		if index >= 0:
+			# A punch through the relay arrived first and made it a reflexive candidate.
+			if peer.candidates[index].kind == "reflexive":
+				peer.reflexive -= 1
+			peer.candidates[index].kind = "relay"
+		else:
+			index = _add_candidate(peer, address, port, "relay")
+		if index >= 0 and peer.confirmed.is_empty() and state == "punching":
+			_punch(now, peer, index)
+		return true
+
+	func _via_relay(peer: Dictionary, address: String, port: int) -> bool:
+		return not peer.relay.is_empty() and peer.relay.address == address \
+				and peer.relay.port == port
 
 	func confirmed() -> Array[Dictionary]:
 		var out: Array[Dictionary] = []
@@ -550,10 +764,12 @@ class _Punch:
 		return true
 
 	func handle_timeout(now: int) -> void:
-		if state != "punching":
+		_last_now = now
+		if state != "punching" and not upgrading():
 			return
 		if now >= _fail_at:
-			_settle(now)
+			if state == "punching":
+				_settle(now)
 			return
 		if now < _next_round_at:
 			return
@@ -562,9 +778,15 @@ class _Punch:
 			_add_predictions()
 		for name in _order:
 			var peer: Dictionary = _peers[name]
-			if not peer.confirmed.is_empty() or peer.gone == "left":
+			if peer.gone == "left":
+				continue
+			var relayed: bool = peer.confirmed.get("path", "") == "relay"
+			if not peer.confirmed.is_empty() and not relayed:
 				continue
 			for i in peer.candidates.size():
+				# A relayed peer: only the direct candidates (the relay path is known to work).
+				if relayed and peer.candidates[i].kind == "relay":
+					continue
 				_punch(now, peer, i)
 		var interval := PUNCH_INTERVAL_MS
 		if _round >= PUNCH_FAST_ROUNDS:
@@ -574,6 +796,7 @@ class _Punch:
 
 	## A decoded peer message from address:port; true when it changed the outcome.
 	func handle(now: int, address: String, port: int, msg: Dictionary) -> bool:
+		_last_now = now
 		if state == "failed" or now > _linger_until:
 			return false
 		if not _peers.has(msg.from) or msg.to != _self_name \
@@ -587,7 +810,10 @@ class _Punch:
 					"sentAt": msg.sentAt})
 			peer.heard = true
 			last_punch_at = now
-			if not peer.confirmed.is_empty() or state != "punching":
+			var upgrade: bool = peer.confirmed.get("path", "") == "relay" and upgrading()
+			if (not peer.confirmed.is_empty() or state != "punching") and not upgrade:
+				return false
+			if upgrade and _via_relay(peer, address, port):
 				return false
 			# The peer reached us from here: a mapping towards us exists, punch straight back.
 			var index := _index_of(peer, address, port)
@@ -597,14 +823,29 @@ class _Punch:
 			if index >= 0:
 				_punch(now, peer, index)
 			return false
-		if not peer.confirmed.is_empty() or state != "punching":
-			return false
+		var via_relay := _via_relay(peer, address, port)
+		# Where the ack came from decides: through the relay's port it is the relay path.
 		var path := "reflexive"
-		if msg.candidate < peer.candidates.size():
+		if via_relay:
+			path = "relay"
+		elif msg.candidate < peer.candidates.size() \
+				and peer.candidates[msg.candidate].kind != "relay":
 			path = peer.candidates[msg.candidate].kind
-		peer.confirmed = {"name": peer.info.name, "nickname": peer.info.nickname,
+		var confirmed := {"name": peer.info.name, "nickname": peer.info.nickname,
 				"is_host": peer.info.isHost, "address": address, "port": port, "path": path,
 				"rtt_ms": posmod(now - msg.sentAt, U32)}
+		var previous: Dictionary = peer.confirmed
+		if not previous.is_empty():
+			# Relayed, and now a direct ack: the direct path wins (and is reported).
+			if previous.path != "relay" or via_relay or not upgrading():
+				return false
+			peer.confirmed = confirmed
+			if on_direct.is_valid():
+				on_direct.call(confirmed, previous)
+			return true
+		if state != "punching":
+			return false
+		peer.confirmed = confirmed
 		for name in _order:
 			var p: Dictionary = _peers[name]
 			if p.confirmed.is_empty() and p.gone != "left":
@@ -620,7 +861,14 @@ class _Punch:
 
 	func _finish(now: int) -> void:
 		state = "punched"
-		_linger_until = now + PUNCH_LINGER_MS
+		_last_now = now
+		var relayed := false
+		for p: Dictionary in confirmed():
+			if p.path == "relay":
+				relayed = true
+		# Relayed peers keep being punched directly until the budget ends, and answered after.
+		_upgrade_until = _fail_at if relayed else -INF
+		_linger_until = maxi(now, _fail_at if relayed else now) + PUNCH_LINGER_MS
 
 	func _punch(now: int, peer: Dictionary, index: int) -> void:
 		var c: Dictionary = peer.candidates[index]

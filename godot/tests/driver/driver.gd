@@ -7,7 +7,10 @@ extends Node
 ## timeout_ms, deadline_ms (quit whatever happens), then:
 ##   after: "enet" (create_enet_peer, then an RPC round trip both ways with every peer),
 ##          "udp_echo" (bind the released port with the game's own PacketPeerUDP and run the
-##          holepunch-client CLI's hp-test ping/pong with every peer), or "none".
+##          holepunch-client CLI's hp-test ping/pong with every peer), or "none";
+##   use_relay (default true); drop_direct: the addon's socket drops every datagram to or
+##          from anything but the server's main port and our relay ports, so no direct path
+##          exists (the game's transport after hole_punched is not filtered).
 
 const HolePunchScript := preload("res://addons/holepunch/holepunch.gd")
 const TEST_PREFIX := "hp-test:"
@@ -38,6 +41,11 @@ func _ready() -> void:
 	_hp.rendevouz_port = int(_config.port)
 	_hp.max_player_count = int(_config.get("max_players", 2))
 	_hp.traversal_timeout_ms = int(_config.get("timeout_ms", 20000))
+	_hp.use_relay = bool(_config.get("use_relay", true))
+	if bool(_config.get("drop_direct", false)):
+		_hp.drop_datagram = func(_direction: String, address: String, port: int,
+				_data: PackedByteArray) -> bool:
+			return not _hp.is_server_endpoint(address, port)
 	add_child(_hp)
 	_hp.session_registered.connect(func() -> void: _signal("session_registered", []))
 	_hp.update_lobby.connect(func(nicknames: PackedStringArray, max_players: int) -> void:
