@@ -114,6 +114,8 @@ async function startServer(extraNodeFlags: readonly string[]): Promise<BenchChil
       LOAD_ADDRESS,
       '--log-level',
       'silent',
+      // Every load client shares one address: per-source quotas would measure themselves.
+      '--no-source-limits',
     ],
     { ipc: true, port },
   );

@@ -84,10 +84,12 @@ export function serverLobbySteps(spec: LobbySpec): LobbyStep[] {
   for (let member = 0; member < spec.players; member++) {
     const expect = empty();
     expect[member]?.push(okReply(spec.ports[member] as number));
-    const lobby = lobbyReply(member + 1, spec.maxPlayers);
-    for (let i = 0; i <= member; i++) expect[i]?.push(lobby);
     if (member + 1 === spec.maxPlayers) {
+      // The join that fills the lobby gets `peers:` at once, without a full `lobby:` first.
       for (let i = 0; i <= member; i++) expect[i]?.push(peersReply(spec, i));
+    } else {
+      const lobby = lobbyReply(member + 1, spec.maxPlayers);
+      for (let i = 0; i <= member; i++) expect[i]?.push(lobby);
     }
     const request = Buffer.from(`rc:${memberName(spec.id, member)}:${key}:${memberNick(member)}`);
     steps.push({
