@@ -108,7 +108,10 @@ export interface MatrixOptions {
   readonly concurrency?: number;
   /** `--timeout` for the v2 client CLI, when set. */
   readonly v2TimeoutMs?: number;
-  /** Run the v2 client with `--relay` (peers it cannot punch go through the server). */
+  /**
+   * Let the v2 client relay (its default; peers it cannot punch go through the server).
+   * Without it the matrix passes `--no-relay`, so a success is a direct path.
+   */
   readonly relay?: boolean;
   readonly onTrial?: (result: TrialResult) => void;
 }
@@ -227,7 +230,9 @@ function clientArgv(
   // The legacy client's own timings are the original's; it only gets the lab's outer bound.
   const timeout = client === 'legacy' ? LEGACY_TIMEOUT_MS : timeoutMs;
   if (timeout !== undefined) argv.push('--timeout', String(timeout));
-  if (relay && client === 'v2') argv.push('--relay');
+  // The v2 client relays by default; the matrix's direct claims must be direct, so without
+  // `relay` it punches alone.
+  if (!relay && client === 'v2') argv.push('--no-relay');
   return argv;
 }
 
