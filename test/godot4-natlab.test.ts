@@ -28,6 +28,12 @@ import {
  * uplink. Two Godot players hand the punched path to ENet and round-trip an RPC both ways; a
  * Godot host also punches a Node joiner (holepunch-client) and answers its ping/pong with the
  * game's own socket. Prints start_traversal -> hole_punched per player.
+ *
+ * The relay (issue 14, points 3 and 5): a symmetric NAT (random ports) against a
+ * port-restricted one has no direct path; two Godot players there play through the server's
+ * transparent relay with ENet unchanged, over several trials (the symmetric side hosting and
+ * joining in turn). Issue 13's bound is checked on them: playing through the relay within
+ * 1.5 s p50 / 3 s p99 at 0 % loss, the path settled before the hand-over to ENet.
  */
 
 const DRIVER = join(REPO_ROOT, 'godot', 'tests', 'driver');
@@ -37,6 +43,17 @@ const KILL_AFTER_MS = DEADLINE_MS + 10_000;
 
 const reasons = [...godot4UnavailableReasons(), ...(await labUnavailableReasons())];
 const timings: string[] = [];
+/** Relay-only trials (0 % loss). */
+const RELAY_TRIALS = 8;
+/** Issue 13: a pair that is not direct plays through the relay within these (0 % loss). */
+const RELAY_P50_MS = 1_500;
+const RELAY_P99_MS = 3_000;
+
+/** Nearest-rank percentile (with fewer than 100 samples, p99 is the largest). */
+function percentile(values: readonly number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)] as number;
+}
 
 describe('the Godot 4 addon in the NAT lab', {
   skip: skipUnless(reasons, 'Godot 4 in the NAT lab'),
@@ -52,6 +69,7 @@ describe('the Godot 4 addon in the NAT lab', {
       sites: [
         { name: 'a', nat: 'port-restricted' },
         { name: 'b', nat: 'port-restricted' },
+        { name: 's', nat: 'symmetric' },
       ],
     });
     server = await lab.startServer({ port: PORT, autostart: true });
@@ -65,7 +83,7 @@ describe('the Godot 4 addon in the NAT lab', {
     await removeProjects();
     if (prefix !== undefined)
       assert.deepEqual(await labNamespaces(`${prefix}-`), [], 'the lab left namespaces');
-    process.stdout.write('\nstart_traversal -> hole_punched (NAT lab, port-restricted pair):\n');
+    process.stdout.write('\nstart_traversal -> hole_punched (NAT lab):\n');
     for (const t of timings) process.stdout.write(`  ${t}\n`);
   });
 
@@ -83,9 +101,9 @@ describe('the Godot 4 addon in the NAT lab', {
     });
   };
 
-  async function prepare(loss: number): Promise<string> {
+  async function prepare(loss: number, sites = ['a', 'b']): Promise<string> {
     assert.ok(lab);
-    for (const site of ['a', 'b']) {
+    for (const site of sites) {
       await lab.flushConntrack(site);
       await lab.setLoss(site, loss);
     }
@@ -169,6 +187,86 @@ describe('the Godot 4 addon in the NAT lab', {
     } finally {
       host.kill();
       join.kill();
+    }
+  });
+  it(`a relay-only pair (symmetric vs port-restricted NAT) plays through the relay with ENet unchanged, ${RELAY_TRIALS} trials: within 1.5 s p50 / 3 s p99`, async () => {
+    assert.ok(lab);
+    const [p0, p1] = projects as [Project, Project];
+    /** start_traversal -> hole_punched of the joiner (it starts last), and each side's peers -> hole_punched. */
+    const joinerTotal: number[] = [];
+    const fromPeers: number[] = [];
+    const lines: string[] = [];
+    for (let trial = 0; trial < RELAY_TRIALS; trial++) {
+      const session = await prepare(0, ['a', 's']);
+      // The symmetric side hosts in even trials and joins in odd ones.
+      const [hostSite, joinSite] = trial % 2 === 0 ? ['s', 'a'] : ['a', 's'];
+      const host = godot(hostSite, p0, { session, host: true, name: 'alice', after: 'enet' });
+      await host.waitForLine((l) => l.signal === 'session_registered', 15_000);
+      const join = godot(joinSite, p1, { session, host: false, name: 'bob', after: 'enet' });
+      try {
+        const [h, j] = await Promise.all([host.exited, join.exited]);
+        const side = (label: string, result: typeof h) => {
+          assert.deepEqual(scriptErrors(result.stderr), [], `${label}: GDScript errors`);
+          const punched = result.lines.find((l) => l.godot === 'punched');
+          assert.ok(
+            punched !== undefined,
+            `${label} did not punch: ${JSON.stringify(result.lines)}`,
+          );
+          const res = punched.result as {
+            local_port: number;
+            punch_ms: number;
+            handover_ms: number;
+            host_address: string;
+            host_port: number;
+            peers: { path: string; address: string; port: number }[];
+          };
+          assert.equal(res.peers[0]?.path, 'relay', `${label}: ${JSON.stringify(res)}`);
+          assert.equal(res.peers[0]?.address, SERVER_ADDRESS, `${label}: the relay's address`);
+          assert.ok(
+            result.lines.some((l) => l.godot === 'rpc_ok'),
+            `${label}: no ENet RPC round trip through the relay: ${JSON.stringify(result.lines.filter((l) => l.godot !== 'ready'))}`,
+          );
+          assert.equal(result.code, 0, `${label}: exit code`);
+          return { elapsed: Number(punched.elapsed_ms), res };
+        };
+        const hs = side(`trial ${trial} host at ${hostSite}`, h);
+        const js = side(`trial ${trial} joiner at ${joinSite}`, j);
+        const signal = j.lines.find((l) => l.signal === 'hole_punched')?.args;
+        assert.deepEqual(
+          signal,
+          [js.res.local_port, js.res.peers[0]?.port, SERVER_ADDRESS],
+          "the joiner's hole_punched names the relay (server address, relay port)",
+        );
+        joinerTotal.push(js.elapsed);
+        fromPeers.push(hs.res.punch_ms + hs.res.handover_ms, js.res.punch_ms + js.res.handover_ms);
+        lines.push(
+          `trial ${trial} (symmetric ${hostSite === 's' ? 'hosts' : 'joins'}): joiner ${js.elapsed} ms (peers -> punched ${js.res.punch_ms} + hand-over ${js.res.handover_ms}), host ${hs.elapsed} ms (${hs.res.punch_ms} + ${hs.res.handover_ms})`,
+        );
+      } finally {
+        host.kill();
+        join.kill();
+      }
+    }
+    const summary = (label: string, v: number[]) =>
+      `${label}: p50 ${percentile(v, 50)} ms, p99 ${percentile(v, 99)} ms (n=${v.length}, min ${Math.min(...v)}, max ${Math.max(...v)})`;
+    timings.push(
+      'relay-only pair (symmetric vs port-restricted), 0 % loss, ENet through the relay:',
+    );
+    for (const l of lines) timings.push(`  ${l}`);
+    timings.push(`  ${summary('joiner start_traversal -> hole_punched', joinerTotal)}`);
+    timings.push(`  ${summary('either side, peer list -> hole_punched', fromPeers)}`);
+    for (const [label, v] of [
+      ['joiner start_traversal -> hole_punched', joinerTotal],
+      ['peer list -> hole_punched', fromPeers],
+    ] as const) {
+      assert.ok(
+        percentile(v, 50) <= RELAY_P50_MS,
+        `${label}: p50 ${percentile(v, 50)} ms over the issue's ${RELAY_P50_MS} ms: ${v}`,
+      );
+      assert.ok(
+        percentile(v, 99) <= RELAY_P99_MS,
+        `${label}: p99 ${percentile(v, 99)} ms over the issue's ${RELAY_P99_MS} ms: ${v}`,
+      );
     }
   });
 });
