@@ -14,7 +14,7 @@ import {
   type TraversalEvent,
 } from '../src/client/traversal.js';
 import type { Endpoint } from '../src/protocol/endpoint.js';
-import { decodeV2, encodePunch, encodeV2, type V2Peer } from '../src/protocol/v2.js';
+import { decodeV2, encodePunch, encodePush, encodeV2, type V2Peer } from '../src/protocol/v2.js';
 import { seededRandom } from '../src/sim/random.js';
 
 const KEY = new Uint8Array(16).fill(9);
@@ -268,7 +268,7 @@ describe('traversal core', () => {
     t.handle(
       12,
       server,
-      encodeV2({
+      encodePush(fresh, {
         type: 'lobby',
         requestId: again.requestId,
         version: 3,
@@ -645,7 +645,11 @@ describe('traversal core', () => {
         }
       };
       const gone = (name: string, why: 'left' | 'silent') =>
-        t.handle(now, server, encodeV2({ type: 'peer_left', requestId: 0, name, why }));
+        t.handle(
+          now,
+          server,
+          encodePush(new Uint8Array(16).fill(4), { type: 'peer_left', requestId: 0, name, why }),
+        );
       const outcome = () => events.find((e) => e.type === 'punched' || e.type === 'failed');
       const sentToServer = () => toServer.flatMap((d) => (d.ok ? [d.msg] : []));
       return { t, events, run, gone, outcome, sentToServer };
@@ -766,7 +770,7 @@ describe('traversal core', () => {
       t.handle(
         8,
         server,
-        encodeV2({
+        encodePush(new Uint8Array(16).fill(1), {
           type: 'lobby',
           requestId: ka.msg.requestId,
           version: 2,
@@ -835,10 +839,50 @@ describe('traversal core', () => {
       l.t.handle(
         20,
         server,
-        encodeV2({ type: 'closed', requestId: 0, code: 'host_left', reason: 'The host left.' }),
+        encodePush(new Uint8Array(16).fill(1), {
+          type: 'closed',
+          requestId: 0,
+          code: 'host_left',
+          reason: 'The host left.',
+        }),
       );
       const failed = l.events.find((e) => e.type === 'failed');
       assert.ok(failed?.type === 'failed' && failed.error.code === 'host_left');
+    });
+
+    it('ignores and counts lobby, closed and peer_left from the server address without our tag', () => {
+      const l = inLobby(undefined, ['H', 'J']);
+      const ours = new Uint8Array(16).fill(1);
+      const other = new Uint8Array(16).fill(7);
+      const lobby = { type: 'lobby', requestId: 0, version: 9, maxPlayers: 3 } as const;
+      const closed = { type: 'closed', requestId: 0, code: 'host_left' } as const;
+      const forged = [
+        // Another member's token (or a guess): the tag does not verify with ours.
+        encodePush(other, { ...lobby, nicknames: ['H', 'J', 'X'] }),
+        encodePush(other, { ...closed, reason: 'Forged.' }),
+        encodePush(other, { type: 'peer_left', requestId: 0, name: 'J', why: 'left' }),
+        // The old format (no tag) and a tag cut short: the tag is where the bytes end.
+        encodePush(ours, { ...closed, reason: 'x' }).subarray(0, -16),
+        encodePush(ours, { ...closed, reason: 'Forged.' }).subarray(0, -1),
+      ];
+      // Our tag on other bytes: one flipped bit of the reason.
+      const flipped = encodePush(ours, { ...closed, reason: 'Forged.' });
+      const at = flipped.length - 20;
+      flipped[at] = (flipped[at] as number) ^ 1;
+      forged.push(flipped);
+      const before = l.events.length;
+      for (const [i, data] of forged.entries()) l.t.handle(20 + i, server, data);
+      assert.equal(l.t.forgedPushes, 4, 'four decode with a wrong tag; the cut ones do not decode');
+      assert.equal(l.events.length, before, 'no lobby event, no failure');
+      assert.equal(l.t.state, 'lobby');
+      // The same push with our tag is taken.
+      l.t.handle(40, server, encodePush(ours, { ...lobby, nicknames: ['H', 'J', 'X'] }));
+      const last = l.events.at(-1);
+      assert.ok(last?.type === 'lobby' && last.nicknames.length === 3);
+      l.t.handle(41, server, encodePush(ours, { ...closed, reason: 'Bye.' }));
+      const failed = l.events.find((e) => e.type === 'failed');
+      assert.ok(failed?.type === 'failed' && failed.error.code === 'host_left');
+      assert.equal(l.t.forgedPushes, 4);
     });
   });
 });

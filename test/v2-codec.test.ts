@@ -5,10 +5,13 @@ import { V2_MAGIC } from '../src/protocol/magic.js';
 import {
   decodeV2,
   encodePunch,
+  encodePush,
   encodeV2,
   MAX_DATAGRAM_BYTES,
   type V2Message,
+  type V2PushBody,
   verifyPunchTag,
+  verifyPushTag,
 } from '../src/protocol/v2.js';
 
 const token = Uint8Array.from({ length: 16 }, (_, i) => i + 1);
@@ -17,6 +20,13 @@ const ep = { address: '198.51.100.7', port: 40000 };
 const ep6 = { address: '2001:db8::1', port: 65535 };
 
 type Plain = Exclude<V2Message, { type: 'punch' | 'punch_ack' }>;
+
+/** A push as a client decodes it: tagged with `token`. */
+function pushed(body: V2PushBody): Plain {
+  const d = decodeV2(encodePush(token, body));
+  if (!d.ok) throw new Error(`no push: ${d.error}`);
+  return d.msg as Plain;
+}
 
 const samples: Plain[] = [
   {
@@ -37,7 +47,7 @@ const samples: Plain[] = [
   { type: 'registered', requestId: 7, token, observed: ep },
   { type: 'ok', requestId: 8 },
   { type: 'error', requestId: 9, code: 'session_full', message: 'Session full.' },
-  { type: 'lobby', requestId: 0, version: 3, maxPlayers: 5, nicknames: ['a', 'é,:', '🎮'] },
+  pushed({ type: 'lobby', requestId: 0, version: 3, maxPlayers: 5, nicknames: ['a', 'é,:', '🎮'] }),
   {
     type: 'peers',
     requestId: 0,
@@ -51,10 +61,10 @@ const samples: Plain[] = [
       { name: 'y', nickname: '', isHost: false, publicEndpoint: ep6, candidates: [] },
     ],
   },
-  { type: 'closed', requestId: 0, code: 'session_closed', reason: 'Session expired.' },
-  { type: 'closed', requestId: 0, code: 'host_left', reason: 'The host left.' },
-  { type: 'peer_left', requestId: 0, name: 'b🦄', why: 'left' },
-  { type: 'peer_left', requestId: 0, name: 'c', why: 'silent' },
+  pushed({ type: 'closed', requestId: 0, code: 'session_closed', reason: 'Session expired.' }),
+  pushed({ type: 'closed', requestId: 0, code: 'host_left', reason: 'The host left.' }),
+  pushed({ type: 'peer_left', requestId: 0, name: 'b🦄', why: 'left' }),
+  pushed({ type: 'peer_left', requestId: 0, name: 'c', why: 'silent' }),
   { type: 'relay_allocate', requestId: 9, session: 's:1', token, peer: 'p🦄' },
   {
     type: 'relay_granted',
@@ -134,13 +144,36 @@ describe('v2 codec', () => {
     const r4 = decodeV2(v3);
     assert.ok(!r4.ok && r4.code === 'unsupported_version');
     // peer_left with a reason byte other than 1 (left) or 2 (silent).
-    const gone = encodeV2({ type: 'peer_left', requestId: 0, name: 'b', why: 'left' });
+    const gone = encodePush(token, { type: 'peer_left', requestId: 0, name: 'b', why: 'left' });
     const badWhy = Uint8Array.from(gone);
-    badWhy[badWhy.length - 1] = 3;
+    badWhy[badWhy.length - 17] = 3;
     const r6 = decodeV2(badWhy);
     assert.ok(!r6.ok && r6.code === 'bad_request');
     const r5 = decodeV2(new TextEncoder().encode('rs:KEY:4'));
     assert.ok(!r5.ok && r5.code === undefined);
+  });
+
+  it('a push (lobby, closed, peer_left) ends in a tag that only the member token verifies', () => {
+    for (const body of [
+      { type: 'lobby', requestId: 4, version: 2, maxPlayers: 2, nicknames: ['a'] },
+      { type: 'closed', requestId: 0, code: 'host_left', reason: 'The host left.' },
+      { type: 'peer_left', requestId: 0, name: 'b', why: 'silent' },
+    ] as const) {
+      const bytes = encodePush(token, body);
+      const d = decodeV2(bytes);
+      assert.ok(d.ok && d.msg.type === body.type, body.type);
+      if (
+        !d.ok ||
+        (d.msg.type !== 'lobby' && d.msg.type !== 'closed' && d.msg.type !== 'peer_left')
+      )
+        return;
+      assert.equal(d.msg.tag.length, 16);
+      assert.deepEqual(d.msg.signed, bytes.subarray(0, bytes.length - 16));
+      assert.equal(verifyPushTag(token, d.msg), true);
+      assert.equal(verifyPushTag(key, d.msg), false, 'another key');
+      // Without its tag (the format before) it does not decode.
+      assert.equal(decodeV2(bytes.subarray(0, bytes.length - 16)).ok, false);
+    }
   });
 
   it('refuses to encode fields beyond their limits instead of sending a broken datagram', () => {

@@ -42,6 +42,7 @@ func _check_message(vector: Dictionary) -> void:
 		return
 	var msg: Dictionary = decoded.msg
 	var is_punch: bool = msg.type == "punch" or msg.type == "punch_ack"
+	var is_push: bool = Codec.PUSH_TYPES.has(msg.type)
 	var got: Dictionary = _to_json(msg)
 	got.erase("signed")
 	var want := expected.duplicate(true)
@@ -50,13 +51,14 @@ func _check_message(vector: Dictionary) -> void:
 	_check("decode " + vector.name, _same(got, want), {"got": got, "want": want})
 	var fields: Dictionary = _from_json(expected)
 	var encoded: PackedByteArray
-	if is_punch:
+	if is_punch or is_push:
 		var key := _unhex(expected.key)
-		var valid := Codec.verify_punch_tag(key, msg.signed, msg.tag)
+		var valid := (Codec.verify_push(key, msg) if is_push
+				else Codec.verify_punch_tag(key, msg.signed, msg.tag))
 		_check("tag " + vector.name, valid == bool(expected.tag_valid), {"valid": valid})
 		if not expected.tag_valid:
 			return
-		encoded = Codec.encode_punch(key, fields)
+		encoded = Codec.encode_push(key, fields) if is_push else Codec.encode_punch(key, fields)
 	else:
 		encoded = Codec.encode(fields)
 	_check("encode " + vector.name, encoded.hex_encode() == vector.hex,

@@ -19,10 +19,12 @@ import {
   MAX_REASON_BYTES,
   MAX_SESSION_BYTES,
   MIN_PLAYERS,
+  type PushAuth,
   padRegisterRequest,
   truncateUtf8,
   type V2Message,
   type V2Peer,
+  verifyPushTag,
 } from '../protocol/v2.js';
 import {
   type ConfirmedPeer,
@@ -177,6 +179,8 @@ export class Traversal {
   #nextId: number;
   #pending = new Map<number, Pending>();
   #token: Uint8Array | undefined;
+  /** Our token before the server gave us a fresh one (a rebind), for pushes still under it. */
+  #previousToken: Uint8Array | undefined;
   #observed: Endpoint | undefined;
   #startedAt = 0;
   #deadline = Number.POSITIVE_INFINITY;
@@ -208,6 +212,12 @@ export class Traversal {
     // Random start so that a restarted client's ids do not collide with its old ones.
     this.#nextId = 1 + Math.floor(options.random() * 0x3fffffff);
   }
+
+  /**
+   * `lobby`, `closed` and `peer_left` from the server's address whose tag is not ours:
+   * forged (or for a token we never had), ignored.
+   */
+  forgedPushes = 0;
 
   get state(): TraversalState {
     return this.#state;
@@ -381,10 +391,28 @@ export class Traversal {
       return true;
     }
     if (!sameEndpoint(from, this.#o.server)) return true;
+    if (
+      (msg.type === 'lobby' || msg.type === 'closed' || msg.type === 'peer_left') &&
+      !this.#authenticPush(msg)
+    ) {
+      this.forgedPushes++;
+      return true;
+    }
     this.#lastHeardAt = now;
     this.#heardFromServer = true;
     this.#fromServer(now, msg);
     return true;
+  }
+
+  /**
+   * A `lobby`, `closed` or `peer_left` counts only when its tag was made with our token
+   * (docs/protocol-v2.md, "Pushes are authenticated"): the server's source address alone can
+   * be forged. The token we held before a rebind still counts, for pushes the server sent
+   * before it moved us.
+   */
+  #authenticPush(msg: PushAuth): boolean {
+    if (this.#token !== undefined && verifyPushTag(this.#token, msg)) return true;
+    return this.#previousToken !== undefined && verifyPushTag(this.#previousToken, msg);
   }
 
   #fromServer(now: number, msg: V2Message): void {
@@ -471,6 +499,7 @@ export class Traversal {
   #rebound(now: number, pending: Pending, token: Uint8Array, observed: Endpoint): void {
     if (this.#state !== 'lobby') return;
     this.#pending.delete(pending.id);
+    this.#previousToken = this.#token;
     this.#token = token;
     this.#observed = observed;
     if (pending.kind === 'start') this.finalize(now);

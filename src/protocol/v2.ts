@@ -106,13 +106,13 @@ export type V2Message =
   | { type: 'registered'; requestId: number; token: Uint8Array; observed: Endpoint }
   | { type: 'ok'; requestId: number }
   | { type: 'error'; requestId: number; code: ErrorCode; message: string }
-  | {
+  | ({
       type: 'lobby';
       requestId: number;
       version: number;
       maxPlayers: number;
       nicknames: readonly string[];
-    }
+    } & PushAuth)
   | {
       type: 'peers';
       requestId: number;
@@ -124,15 +124,15 @@ export type V2Message =
       first: number;
       peers: readonly V2Peer[];
     }
-  | { type: 'closed'; requestId: number; code: ErrorCode; reason: string }
-  | {
+  | ({ type: 'closed'; requestId: number; code: ErrorCode; reason: string } & PushAuth)
+  | ({
       type: 'peer_left';
       requestId: number;
       /** The member name of the peer that is gone. */
       name: string;
       /** `left`: it sent `leave`. `silent`: it stopped answering the server. */
       why: PeerLeftWhy;
-    }
+    } & PushAuth)
   /**
    * NAT diagnosis (docs/protocol-v2.md, "NAT diagnosis"): what source the server saw, answered
    * from the socket the flags ask for.
@@ -175,6 +175,36 @@ export type V2Message =
     };
 
 export type V2MessageType = V2Message['type'];
+
+/**
+ * The server's messages to one member that end in a push tag (docs/protocol-v2.md, "Pushes
+ * are authenticated"): HMAC-SHA-256 keyed with the receiving member's token over every byte
+ * before the tag, truncated to 16 bytes.
+ */
+export type V2PushType = 'lobby' | 'closed' | 'peer_left';
+
+/** What a decoded push carries to check it with `verifyPushTag` (like a punch's tag). */
+export interface PushAuth {
+  /** The tag as received. */
+  tag: Uint8Array;
+  /** The bytes the tag covers (everything before it). */
+  signed: Uint8Array;
+}
+
+/** A push before it is tagged for one member (`encodePush`, `encodePushBody` + `sealPush`). */
+export type V2PushBody = V2Message extends infer M
+  ? M extends { type: V2PushType }
+    ? Omit<M, 'tag' | 'signed'>
+    : never
+  : never;
+
+/**
+ * What `encodeV2` writes: every message but punches (`encodePunch`); a push with the tag it
+ * is given (a decoded one re-encodes to its bytes). To tag a push for a member, `encodePush`.
+ */
+export type V2Encodable =
+  | Exclude<V2Message, { type: 'punch' | 'punch_ack' | V2PushType }>
+  | (V2PushBody & { tag: Uint8Array; signed?: Uint8Array });
 
 export type V2DecodeResult =
   | { ok: true; msg: V2Message }
@@ -337,7 +367,59 @@ function header(type: number, requestId: number): Writer {
  * error on the sending side; callers validate user input first with `checkName` etc.).
  * Punch messages need `encodePunch` (they carry a tag).
  */
-export function encodeV2(msg: Exclude<V2Message, { type: 'punch' | 'punch_ack' }>): Uint8Array {
+export function encodeV2(msg: V2Encodable): Uint8Array {
+  if (msg.type !== 'lobby' && msg.type !== 'closed' && msg.type !== 'peer_left') {
+    return encodeBody(msg);
+  }
+  const body = encodeBody(msg);
+  if (msg.tag.length !== TAG_BYTES) throw new RangeError(`expected ${TAG_BYTES} bytes of tag`);
+  if (body.length + TAG_BYTES > MAX_DATAGRAM_BYTES) {
+    throw new RangeError(`datagram exceeds ${MAX_DATAGRAM_BYTES} bytes`);
+  }
+  const out = new Uint8Array(body.length + TAG_BYTES);
+  out.set(body);
+  out.set(msg.tag, body.length);
+  return out;
+}
+
+/**
+ * The bytes of a push without its tag: the server encodes a broadcast once and seals it per
+ * member (`sealPush`).
+ */
+export function encodePushBody(msg: V2PushBody): Uint8Array {
+  return encodeBody(msg);
+}
+
+/** `body` (from `encodePushBody`) with the tag keyed with the receiving member's `token`. */
+export function sealPush(token: Uint8Array, body: Uint8Array): Uint8Array {
+  if (body.length + TAG_BYTES > MAX_DATAGRAM_BYTES) {
+    throw new RangeError(`datagram exceeds ${MAX_DATAGRAM_BYTES} bytes`);
+  }
+  const out = new Uint8Array(body.length + TAG_BYTES);
+  out.set(body);
+  out.set(pushTag(token, body), body.length);
+  return out;
+}
+
+/** A push's tag: HMAC-SHA-256 keyed with the member's token, 16 bytes (as a punch's). */
+export function pushTag(token: Uint8Array, signed: Uint8Array): Uint8Array {
+  return punchTag(token, signed);
+}
+
+/** Encodes a push to the member whose token is `token` (its tag is keyed with it). */
+export function encodePush(token: Uint8Array, msg: V2PushBody): Uint8Array {
+  return sealPush(token, encodePushBody(msg));
+}
+
+/**
+ * True when a decoded push was tagged with `token` (constant time). A client checks every
+ * `lobby`, `closed` and `peer_left` with its own token before it acts on it.
+ */
+export function verifyPushTag(token: Uint8Array, msg: PushAuth): boolean {
+  return verifyPunchTag(token, msg.signed, msg.tag);
+}
+
+function encodeBody(msg: V2Encodable | V2PushBody): Uint8Array {
   const w = header(V2_TYPES[msg.type], msg.requestId);
   switch (msg.type) {
     case 'host':
@@ -590,7 +672,7 @@ function readBody(r: Reader, type: V2MessageType, requestId: number): V2Message 
       const count = r.u8();
       const nicknames: string[] = [];
       for (let i = 0; i < count; i++) nicknames.push(r.str(MAX_NICKNAME_BYTES));
-      return { type, requestId, version, maxPlayers, nicknames };
+      return { type, requestId, version, maxPlayers, nicknames, ...readPushTag(r) };
     }
     case 'peers': {
       const punchKey = r.bytes(PUNCH_KEY_BYTES);
@@ -617,12 +699,18 @@ function readBody(r: Reader, type: V2MessageType, requestId: number): V2Message 
       return { type, requestId, punchKey, token, observed, total, first, peers };
     }
     case 'closed':
-      return { type, requestId, code: r.code(), reason: r.str(MAX_REASON_BYTES) };
+      return {
+        type,
+        requestId,
+        code: r.code(),
+        reason: r.str(MAX_REASON_BYTES),
+        ...readPushTag(r),
+      };
     case 'peer_left': {
       const name = r.str(MAX_NAME_BYTES);
       const why = r.u8();
       if (why !== 1 && why !== 2) throw new ShortRead('peer_left reason not 1/2');
-      return { type, requestId, name, why: why === 1 ? 'left' : 'silent' };
+      return { type, requestId, name, why: why === 1 ? 'left' : 'silent', ...readPushTag(r) };
     }
     case 'probe': {
       if (r.buf.length !== PROBE_BYTES) throw new ShortRead(`a probe is ${PROBE_BYTES} bytes`);
@@ -688,6 +776,13 @@ function readBody(r: Reader, type: V2MessageType, requestId: number): V2Message 
       return { type, requestId, from, to, candidate, sentAt, tag, signed };
     }
   }
+}
+
+/** The tag that ends a push, and the bytes it covers. */
+function readPushTag(r: Reader): PushAuth {
+  const signedEnd = r.off;
+  const tag = r.bytes(TAG_BYTES);
+  return { tag, signed: r.buf.slice(0, signedEnd) };
 }
 
 /**

@@ -8,7 +8,9 @@
  *   node dist/src/protocol/vectors.js --write   # regenerate the committed file
  *
  * Encoding of fields in JSON: byte fields (token, key, channel, tag, payload) as lower-case
- * hex, endpoints as `{ address, port }`, everything else as itself.
+ * hex, endpoints as `{ address, port }`, everything else as itself. Tagged messages (punches and
+ * the pushes lobby/closed/peer_left) also carry `key` (the punch key, or the member token a push
+ * is tagged with) and `tag_valid`.
  */
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -18,11 +20,13 @@ import {
   bytesKey,
   decodeV2,
   encodePunch,
+  encodePush,
   encodeV2,
   MAX_DATAGRAM_BYTES,
   type PunchFields,
   V2_TYPES,
   type V2Message,
+  type V2PushBody,
 } from './v2.js';
 
 /** Where the committed vectors live, relative to the repository root. */
@@ -31,7 +35,7 @@ export const V2_VECTORS_PATH = 'godot/tests/v2_vectors.json';
 export interface V2Vector {
   readonly name: string;
   readonly hex: string;
-  /** The decoded message; for punch/punch_ack also `key` (hex) and `tag_valid`. */
+  /** The decoded message; for punch/punch_ack and pushes also `key` (hex) and `tag_valid`. */
   readonly fields: Record<string, unknown>;
 }
 
@@ -267,6 +271,10 @@ const PLAIN: readonly [string, Plain][] = ALL_PLAIN.filter(([, m]) =>
   Object.hasOwn(V2_TYPES, String(m.type)),
 ).map(([name, m]) => [name, m as unknown as Plain]);
 
+function isPush(msg: Plain): boolean {
+  return msg.type === 'lobby' || msg.type === 'closed' || msg.type === 'peer_left';
+}
+
 const PUNCHES: readonly [string, PunchFields][] = [
   [
     'punch',
@@ -331,6 +339,8 @@ function malformedInputs(): [string, string][] {
       withHeader(0x24, `${hex(KEY)}${hex(TOKEN)}${ep('1.2.3.4', 5)}010001016101620200`),
     ],
     ['lobby count beyond data', withHeader(0x23, '0000000102020141')],
+    ['closed without tag', withHeader(0x25, '09686f73745f6c65667400')],
+    ['lobby with a short tag', withHeader(0x23, `000000010200${hex(TOKEN).slice(2)}`)],
     ['punch without tag', hex(punch.subarray(0, punch.length - 16))],
     ['relay_granted port 0', withHeader(0x64, `03626f620000${hex(RELAY_ID)}${hex(BIND_TOKEN)}`)],
     ['relay_bind short secret', withHeader(0x65, `${hex(RELAY_ID)}d0d1d2`)],
@@ -347,11 +357,32 @@ function malformedInputs(): [string, string][] {
 export function v2Vectors(): V2Vectors {
   const messages: V2Vector[] = [];
   for (const [name, msg] of PLAIN) {
-    const data = encodeV2(msg);
+    // A push (lobby, closed, peer_left) is tagged with the receiving member's token: `key`.
+    const push = isPush(msg);
+    const data = push ? encodePush(TOKEN, msg as V2PushBody) : encodeV2(msg);
     const decoded = decodeV2(data);
     if (!decoded.ok) throw new Error(`vector ${name} does not decode: ${decoded.error}`);
-    messages.push({ name, hex: hex(data), fields: fieldsOf(decoded.msg) });
+    const fields = fieldsOf(decoded.msg);
+    messages.push({
+      name,
+      hex: hex(data),
+      fields: push ? { ...fields, key: hex(TOKEN), tag_valid: true } : fields,
+    });
   }
+  // A push tagged with another member's token: decodes, but the tag does not verify.
+  const forgedPush = encodePush(seq(0x00), {
+    type: 'closed',
+    requestId: 0,
+    code: 'session_closed',
+    reason: 'Forged.',
+  });
+  const forgedPushDecoded = decodeV2(forgedPush);
+  if (!forgedPushDecoded.ok) throw new Error('forged push does not decode');
+  messages.push({
+    name: 'closed with a wrong tag',
+    hex: hex(forgedPush),
+    fields: { ...fieldsOf(forgedPushDecoded.msg), key: hex(TOKEN), tag_valid: false },
+  });
   for (const [name, fields] of PUNCHES) {
     const data = encodePunch(KEY, fields);
     const decoded = decodeV2(data);

@@ -9,6 +9,7 @@ import { type Endpoint, sameEndpoint } from '../protocol/endpoint.js';
 import {
   bytesKey,
   decodeV2,
+  encodePushBody,
   encodeV2,
   isValidField,
   MAX_DATAGRAM_BYTES,
@@ -21,6 +22,7 @@ import {
   type PeerLeftWhy,
   PUNCH_KEY_BYTES,
   peerWireBytes,
+  sealPush,
   TOKEN_BYTES,
   truncateUtf8,
   type V2Message,
@@ -421,7 +423,7 @@ export class V2Sessions implements ProtocolHandler {
         if (this.#validate(now, session, member)) return;
         if (session.state === 'waiting') {
           if (member.isHost) session.deadline = now + this.#ttlMs;
-          this.#send(from, this.#lobbyBytes(session, msg.requestId));
+          this.#send(from, sealPush(member.token, this.#lobbyBody(session, msg.requestId)));
         } else this.#sendPeers(session, member, msg.requestId);
         return;
       case 'peers_ack':
@@ -788,10 +790,11 @@ export class V2Sessions implements ProtocolHandler {
     if (session.members.every((m) => m.peersAcked)) this.#forget(session);
   }
 
-  #lobbyBytes(session: Session, requestId: number): Uint8Array {
+  /** The lobby without its tag: `sealPush` tags it for each member with that member's token. */
+  #lobbyBody(session: Session, requestId: number): Uint8Array {
     const nicknames: string[] = [];
     for (const m of session.members) if (m.validated) nicknames.push(m.nickname);
-    return encodeV2({
+    return encodePushBody({
       type: 'lobby',
       requestId,
       version: session.lobbyVersion,
@@ -802,15 +805,17 @@ export class V2Sessions implements ProtocolHandler {
 
   /** Pushes the lobby to every validated member but `except` (which gets it as a reply). */
   #broadcastLobby(session: Session, except?: Member): void {
-    const bytes = this.#lobbyBytes(session, 0);
-    for (const m of session.members) if (m.validated && m !== except) this.#send(m.endpoint, bytes);
+    const body = this.#lobbyBody(session, 0);
+    for (const m of session.members) {
+      if (m.validated && m !== except) this.#send(m.endpoint, sealPush(m.token, body));
+    }
   }
 
   /** Tells the other validated members of a started session that `gone` is gone. */
   #peerLeft(session: Session, gone: Member, why: PeerLeftWhy): void {
-    const bytes = encodeV2({ type: 'peer_left', requestId: 0, name: gone.name, why });
+    const body = encodePushBody({ type: 'peer_left', requestId: 0, name: gone.name, why });
     for (const m of session.members) {
-      if (m.validated && m !== gone) this.#send(m.endpoint, bytes);
+      if (m.validated && m !== gone) this.#send(m.endpoint, sealPush(m.token, body));
     }
   }
 
@@ -824,9 +829,9 @@ export class V2Sessions implements ProtocolHandler {
   ): void {
     this.#lifecycle(expired ? 'expired' : 'closed', session, reason);
     this.#relay?.closeSession(session.instance);
-    const bytes = encodeV2({ type: 'closed', requestId: 0, code, reason });
+    const body = encodePushBody({ type: 'closed', requestId: 0, code, reason });
     for (const m of session.members) {
-      if (m.validated && m !== except) this.#send(m.endpoint, bytes);
+      if (m.validated && m !== except) this.#send(m.endpoint, sealPush(m.token, body));
     }
     this.#forget(session);
   }

@@ -21,6 +21,8 @@ const MAX_DATAGRAM_BYTES := 1200
 const TOKEN_BYTES := 16
 const PUNCH_KEY_BYTES := 16
 const TAG_BYTES := 16
+## The server's pushes to one member, which end in a tag keyed with that member's token.
+const PUSH_TYPES: Array[String] = ["lobby", "closed", "peer_left"]
 const RELAY_ID_BYTES := 8
 const RELAY_BIND_TOKEN_BYTES := 16
 const MAX_SESSION_BYTES := 64
@@ -183,7 +185,35 @@ static func encode(msg: Dictionary) -> PackedByteArray:
 			w.endpoint(msg.observed)
 			w.text(msg.altAddress, MAX_ADDRESS_BYTES)
 			w.u16(msg.altPort)
+	if PUSH_TYPES.has(type_name):
+		# A push is written with the tag it carries; encode_push makes one.
+		w.fixed(msg.get("tag", PackedByteArray()), TAG_BYTES)
 	return w.done()
+
+
+## Encodes a push ([code]lobby[/code], [code]closed[/code], [code]peer_left[/code]; what the
+## server sends) and appends its tag: HMAC-SHA-256 keyed with the receiving member's token,
+## truncated to 16 bytes (docs/protocol-v2.md, "Pushes are authenticated").
+static func encode_push(token: PackedByteArray, msg: Dictionary) -> PackedByteArray:
+	var zeros := PackedByteArray()
+	zeros.resize(TAG_BYTES)
+	zeros.fill(0)
+	var body := msg.duplicate()
+	body.tag = zeros
+	var bytes := encode(body)
+	if bytes.is_empty():
+		return bytes
+	var signed := bytes.slice(0, bytes.size() - TAG_BYTES)
+	return signed + punch_tag(token, signed)
+
+
+## True when a decoded push carries the tag of [param token] (our own member token). A client
+## acts on a [code]lobby[/code], [code]closed[/code] or [code]peer_left[/code] only then: the
+## server's source address alone can be forged.
+static func verify_push(token: PackedByteArray, msg: Dictionary) -> bool:
+	if token.size() != TOKEN_BYTES or not msg.has("tag") or not msg.has("signed"):
+		return false
+	return verify_punch_tag(token, msg.signed, msg.tag)
 
 
 ## Encodes a punch or punch_ack ([code]type, requestId, from, to, candidate, sentAt[/code])
@@ -331,6 +361,7 @@ static func _read_body(r: _Reader, type_name: String, request_id: int) -> Dictio
 					break
 				nicknames.append(r.text(MAX_NICKNAME_BYTES))
 			msg.nicknames = nicknames
+			_read_push_tag(r, msg)
 		"peers":
 			msg.punchKey = r.bytes(PUNCH_KEY_BYTES)
 			msg.token = r.bytes(TOKEN_BYTES)
@@ -358,12 +389,14 @@ static func _read_body(r: _Reader, type_name: String, request_id: int) -> Dictio
 		"closed":
 			msg.code = r.code()
 			msg.reason = r.text(MAX_REASON_BYTES)
+			_read_push_tag(r, msg)
 		"peer_left":
 			msg.name = r.text(MAX_NAME_BYTES)
 			var why := r.u8()
 			if why != 1 and why != 2:
 				r.fail("peer_left reason not 1/2")
 			msg.why = "left" if why == 1 else "silent"
+			_read_push_tag(r, msg)
 		"relay_allocate":
 			msg.session = r.text(MAX_SESSION_BYTES)
 			msg.token = r.bytes(TOKEN_BYTES)
@@ -412,6 +445,13 @@ static func _read_body(r: _Reader, type_name: String, request_id: int) -> Dictio
 			msg.tag = r.bytes(TAG_BYTES)
 			msg.signed = r.buf.slice(0, signed_end)
 	return msg
+
+
+## The tag that ends a push, and the bytes it covers (as a punch's).
+static func _read_push_tag(r: _Reader, msg: Dictionary) -> void:
+	var signed_end := r.off
+	msg.tag = r.bytes(TAG_BYTES)
+	msg.signed = r.buf.slice(0, signed_end)
 
 
 class _Writer:

@@ -54,11 +54,15 @@ var on_event: Callable
 var state := "idle"
 ## Our public endpoint as the server saw it (empty until registered).
 var observed := {}
+## lobby, closed and peer_left from the server's address without our token's tag: ignored.
+var forged_pushes := 0
 
 var _o: Dictionary
 var _next_id := 1
 var _pending := {}
 var _token := PackedByteArray()
+## Our token before a rebind, for pushes the server sent before it moved us.
+var _previous_token := PackedByteArray()
 var _started_at := 0
 var _deadline := INF
 var _last_heard_at := 0
@@ -241,6 +245,11 @@ func handle(now: int, address: String, port: int, data: PackedByteArray) -> bool
 		return true
 	if address != _o.server_address or port != int(_o.server_port):
 		return true
+	# lobby, closed and peer_left count only with our token's tag: the address can be forged.
+	if Codec.PUSH_TYPES.has(msg.type) and not (Codec.verify_push(_token, msg)
+			or Codec.verify_push(_previous_token, msg)):
+		forged_pushes += 1
+		return true
 	_last_heard_at = now
 	_heard_from_server = true
 	_from_server(now, msg)
@@ -320,6 +329,7 @@ func _rebound(now: int, pending: Dictionary, token: PackedByteArray, endpoint: D
 	if state != "lobby":
 		return
 	_pending.erase(pending.id)
+	_previous_token = _token
 	_token = token
 	observed = endpoint
 	if pending.kind == "start":
