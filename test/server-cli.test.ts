@@ -4,6 +4,8 @@ import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { HolePunchClient, type HolePunchResult } from '../src/client/index.js';
+import { HolePunchError } from '../src/errors.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/server.js', import.meta.url));
 const STARTUP_TIMEOUT_MS = 5_000;
@@ -96,6 +98,13 @@ describe('holepunch-server CLI', () => {
       ['--metrics-port', '65536'],
       ['--metrics-port', 'http'],
       ['--metrics-host', ''],
+      ['--relay-ports', '40000'],
+      ['--relay-ports', '41000-40000'],
+      ['--relay-ports', '0-10'],
+      ['--relay-ports', '40000-70000'],
+      ['--relay-ports', ' 1-2'],
+      ['--drain-seconds', '-1'],
+      ['--drain-seconds', 'soon'],
     ];
     const results = await Promise.all(cases.map((args) => startCli(args).finished));
     results.forEach((result, i) => {
@@ -121,6 +130,10 @@ describe('holepunch-server CLI', () => {
       '--no-relay',
       '--metrics-port',
       '--metrics-host',
+      '--relay-ports',
+      'HOLEPUNCH_RELAY_PORTS',
+      '--drain-seconds',
+      'HOLEPUNCH_DRAIN_SECONDS',
       'HOLEPUNCH_PORT',
       'HOLEPUNCH_METRICS_PORT',
       'SIGHUP',
@@ -196,6 +209,8 @@ describe('holepunch-server CLI', () => {
       { HOLEPUNCH_NO_LEGACY: 'maybe' },
       { HOLEPUNCH_NO_RELAY: '2' },
       { HOLEPUNCH_METRICS_PORT: 'http' },
+      { HOLEPUNCH_RELAY_PORTS: '5-4' },
+      { HOLEPUNCH_DRAIN_SECONDS: 'soon' },
     ];
     const results = await Promise.all(cases.map((env) => startCli([], env).finished));
     results.forEach((result, i) => {
@@ -284,4 +299,156 @@ describe('holepunch-server CLI', () => {
       client.close();
     }
   });
+
+  test('--relay-ports LOW-HIGH (or HOLEPUNCH_RELAY_PORTS) sets the relay range, the flag winning', async () => {
+    const fromEnv = startCli(['0', '--host', '127.0.0.1'], {
+      HOLEPUNCH_RELAY_PORTS: '41000-41009',
+    });
+    assert.equal((await fromEnv.logLine('listening')).relayPorts, '41000-41009');
+    fromEnv.child.kill('SIGTERM');
+    const flag = startCli(['0', '--host', '127.0.0.1', '--relay-ports', '42000-42000'], {
+      HOLEPUNCH_RELAY_PORTS: '41000-41009',
+    });
+    assert.equal((await flag.logLine('listening')).relayPorts, '42000-42000', 'the flag wins');
+    flag.child.kill('SIGTERM');
+    const results = await Promise.all([fromEnv.finished, flag.finished]);
+    for (const r of results) assert.equal(r.code, 0);
+  });
+
+  test('SIGTERM drains: a relayed game keeps playing, new hosts are refused (v2 server_full, legacy close:Server shutting down), the process exits 0 once the relay is idle', async () => {
+    const game = await relayedGameOnCli(['--drain-seconds', '30']);
+    try {
+      const terminatedAt = Date.now();
+      game.cli.child.kill('SIGTERM');
+      await game.cli.logLine('draining');
+      // New sessions are refused, in both protocols.
+      const late = new HolePunchClient({ server: { address: LOOPBACK, port: game.port } });
+      game.clients.push(late);
+      await assert.rejects(
+        late.startTraversal({ session: 'late', isHost: true, name: 'h', timeoutMs: 5_000 }),
+        (e: unknown) =>
+          e instanceof HolePunchError &&
+          e.code === 'server_full' &&
+          /shutting down/.test(e.message),
+      );
+      const legacy = dgram.createSocket('udp4');
+      try {
+        const replies: string[] = [];
+        legacy.on('message', (data) => replies.push(data.toString()));
+        await new Promise<void>((resolve) => legacy.bind(0, LOOPBACK, resolve));
+        legacy.send('rs:late-legacy:2', game.port, LOOPBACK);
+        const until = Date.now() + 2_000;
+        while (!replies.some((r) => r.startsWith('close:')) && Date.now() < until) {
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        assert.ok(replies.includes('close:Server shutting down'), replies.join(' | '));
+      } finally {
+        legacy.close();
+      }
+      // The game goes on through the relay for a while after the signal.
+      const sent = await game.play(1_500);
+      assert.ok(sent.received >= sent.sent / 2, `${sent.received} of ${sent.sent} arrived`);
+      assert.equal(game.cli.child.exitCode, null, 'still running while the game plays');
+      // The game ends: about DRAIN_QUIET_MS (5 s) later the server is idle and exits, long
+      // before --drain-seconds.
+      const stoppedAt = Date.now();
+      const result = await withTimeout(game.cli.finished, 12_000, 'exit once idle');
+      assert.equal(result.code, 0);
+      assert.ok(Date.now() - stoppedAt >= 4_000, 'waited for the relay to go quiet');
+      assert.ok(Date.now() - terminatedAt < 25_000, 'before the bound');
+      assert.match(result.stdout, /"idle":true[^\n]*"msg":"drained"/);
+    } finally {
+      await game.close();
+    }
+  });
+
+  test('--drain-seconds bounds the drain while a game still plays, and 0 stops at once', async () => {
+    const game = await relayedGameOnCli(['--drain-seconds', '1.5']);
+    try {
+      const terminatedAt = Date.now();
+      game.cli.child.kill('SIGTERM');
+      const playing = game.play(6_000);
+      const result = await withTimeout(game.cli.finished, 5_000, 'exit at the bound');
+      const took = Date.now() - terminatedAt;
+      assert.equal(result.code, 0);
+      assert.ok(took >= 1_400 && took < 4_000, `exited ${took} ms after SIGTERM`);
+      assert.match(result.stdout, /"idle":false[^\n]*"msg":"drained"/);
+      await playing;
+    } finally {
+      await game.close();
+    }
+    const now = startCli(['0', '--host', LOOPBACK, '--drain-seconds', '0']);
+    await now.logLine('listening');
+    const at = Date.now();
+    now.child.kill('SIGTERM');
+    const result = await withTimeout(now.finished, EXIT_TIMEOUT_MS, 'exit at once');
+    assert.equal(result.code, 0);
+    assert.ok(Date.now() - at < 2_000);
+    assert.doesNotMatch(result.stdout, /"msg":"draining"/);
+  });
 });
+
+const LOOPBACK = '127.0.0.1';
+/** Relay ports of these tests: away from client-loopback's and the ephemeral range. */
+const RELAY_LOW = 12_000 + (process.pid % 400) * 20;
+
+/**
+ * A CLI server with a relayed v2 pair on it (the direct path between the two is cut, as in
+ * test/client-loopback.test.ts); `play(ms)` exchanges game datagrams through the relay.
+ */
+async function relayedGameOnCli(extra: readonly string[]) {
+  const relayHigh = RELAY_LOW + 19;
+  const cli = startCli([
+    '0',
+    '--host',
+    LOOPBACK,
+    '--relay-ports',
+    `${RELAY_LOW}-${relayHigh}`,
+    ...extra,
+  ]);
+  const port = (await cli.logLine('listening')).port as number;
+  const isRelay = (p: number) => p >= RELAY_LOW && p <= relayHigh;
+  const clients = [0, 1].map(
+    () =>
+      new HolePunchClient({
+        server: { address: LOOPBACK, port },
+        bindAddress: LOOPBACK,
+        punchBudgetMs: 400,
+        dropDatagram: (_direction, peer) => peer.port !== port && !isRelay(peer.port),
+      }),
+  );
+  const results: HolePunchResult[] = await Promise.all(
+    clients.map((c, i) =>
+      c.startTraversal({ session: 'drain', isHost: i === 0, name: `p${i}`, timeoutMs: 10_000 }),
+    ),
+  );
+  for (const r of results) assert.equal(r.peers[0]?.path, 'relay');
+  let received = 0;
+  (clients[1] as HolePunchClient).on('message', () => received++);
+  return {
+    cli,
+    port,
+    clients,
+    /** Client 0 sends to client 1 through the relay every 20 ms for `ms`. */
+    async play(ms: number): Promise<{ sent: number; received: number }> {
+      const peer = results[0]?.peers[0];
+      const before = received;
+      let sent = 0;
+      const until = Date.now() + ms;
+      while (Date.now() < until) {
+        try {
+          clients[0]?.send(Buffer.from(`tick ${sent}`), peer?.port ?? 0, LOOPBACK);
+          sent++;
+        } catch {
+          break;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      return { sent, received: received - before };
+    },
+    async close(): Promise<void> {
+      await Promise.all(clients.map((c) => c.close()));
+    },
+  };
+}

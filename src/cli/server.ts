@@ -13,10 +13,14 @@ import {
   startServer,
 } from '../server/shell.js';
 import { DEFAULT_MEMORY_BUDGET_SHARE, UNLIMITED_SOURCES } from '../server/source-limits.js';
+import { DEFAULT_RELAY_PORTS, type RelayPortRange } from '../server/v2-relay.js';
 
 /** Exit code for invalid arguments (as most Unix tools). */
 const EXIT_USAGE = 2;
 const EXIT_STARTUP_FAILED = 1;
+
+/** Default `--drain-seconds`: how long started games keep their relay after SIGTERM. */
+const DEFAULT_DRAIN_SECONDS = 30;
 
 /** Above this a `peers:` list risks IP fragmentation; the original had no cap at all. */
 const MAX_PLAYERS_CAP_LIMIT = 256;
@@ -55,6 +59,12 @@ Options:
                          aim the server's replies at a forged address.
   --no-relay             do not relay v2 players whose direct punch failed (by
                          default the server forwards their game traffic)
+  --relay-ports LOW-HIGH UDP ports the relay binds on the server's address, one per
+                         relayed pair; open them in the firewall (default
+                         ${DEFAULT_RELAY_PORTS.low}-${DEFAULT_RELAY_PORTS.high})
+  --drain-seconds N      on SIGTERM/SIGHUP refuse new sessions but keep started
+                         games and their relay running until idle, at most N
+                         seconds (default ${DEFAULT_DRAIN_SECONDS}; 0 = stop at once)
   --metrics-port PORT    serve Prometheus metrics on http://HOST:PORT/metrics and a
                          health check on /healthz (default: no HTTP listener)
   --metrics-host ADDRESS bind address of the metrics listener (default ${DEFAULT_METRICS_HOST})
@@ -67,11 +77,14 @@ Environment: every option and argument can also be given as HOLEPUNCH_ and its
 name in capitals, dashes as underscores: HOLEPUNCH_PORT, HOLEPUNCH_AUTOSTART,
 HOLEPUNCH_HOST, HOLEPUNCH_SESSION_TTL, HOLEPUNCH_MAX_SESSIONS,
 HOLEPUNCH_MAX_PLAYERS, HOLEPUNCH_LOG_LEVEL, HOLEPUNCH_NO_LEGACY,
-HOLEPUNCH_NO_RELAY (1/true/yes or 0/false/no), HOLEPUNCH_METRICS_PORT,
-HOLEPUNCH_METRICS_HOST, HOLEPUNCH_ALT_ADDRESS, HOLEPUNCH_ALT_PORT. The command line wins; an empty variable is unset.
+HOLEPUNCH_NO_RELAY (1/true/yes or 0/false/no), HOLEPUNCH_RELAY_PORTS,
+HOLEPUNCH_DRAIN_SECONDS, HOLEPUNCH_METRICS_PORT, HOLEPUNCH_METRICS_HOST,
+HOLEPUNCH_ALT_ADDRESS, HOLEPUNCH_ALT_PORT. The command line wins; an empty variable is unset.
 
-Logs are JSON lines on stdout. SIGINT/SIGTERM/SIGHUP: members of open sessions
-are told close:Server shutting down, then the server exits with code 0.
+Logs are JSON lines on stdout. SIGINT/SIGTERM/SIGHUP: members of waiting lobbies
+are told close:Server shutting down and new sessions are refused; started games
+keep relaying until idle or --drain-seconds pass, then the server exits with
+code 0. A second signal exits at once (code 1).
 `;
 
 interface ServerCliOptions {
@@ -85,6 +98,8 @@ interface ServerCliOptions {
   readonly maxPlayersCap: number;
   readonly legacy: boolean;
   readonly relay: boolean;
+  readonly relayPorts: RelayPortRange;
+  readonly drainMs: number;
   readonly logLevel: Level | 'silent';
   readonly metricsPort: number | undefined;
   readonly metricsHost: string;
@@ -118,7 +133,9 @@ type StringFlag =
   | 'metrics-port'
   | 'metrics-host'
   | 'alt-address'
-  | 'alt-port';
+  | 'alt-port'
+  | 'relay-ports'
+  | 'drain-seconds';
 
 function parseServerArgs(
   argv: readonly string[],
@@ -250,6 +267,28 @@ function parseServerArgs(
     }
     altPort = Number(alt.text);
   }
+  let relayPorts = DEFAULT_RELAY_PORTS;
+  const ports = setting('relay-ports');
+  if (ports.text !== undefined) {
+    const match = /^([0-9]{1,5})-([0-9]{1,5})$/.exec(ports.text);
+    const low = Number(match?.[1]);
+    const high = Number(match?.[2]);
+    if (match === null || low < 1 || high > 65535 || low > high) {
+      return {
+        kind: 'error',
+        message: `${ports.label} must be LOW-HIGH, ports 1-65535 with LOW <= HIGH, got "${ports.text}"`,
+      };
+    }
+    relayPorts = { low, high };
+  }
+  let drainMs = DEFAULT_DRAIN_SECONDS * 1000;
+  const drain = setting('drain-seconds');
+  if (drain.text !== undefined) {
+    if (!DECIMAL.test(drain.text)) {
+      return { kind: 'error', message: `${drain.label} must be a number of seconds, 0 or more` };
+    }
+    drainMs = Number(drain.text) * 1000;
+  }
   const noLegacy = flagOn('no-legacy');
   if (typeof noLegacy === 'string') return { kind: 'error', message: noLegacy };
   const noRelay = flagOn('no-relay');
@@ -269,6 +308,8 @@ function parseServerArgs(
       sourceLimits: !noSourceLimits,
       legacy: !noLegacy,
       relay: !noRelay,
+      relayPorts,
+      drainMs,
       logLevel: logLevel as Level | 'silent',
       metricsPort,
       metricsHost: metricsHost.text ?? DEFAULT_METRICS_HOST,
@@ -297,6 +338,8 @@ function parseArgsStrict(argv: readonly string[]) {
       'metrics-host': { type: 'string' },
       'alt-address': { type: 'string' },
       'alt-port': { type: 'string' },
+      'relay-ports': { type: 'string' },
+      'drain-seconds': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -334,6 +377,7 @@ async function main(): Promise<void> {
       ...(options.sourceLimits ? {} : { sourceLimits: UNLIMITED_SOURCES }),
       legacy: options.legacy,
       relay: options.relay,
+      relayPorts: options.relayPorts,
       logger,
       ...(options.metricsPort === undefined
         ? {}
@@ -354,8 +398,9 @@ async function main(): Promise<void> {
       process.exit(1);
     }
     stopping = true;
-    logger.info({ signal }, 'shutting down');
-    server.close().then(
+    logger.info({ signal, drainSeconds: options.drainMs / 1000 }, 'shutting down');
+    // Started games keep their relay for up to --drain-seconds (0: close at once).
+    server.drain(options.drainMs).then(
       () => process.exit(0),
       (error: unknown) => {
         logger.error({ err: error }, 'shutdown failed');

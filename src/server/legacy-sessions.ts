@@ -86,6 +86,8 @@ export const LEGACY_REFUSAL_KINDS = [
   'source_quota',
   /** A refusal's `close:` not sent: the source had its share of answered errors. */
   'error_budget',
+  /** `rs` or `rc` while the server drains before it stops (`close:Server shutting down`). */
+  'draining',
 ] as const;
 
 export type LegacyRefusalKind = (typeof LEGACY_REFUSAL_KINDS)[number];
@@ -165,6 +167,7 @@ const CLOSE_COMMA_IN_NAME = encodeClose(CLOSE_REASONS.commaInName);
 const CLOSE_NAME_TOO_LONG = encodeClose(CLOSE_REASONS.nameTooLong);
 const CLOSE_SERVER_FULL = encodeClose(CLOSE_REASONS.serverFull);
 const CLOSE_SOURCE_QUOTA = encodeClose(CLOSE_REASONS.sourceQuota);
+const CLOSE_SHUTTING_DOWN = encodeClose(CLOSE_REASONS.serverShutdown);
 
 // Dead queue entries are dropped in bulk once they are this many and half the queue.
 const EXPIRY_QUEUE_COMPACT_MIN = 1024;
@@ -184,6 +187,8 @@ const BUDGET_SWEEP_MIN = 4096;
  * broadcasts are paced per session, and every address has a byte budget (docs/security.md).
  */
 export class LegacySessions implements ProtocolHandler {
+  /** Set by `drain`: new sessions and members are refused. */
+  #draining = false;
   readonly #outbox: Outbox;
   readonly #counters: ServerCounters;
   readonly #autostart: boolean;
@@ -286,6 +291,15 @@ export class LegacySessions implements ProtocolHandler {
     this.#compactExpiryQueue();
   }
 
+  /**
+   * The server drains before it stops: open sessions are told `reason` and forgotten (as by
+   * `shutdown`), and every later `rs`/`rc` is refused with `close:Server shutting down`.
+   */
+  drain(now: number, reason: string): void {
+    this.shutdown(now, reason);
+    this.#draining = true;
+  }
+
   shutdown(now: number, reason: string): void {
     const bytes = encodeClose(reason);
     for (const session of this.#sessions.values()) {
@@ -334,6 +348,10 @@ export class LegacySessions implements ProtocolHandler {
     // Every revision of the original answered `ok:` before it looked at the request; the
     // plugins take it as `session_registered`, and a refusal's `close:` follows.
     this.#send(now, from, encodeOk(from.port));
+    if (this.#draining) {
+      this.#refuse(now, from, CLOSE_SHUTTING_DOWN, 'draining', key, undefined);
+      return;
+    }
     const existing = this.#sessions.get(key);
     if (existing !== undefined) {
       const retransmission =
@@ -389,6 +407,10 @@ export class LegacySessions implements ProtocolHandler {
     }
     // `ok:` first, whatever follows, as every revision of the original (see `rs`).
     this.#send(now, from, encodeOk(from.port));
+    if (this.#draining) {
+      this.#refuse(now, from, CLOSE_SHUTTING_DOWN, 'draining', key, name);
+      return;
+    }
     const session = this.#sessions.get(key);
     if (session === undefined) {
       this.#refuse(now, from, CLOSE_SESSION_NOT_FOUND, 'session_not_found', key, name);

@@ -152,8 +152,9 @@ export class RendezvousServer {
       return;
     }
     // Before anything is decoded or kept: one O(1) bucket per source. Relayed game traffic
-    // (`relay_data`) is not a request and has its own caps.
-    if (!(data[4] === 0x62 && hasV2Prefix(data)) && !this.limits.admit(now, from.address)) {
+    // arrives on the relay ports (`handleRelay`), never here, so nothing is exempt (0x62, the
+    // retired `relay_data`, used to be).
+    if (!this.limits.admit(now, from.address)) {
       countRejection(this.counters, 'source_rate');
       return;
     }
@@ -206,6 +207,26 @@ export class RendezvousServer {
     // Each protocol on its own: a fault in one never stops the other's timers.
     this.#guard(() => this.legacy.handleTimeout(now));
     this.#guard(() => this.v2.handleTimeout(now));
+  }
+
+  /**
+   * The server is going to stop: waiting lobbies of both protocols are told `reason`, new
+   * sessions are refused (v2 `server_full` "The server is shutting down.", legacy
+   * `close:Server shutting down`), started v2 sessions and the relay go on.
+   */
+  drain(now: number, reason: string = CLOSE_REASONS.serverShutdown): void {
+    this.#guard(() => this.legacy.drain(now, reason));
+    this.#guard(() => this.v2.drain(now, reason));
+  }
+
+  /**
+   * Nothing left to drain: no v2 session in the table (started ones are forgotten once every
+   * member acked, at most 15 s after the start) and the relay forwarded nothing for `quietMs`.
+   */
+  drained(now: number, quietMs: number): boolean {
+    if (this.v2.sessionCount > 0) return false;
+    const relay = this.v2.relay;
+    return relay === undefined || relay.size === 0 || now - relay.lastActiveAt >= quietMs;
   }
 
   /** Tells every member of every open session `close:Server shutting down` (legacy). */

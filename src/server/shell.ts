@@ -32,6 +32,14 @@ export const DEFAULT_METRICS_HOST = '127.0.0.1';
 export const SHUTDOWN_DRAIN_MS = 1000;
 
 /**
+ * While draining before a stop, the relay counts as idle once it forwarded nothing for this
+ * long: a game still playing sends many datagrams a second, one that ended sends none.
+ */
+export const DRAIN_QUIET_MS = 5_000;
+/** How often a drain checks whether everything is idle. */
+const DRAIN_POLL_MS = 250;
+
+/**
  * Receive buffer asked of the kernel (best effort; Linux caps it at net.core.rmem_max). The
  * default ~200 KiB holds only a few hundred datagrams during a burst of registrations.
  */
@@ -102,6 +110,14 @@ export interface RunningServer {
   readonly metrics: { readonly address: string; readonly port: number } | undefined;
   /** Tells members of open sessions `close:Server shutting down`, then releases the socket. */
   close(): Promise<void>;
+  /**
+   * Stops gracefully: waiting lobbies are told `close:Server shutting down` at once and new
+   * sessions are refused (v2 `server_full`, legacy `close:Server shutting down`), `/healthz`
+   * answers 503, but started games and their relay allocations keep working until they are
+   * idle (no v2 session left and nothing relayed for `DRAIN_QUIET_MS`) or `maxMs` passed;
+   * then `close()`. `maxMs` 0 is `close()` at once. Resolves once closed.
+   */
+  drain(maxMs: number): Promise<void>;
 }
 
 /** Binds the rendezvous server to a UDP socket and starts serving. */
@@ -355,6 +371,45 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
     logger.info({ address: metrics.address, port: metrics.port }, 'metrics listening');
   }
 
+  let drainRun: Promise<void> | undefined;
+  const drain = (maxMs: number): Promise<void> => {
+    if (closing !== undefined || !(maxMs > 0)) return close();
+    drainRun ??= (async () => {
+      const startedAt = performance.now();
+      metrics?.markStopping();
+      // Track sends from now on, so that close() waits for the `closed` pushes to leave.
+      draining = true;
+      core.drain(startedAt, CLOSE_REASONS.serverShutdown);
+      armTimer();
+      logger.info(
+        {
+          maxSeconds: maxMs / 1000,
+          startedSessions: core.v2.startedCount,
+          relayAllocations: core.v2.relay?.size ?? 0,
+        },
+        'draining',
+      );
+      for (;;) {
+        const now = performance.now();
+        if (closing !== undefined) return;
+        if (core.drained(now, DRAIN_QUIET_MS)) break;
+        const left = startedAt + maxMs - now;
+        if (left <= 0) break;
+        await new Promise((resolve) => setTimeout(resolve, Math.min(DRAIN_POLL_MS, left)));
+      }
+      logger.info(
+        {
+          seconds: Math.round((performance.now() - startedAt) / 100) / 10,
+          idle: core.drained(performance.now(), DRAIN_QUIET_MS),
+          relayAllocations: core.v2.relay?.size ?? 0,
+        },
+        'drained',
+      );
+      await close();
+    })();
+    return drainRun;
+  };
+
   const close = (): Promise<void> => {
     closing ??= (async () => {
       if (timer !== undefined) clearTimeout(timer);
@@ -390,6 +445,7 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
     core,
     metrics: metrics === undefined ? undefined : { address: metrics.address, port: metrics.port },
     close,
+    drain,
   };
 }
 

@@ -155,6 +155,8 @@ export class RelayAllocations {
   /** Ports whose bind failed, until when they are left alone. */
   readonly #failedPorts = new Map<number, number>();
   #cursor: number;
+  /** The last bind or forwarded datagram on any allocation (for the drain before a stop). */
+  #lastActiveAt = Number.NEGATIVE_INFINITY;
   #sweepAt = Number.POSITIVE_INFINITY;
 
   constructor(options: RelayOptions) {
@@ -188,6 +190,11 @@ export class RelayAllocations {
 
   get limits(): RelayLimits {
     return this.#limits;
+  }
+
+  /** When the relay last bound a side or forwarded a datagram (-Infinity: never). */
+  get lastActiveAt(): number {
+    return this.#lastActiveAt;
   }
 
   /**
@@ -312,6 +319,7 @@ export class RelayAllocations {
       return;
     }
     alloc.lastActive = now;
+    this.#lastActiveAt = now;
     this.#counters.datagramsRelayed++;
     this.#counters.relayBytes += data.length;
     this.#send(alloc.port, to, data);
@@ -416,6 +424,7 @@ export class RelayAllocations {
     }
     side.bound = from;
     alloc.lastActive = now;
+    this.#lastActiveAt = now;
     // 17 bytes in answer to 33: the relay answers no more than it was sent.
     this.#send(alloc.port, from, encodeV2({ type: 'relay_bound', requestId, id }));
   }

@@ -239,6 +239,12 @@ export class V2Sessions implements ProtocolHandler {
   /** Undefined on a server that does not relay. */
   readonly #relay: RelayAllocations | undefined;
   #instances = 0;
+  /** Sessions in the table that started (the rest wait), kept as they change: O(1) to read. */
+  #startedOpen = 0;
+  /** Members of the sessions in the table, validated or not, kept as they change. */
+  #membersOpen = 0;
+  /** Set by `drain`: `host` and `join` are refused, started sessions go on. */
+  #draining = false;
   /**
    * Members of recently started sessions by token (hex), for relay requests. Insertion
    * order is expiry order (the window is constant), so expiry pops from the front.
@@ -298,6 +304,26 @@ export class V2Sessions implements ProtocolHandler {
 
   get sessionCount(): number {
     return this.#sessions.size;
+  }
+
+  /** Sessions in the table that started (lingering for acks, at most `STARTED_LINGER_MS`). */
+  get startedCount(): number {
+    return this.#startedOpen;
+  }
+
+  /** Sessions in the table still waiting for players. */
+  get waitingCount(): number {
+    return this.#sessions.size - this.#startedOpen;
+  }
+
+  /** Members of the sessions in the table (unvalidated ones included). */
+  get memberCount(): number {
+    return this.#membersOpen;
+  }
+
+  /** True once `drain` was called. */
+  get draining(): boolean {
+    return this.#draining;
   }
 
   /** The relay (its allocations and ports), or undefined on a server that does not relay. */
@@ -476,6 +502,14 @@ export class V2Sessions implements ProtocolHandler {
     return undefined;
   }
 
+  /** While the server drains, every `host`/`join` is refused (`server_full`, a clear message). */
+  #refuseDraining(from: Endpoint, requestId: number): boolean {
+    if (!this.#draining) return false;
+    countRejection(this.#counters, 'v2_draining');
+    this.#error(from, requestId, 'server_full', 'The server is shutting down.');
+    return true;
+  }
+
   /** Refuses a `host`/`join` whose session, name or nickname is empty or too long. */
   #validIdentity(from: Endpoint, msg: Extract<V2Message, { type: 'host' | 'join' }>): boolean {
     if (
@@ -497,6 +531,7 @@ export class V2Sessions implements ProtocolHandler {
   }
 
   #host(now: number, from: Endpoint, msg: Extract<V2Message, { type: 'host' }>): void {
+    if (this.#refuseDraining(from, msg.requestId)) return;
     if (!this.#validIdentity(from, msg) || !this.#registeredFits(from, msg.requestId)) return;
     if (!this.#validCandidates(from, msg)) return;
     if (msg.maxPlayers < MIN_PLAYERS || msg.maxPlayers > this.#maxPlayersCap) {
@@ -566,6 +601,7 @@ export class V2Sessions implements ProtocolHandler {
       gone: false,
     };
     this.#sessions.set(msg.session, session);
+    this.#membersOpen++;
     // A new game under the name: joiners are for it now.
     this.#recentlyStarted.delete(msg.session);
     this.#counters.sessionsCreated++;
@@ -575,6 +611,7 @@ export class V2Sessions implements ProtocolHandler {
   }
 
   #join(now: number, from: Endpoint, msg: Extract<V2Message, { type: 'join' }>): void {
+    if (this.#refuseDraining(from, msg.requestId)) return;
     if (!this.#validIdentity(from, msg) || !this.#registeredFits(from, msg.requestId)) return;
     if (!this.#validCandidates(from, msg)) return;
     const session = this.#sessions.get(msg.session);
@@ -637,6 +674,7 @@ export class V2Sessions implements ProtocolHandler {
     }
     const member = this.#member(now, msg, false, from, source, bytes);
     session.members.push(member);
+    this.#membersOpen++;
     this.#schedule(session, now + VALIDATE_WITHIN_MS);
     this.#registered(from, msg.requestId, member);
   }
@@ -724,6 +762,7 @@ export class V2Sessions implements ProtocolHandler {
     for (const m of session.members.filter((x) => !x.validated)) this.#removeMember(session, m);
     const members = session.members.slice();
     session.state = 'started';
+    this.#startedOpen++;
     session.startedAt = now;
     this.#rememberStarted(now, session.name);
     this.#counters.sessionsStarted++;
@@ -893,7 +932,11 @@ export class V2Sessions implements ProtocolHandler {
   #forget(session: Session): void {
     if (session.gone) return;
     session.gone = true;
-    if (this.#sessions.get(session.name) === session) this.#sessions.delete(session.name);
+    if (this.#sessions.get(session.name) === session) {
+      this.#sessions.delete(session.name);
+      if (session.state === 'started') this.#startedOpen--;
+      this.#membersOpen -= session.members.length;
+    }
     const limits = this.#limits;
     if (limits === undefined) return;
     limits.budget.release(session.bytes);
@@ -909,6 +952,7 @@ export class V2Sessions implements ProtocolHandler {
     const i = session.members.indexOf(member);
     if (i === -1) return;
     session.members.splice(i, 1);
+    if (!session.gone) this.#membersOpen--;
     this.#limits?.budget.release(member.bytes);
     this.#limits?.removeV2Member(member.source);
   }
@@ -1019,6 +1063,18 @@ export class V2Sessions implements ProtocolHandler {
       }
     }
     this.#schedule(session, next);
+  }
+
+  /**
+   * The server drains before it stops: waiting lobbies are closed with `reason` (as by
+   * `shutdown`), `host` and `join` are refused from now on, and started sessions and their
+   * relay allocations go on until they end by themselves or `shutdown` comes.
+   */
+  drain(_now: number, reason: string): void {
+    this.#draining = true;
+    for (const session of [...this.#sessions.values()]) {
+      if (session.state === 'waiting') this.#end(session, reason);
+    }
   }
 
   shutdown(_now: number, reason: string): void {
