@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { DoctorJson } from '../src/cli/doctor.js';
+import { siteCarrierLink } from '../src/natlab/addresses.js';
 import { runCommand } from '../src/natlab/command.js';
 import {
   CLIENT_CLI_PATH,
@@ -39,6 +40,7 @@ const SITES: readonly { name: string; nat: NatType; hosts?: number; hairpin?: bo
   { name: 'pra', nat: 'port-restricted-accepting' },
   { name: 'seq', nat: 'symmetric-sequential' },
   { name: 'fx', nat: 'fast-expiry' },
+  { name: 'dbl', nat: 'double-nat' },
 ];
 
 const reasons = await labUnavailableReasons();
@@ -99,6 +101,29 @@ describe('NAT lab: holepunch-client doctor names every NAT type right', { skip }
       }
     });
   }
+
+  it('the double NAT translates twice: the home router to its carrier-link address, the carrier to the public one', async () => {
+    assert.ok(lab, 'the lab was built');
+    const site = lab.site('dbl');
+    const r = await lab.run(
+      'dbl',
+      ['node', CLIENT_CLI_PATH, 'doctor', '--server', `${SERVER_ADDRESS}:4000`, '--json'],
+      { timeoutMs: DOCTOR_LIMIT_MS },
+    );
+    assert.equal(r.code, 0);
+    const flows = async (ns: string) =>
+      (await runCommand(['ip', 'netns', 'exec', ns, 'conntrack', '-L', '-p', 'udp'])).stdout;
+    const link = siteCarrierLink(lab.sites.indexOf(site));
+    // Each NAT's reply tuple names its own outside address as the destination.
+    assert.match(
+      await flows(site.routerNs as string),
+      new RegExp(`dst=${link.router.replaceAll('.', '\\.')} `),
+    );
+    assert.match(
+      await flows(site.carrierNs as string),
+      new RegExp(`dst=${site.publicAddress.replaceAll('.', '\\.')} `),
+    );
+  });
 
   it(`the fast-expiry router forgets its mappings after ${FAST_EXPIRY_S} s of silence, the port-restricted one does not`, async () => {
     assert.ok(lab, 'the lab was built');

@@ -23,3 +23,12 @@ export function siteLan(i: number): { cidr: string; gateway: string; host(k: num
     host: (k) => `192.0.2.${base + 2 + k}`,
   };
 }
+
+/**
+ * The link between a `double-nat` site's carrier NAT and its home router: a /30 inside
+ * 198.51.100.128/26 (the carrier's side .1, the router's .2), clear of every public address.
+ */
+export function siteCarrierLink(i: number): { carrier: string; router: string } {
+  const base = 128 + 4 * i;
+  return { carrier: `198.51.100.${base + 1}`, router: `198.51.100.${base + 2}` };
+}

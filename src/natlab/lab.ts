@@ -5,12 +5,14 @@ import {
   OBSERVER_ADDRESSES,
   SERVER_ADDRESS,
   SERVER_ALT_ADDRESS,
+  siteCarrierLink,
   siteLan,
   sitePublicAddress,
 } from './addresses.js';
 import { mustRun, runCommand, runCommandSync } from './command.js';
 import {
   CONTACTED_LIST,
+  carrierRuleset,
   FAST_EXPIRY_S,
   isNatType,
   lossRuleset,
@@ -73,6 +75,8 @@ export interface LabSite {
   loss: number;
   /** The router namespace, or undefined for a public (`none`) site. */
   readonly routerNs: string | undefined;
+  /** A `double-nat` site's carrier-grade NAT in front of its router. */
+  readonly carrierNs?: string;
   readonly publicAddress: string;
   readonly lanCidr: string | undefined;
   readonly hosts: readonly LabHost[];
@@ -296,7 +300,15 @@ export class Lab {
       const lanCidr = lan.cidr;
       const gateway = lan.gateway;
       await this.addNamespace(router);
-      await this.attachPublic(router, `s${i}`, publicAddress);
+      let carrier: string | undefined;
+      if (spec.nat === 'double-nat') {
+        carrier = `${this.prefix}-c${i}`;
+        await this.addNamespace(carrier);
+        await this.attachPublic(carrier, `s${i}`, publicAddress);
+        await this.linkCarrier(i, carrier, router);
+      } else {
+        await this.attachPublic(router, `s${i}`, publicAddress);
+      }
       await mustRun(['ip', '-n', router, 'link', 'add', 'lan', 'type', 'bridge']);
       await mustRun(['ip', '-n', router, 'addr', 'add', `${gateway}/28`, 'dev', 'lan']);
       await mustRun(['ip', '-n', router, 'link', 'set', 'lan', 'up']);
@@ -339,7 +351,8 @@ export class Lab {
       const ruleset = routerRuleset({
         type: spec.nat,
         lanCidr,
-        publicAddress,
+        // Behind a carrier NAT the router's own "public" address is its carrier-link one.
+        publicAddress: carrier === undefined ? publicAddress : siteCarrierLink(i).router,
         // Hairpin routing by port covers the whole block of the host, probe ports included.
         hosts: hosts.map((h) => ({
           address: h.address,
@@ -354,6 +367,7 @@ export class Lab {
         hairpin: spec.hairpin === true,
         loss: 0,
         routerNs: router,
+        ...(carrier === undefined ? {} : { carrierNs: carrier }),
         publicAddress,
         lanCidr,
         hosts,
@@ -365,6 +379,38 @@ export class Lab {
         `echo "${host.portRange[0]} ${host.portRange[1]}" > /proc/sys/net/ipv4/ip_local_port_range`,
       );
     }
+  }
+
+  /**
+   * The link between a double NAT's carrier (`inside`) and home router (`wan`), the carrier's
+   * forwarding and rules. The router's `wan` is then this link, so loss applies there.
+   */
+  private async linkCarrier(i: number, carrier: string, router: string): Promise<void> {
+    const link = siteCarrierLink(i);
+    await mustRun([
+      'ip',
+      '-n',
+      carrier,
+      'link',
+      'add',
+      'inside',
+      'type',
+      'veth',
+      'peer',
+      'name',
+      'wan',
+      'netns',
+      router,
+    ]);
+    await mustRun(['ip', '-n', carrier, 'addr', 'add', `${link.carrier}/30`, 'dev', 'inside']);
+    await mustRun(['ip', '-n', carrier, 'link', 'set', 'inside', 'up']);
+    await mustRun(['ip', '-n', router, 'addr', 'add', `${link.router}/30`, 'dev', 'wan']);
+    await mustRun(['ip', '-n', router, 'link', 'set', 'wan', 'up']);
+    await mustRun(['ip', '-n', router, 'route', 'add', 'default', 'via', link.carrier]);
+    await this.nsShell(carrier, 'echo 1 > /proc/sys/net/ipv4/ip_forward');
+    await mustRun(['ip', 'netns', 'exec', carrier, 'iptables-restore'], {
+      input: carrierRuleset(),
+    });
   }
 
   /** Sets the drop probability on a site's uplink (router, or the public host itself). */
@@ -518,6 +564,9 @@ export class Lab {
     if (ns === undefined) return;
     // Exit code 1 means "nothing to delete".
     await runCommand(['ip', 'netns', 'exec', ns, 'conntrack', '-D', '-p', 'udp']);
+    if (site.carrierNs !== undefined) {
+      await runCommand(['ip', 'netns', 'exec', site.carrierNs, 'conntrack', '-D', '-p', 'udp']);
+    }
     // An address-restricted router's permissions are the addresses its LAN sent to: forgotten
     // with the flows (the list is per router, not per mapping, so it must be cleared too).
     if (site.nat === 'address-restricted') {

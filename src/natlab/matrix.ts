@@ -45,6 +45,7 @@ const SHORT_NAME: Readonly<Record<NatType, string>> = {
   'port-restricted-accepting': 'pra',
   'symmetric-sequential': 'seq',
   'fast-expiry': 'fx',
+  'double-nat': 'dbl',
 };
 
 /** One pair of hosts the matrix connects. */

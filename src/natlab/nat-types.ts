@@ -32,6 +32,11 @@ export const NAT_TYPES = [
    * conntrack UDP timeouts of its namespace), as aggressive carrier and mobile NATs do.
    */
   'fast-expiry',
+  /**
+   * A home router (port-restricted) behind a carrier-grade NAT (port-restricted too): the
+   * host's traffic is translated twice, as behind most mobile and many fixed-line ISPs.
+   */
+  'double-nat',
 ] as const;
 
 /** The types the NAT lab matrix runs by default (the newer ones through `--types`). */
@@ -115,6 +120,14 @@ export const NAT_BEHAVIOUR: Readonly<Record<NatType, NatBehaviour>> = {
     remapsOnCollision: false,
   },
   'fast-expiry': {
+    mapping: 'endpoint-independent',
+    filtering: 'address-and-port-dependent',
+    ports: 'preserved',
+    keepsPort: true,
+    remapsOnCollision: false,
+  },
+  // Two endpoint-independent, port-keeping NATs in a row are one, as seen from outside.
+  'double-nat': {
     mapping: 'endpoint-independent',
     filtering: 'address-and-port-dependent',
     ports: 'preserved',
@@ -243,6 +256,33 @@ export function routerRuleset(rules: RouterRules): string {
     ':OUTPUT ACCEPT [0:0]',
     ...input,
     ...filter,
+    'COMMIT',
+    '',
+  ].join('\n');
+}
+
+/**
+ * The carrier-grade NAT in front of a `double-nat` site's home router: plain `MASQUERADE` of
+ * everything from its inside link (`inside`) to the public side (`wan`), replies only.
+ */
+export function carrierRuleset(): string {
+  return [
+    '*nat',
+    ':PREROUTING ACCEPT [0:0]',
+    ':INPUT ACCEPT [0:0]',
+    ':OUTPUT ACCEPT [0:0]',
+    ':POSTROUTING ACCEPT [0:0]',
+    '-A POSTROUTING -o wan -j MASQUERADE',
+    'COMMIT',
+    '*filter',
+    ':INPUT ACCEPT [0:0]',
+    ':FORWARD DROP [0:0]',
+    ':OUTPUT ACCEPT [0:0]',
+    '-A INPUT -i lo -j ACCEPT',
+    '-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT',
+    '-A INPUT -i wan -j DROP',
+    '-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT',
+    '-A FORWARD -i inside -o wan -j ACCEPT',
     'COMMIT',
     '',
   ].join('\n');
