@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import { after, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { HolePunchClient, type HolePunchResult } from '../src/client/index.js';
 import { type RunningServer, startServer } from '../src/server/shell.js';
 
 const LOOPBACK = '127.0.0.1';
@@ -165,6 +166,91 @@ describe('metrics over HTTP (--metrics-port)', () => {
     const port = server.metrics?.port;
     await server.close();
     await assert.rejects(fetch(`http://${LOOPBACK}:${port}/healthz`), 'listener closed');
+  });
+
+  test('the relay and the v2 table: allocations open, datagrams and bytes relayed, sessions by state and members match a relayed pair and a waiting lobby', async () => {
+    const relayLow = 22_000 + (process.pid % 400) * 20;
+    const isRelay = (p: number) => p >= relayLow && p <= relayLow + 19;
+    const server = await startServer({
+      port: 0,
+      host: LOOPBACK,
+      metricsPort: 0,
+      relayPorts: { low: relayLow, high: relayLow + 19 },
+    });
+    servers.push(server);
+    const before = await scrape(server);
+    assert.equal(before.get('holepunch_relay_allocations'), 0);
+    assert.equal(before.get('holepunch_relay_bytes_total'), 0);
+    assert.equal(before.get('holepunch_v2_sessions{state="waiting"}'), 0);
+    assert.equal(before.get('holepunch_members{protocol="v2"}'), 0);
+
+    // A pair that never hears each other directly (as in test/client-loopback.test.ts).
+    const server0 = { address: LOOPBACK, port: server.port };
+    const pair = [0, 1].map(
+      () =>
+        new HolePunchClient({
+          server: server0,
+          bindAddress: LOOPBACK,
+          punchBudgetMs: 400,
+          dropDatagram: (_direction, peer) => peer.port !== server.port && !isRelay(peer.port),
+        }),
+    );
+    const waiting = new HolePunchClient({ server: server0, bindAddress: LOOPBACK });
+    try {
+      const results: HolePunchResult[] = await Promise.all(
+        pair.map((c, i) =>
+          c.startTraversal({ session: 'm', isHost: i === 0, name: `p${i}`, timeoutMs: 10_000 }),
+        ),
+      );
+      for (const r of results) assert.equal(r.peers[0]?.path, 'relay');
+      // A host alone in its lobby, waiting for a second player.
+      const lobby = waiting.startTraversal({
+        session: 'w',
+        isHost: true,
+        name: 'h',
+        maxPlayers: 2,
+      });
+      lobby.catch(() => {});
+      await new Promise((resolve) => waiting.once('sessionRegistered', resolve));
+      // Game traffic through the relay: 5 datagrams of 100 bytes.
+      const relayed = server.counters.datagramsRelayed;
+      const relayBytes = server.counters.relayBytes;
+      let got = 0;
+      pair[1]?.on('message', () => got++);
+      const peer = results[0]?.peers[0];
+      for (let i = 0; i < 5; i++) pair[0]?.send(Buffer.alloc(100, i), peer?.port ?? 0, LOOPBACK);
+      const deadline = performance.now() + WAIT_MS;
+      while (
+        (got < 5 || server.core.v2.startedCount > 0 || server.core.v2.memberCount > 1) &&
+        performance.now() < deadline
+      ) {
+        await sleep(10);
+      }
+      assert.equal(got, 5, 'the game datagrams arrived');
+      assert.ok(server.counters.datagramsRelayed >= relayed + 5);
+      assert.ok(server.counters.relayBytes >= relayBytes + 500);
+      const low = { ...server.counters };
+      const values = await scrape(server);
+      const high = { ...server.counters };
+      const within = (name: string, a: number, b: number) => {
+        const v = values.get(name) ?? Number.NaN;
+        assert.ok(v >= a && v <= b, `${name} ${v} within ${a}..${b}`);
+      };
+      within('holepunch_datagrams_relayed_total', low.datagramsRelayed, high.datagramsRelayed);
+      within('holepunch_relay_bytes_total', low.relayBytes, high.relayBytes);
+      assert.equal(values.get('holepunch_relay_allocations'), 1, 'one port for the pair');
+      assert.equal(values.get('holepunch_v2_sessions{state="waiting"}'), 1);
+      assert.equal(values.get('holepunch_v2_sessions{state="started"}'), 0, 'acked and forgotten');
+      assert.equal(values.get('holepunch_sessions_open{protocol="v2"}'), 1);
+      assert.equal(values.get('holepunch_members{protocol="v2"}'), 1, 'the waiting host');
+    } finally {
+      await Promise.all([...pair, waiting].map((c) => c.close()));
+    }
+    const gone = performance.now() + WAIT_MS;
+    while (server.core.v2.sessionCount > 0 && performance.now() < gone) await sleep(10);
+    const afterClose = await scrape(server);
+    assert.equal(afterClose.get('holepunch_v2_sessions{state="waiting"}'), 0, 'the host left');
+    assert.equal(afterClose.get('holepunch_members{protocol="v2"}'), 0);
   });
 
   test('a taken metrics port fails startup and releases the UDP socket', async () => {

@@ -33,11 +33,31 @@ export function createMetricsRegistry(source: MetricsSource): Registry {
   });
   new Gauge({
     name: 'holepunch_members',
-    help: 'Members of open sessions, by protocol (legacy only: v2 does not report joins yet)',
+    help: 'Members of open sessions, by protocol (v2: unvalidated ones and started sessions lingering for acks included)',
     labelNames: ['protocol'],
     registers,
     collect() {
       this.set({ protocol: 'legacy' }, source.legacyMembers());
+      this.set({ protocol: 'v2' }, core.v2.memberCount);
+    },
+  });
+  // Both read counts the v2 table keeps as sessions change: O(1) per scrape at any size.
+  new Gauge({
+    name: 'holepunch_v2_sessions',
+    help: 'v2 sessions in the table, by state: waiting (lobby) or started (lingering for acks and late relay requests, at most 15 s)',
+    labelNames: ['state'],
+    registers,
+    collect() {
+      this.set({ state: 'waiting' }, core.v2.waitingCount);
+      this.set({ state: 'started' }, core.v2.startedCount);
+    },
+  });
+  new Gauge({
+    name: 'holepunch_relay_allocations',
+    help: 'Relay allocations open now (one UDP relay port each; 0 when the server does not relay)',
+    registers,
+    collect() {
+      this.set(core.v2.relay?.size ?? 0);
     },
   });
 
@@ -62,8 +82,13 @@ export function createMetricsRegistry(source: MetricsSource): Registry {
   total('holepunch_bytes_sent_total', 'UDP payload bytes sent', () => counters.bytesOut);
   total(
     'holepunch_datagrams_relayed_total',
-    'v2 relay_data datagrams forwarded between members (also counted as received and sent)',
+    'Game datagrams the relay forwarded between two members (also counted as received and sent)',
     () => counters.datagramsRelayed,
+  );
+  total(
+    'holepunch_relay_bytes_total',
+    'UDP payload bytes the relay forwarded (also counted in bytes received and sent)',
+    () => counters.relayBytes,
   );
   total('holepunch_sessions_created_total', 'Sessions created, both protocols', () => {
     return counters.sessionsCreated;
