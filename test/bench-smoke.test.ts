@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 const RUN_SCRIPT = fileURLToPath(new URL('../src/bench/run.js', import.meta.url));
-/** The smoke run takes ~5 s alone; a loaded CI machine gets generous headroom. */
+/** The smoke run takes ~15 s alone (attacks ~9 s); a loaded CI machine gets generous headroom. */
 const SMOKE_LIMIT_MS = 90_000;
 
 interface SmokeRun {
@@ -93,6 +93,15 @@ describe('npm run bench, smoke mode', () => {
       assert.ok(value === null || (typeof value === 'number' && value > 0), `${field}: ${value}`);
     }
     if (json.punch_ms_p50 === null) assert.equal(typeof json.punch_unavailable_reason, 'string');
+
+    // The attack phase: floods beside legit lobbies, and the worst memory attack survived.
+    assert.equal(json.attack_heap_mb, 96);
+    const attacks = json.attacks as { kind: string; sent_per_s: number; v2_completed: number }[];
+    assert.ok(attacks.length > 0, 'at least one flood ran');
+    for (const a of attacks) assert.ok(a.sent_per_s > 0 && a.v2_completed >= 0, a.kind);
+    const memoryAttacks = json.memory_attacks as { alive: boolean; serving: boolean }[];
+    assert.ok(memoryAttacks[0]?.alive, 'the server survives the worst memory attack');
+    assert.ok(memoryAttacks[0]?.serving, 'and serves legit lobbies of both protocols after it');
 
     const targets = json.targets as Record<string, { pass: boolean | null }>;
     for (const name of [

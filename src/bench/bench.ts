@@ -3,6 +3,13 @@
  * the server is taken beside the echo reference's, in the same run, under the same load.
  */
 import { fileURLToPath } from 'node:url';
+import { ATTACK_KINDS } from './attack.js';
+import {
+  type AttackPhaseFigures,
+  type AttackPlan,
+  attackReport,
+  runAttackPhase,
+} from './attack-phase.js';
 import { type BenchChild, freeUdpPort, startChild } from './child.js';
 import { LOAD_ADDRESS, type LoadResult, openIdleSessions, runClosedLoop } from './lobby-load.js';
 import { type CpuSnapshot, cpuBetween, rssBytes, snapshotCpu } from './process-stats.js';
@@ -48,6 +55,10 @@ export interface BenchPlan {
   readonly legacyLabRuns: number;
   /** Set to profile the server under the 2-player load into this directory. */
   readonly profileDir?: string | undefined;
+  /** One-source floods beside legit lobbies, and the long worst-case memory attack. */
+  readonly attacks: AttackPlan;
+  /** Run the attack phase alone (`--attacks-only`). */
+  readonly attacksOnly?: boolean;
 }
 
 export const FULL_PLAN: BenchPlan = {
@@ -65,6 +76,13 @@ export const FULL_PLAN: BenchPlan = {
   simRuns: 300,
   labRuns: 20,
   legacyLabRuns: 5,
+  attacks: {
+    kinds: ATTACK_KINDS,
+    floodMs: 3000,
+    baseMs: 3000,
+    memoryAttackMs: 60_000,
+    memoryAttackNoLimitsMs: 20_000,
+  },
 };
 
 export const SMOKE_PLAN: BenchPlan = {
@@ -82,6 +100,14 @@ export const SMOKE_PLAN: BenchPlan = {
   simRuns: 20,
   labRuns: 0,
   legacyLabRuns: 0,
+  // Seconds, for CI: two floods and a 1 s memory attack (figures not meaningful).
+  attacks: {
+    kinds: ['v2_keepalive', 'legacy_rs'],
+    floodMs: 300,
+    baseMs: 300,
+    memoryAttackMs: 1000,
+    memoryAttackNoLimitsMs: 0,
+  },
 };
 
 /** Session MAX for the idle-session test: above 2, so 2 members leave the session waiting. */
@@ -332,6 +358,14 @@ export interface BenchResult {
 
 export async function runBench(plan: BenchPlan): Promise<BenchResult> {
   const startedAt = performance.now();
+  if (plan.attacksOnly === true) {
+    const { json, lines } = attackReport(await runAttackPhase(plan.attacks));
+    const elapsed = Math.round((performance.now() - startedAt) / 100) / 10;
+    return {
+      table: [...lines, '', `done in ${elapsed} s`].join('\n'),
+      json: { node_version: process.version, smoke: plan.smoke, ...json, elapsed_s: elapsed },
+    };
+  }
   const echo = await startEcho();
   let server: BenchChild | undefined;
   const phases2pEcho: PhaseFigures[] = [];
@@ -394,6 +428,7 @@ export async function runBench(plan: BenchPlan): Promise<BenchResult> {
           v2: { ok: false as const, reason: 'skipped in smoke mode' },
           legacy: { ok: false as const, reason: 'skipped in smoke mode' },
         };
+  const attacks: AttackPhaseFigures = await runAttackPhase(plan.attacks);
   const profile =
     plan.profileDir === undefined ? undefined : await profilePhase(plan, plan.profileDir);
   return buildReport({
@@ -409,6 +444,7 @@ export async function runBench(plan: BenchPlan): Promise<BenchResult> {
     memory,
     sim,
     lab,
+    attacks,
     profile,
     elapsedMs: performance.now() - startedAt,
   });

@@ -3,6 +3,7 @@
  * (snake_case fields, the contract of `npm run bench`'s last line), with pass/fail per target.
  */
 import { availableParallelism } from 'node:os';
+import { type AttackPhaseFigures, attackReport } from './attack-phase.js';
 import type { BenchPlan, MemoryFigures } from './bench.js';
 import type { ProfileSummary } from './profile.js';
 import type { LabPunchOutcome, PunchOutcome } from './punch.js';
@@ -50,6 +51,8 @@ export interface ReportInput {
   readonly memory: MemoryFigures;
   readonly sim: PunchOutcome;
   readonly lab: LabPunchOutcome;
+  /** The one-source floods and the worst memory attack (docs/security.md). */
+  readonly attacks: AttackPhaseFigures;
   readonly profile: ProfileSummary | undefined;
   readonly elapsedMs: number;
 }
@@ -182,6 +185,7 @@ export function buildReport(input: ReportInput): { table: string; json: Record<s
   const labV2 = punchFields(input.lab.v2);
   const labLegacy = punchFields(input.lab.legacy);
 
+  const attacks = attackReport(input.attacks);
   const json = {
     node_version: process.version,
     cpu_cores: MACHINE_CORES,
@@ -261,6 +265,7 @@ export function buildReport(input: ReportInput): { table: string; json: Record<s
         timeouts: p.timeouts,
       }),
     ),
+    ...attacks.json,
     profile_top:
       input.profile === undefined
         ? null
@@ -417,6 +422,7 @@ export function buildReport(input: ReportInput): { table: string; json: Record<s
       `memory: ${memory.failed} idle sessions failed to register (${memory.failedVerify} wrong replies, ${memory.failedTimeout} timeouts)`,
     );
   }
+  sections.push('', ...attacks.lines);
   if (notes.length > 0) sections.push('', ...notes.map((n) => `note: ${n}`));
   if (input.profile !== undefined) {
     sections.push(
