@@ -311,6 +311,23 @@ describe('v2 session table', () => {
     const forgotten = join(30_000, 2);
     assert.ok(forgotten?.type === 'error');
     assert.deepEqual({ code: forgotten.code, message: forgotten.message }, started);
+    // A player of the started game (its IP) is back for the next one: it waits for the host.
+    const back = t.reply(
+      t.send(
+        30_000,
+        { address: JOINER.address, port: 9999 },
+        {
+          type: 'join',
+          requestId: 4,
+          session: 'game',
+          name: 'bob',
+          nickname: 'Bob',
+          candidates: [],
+        },
+      ),
+      4,
+    );
+    assert.ok(back?.type === 'error' && back.code === 'session_not_found');
     // After the window the name means nothing any more.
     const later = join(9 + STARTED_NAME_MEMORY_MS + 1, 3);
     assert.ok(later?.type === 'error' && later.code === 'session_not_found');

@@ -254,8 +254,14 @@ export class V2Sessions implements ProtocolHandler {
     { readonly session: Session; readonly member: Member; readonly until: number }
   >();
   readonly #sessions = new Map<string, Session>();
-  /** Names of recently started sessions, until when; insertion order is expiry order. */
-  readonly #recentlyStarted = new Map<string, number>();
+  /**
+   * Names of recently started sessions: until when, and the addresses (IPs) of their members.
+   * Insertion order is expiry order.
+   */
+  readonly #recentlyStarted = new Map<
+    string,
+    { readonly until: number; readonly addresses: ReadonlySet<string> }
+  >();
   /**
    * Min-heap of per-session wakeups: a timeout touches only the sessions that are due, so
    * a million idle lobbies cost nothing per tick. Entries go stale (a refreshed expiry, a
@@ -616,8 +622,11 @@ export class V2Sessions implements ProtocolHandler {
     if (!this.#validCandidates(from, msg)) return;
     const session = this.#sessions.get(msg.session);
     if (session === undefined) {
-      const startedUntil = this.#recentlyStarted.get(msg.session) ?? 0;
-      if (startedUntil > now) {
+      const started = this.#recentlyStarted.get(msg.session);
+      // A player of the last game under this name is likely back for the next one, whose
+      // host may simply not be there yet: it waits as for any missing host. Anyone else came
+      // too late and is told so at once.
+      if (started !== undefined && started.until > now && !started.addresses.has(from.address)) {
         this.#refuse(from, msg.requestId, 'session_full', 'The session has already started.');
       } else {
         this.#refuse(from, msg.requestId, 'session_not_found', 'No such session.');
@@ -764,7 +773,7 @@ export class V2Sessions implements ProtocolHandler {
     session.state = 'started';
     this.#startedOpen++;
     session.startedAt = now;
-    this.#rememberStarted(now, session.name);
+    this.#rememberStarted(now, session);
     this.#counters.sessionsStarted++;
     this.#lifecycle('started', session, reason);
     session.deadline = now + STARTED_LINGER_MS;
@@ -919,14 +928,16 @@ export class V2Sessions implements ProtocolHandler {
     this.#outbox.send(to, data);
   }
 
-  #rememberStarted(now: number, name: string): void {
+  #rememberStarted(now: number, session: Session): void {
+    const name = session.name;
     // Expired names go first: the map holds at most the names started within the window.
-    for (const [old, until] of this.#recentlyStarted) {
+    for (const [old, { until }] of this.#recentlyStarted) {
       if (until > now) break;
       this.#recentlyStarted.delete(old);
     }
     this.#recentlyStarted.delete(name);
-    this.#recentlyStarted.set(name, now + STARTED_NAME_MEMORY_MS);
+    const addresses = new Set(session.members.map((m) => m.endpoint.address));
+    this.#recentlyStarted.set(name, { until: now + STARTED_NAME_MEMORY_MS, addresses });
   }
 
   #forget(session: Session): void {
