@@ -77,6 +77,11 @@ interface PeerState {
   readonly info: V2Peer;
   /** Its relay endpoint, once our bind to it was acknowledged. */
   relay: Endpoint | undefined;
+  /**
+   * The relay endpoint the server granted for it, bound or not yet: the peer's punch may come
+   * through it before our own bind is acknowledged, and is then a relayed path all the same.
+   */
+  granted: Endpoint | undefined;
   readonly candidates: PunchCandidate[];
   readonly known: Set<string>;
   reflexive: number;
@@ -139,6 +144,7 @@ export class PunchAttempt {
         known: new Set(),
         reflexive: 0,
         relay: undefined,
+        granted: undefined,
         confirmed: undefined,
         heard: false,
         gone: undefined,
@@ -252,6 +258,12 @@ export class PunchAttempt {
     return true;
   }
 
+  /** The server granted `relay` for `name` (our bind to it may not be acknowledged yet). */
+  noteRelay(name: string, relay: Endpoint): void {
+    const peer = this.#peers.get(name);
+    if (peer !== undefined) peer.granted = relay;
+  }
+
   /** True while peer messages still deserve an answer (punching or lingering after success). */
   get answering(): boolean {
     return this.#state === 'punching' || this.#state === 'punched';
@@ -324,7 +336,8 @@ export class PunchAttempt {
       if (index >= 0) this.#punch(now, peer, index);
       return false;
     }
-    const viaRelay = peer.relay !== undefined && sameAddress(peer.relay, from);
+    const relay = peer.relay ?? peer.granted;
+    const viaRelay = relay !== undefined && sameAddress(relay, from);
     const candidate = peer.candidates[msg.candidate];
     const confirmed: ConfirmedPeer = {
       name: peer.info.name,

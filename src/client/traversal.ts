@@ -696,7 +696,9 @@ export class Traversal {
     });
     r.nextBindAt = now + REQUEST_RETRY_FIRST_MS;
     r.bindIntervalMs = REQUEST_RETRY_FIRST_MS * 2;
-    this.#o.send({ address: this.#o.server.address, port: r.port }, r.bindBytes);
+    const relay = { address: this.#o.server.address, port: r.port };
+    this.#punch?.noteRelay(msg.peer, relay);
+    this.#o.send(relay, r.bindBytes);
   }
 
   /** The relay acknowledged our bind: punch the peer through it too. */
