@@ -129,6 +129,10 @@ export interface PairSummary {
   readonly paths: Readonly<Record<string, number>>;
   readonly codes: Readonly<Record<string, number>>;
   readonly medianTimeToPunchMs: number | undefined;
+  /** The 99th percentile of `timeToPunchMs` (the slowest trial when there are fewer than 100). */
+  readonly p99TimeToPunchMs: number | undefined;
+  /** Share of the successful trials in which neither side went through the relay. */
+  readonly directShare: number | undefined;
   readonly maxTimeToFailMs: number | undefined;
 }
 
@@ -483,10 +487,10 @@ export async function runMatrix(lab: Lab, options: MatrixOptions = {}): Promise<
   };
 }
 
-function median(values: number[]): number | undefined {
+function percentile(values: number[], p: number): number | undefined {
   if (values.length === 0) return undefined;
   const sorted = [...values].sort((x, y) => x - y);
-  return sorted[Math.floor(sorted.length / 2)];
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
 }
 
 /** Per client, pair and loss level, in the order given (results arrive in completion order). */
@@ -528,6 +532,9 @@ export function summarize(
       }
     }
     const fails = group.flatMap((r) => (r.timeToFailMs === undefined ? [] : [r.timeToFailMs]));
+    const times = group.flatMap((r) => (r.timeToPunchMs === undefined ? [] : [r.timeToPunchMs]));
+    const successes = group.filter((r) => r.ok);
+    const direct = successes.filter((r) => r.hostPath !== 'relay' && r.joinPath !== 'relay');
     out.push({
       client: first.client,
       pair: first.pair,
@@ -536,12 +543,12 @@ export function summarize(
       loss: first.loss,
       expectation: first.expectation,
       trials: group.length,
-      successes: group.filter((r) => r.ok).length,
+      successes: successes.length,
       paths,
       codes,
-      medianTimeToPunchMs: median(
-        group.flatMap((r) => (r.timeToPunchMs === undefined ? [] : [r.timeToPunchMs])),
-      ),
+      medianTimeToPunchMs: percentile(times, 0.5),
+      p99TimeToPunchMs: percentile(times, 0.99),
+      directShare: successes.length === 0 ? undefined : direct.length / successes.length,
       maxTimeToFailMs: fails.length === 0 ? undefined : Math.max(...fails),
     });
   }
@@ -554,7 +561,10 @@ const top = (counts: Readonly<Record<string, number>>) =>
     .map(([k, n]) => `${k}×${n}`)
     .join(',');
 
-/** One row per client and pair, one column per loss level: `ok/trials path median-time`. */
+/**
+ * One row per client and pair, one column per loss level: `ok/trials`, paths, the direct share,
+ * and the time to connect (p50, p99).
+ */
 export function formatMatrix(
   summary: readonly PairSummary[],
   lossLevels: readonly number[],
@@ -573,7 +583,13 @@ export function formatMatrix(
         const s = cells.find((c) => c.loss === loss);
         if (s === undefined) return '-';
         const parts = [`${s.successes}/${s.trials}`];
-        if (s.successes > 0) parts.push(top(s.paths), `${s.medianTimeToPunchMs ?? '?'} ms`);
+        if (s.successes > 0) {
+          parts.push(
+            top(s.paths),
+            `direct ${Math.round((s.directShare ?? 0) * 100)}%`,
+            `p50 ${s.medianTimeToPunchMs ?? '?'} ms p99 ${s.p99TimeToPunchMs ?? '?'} ms`,
+          );
+        }
         if (s.successes < s.trials) {
           parts.push(`fail: ${top(s.codes)}`);
           if (s.maxTimeToFailMs !== undefined)
