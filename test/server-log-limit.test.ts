@@ -52,8 +52,12 @@ describe('log lines are rate-limited per kind', () => {
         server = await startServer({ port: 0, host: '127.0.0.1', logger });
         const from = { address: '127.0.0.1', port: 40_000 };
         const now = performance.now();
+        // Forged: spread over 768 source addresses, each under its per-source quota, so that
+        // every refusal reaches the logger (one source alone is cut off before that).
+        const ranges = ['192.0.2', '198.51.100', '203.0.113'];
         for (let i = 0; i < 20_000; i++) {
-          server.core.handle(now, from, new TextEncoder().encode(`rc:n${i}:nowhere${i}:N`));
+          const forged = { address: `${ranges[i % 3]}.${Math.floor(i / 3) % 256}`, port: 40_000 };
+          server.core.handle(now, forged, new TextEncoder().encode(`rc:n${i}:nowhere${i}:N`));
         }
         server.core.handle(now, from, new TextEncoder().encode('rs:real:2'));
         server.core.handle(now, from, new TextEncoder().encode('rc:ann:real:Ann'));
