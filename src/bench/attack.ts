@@ -276,11 +276,22 @@ async function legitV2(port: number, id: number, names: readonly string[]): Prom
         candidates: [],
       }),
     );
-    host.socket.send(
-      v2({ type: 'keepalive', requestId: 2, session, token: hostToken, lobbyVersion: 0 }),
-      port,
-      '127.0.0.1',
-    );
+    // Like the real client, a keepalive is re-sent until answered; here until the game starts.
+    const keepUntilPeers = async (p: Player, token: Uint8Array): Promise<void> => {
+      const keepalive = v2({ type: 'keepalive', requestId: 2, session, token, lobbyVersion: 0 });
+      for (;;) {
+        p.socket.send(keepalive, port, '127.0.0.1');
+        try {
+          await p.wait((d) => d[4] === 0x24, Math.min(deadline, performance.now() + 300));
+          return;
+        } catch (e) {
+          if (performance.now() >= deadline) throw e;
+        }
+      }
+    };
+    const hostStarted = keepUntilPeers(host, hostToken);
+    // Rejected only past the deadline, and then awaited below: never unhandled.
+    hostStarted.catch(() => {});
     let joinToken: Uint8Array | undefined;
     while (joinToken === undefined) {
       try {
@@ -300,15 +311,7 @@ async function legitV2(port: number, id: number, names: readonly string[]): Prom
         await new Promise((r) => setTimeout(r, 20));
       }
     }
-    joiner.socket.send(
-      v2({ type: 'keepalive', requestId: 2, session, token: joinToken, lobbyVersion: 0 }),
-      port,
-      '127.0.0.1',
-    );
-    await Promise.all([
-      host.wait((d) => d[4] === 0x24, deadline),
-      joiner.wait((d) => d[4] === 0x24, deadline),
-    ]);
+    await Promise.all([hostStarted, keepUntilPeers(joiner, joinToken)]);
     return performance.now() - t0;
   } finally {
     for (const s of sockets) s.close();
