@@ -158,16 +158,29 @@ describe('holepunch-client CLI', () => {
     const manual = await startServer({ port: 0, host: '127.0.0.1', autostart: false });
     try {
       const common = ['--server', `127.0.0.1:${manual.port}`, '--json'];
-      const waiting = (line: Record<string, unknown>, child: ChildProcess) => {
-        if (line.event === 'waiting' && line.for === 'start') child.kill('SIGINT');
-      };
-      const [host, join] = await Promise.all([
-        run(['host', 'cli:4', '--name', 'h', ...common], waiting),
-        run(['join', 'cli:4', '--name', 'j', ...common], waiting),
-      ]);
-      assert.ok(host.lines.some((l) => l.event === 'waiting' && l.for === 'start'));
-      assert.ok(join.lines.some((l) => l.event === 'waiting' && l.for === 'start'));
-      assert.equal(join.code, 130);
+      const starting = (line: Record<string, unknown>) =>
+        line.event === 'waiting' && line.for === 'start';
+      // The joiner is interrupted first: a host that left first would close the lobby under it.
+      let hostChild: ChildProcess | undefined;
+      let hostWaits = false;
+      const host = run(['host', 'cli:4', '--name', 'h', ...common], (line, child) => {
+        hostChild = child;
+        if (starting(line)) hostWaits = true;
+      });
+      const join = await run(['join', 'cli:4', '--name', 'j', ...common], (line, child) => {
+        if (!starting(line)) return;
+        // Both said it (each 1.5 s after the lobby filled; bounded wait), then the joiner goes.
+        void (async () => {
+          for (let i = 0; i < 50 && !hostWaits; i++) await new Promise((r) => setTimeout(r, 50));
+          child.kill('SIGINT');
+        })();
+      });
+      assert.equal(join.code, 130, JSON.stringify(join.lines));
+      assert.ok(join.lines.some(starting));
+      hostChild?.kill('SIGINT');
+      const hosted = await host;
+      assert.ok(hosted.lines.some(starting), JSON.stringify(hosted.lines));
+      assert.equal(hosted.code, 130);
     } finally {
       await manual.close();
     }
