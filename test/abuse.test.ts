@@ -273,7 +273,14 @@ describe('the server under a one-source flood (CLI, --max-old-space-size=96)', {
     }
   });
 
-  it('legit lobbies of both protocols keep completing under floods, p99 within 10x', async () => {
+  /**
+   * The rate this holds at on the 2-core CI machine. Above ~110,000/s from one source the
+   * kernel drops datagrams at the server's full socket buffer before any check, and legacy
+   * lobbies (which never retransmit) can fail: docs/security.md gives those figures.
+   */
+  const FLOOD_RATE = 40_000;
+
+  it(`legit lobbies of both protocols keep completing under floods of ${FLOOD_RATE} datagrams/s, p99 within 10x`, async () => {
     const { child, port } = await spawnServer([]);
     try {
       let id = 1;
@@ -295,7 +302,10 @@ describe('the server under a one-source flood (CLI, --max-old-space-size=96)', {
         const names: string[] = [];
         const until = performance.now() + 1500;
         const [, v2, legacy] = await Promise.all([
-          flood(kind, port, until, { sessionsToLock: () => names.slice(-4) }),
+          flood(kind, port, until, {
+            sessionsToLock: () => names.slice(-4),
+            ratePerS: FLOOD_RATE,
+          }),
           legitLoad('v2', port, until, {
             firstId: nextId(),
             concurrency: 2,

@@ -76,7 +76,12 @@ export async function flood(
   kind: AttackKind,
   port: number,
   until: number,
-  options: { maxDatagrams?: number; sessionsToLock?: () => readonly string[] } = {},
+  options: {
+    maxDatagrams?: number;
+    sessionsToLock?: () => readonly string[];
+    /** Datagrams a second at most (default: as fast as this machine sends). */
+    ratePerS?: number;
+  } = {},
 ): Promise<AttackResult> {
   const socket = await bindAt(ATTACKER_ADDRESS);
   const startedAt = performance.now();
@@ -190,7 +195,12 @@ export async function flood(
         socket.send(next() as Buffer, port, '127.0.0.1');
         sent++;
       }
-      await new Promise((r) => setImmediate(r));
+      const ahead =
+        options.ratePerS === undefined
+          ? 0
+          : (sent / options.ratePerS) * 1000 - (performance.now() - startedAt);
+      if (ahead > 0) await new Promise((r) => setTimeout(r, ahead));
+      else await new Promise((r) => setImmediate(r));
     }
   } finally {
     socket.close();
