@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import type { DoctorJson } from '../src/cli/doctor.js';
 import { DIAGNOSIS_SOCKETS, NatDiagnosis, type NatReport } from '../src/doctor/index.js';
 import type { Endpoint } from '../src/protocol/endpoint.js';
-import { decodeV2 } from '../src/protocol/v2.js';
+import { decodeV2, encodeV2 } from '../src/protocol/v2.js';
 import { createCounters } from '../src/server/counters.js';
 import { ProbeResponder, type ServerSocket } from '../src/server/probe.js';
 import { type RunningServer, startServer } from '../src/server/shell.js';
@@ -130,6 +130,32 @@ describe('NAT diagnosis core against simulated NATs (every RFC 5780 test)', () =
       );
     });
   }
+
+  it('an answer from anywhere but the server socket the test asked for is ignored (a forged reply fakes nothing)', () => {
+    const localPorts = Array.from({ length: DIAGNOSIS_SOCKETS }, (_, i) => 50_000 + i);
+    const core = new NatDiagnosis({
+      server: { address: MAIN, port: PORT },
+      localPorts,
+      random: seededRandom(3),
+    });
+    core.start(0);
+    const first = core.poll()[0];
+    assert.ok(first);
+    const decoded = decodeV2(first.data);
+    assert.ok(decoded.ok);
+    const forged = encodeV2({
+      type: 'probe_reply',
+      requestId: decoded.msg.requestId,
+      observed: { address: '192.0.2.99', port: 1 },
+      altAddress: '',
+      altPort: 0,
+    });
+    core.handle(1, first.socket, { address: '192.0.2.66', port: PORT }, forged);
+    core.handle(1, first.socket, { address: MAIN, port: ALT_PORT }, forged);
+    assert.equal(core.report().reachable, false);
+    core.handle(2, first.socket, { address: MAIN, port: PORT }, forged);
+    assert.deepEqual(core.report().publicAddresses, ['192.0.2.99']);
+  });
 
   it('without an alternate address and port the doctor says which tests it could not run', () => {
     const r = diagnoseInMemory('port-restricted', { address: false, port: false });

@@ -105,6 +105,11 @@ export class NatDiagnosis {
     const msg = decoded.msg;
     const probe = this.#probes.find((p) => p.id === msg.requestId && p.socket === socket);
     if (probe === undefined || probe.reply !== undefined) return;
+    // Only the socket of the server the test asked for may answer it: a reply from anywhere
+    // else (a forger, or a server answering from the wrong socket) would fake a behaviour.
+    const expected = this.#answerFrom(probe);
+    if (expected === undefined || expected.address !== from.address || expected.port !== from.port)
+      return;
     probe.reply = { observed: msg.observed, from };
     probe.done = true;
     if (probe.purpose !== 'base') {
@@ -187,6 +192,22 @@ export class NatDiagnosis {
       heardFromAltBoth: answered('filter-change-both'),
       hairpin: hairpinTested ? this.#hairpinHeard : undefined,
     };
+  }
+
+  /** Where the answer to `probe` must come from. */
+  #answerFrom(probe: Probe): Endpoint | undefined {
+    const alt = this.#alt;
+    switch (probe.purpose) {
+      case 'base':
+      case 'mapping-alt-address':
+      case 'mapping-alt-port':
+      case 'mapping-alt-both':
+        return probe.to;
+      case 'filter-change-port':
+        return alt === undefined ? undefined : { address: probe.to.address, port: alt.port };
+      case 'filter-change-both':
+        return alt === undefined ? undefined : { address: alt.address, port: alt.port };
+    }
   }
 
   #base(socket: number): Probe | undefined {
