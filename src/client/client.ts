@@ -3,13 +3,14 @@
  * socket serves the rendezvous server and the peers, so the mapping the server observed
  * is the mapping the peers punch; after the punch the socket stays open for the game.
  */
+
 import dgram from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { HolePunchError } from '../errors.js';
-import type { Endpoint } from '../protocol/endpoint.js';
+import { type Endpoint, unmappedAddress } from '../protocol/endpoint.js';
 import { hasV2Prefix } from '../protocol/magic.js';
 import { MAX_CANDIDATES } from '../protocol/v2.js';
 import type { ConfirmedPeer, FailedPeer } from './punch.js';
@@ -142,11 +143,6 @@ interface Run {
   goodbye?: () => void;
   /** The leave or close under way: resolves when the server confirmed or the core gave up. */
   leaving?: Promise<void>;
-}
-
-/** IPv4-mapped IPv6 (`::ffff:1.2.3.4`) to plain IPv4, for IPv4 sockets. */
-function plainAddress(address: string): string {
-  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
 }
 
 function lanCandidates(port: number, family: 4 | 6): Endpoint[] {
@@ -297,7 +293,7 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
       throw new HolePunchError('bad_request', 'no socket: run startTraversal first');
     }
     if (this.#closing) throw new HolePunchError('bad_request', 'the client is closed');
-    const to = this.#direct.get(`${plainAddress(address)}|${port}`) ?? { address, port };
+    const to = this.#direct.get(`${unmappedAddress(address)}|${port}`) ?? { address, port };
     this.#socketSend(this.#socket, data, to);
   }
 
@@ -375,7 +371,7 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
         return;
       case 'pathChanged': {
         const { previous, peer } = ev;
-        this.#direct.set(`${plainAddress(previous.address)}|${previous.port}`, {
+        this.#direct.set(`${unmappedAddress(previous.address)}|${previous.port}`, {
           address: peer.address,
           port: peer.port,
         });
@@ -452,7 +448,7 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
    */
   #socketSend(socket: dgram.Socket, data: Uint8Array | string, to: Endpoint): void {
     this.#inFlight++;
-    socket.send(data, to.port, plainAddress(to.address), () => {
+    socket.send(data, to.port, unmappedAddress(to.address), () => {
       this.#inFlight--;
       if (this.#inFlight === 0) this.#onFlushed?.();
     });
@@ -466,7 +462,7 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
   }
 
   #onMessage(data: Buffer, rinfo: dgram.RemoteInfo): void {
-    const from: Endpoint = { address: plainAddress(rinfo.address), port: rinfo.port };
+    const from: Endpoint = { address: unmappedAddress(rinfo.address), port: rinfo.port };
     if (this.#options.dropDatagram?.('in', from, data)) return;
     if (hasV2Prefix(data)) {
       const run = this.#run;

@@ -5,7 +5,7 @@
  */
 import { isUnicastEndpoint } from '../protocol/address.js';
 import type { Endpoint } from '../protocol/endpoint.js';
-import { endpointKey } from '../protocol/endpoint.js';
+import { endpointKey, unmappedAddress } from '../protocol/endpoint.js';
 import {
   encodePunch,
   type PeerLeftWhy,
@@ -444,11 +444,7 @@ function addCandidate(peer: PeerState, endpoint: Endpoint, kind: PunchPath): num
 }
 
 function sameAddress(a: Endpoint, b: Endpoint): boolean {
-  return a.port === b.port && plain(a.address) === plain(b.address);
-}
-
-function plain(address: string): string {
-  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+  return a.port === b.port && unmappedAddress(a.address) === unmappedAddress(b.address);
 }
 
 function indexOf(peer: PeerState, endpoint: Endpoint): number {

@@ -7,7 +7,7 @@
 import { HolePunchError } from '../errors.js';
 import { isUnicastEndpoint } from '../protocol/address.js';
 import type { Endpoint } from '../protocol/endpoint.js';
-import { sameEndpoint } from '../protocol/endpoint.js';
+import { sameEndpoint, unmappedAddress } from '../protocol/endpoint.js';
 import {
   bytesKey,
   decodeV2,
@@ -703,7 +703,7 @@ export class Traversal {
 
   /** The relay acknowledged our bind: punch the peer through it too. */
   #relayBound(now: number, from: Endpoint, id: Uint8Array): void {
-    if (plainAddress(from.address) !== plainAddress(this.#o.server.address)) return;
+    if (unmappedAddress(from.address) !== unmappedAddress(this.#o.server.address)) return;
     for (const [name, r] of this.#relays) {
       if (r.phase !== 'binding' || r.port !== from.port || bytesKey(r.id) !== bytesKey(id))
         continue;
@@ -844,10 +844,6 @@ export class Traversal {
     this.#nextId = this.#nextId >= 0xfffffffe ? 1 : this.#nextId + 1;
     return id;
   }
-}
-
-function plainAddress(address: string): string {
-  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
 }
 
 /** Constant-time equality of two tokens. */

@@ -13,8 +13,10 @@
  * out for as long as the forgery goes on and a few seconds after, never longer. v2 state from a
  * forged source is unvalidated and gone 10 s later, so v2 counts open state.
  */
+
 import { getHeapStatistics } from 'node:v8';
 import { ipv6Groups } from '../protocol/address.js';
+import { unmappedAddress } from '../protocol/endpoint.js';
 
 export interface SourceLimitSettings {
   /** Datagrams a source may send per second (token bucket), after a burst of `requestBurst`. */
@@ -104,7 +106,8 @@ const SWEEP_INTERVAL_MS = 1000;
  */
 export function sourceKey(address: string): string {
   if (!address.includes(':')) return address;
-  if (address.startsWith('::ffff:') && address.includes('.')) return address.slice(7);
+  const unmapped = unmappedAddress(address);
+  if (unmapped !== address) return unmapped;
   const g = ipv6Groups(address);
   if (g === undefined) return address;
   return `${g[0]?.toString(16)}:${g[1]?.toString(16)}:${g[2]?.toString(16)}:${g[3]?.toString(16)}::/64`;

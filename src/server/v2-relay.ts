@@ -16,7 +16,7 @@
  * is sent to a source that has not bound; one datagram out per datagram in, same bytes;
  * capped per allocation (bytes/s, packets/s), per source address and in total.
  */
-import { type Endpoint, sameEndpoint } from '../protocol/endpoint.js';
+import { type Endpoint, sameEndpoint, unmappedAddress } from '../protocol/endpoint.js';
 import { V2_MAGIC_BYTES } from '../protocol/magic.js';
 import {
   decodeV2,
@@ -137,8 +137,7 @@ function sameSecret(a: Uint8Array, b: Uint8Array): boolean {
 
 /** The address part of an endpoint, IPv4-mapped IPv6 folded, for per-source caps. */
 function sourceKey(ep: Endpoint): string {
-  const a = ep.address;
-  return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
+  return unmappedAddress(ep.address);
 }
 
 export class RelayAllocations {

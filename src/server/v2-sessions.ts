@@ -5,7 +5,7 @@
  */
 import type { ErrorCode } from '../errors.js';
 import { isUnicastEndpoint } from '../protocol/address.js';
-import { type Endpoint, sameEndpoint } from '../protocol/endpoint.js';
+import { type Endpoint, sameEndpoint, unmappedAddress } from '../protocol/endpoint.js';
 import {
   bytesKey,
   decodeV2,
@@ -183,9 +183,8 @@ type Request = Extract<
  * cannot send to that form, so the wire carries the plain IPv4 address.
  */
 function wireEndpoint(ep: Endpoint): Endpoint {
-  const a = ep.address;
-  if (a.startsWith('::ffff:') && a.includes('.')) return { address: a.slice(7), port: ep.port };
-  return ep;
+  const address = unmappedAddress(ep.address);
+  return address === ep.address ? ep : { address, port: ep.port };
 }
 
 function validatedCount(session: Session): number {
