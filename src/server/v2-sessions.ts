@@ -571,24 +571,14 @@ export class V2Sessions implements ProtocolHandler {
     const source = sourceKey(from.address);
     const sessionBytes = MEMORY_COSTS.v2Session + MEMORY_COSTS.v2TextByte * msg.session.length;
     const hostBytes = memberBytes(msg);
-    const limits = this.#limits;
-    if (limits !== undefined) {
-      if (!limits.budget.reserve(sessionBytes + hostBytes)) {
-        this.#refuse(
-          from,
-          msg.requestId,
-          'server_full',
-          'The server is out of memory for lobbies.',
-        );
-        return;
-      }
-      if (!limits.openV2Session(now, source)) {
-        limits.budget.release(sessionBytes + hostBytes);
-        countRejection(this.#counters, 'v2_source_quota');
-        this.#refuse(from, msg.requestId, 'server_full', 'Too many lobbies from your address.');
-        return;
-      }
-    }
+    const admitted = this.#admit(
+      from,
+      msg.requestId,
+      sessionBytes + hostBytes,
+      (limits) => limits.openV2Session(now, source),
+      'Too many lobbies from your address.',
+    );
+    if (!admitted) return;
     const host = this.#member(now, msg, true, from, source, hostBytes);
     const session: Session = {
       name: msg.session,
@@ -613,6 +603,32 @@ export class V2Sessions implements ProtocolHandler {
     this.#lifecycle('created', session);
     this.#schedule(session, Math.min(session.deadline, now + VALIDATE_WITHIN_MS));
     this.#registered(from, msg.requestId, host);
+  }
+
+  /**
+   * Reserves `bytes` of the memory budget, then the source's quota (`take`); on either refusal
+   * answers `server_full` (releasing the bytes) and returns false. Always true without limits.
+   */
+  #admit(
+    from: Endpoint,
+    requestId: number,
+    bytes: number,
+    take: (limits: SourceLimits) => boolean,
+    quotaMessage: string,
+  ): boolean {
+    const limits = this.#limits;
+    if (limits === undefined) return true;
+    if (!limits.budget.reserve(bytes)) {
+      this.#refuse(from, requestId, 'server_full', 'The server is out of memory for lobbies.');
+      return false;
+    }
+    if (!take(limits)) {
+      limits.budget.release(bytes);
+      countRejection(this.#counters, 'v2_source_quota');
+      this.#refuse(from, requestId, 'server_full', quotaMessage);
+      return false;
+    }
+    return true;
   }
 
   #join(now: number, from: Endpoint, msg: Extract<V2Message, { type: 'join' }>): void {
@@ -655,24 +671,14 @@ export class V2Sessions implements ProtocolHandler {
     }
     const source = sourceKey(from.address);
     const bytes = memberBytes(msg);
-    const limits = this.#limits;
-    if (limits !== undefined) {
-      if (!limits.budget.reserve(bytes)) {
-        this.#refuse(
-          from,
-          msg.requestId,
-          'server_full',
-          'The server is out of memory for lobbies.',
-        );
-        return;
-      }
-      if (!limits.addV2Member(now, source)) {
-        limits.budget.release(bytes);
-        countRejection(this.#counters, 'v2_source_quota');
-        this.#refuse(from, msg.requestId, 'server_full', 'Too many players from your address.');
-        return;
-      }
-    }
+    const admitted = this.#admit(
+      from,
+      msg.requestId,
+      bytes,
+      (limits) => limits.addV2Member(now, source),
+      'Too many players from your address.',
+    );
+    if (!admitted) return;
     if (session.members.length >= 2 * session.maxPlayers) {
       const oldest = session.members.find((m) => !m.validated && !m.isHost);
       if (oldest !== undefined) {
