@@ -362,7 +362,34 @@ async function main(): Promise<void> {
     { level: options.logLevel, base: { pid: process.pid } },
     pino.destination({ fd: 1, sync: true }),
   );
-  let server: RunningServer;
+  // Signals are handled from the first moment: the "listening" line is written inside
+  // startServer, and a supervisor (or a test) that signals right after reading it must get a
+  // drain, not the default action's silent death.
+  let server: RunningServer | undefined;
+  let stopSignal: NodeJS.Signals | undefined;
+  const drain = (running: RunningServer, signal: NodeJS.Signals): void => {
+    logger.info({ signal, drainSeconds: options.drainMs / 1000 }, 'shutting down');
+    // Started games keep their relay for up to --drain-seconds (0: close at once).
+    running.drain(options.drainMs).then(
+      () => process.exit(0),
+      (error: unknown) => {
+        logger.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopSignal !== undefined) {
+      // A second signal: the operator wants out now.
+      process.exit(1);
+    }
+    stopSignal = signal;
+    if (server !== undefined) drain(server, signal);
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  // A closed terminal: drain as for SIGTERM (members are told), rather than die silently.
+  process.on('SIGHUP', stop);
   try {
     server = await startServer({
       port: options.port,
@@ -391,27 +418,7 @@ async function main(): Promise<void> {
     process.exitCode = EXIT_STARTUP_FAILED;
     return;
   }
-  let stopping = false;
-  const stop = (signal: NodeJS.Signals): void => {
-    if (stopping) {
-      // A second signal: the operator wants out now.
-      process.exit(1);
-    }
-    stopping = true;
-    logger.info({ signal, drainSeconds: options.drainMs / 1000 }, 'shutting down');
-    // Started games keep their relay for up to --drain-seconds (0: close at once).
-    server.drain(options.drainMs).then(
-      () => process.exit(0),
-      (error: unknown) => {
-        logger.error({ err: error }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGINT', stop);
-  process.on('SIGTERM', stop);
-  // A closed terminal: drain as for SIGTERM (members are told), rather than die silently.
-  process.on('SIGHUP', stop);
+  if (stopSignal !== undefined) drain(server, stopSignal);
 }
 
 await main();
