@@ -1,7 +1,6 @@
 import { type Endpoint, endpointKey, isLoopbackAddress } from '../protocol/endpoint.js';
 import {
   CLOSE_REASONS,
-  DEFAULT_MAX_PLAYERS_CAP,
   decodeLegacy,
   encodeClose,
   encodeLobby,
@@ -16,13 +15,11 @@ import {
 import { countRejection, type ServerCounters } from './counters.js';
 import type { Outbox, ProtocolHandler } from './handler.js';
 import type { MemberLifecycleEvent, SessionLifecycleEvent } from './lifecycle.js';
+import { DEFAULT_SERVER_SETTINGS, type ServerSettings } from './settings.js';
 import { MEMORY_COSTS, type SourceLimits } from './source-limits.js';
 
-/** Sessions expire this long after `rs` (the original's later revision: 600 s). */
-export const SESSION_TTL_MS = 600_000;
-
-/** Default `--max-sessions`: bounds memory (≈ 1 KiB per session) against `rs` floods. */
-export const DEFAULT_MAX_SESSIONS = 1_000_000;
+// Where they were declared before settings.ts; tests and tools still import them from here.
+export { DEFAULT_MAX_SESSIONS, SESSION_TTL_MS } from './settings.js';
 
 /**
  * How a legacy session ends, as data (the lifecycle table; docs/server.md prints it).
@@ -92,14 +89,12 @@ export const LEGACY_REFUSAL_KINDS = [
 
 export type LegacyRefusalKind = (typeof LEGACY_REFUSAL_KINDS)[number];
 
-export interface LegacySessionsOptions {
+/** The server settings this table reads; those left out are `DEFAULT_SERVER_SETTINGS`'. */
+export interface LegacySessionsOptions
+  extends Pick<ServerSettings, 'autostart'>,
+    Partial<Pick<ServerSettings, 'sessionTtlMs' | 'maxSessions' | 'maxPlayersCap'>> {
   readonly outbox: Outbox;
   readonly counters: ServerCounters;
-  /** Send `peers:` as soon as a session reaches MAX members (the original's AUTOSTART `y`). */
-  readonly autostart: boolean;
-  readonly sessionTtlMs?: number;
-  readonly maxSessions?: number;
-  readonly maxPlayersCap?: number;
   /** Called once per lifecycle event (not per datagram); the shell logs it. */
   readonly onLifecycle?: (event: SessionLifecycleEvent) => void;
   /** Called when a member joins, leaves (`cc`, or moves away) or a registration is refused. */
@@ -216,10 +211,13 @@ export class LegacySessions implements ProtocolHandler {
     this.#outbox = options.outbox;
     this.#counters = options.counters;
     this.#autostart = options.autostart;
-    this.#sessionTtlMs = options.sessionTtlMs ?? SESSION_TTL_MS;
-    this.#maxSessions = options.maxSessions ?? DEFAULT_MAX_SESSIONS;
+    this.#sessionTtlMs = options.sessionTtlMs ?? DEFAULT_SERVER_SETTINGS.sessionTtlMs;
+    this.#maxSessions = options.maxSessions ?? DEFAULT_SERVER_SETTINGS.maxSessions;
     this.#decodeOptions = {
-      maxPlayersCap: Math.min(options.maxPlayersCap ?? DEFAULT_MAX_PLAYERS_CAP, LEGACY_MAX_PLAYERS),
+      maxPlayersCap: Math.min(
+        options.maxPlayersCap ?? DEFAULT_SERVER_SETTINGS.maxPlayersCap,
+        LEGACY_MAX_PLAYERS,
+      ),
     };
     this.#onLifecycle = options.onLifecycle;
     this.#onMember = options.onMember;

@@ -9,7 +9,7 @@
  *
  * Sans-IO: datagrams come in with the relay port they arrived on (`handle`), go out through
  * `RelayIo.send` with the port to send from; ports are opened and closed through `RelayIo`
- * and the shell reports back whether a bind worked (`portOpened` / `portFailed`).
+ * and the driver reports back whether a bind worked (`portOpened` / `portFailed`).
  *
  * Rules: allocations are capabilities (random ids and secrets issued to a member of one
  * session instance; a new session under the same name never gets or changes them); nothing
@@ -48,7 +48,32 @@ export interface RelayPortRange {
   readonly high: number;
 }
 
-/** What the relay needs done with sockets; the shell owns them. */
+/**
+ * The lowest relay port. A relay port doubles as its socket's id in the server core's work
+ * (`Work.socket`), where 0 is the main socket and 1-3 the NAT diagnosis sockets; ports
+ * below 1024 are privileged anyway.
+ */
+export const MIN_RELAY_PORT = 1024;
+
+/** Why `range` cannot be the relay's, or undefined when it can. */
+export function relayPortRangeProblem(range: RelayPortRange): string | undefined {
+  const { low, high } = range;
+  if (
+    Number.isInteger(low) &&
+    Number.isInteger(high) &&
+    low >= MIN_RELAY_PORT &&
+    high <= 65535 &&
+    low <= high
+  ) {
+    return undefined;
+  }
+  return `relay ports must be LOW-HIGH, ports ${MIN_RELAY_PORT}-65535 with LOW <= HIGH, got ${low}-${high}`;
+}
+
+/**
+ * What the relay needs done with its ports' sockets. The server core turns each call into
+ * `bind`/`unbind`/`send` work for its driver, with the port as the socket id.
+ */
 export interface RelayIo {
   /** Bind a socket on `port` (then call `portOpened` or `portFailed`). */
   open(port: number): void;
@@ -164,11 +189,8 @@ export class RelayAllocations {
     this.#counters = options.counters;
     this.#randomBytes = options.randomBytes;
     const { low, high } = options.ports;
-    if (
-      !(Number.isInteger(low) && Number.isInteger(high) && low >= 1 && high <= 65535 && low <= high)
-    ) {
-      throw new RangeError(`relay ports must be 1-65535, low <= high (got ${low}-${high})`);
-    }
+    const problem = relayPortRangeProblem(options.ports);
+    if (problem !== undefined) throw new RangeError(problem);
     this.#ports = { low, high };
     const portCount = high - low + 1;
     const l = options.limits ?? {};

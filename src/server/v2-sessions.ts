@@ -31,15 +31,14 @@ import {
 import { countRejection, type ServerCounters } from './counters.js';
 import type { Outbox, ProtocolHandler } from './handler.js';
 import type { SessionLifecycleEvent } from './lifecycle.js';
+import { DEFAULT_SERVER_SETTINGS, type ServerSettings } from './settings.js';
 import { MEMORY_COSTS, type SourceLimits, sourceKey } from './source-limits.js';
 import {
-  DEFAULT_RELAY_PORTS,
-  RelayAllocations,
-  type RelayIo,
-  type RelayLimits,
-  type RelayPortRange,
-  type RelayRefusal,
-} from './v2-relay.js';
+  V2_SESSION_ENDINGS,
+  type V2SessionEnding,
+  type V2SessionEndingRow,
+} from './v2-lifecycle.js';
+import { RelayAllocations, type RelayIo, type RelayRefusal } from './v2-relay.js';
 
 /** First re-push of `peers` to a member that has not acked them; doubles each time. */
 export const PEERS_RETRY_FIRST_MS = 150;
@@ -90,25 +89,19 @@ const ERROR_FIXED_BYTES = 11;
 /** Header (9), token (16) and the address length and port of a `registered`. */
 const REGISTERED_FIXED_BYTES = 28;
 
-export interface V2SessionsOptions {
+/**
+ * The server settings this table reads. `relay` (docs/protocol-v2.md, "Relay") runs only with
+ * `relayIo`; `relay`, `relayPorts` and `relayLimits` left out are `DEFAULT_SERVER_SETTINGS`'.
+ */
+export interface V2SessionsOptions
+  extends Pick<ServerSettings, 'sessionTtlMs' | 'maxSessions' | 'maxPlayersCap' | 'autostart'>,
+    Partial<Pick<ServerSettings, 'relay' | 'relayPorts' | 'relayLimits'>> {
   readonly outbox: Outbox;
   readonly counters: ServerCounters;
   /** Fills `bytes` with cryptographically random bytes (tokens). Injected for determinism. */
   readonly randomBytes: (bytes: number) => Uint8Array;
-  readonly sessionTtlMs: number;
-  readonly maxSessions: number;
-  readonly maxPlayersCap: number;
-  readonly autostart: boolean;
-  /**
-   * Relay between members without a direct path (docs/protocol-v2.md, "Relay"). Default
-   * true, but the relay runs only with `relayIo` (the sockets of its ports).
-   */
-  readonly relay?: boolean;
-  /** The relay's sockets (the shell's); without it the server does not relay. */
+  /** The relay's sockets (the server core's work queue); without it the server does not relay. */
   readonly relayIo?: RelayIo;
-  /** Ports the relay may bind, one per relayed pair. Default `DEFAULT_RELAY_PORTS`. */
-  readonly relayPorts?: RelayPortRange;
-  readonly relayLimits?: Partial<RelayLimits>;
   /** Session state changes, for the shell's logs (never per datagram). Default: none. */
   readonly onLifecycle?: (event: SessionLifecycleEvent) => void;
   /** Per-source quotas and the memory budget (docs/security.md). Default: none. */
@@ -291,7 +284,7 @@ export class V2Sessions implements ProtocolHandler {
             io: options.relayIo,
             counters: options.counters,
             randomBytes: options.randomBytes,
-            ports: options.relayPorts ?? DEFAULT_RELAY_PORTS,
+            ports: options.relayPorts ?? DEFAULT_SERVER_SETTINGS.relayPorts,
             ...(options.relayLimits === undefined ? {} : { limits: options.relayLimits }),
           });
   }
