@@ -12,10 +12,44 @@ import {
   SERVER_SILENCE_LIMIT_MS,
   Traversal,
   type TraversalEvent,
+  type TraversalOptions,
 } from '../src/client/traversal.js';
+import { drain } from '../src/core/contract.js';
 import type { Endpoint } from '../src/protocol/endpoint.js';
 import { decodeV2, encodePunch, encodePush, encodeV2, type V2Peer } from '../src/protocol/v2.js';
 import { seededRandom } from '../src/sim/random.js';
+
+/**
+ * A Traversal whose queued work is carried out after every call from outside, as the driver
+ * does: sends go to `send`, events to `onEvent`, in the order the core queued them.
+ */
+function driven(
+  o: TraversalOptions & {
+    send: (to: Endpoint, data: Uint8Array) => void;
+    onEvent: (e: TraversalEvent) => void;
+  },
+): Traversal {
+  const { send, onEvent, ...options } = o;
+  const core = new Traversal(options);
+  const carryOut = () => {
+    for (const work of drain(core)) {
+      if (work.type === 'send') send(work.to, work.data);
+      else if (work.type === 'event') onEvent(work.event);
+    }
+  };
+  return new Proxy(core, {
+    get(target, key) {
+      // Bound to the core itself: its private fields are not the proxy's.
+      const value: unknown = Reflect.get(target, key, target);
+      if (typeof value !== 'function') return value;
+      return (...args: unknown[]) => {
+        const result: unknown = value.apply(target, args);
+        carryOut();
+        return result;
+      };
+    },
+  });
+}
 
 const KEY = new Uint8Array(16).fill(9);
 const A: Endpoint = { address: '198.51.100.1', port: 5000 };
@@ -171,7 +205,7 @@ describe('traversal core', () => {
     const sentAt: number[] = [];
     const events: TraversalEvent[] = [];
     let now = 0;
-    const t = new Traversal({
+    const t = driven({
       server: { address: '203.0.113.1', port: 4000 },
       session: 's',
       isHost: true,
@@ -200,11 +234,46 @@ describe('traversal core', () => {
     assert.ok(now >= SERVER_SILENCE_LIMIT_MS && now < SERVER_SILENCE_LIMIT_MS + 3000);
   });
 
+  it('hands game datagrams out as data events with their sender as given, in any state', () => {
+    const server = { address: '203.0.113.1', port: 4000 };
+    const sent: { to: Endpoint; data: Uint8Array }[] = [];
+    const events: TraversalEvent[] = [];
+    const t = driven({
+      server,
+      session: 's',
+      isHost: true,
+      name: 'h',
+      nickname: 'H',
+      maxPlayers: 2,
+      localCandidates: [],
+      random: seededRandom(4),
+      send: (to, data) => sent.push({ to, data }),
+      onEvent: (e) => events.push(e),
+    });
+    const mapped = { address: '::ffff:198.51.100.2', port: 6000, family: 'IPv6' };
+    t.handle(1, mapped, Uint8Array.of(0x68, 0x69));
+    assert.equal(t.state, 'idle');
+    t.start(2);
+    // A protocol datagram that does not decode is neither protocol nor the game's.
+    const broken = encodeV2({ type: 'ok', requestId: 1 }).subarray(0, 5);
+    t.handle(3, B, broken);
+    t.handle(4, B, new Uint8Array(0));
+    assert.deepEqual(events, [
+      { type: 'data', from: mapped, data: Uint8Array.of(0x68, 0x69) },
+      { type: 'data', from: B, data: new Uint8Array(0) },
+    ]);
+    assert.equal(events[0]?.type === 'data' && events[0].from, mapped, 'the very sender object');
+    // The game's own datagrams leave unmapped, like the core's.
+    sent.length = 0;
+    t.sendGame(mapped, Uint8Array.of(7));
+    assert.deepEqual(sent, [{ to: B, data: Uint8Array.of(7) }]);
+  });
+
   it('uses its token at once after registered, and moves to a fresh token on a rebind', () => {
     const server = { address: '203.0.113.1', port: 4000 };
     const sent: Uint8Array[] = [];
     const events: TraversalEvent[] = [];
-    const t = new Traversal({
+    const t = driven({
       server,
       session: 's',
       isHost: false,
@@ -286,7 +355,7 @@ describe('traversal core', () => {
     const server = { address: '203.0.113.1', port: 4000 };
     const sent: { to: Endpoint; data: Uint8Array }[] = [];
     const events: TraversalEvent[] = [];
-    const t = new Traversal({
+    const t = driven({
       server,
       session: 's',
       isHost: false,
@@ -350,7 +419,7 @@ describe('traversal core', () => {
       const sent: { at: number; to: Endpoint; data: Uint8Array }[] = [];
       const events: TraversalEvent[] = [];
       let clock = 0;
-      const t = new Traversal({
+      const t = driven({
         server,
         session: 's',
         isHost: false,
@@ -488,6 +557,13 @@ describe('traversal core', () => {
         ['public', A.address, A.port],
       );
       assert.equal(changed.previous.path, 'relay');
+      // The game keeps the relay endpoint `punched` gave it; its datagrams go direct now.
+      const before = c.sent.length;
+      c.t.sendGame(c.relayEp, Uint8Array.of(1, 2, 3));
+      assert.deepEqual(
+        c.sent.slice(before).map((x) => [x.to, x.data]),
+        [[A, Uint8Array.of(1, 2, 3)]],
+      );
       // The punch stops at the end of the budget.
       c.advance(20_000);
       assert.equal(Number.isFinite(c.t.nextDeadline()), false);
@@ -564,7 +640,7 @@ describe('traversal core', () => {
       const toServer: ReturnType<typeof decodeV2>[] = [];
       let now = 0;
       const acks: { at: number; from: Endpoint; data: Uint8Array }[] = [];
-      const t: Traversal = new Traversal({
+      const t: Traversal = driven({
         server,
         session: 's',
         isHost: true,
@@ -739,7 +815,7 @@ describe('traversal core', () => {
       const sent: { at: number; msg: ReturnType<typeof decodeV2> }[] = [];
       const events: TraversalEvent[] = [];
       let now = 0;
-      const t = new Traversal({
+      const t = driven({
         server,
         session: 's',
         isHost: true,

@@ -1,7 +1,9 @@
 /**
- * `HolePunchClient`: the thin node:dgram shell around the pure `Traversal` core. One UDP
- * socket serves the rendezvous server and the peers, so the mapping the server observed
- * is the mapping the peers punch; after the punch the socket stays open for the game.
+ * `HolePunchClient`: the thin node:dgram shell around the pure `Traversal` core, run by the
+ * one `UdpDriver`. One UDP socket serves the rendezvous server and the peers, so the mapping
+ * the server observed is the mapping the peers punch; after the punch the socket stays open
+ * for the game. Telling game data from protocol and routing game datagrams to relayed peers
+ * is the core's work; this class only turns its events into the public ones.
  */
 
 import dgram from 'node:dgram';
@@ -9,16 +11,15 @@ import { lookup } from 'node:dns/promises';
 import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
+import { type Core, MAIN_SOCKET, type SocketId, type Work } from '../core/contract.js';
+import { UdpDriver } from '../driver/udp.js';
 import { HolePunchError } from '../errors.js';
 import { type Endpoint, unmappedAddress } from '../protocol/endpoint.js';
-import { hasV2Prefix } from '../protocol/magic.js';
 import { MAX_CANDIDATES } from '../protocol/v2.js';
 import type { ConfirmedPeer, FailedPeer } from './punch.js';
 import { checkTraversalInput, Traversal, type TraversalEvent } from './traversal.js';
 
 export const DEFAULT_SERVER: Endpoint = { address: '127.0.0.1', port: 4000 };
-// setTimeout clamps longer delays to 1 ms; wake up early instead and re-arm.
-const MAX_TIMER_DELAY_MS = 2 ** 31 - 1;
 /**
  * `close()` waits at most this long for the server to acknowledge the leave; the core's own
  * retries give up sooner, this only bounds a core that never reports.
@@ -145,6 +146,44 @@ interface Run {
   leaving?: Promise<void>;
 }
 
+/**
+ * What the driver runs: the current traversal's core (a new one per `startTraversal`, on the
+ * one socket), behind the `dropDatagram` testing aid.
+ */
+class CurrentTraversal implements Core<TraversalEvent> {
+  traversal: Traversal | undefined;
+  readonly #drop: HolePunchClientOptions['dropDatagram'];
+
+  constructor(drop: HolePunchClientOptions['dropDatagram']) {
+    this.#drop = drop;
+  }
+
+  handle(now: number, from: Endpoint, data: Uint8Array, socket?: SocketId): void {
+    const sender = { address: unmappedAddress(from.address), port: from.port };
+    if (this.#drop?.('in', sender, data)) return;
+    this.traversal?.handle(now, from, data, socket);
+  }
+
+  handleTimeout(now: number): void {
+    this.traversal?.handleTimeout(now);
+  }
+
+  nextDeadline(): number {
+    return this.traversal?.nextDeadline() ?? Number.POSITIVE_INFINITY;
+  }
+
+  poll(): Work<TraversalEvent> | undefined {
+    for (;;) {
+      const work = this.traversal?.poll();
+      if (work?.type !== 'send' || !this.#drop?.('out', work.to, work.data)) return work;
+    }
+  }
+
+  bound(now: number, socket: SocketId, ok: boolean): void {
+    this.traversal?.bound(now, socket, ok);
+  }
+}
+
 function lanCandidates(port: number, family: 4 | 6): Endpoint[] {
   const out: Endpoint[] = [];
   for (const list of Object.values(networkInterfaces())) {
@@ -160,24 +199,26 @@ function lanCandidates(port: number, family: 4 | 6): Endpoint[] {
 
 export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
   readonly #options: HolePunchClientOptions;
+  readonly #core: CurrentTraversal;
   #socket: dgram.Socket | undefined;
+  #driver: UdpDriver<TraversalEvent> | undefined;
   #binding: Promise<dgram.Socket> | undefined;
   #server: Endpoint | undefined;
   #run: Run | undefined;
-  #timer: NodeJS.Timeout | undefined;
   #closed = false;
   /** `close()` runs: the leave may still go out, the game's sends may not. */
   #closing = false;
   #detached = false;
-  /** Datagrams handed to the socket and not yet sent: `close()` waits for them. */
-  #inFlight = 0;
-  #onFlushed: (() => void) | undefined;
-  /** Relay endpoints (`address|port`) of peers that got a direct path since: `send` goes there. */
-  #direct = new Map<string, Endpoint>();
+  /**
+   * Set while `send` hands the game's datagram to the driver: Node refuses a bad port or
+   * address synchronously, and the game has always seen that as a throw from `send`.
+   */
+  #gameSendError: { error?: unknown } | undefined;
 
   constructor(options: HolePunchClientOptions = {}) {
     super();
     this.#options = options;
+    this.#core = new CurrentTraversal(options.dropDatagram);
   }
 
   /** The UDP socket (after `startTraversal` bound it). Keep using it after `holePunched`. */
@@ -223,7 +264,8 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
         ? []
         : lanCandidates(socket.address().port, family);
 
-    this.#direct.clear();
+    const driver = this.#driver;
+    if (driver === undefined) throw new HolePunchError('aborted', 'the client is closed');
     return await new Promise<HolePunchResult>((resolve, reject) => {
       const run: Run = {
         options,
@@ -244,11 +286,10 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
           punchBudgetMs: this.#options.punchBudgetMs,
           relay: this.#options.relay ?? true,
           relayDelayMs: this.#options.relayDelayMs,
-          send: (to, data) => this.#send(to, data),
-          onEvent: (ev) => this.#onEvent(run, ev),
         }),
       };
       this.#run = run;
+      this.#core.traversal = run.core;
       if (options.signal) {
         const signal = options.signal;
         run.onAbort = () => {
@@ -257,8 +298,7 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
         };
         signal.addEventListener('abort', run.onAbort, { once: true });
       }
-      run.core.start(performance.now());
-      this.#arm();
+      driver.run((now) => run.core.start(now));
     });
   }
 
@@ -268,8 +308,7 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
     if (run === undefined || run.settled) {
       throw new HolePunchError('bad_request', 'no traversal is running');
     }
-    run.core.finalize(performance.now());
-    this.#arm();
+    this.#driver?.run((now) => run.core.finalize(now));
   }
 
   /** Leave the session (seed `client_disconnect`). Resolves when the server confirmed or gave up. */
@@ -289,12 +328,21 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
    * endpoint go to the direct one.
    */
   send(data: Uint8Array | string, port: number, address: string): void {
-    if (this.#socket === undefined || this.#detached) {
+    const driver = this.#driver;
+    const core = this.#run?.core;
+    if (driver === undefined || core === undefined || this.#detached) {
       throw new HolePunchError('bad_request', 'no socket: run startTraversal first');
     }
     if (this.#closing) throw new HolePunchError('bad_request', 'the client is closed');
-    const to = this.#direct.get(`${unmappedAddress(address)}|${port}`) ?? { address, port };
-    this.#socketSend(this.#socket, data, to);
+    const bytes = typeof data === 'string' ? Buffer.from(data) : data;
+    const refused: { error?: unknown } = {};
+    this.#gameSendError = refused;
+    try {
+      driver.run(() => core.sendGame({ address, port }, bytes));
+    } finally {
+      this.#gameSendError = undefined;
+    }
+    if ('error' in refused) throw refused.error;
   }
 
   /**
@@ -305,8 +353,8 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
     const socket = this.#socket;
     if (socket === undefined) throw new HolePunchError('bad_request', 'no socket to detach');
     this.#detached = true;
-    socket.removeAllListeners('message');
-    this.#stopTimer();
+    this.#driver?.stop();
+    this.#driver?.detach(MAIN_SOCKET);
     return socket;
   }
 
@@ -325,19 +373,11 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
       await Promise.race([left, sleepMs(CLOSE_LEAVE_LIMIT_MS)]);
     }
     run?.goodbye?.();
-    await Promise.race([this.#flushed(), sleepMs(CLOSE_FLUSH_LIMIT_MS)]);
+    const driver = this.#driver;
+    if (driver !== undefined) await driver.sendsSettled(CLOSE_FLUSH_LIMIT_MS);
     this.#closed = true;
-    this.#stopTimer();
-    const socket = this.#socket;
-    if (socket && !this.#detached) {
-      await new Promise<void>((resolve) => {
-        try {
-          socket.close(() => resolve());
-        } catch {
-          resolve();
-        }
-      });
-    }
+    // After `detachSocket` the driver owns no socket any more: this closes nothing of the game's.
+    await driver?.close();
   }
 
   #leave(kind: 'leave' | 'close', what: string, reason?: string): Promise<void> {
@@ -345,10 +385,11 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
     if (run === undefined) return Promise.resolve();
     run.leaving ??= new Promise<void>((resolve) => {
       run.goodbye = resolve;
-      run.core.goodbye(performance.now(), kind, reason);
+      const driver = this.#driver;
+      if (driver === undefined || driver.stopped) resolve();
+      else driver.run((now) => run.core.goodbye(now, kind, reason));
       if (!run.settled)
         this.#settleFailed(run, new HolePunchError('aborted', `the client ${what}`));
-      this.#arm();
     });
     return run.leaving;
   }
@@ -369,15 +410,12 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
         return;
       case 'peers':
         return;
-      case 'pathChanged': {
-        const { previous, peer } = ev;
-        this.#direct.set(`${unmappedAddress(previous.address)}|${previous.port}`, {
-          address: peer.address,
-          port: peer.port,
-        });
-        this.emit('pathChanged', { peer, previous });
+      case 'pathChanged':
+        this.emit('pathChanged', { peer: ev.peer, previous: ev.previous });
         return;
-      }
+      case 'data':
+        this.emit('message', asBuffer(ev.data), remoteInfo(ev.from, ev.data.length));
+        return;
       case 'punched': {
         const result = this.#result(run, ev.peers, ev.elapsedMs, ev.punchMs, ev.failed);
         if (run.settled) return;
@@ -432,68 +470,6 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
     if (run.onAbort) run.options.signal?.removeEventListener('abort', run.onAbort);
   }
 
-  #send(to: Endpoint, data: Uint8Array): void {
-    const socket = this.#socket;
-    if (socket === undefined || this.#closed || this.#detached) return;
-    if (this.#options.dropDatagram?.('out', to, data)) return;
-    // A bad candidate address must not throw into the core; UDP is best effort anyway.
-    try {
-      this.#socketSend(socket, data, to);
-    } catch {}
-  }
-
-  /**
-   * `dgram` resolves the address on a later tick, so a send is in flight until its callback:
-   * counted, so that `close()` does not close the socket under it.
-   */
-  #socketSend(socket: dgram.Socket, data: Uint8Array | string, to: Endpoint): void {
-    this.#inFlight++;
-    socket.send(data, to.port, unmappedAddress(to.address), () => {
-      this.#inFlight--;
-      if (this.#inFlight === 0) this.#onFlushed?.();
-    });
-  }
-
-  #flushed(): Promise<void> {
-    if (this.#inFlight === 0) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.#onFlushed = resolve;
-    });
-  }
-
-  #onMessage(data: Buffer, rinfo: dgram.RemoteInfo): void {
-    const from: Endpoint = { address: unmappedAddress(rinfo.address), port: rinfo.port };
-    if (this.#options.dropDatagram?.('in', from, data)) return;
-    if (hasV2Prefix(data)) {
-      const run = this.#run;
-      if (run !== undefined) {
-        run.core.handle(performance.now(), from, data);
-        this.#arm();
-      }
-      return;
-    }
-    this.emit('message', data, rinfo);
-  }
-
-  #arm(): void {
-    this.#stopTimer();
-    const run = this.#run;
-    if (run === undefined || this.#closed || this.#detached) return;
-    const next = run.core.nextDeadline();
-    if (!Number.isFinite(next)) return;
-    const delay = Math.min(Math.max(0, Math.ceil(next - performance.now())), MAX_TIMER_DELAY_MS);
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      run.core.handleTimeout(performance.now());
-      this.#arm();
-    }, delay);
-  }
-
-  #stopTimer(): void {
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = undefined;
-  }
-
   async #resolveServer(): Promise<Endpoint> {
     if (this.#server) return this.#server;
     const s = this.#options.server ?? DEFAULT_SERVER;
@@ -537,12 +513,37 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
           resolve();
         });
       });
-      // ICMP port unreachable from a dead candidate shows up as a socket error: ignore.
-      socket.on('error', () => {});
-      socket.on('message', (data, rinfo) => this.#onMessage(data, rinfo));
+      // ICMP port unreachable from a dead candidate shows up as a socket error: the driver
+      // listens (no handler needed), so it does not crash the process.
+      this.#driver = new UdpDriver({
+        core: this.#core,
+        sockets: new Map([[MAIN_SOCKET, socket]]),
+        onEvent: (ev) => {
+          const run = this.#run;
+          if (run !== undefined) this.#onEvent(run, ev);
+        },
+        onSendError: (error) => {
+          const refused = this.#gameSendError;
+          if (refused !== undefined && !('error' in refused)) refused.error = error;
+        },
+      });
+      // `close()` waits for every datagram handed to the socket, the game's last ones first.
+      this.#driver.trackSends();
       this.#socket = socket;
       return socket;
     })();
     return this.#binding;
   }
+}
+
+/** node:dgram hands `message` listeners Buffers; the core's view of them is a Uint8Array. */
+function asBuffer(data: Uint8Array): Buffer {
+  return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.length);
+}
+
+/** The public `message` event's rinfo, for the sender the driver reported. */
+function remoteInfo(from: Endpoint, size: number): dgram.RemoteInfo {
+  if ('family' in from && 'size' in from) return from as dgram.RemoteInfo;
+  const family = isIP(from.address) === 6 ? 'IPv6' : 'IPv4';
+  return { address: from.address, family, port: from.port, size };
 }

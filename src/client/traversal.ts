@@ -1,13 +1,16 @@
 /**
  * The pure client core: one traversal from `host`/`join` through the lobby to confirmed
- * peers (docs/protocol-v2.md §4–6). It never reads a clock or touches a socket: the
- * shell (HolePunchClient) or the simulator feeds it `now` and datagrams and sends what
- * it hands to `send`.
+ * peers (docs/protocol-v2.md §4–6), and afterwards the game's side of the socket (which
+ * datagrams are game data, where a game datagram to a relayed peer goes). It never reads a
+ * clock or touches a socket: the shell (HolePunchClient, through UdpDriver) or the simulator
+ * feeds it `now` and datagrams and carries out what `poll()` hands back (`Core`).
  */
+import { type Core, type SocketId, type Work, WorkQueue } from '../core/contract.js';
 import { HolePunchError } from '../errors.js';
 import { isUnicastEndpoint } from '../protocol/address.js';
 import type { Endpoint } from '../protocol/endpoint.js';
-import { sameEndpoint, unmappedAddress } from '../protocol/endpoint.js';
+import { endpointKey, sameEndpoint, unmappedAddress } from '../protocol/endpoint.js';
+import { hasV2Prefix } from '../protocol/magic.js';
 import {
   bytesKey,
   decodeV2,
@@ -72,8 +75,6 @@ export interface TraversalOptions {
   readonly maxPlayers: number;
   /** Our LAN addresses with the bound port, handed to peers for same-NAT players. */
   readonly localCandidates: readonly Endpoint[];
-  readonly send: (to: Endpoint, data: Uint8Array) => void;
-  readonly onEvent: (event: TraversalEvent) => void;
   /** Uniform in [0, 1); picks the first request id. */
   readonly random: () => number;
   /** From `start` to success; `Infinity` (the default) waits in the lobby as long as it takes. */
@@ -120,7 +121,13 @@ export type TraversalEvent =
   /** A peer reported relayed got a direct path: send its traffic to `peer` from now on. */
   | { type: 'pathChanged'; peer: ConfirmedPeer; previous: ConfirmedPeer }
   | { type: 'failed'; error: HolePunchError }
-  | { type: 'goodbye'; kind: 'leave' | 'close'; ok: boolean };
+  | { type: 'goodbye'; kind: 'leave' | 'close'; ok: boolean }
+  /**
+   * A datagram that is not HolePunch protocol: game traffic from a peer. `from` is the
+   * sender exactly as the driver reported it (an IPv4-mapped address stays mapped), so the
+   * game sees the same source as on a raw socket.
+   */
+  | { type: 'data'; from: Endpoint; data: Uint8Array };
 
 type RequestKind = 'register' | 'start' | 'keepalive' | 'leave' | 'close' | 'relay';
 
@@ -173,8 +180,15 @@ export function checkTraversalInput(o: {
   }
 }
 
-export class Traversal {
+export class Traversal implements Core<TraversalEvent> {
   readonly #o: TraversalOptions;
+  readonly #work = new WorkQueue<TraversalEvent>();
+  /**
+   * Relay endpoints (`endpointKey`, unmapped) of peers that got a direct path since
+   * (`pathChanged`): `sendGame` to the relay endpoint goes to the direct one, so a game that
+   * keeps the address `punched` gave it moves without noticing.
+   */
+  readonly #direct = new Map<string, Endpoint>();
   #state: TraversalState = 'idle';
   #nextId: number;
   #pending = new Map<number, Pending>();
@@ -231,6 +245,23 @@ export class Traversal {
     return this.#punch;
   }
 
+  poll(): Work<TraversalEvent> | undefined {
+    return this.#work.poll();
+  }
+
+  /** A client opens no sockets of its own (no `bind` work): nothing to answer. */
+  bound(_now: number, _socket: SocketId, _ok: boolean): void {}
+
+  /**
+   * One game datagram to a peer at `to`, as `punched` (or the game) addressed it: a relayed
+   * peer that got a direct path since is sent to directly. Allowed in any state, like a raw
+   * socket: the game may keep playing after the traversal ended.
+   */
+  sendGame(to: Endpoint, data: Uint8Array): void {
+    const target = unmapped(to);
+    this.#send(this.#direct.get(endpointKey(target)) ?? target, data);
+  }
+
   start(now: number): void {
     if (this.#state !== 'idle') return;
     this.#state = 'registering';
@@ -285,7 +316,7 @@ export class Traversal {
     const wasActive = this.#state !== 'left' && this.#state !== 'idle';
     this.#stop('left');
     if (token === undefined || !wasActive) {
-      this.#o.onEvent({ type: 'goodbye', kind, ok: true });
+      this.#work.event({ type: 'goodbye', kind, ok: true });
       return;
     }
     const id = this.#id();
@@ -339,7 +370,7 @@ export class Traversal {
     if (now >= this.#relayAt) this.requestRelay(now);
     for (const r of this.#relays.values()) {
       if (r.phase !== 'binding' || now < r.nextBindAt) continue;
-      this.#o.send({ address: this.#o.server.address, port: r.port }, r.bindBytes);
+      this.#send({ address: this.#o.server.address, port: r.port }, r.bindBytes);
       r.nextBindAt = now + r.bindIntervalMs;
       r.bindIntervalMs = Math.min(r.bindIntervalMs * 2, REQUEST_RETRY_MAX_MS);
     }
@@ -348,7 +379,7 @@ export class Traversal {
       if (p.kind === 'leave' || p.kind === 'close') {
         if (p.tries >= GOODBYE_MAX_TRIES) {
           this.#pending.delete(p.id);
-          this.#o.onEvent({ type: 'goodbye', kind: p.kind, ok: false });
+          this.#work.event({ type: 'goodbye', kind: p.kind, ok: false });
           continue;
         }
       } else if (now - this.#lastHeardAt >= SERVER_SILENCE_LIMIT_MS) {
@@ -363,7 +394,7 @@ export class Traversal {
         );
         return;
       }
-      this.#o.send(this.#o.server, p.bytes);
+      this.#send(this.#o.server, p.bytes);
       p.tries++;
       p.nextAt = now + p.intervalMs;
       p.intervalMs = Math.min(p.intervalMs * 2, REQUEST_RETRY_MAX_MS);
@@ -375,33 +406,42 @@ export class Traversal {
     }
   }
 
-  /** One datagram that arrived on the socket. Never throws. Returns false if it is not v2. */
-  handle(now: number, from: Endpoint, data: Uint8Array): boolean {
+  /**
+   * One datagram that arrived on the socket, protocol or game data alike. Never throws.
+   * The game's datagrams come out as `data` events in every state, so one socket serves
+   * the protocol and the game from registration to the end of play.
+   */
+  handle(now: number, sender: Endpoint, data: Uint8Array, _socket?: SocketId): void {
+    if (!hasV2Prefix(data)) {
+      this.#work.event({ type: 'data', from: sender, data });
+      return;
+    }
     const decoded = decodeV2(data);
-    if (!decoded.ok) return false;
+    // Protocol-shaped but broken (or a newer version): not the game's either.
+    if (!decoded.ok) return;
     const msg = decoded.msg;
+    const from = unmapped(sender);
     if (msg.type === 'relay_bound') {
       this.#relayBound(now, from, msg.id);
-      return true;
+      return;
     }
     if (msg.type === 'punch' || msg.type === 'punch_ack') {
       if (this.#punch?.answering) {
         if (this.#punch.handle(now, from, msg)) this.#checkPunch(now);
       }
-      return true;
+      return;
     }
-    if (!sameEndpoint(from, this.#o.server)) return true;
+    if (!sameEndpoint(from, this.#o.server)) return;
     if (
       (msg.type === 'lobby' || msg.type === 'closed' || msg.type === 'peer_left') &&
       !this.#authenticPush(msg)
     ) {
       this.forgedPushes++;
-      return true;
+      return;
     }
     this.#lastHeardAt = now;
     this.#heardFromServer = true;
     this.#fromServer(now, msg);
-    return true;
   }
 
   /**
@@ -433,7 +473,7 @@ export class Traversal {
         if (pending === undefined) return;
         this.#pending.delete(pending.id);
         if (pending.kind === 'leave' || pending.kind === 'close') {
-          this.#o.onEvent({ type: 'goodbye', kind: pending.kind, ok: true });
+          this.#work.event({ type: 'goodbye', kind: pending.kind, ok: true });
         }
         return;
       case 'error':
@@ -457,7 +497,7 @@ export class Traversal {
         this.#lobbyVersion = msg.version;
         this.#lobbySize = `${msg.nicknames.length}/${msg.maxPlayers}`;
         this.#lobbyFull = msg.nicknames.length >= msg.maxPlayers;
-        this.#o.onEvent({
+        this.#work.event({
           type: 'lobby',
           nicknames: [...msg.nicknames],
           maxPlayers: msg.maxPlayers,
@@ -489,7 +529,7 @@ export class Traversal {
     this.#token = token;
     this.#observed = observed;
     this.#state = 'lobby';
-    this.#o.onEvent({ type: 'registered', observed });
+    this.#work.event({ type: 'registered', observed });
   }
 
   /**
@@ -543,7 +583,7 @@ export class Traversal {
       // Already gone (e.g. our first try got through and only its `ok` was lost).
       this.#pending.delete(pending.id);
       const gone = code === 'not_authorized' || code === 'session_not_found';
-      this.#o.onEvent({ type: 'goodbye', kind: pending.kind, ok: gone });
+      this.#work.event({ type: 'goodbye', kind: pending.kind, ok: gone });
       return;
     }
     if (pending.kind === 'register' && code === 'session_not_found' && !this.#o.isHost) {
@@ -597,7 +637,7 @@ export class Traversal {
       if (p === undefined) return;
       peers.push(p);
     }
-    this.#o.send(
+    this.#send(
       this.#o.server,
       encodeV2({
         type: 'peers_ack',
@@ -612,7 +652,7 @@ export class Traversal {
     for (const p of [...this.#pending.values()]) {
       if (p.kind === 'keepalive' || p.kind === 'start') this.#pending.delete(p.id);
     }
-    this.#o.onEvent({ type: 'peers', peers });
+    this.#work.event({ type: 'peers', peers });
     this.#peers = peers;
     this.#punch = new PunchAttempt({
       selfName: this.#o.name,
@@ -620,9 +660,14 @@ export class Traversal {
       peers,
       now,
       budgetMs: this.#o.punchBudgetMs ?? PUNCH_BUDGET_MS,
-      send: this.#o.send,
+      send: (to, data) => this.#send(to, data),
       onDirect: (peer, previous) => {
-        if (this.#state === 'punched') this.#o.onEvent({ type: 'pathChanged', peer, previous });
+        if (this.#state !== 'punched') return;
+        this.#direct.set(endpointKey(unmapped(previous)), {
+          address: peer.address,
+          port: peer.port,
+        });
+        this.#work.event({ type: 'pathChanged', peer, previous });
       },
     });
     if (this.#o.relay ?? true) {
@@ -698,7 +743,7 @@ export class Traversal {
     r.bindIntervalMs = REQUEST_RETRY_FIRST_MS * 2;
     const relay = { address: this.#o.server.address, port: r.port };
     this.#punch?.noteRelay(msg.peer, relay);
-    this.#o.send(relay, r.bindBytes);
+    this.#send(relay, r.bindBytes);
   }
 
   /** The relay acknowledged our bind: punch the peer through it too. */
@@ -741,7 +786,7 @@ export class Traversal {
     if (failed.length === 0 || (peers.length > 0 && !this.#o.requireAllPeers)) {
       this.#state = 'punched';
       this.#deadline = Number.POSITIVE_INFINITY;
-      this.#o.onEvent({
+      this.#work.event({
         type: 'punched',
         peers,
         failed,
@@ -811,7 +856,7 @@ export class Traversal {
   #fail(code: HolePunchError['code'], message: string): void {
     if (!this.#active()) return;
     this.#stop('failed');
-    this.#o.onEvent({ type: 'failed', error: new HolePunchError(code, message) });
+    this.#work.event({ type: 'failed', error: new HolePunchError(code, message) });
   }
 
   #stop(state: 'failed' | 'left'): void {
@@ -836,7 +881,15 @@ export class Traversal {
       tries: 1,
       firstAt: now,
     });
-    this.#o.send(this.#o.server, bytes);
+    this.#send(this.#o.server, bytes);
+  }
+
+  /**
+   * Every datagram leaves through here. Addresses go out unmapped, as the peer itself would
+   * write them: a candidate or a game address in IPv4-mapped form reaches the same host.
+   */
+  #send(to: Endpoint, data: Uint8Array): void {
+    this.#work.send(unmapped(to), data);
   }
 
   #id(): number {
@@ -844,6 +897,12 @@ export class Traversal {
     this.#nextId = this.#nextId >= 0xfffffffe ? 1 : this.#nextId + 1;
     return id;
   }
+}
+
+/** `ep` with its address as the peer would write it; `ep` itself when it already is. */
+function unmapped(ep: Endpoint): Endpoint {
+  const address = unmappedAddress(ep.address);
+  return address === ep.address ? ep : { address, port: ep.port };
 }
 
 /** Constant-time equality of two tokens. */

@@ -123,6 +123,7 @@ export function simulateTraversal(options: SimulateTraversalOptions = {}): Simul
     };
     const socket = net.bind(address, SIM_CLIENT_PORT, (now, from, data) => {
       run.core.handle(now, from, data);
+      carryOut();
     });
     run.core = new Traversal({
       server: SIM_SERVER,
@@ -133,11 +134,20 @@ export function simulateTraversal(options: SimulateTraversalOptions = {}): Simul
       maxPlayers: players,
       localCandidates: [socket.local],
       random: seededRandom(seed * 31 + i),
-      send: (to, data) => socket.send(to, data),
       punchBudgetMs: options.punchBudgetMs,
       // The simulated server has no relay ports: the simulator measures direct punching.
       relay: false,
-      onEvent: (ev) => {
+    });
+    // What the client's driver does, on the simulated network: after every call into the
+    // core, its sends go out and its events are recorded, in the order it queued them.
+    const carryOut = () => {
+      for (let work = run.core.poll(); work !== undefined; work = run.core.poll()) {
+        if (work.type === 'send') {
+          socket.send(work.to, work.data);
+          continue;
+        }
+        if (work.type !== 'event') continue;
+        const ev = work.event;
         run.events.push(ev.type);
         if (ev.type === 'punched') {
           run.punchedAt = net.now - run.startAt;
@@ -146,8 +156,8 @@ export function simulateTraversal(options: SimulateTraversalOptions = {}): Simul
         } else if (ev.type === 'failed') {
           run.failed = { code: ev.error.code, message: ev.error.message };
         }
-      },
-    });
+      }
+    };
     clients.push(run);
     // Starts the core at its start time (the host first, so equal times keep its order).
     let started = false;
@@ -158,6 +168,7 @@ export function simulateTraversal(options: SimulateTraversalOptions = {}): Simul
           started = true;
           run.core.start(now);
         } else run.core.handleTimeout(now);
+        carryOut();
       },
     });
   }
