@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createSocket } from 'node:dgram';
 import { after, before, describe, it } from 'node:test';
 import {
   exchangeGameDatagrams,
@@ -57,6 +58,27 @@ describe('legacy client against our server on loopback', () => {
     ]);
     assert.ok((fromHost[0]?.received ?? 0) > 0, 'host got answers from the joiner');
     assert.ok((fromJoiner[0]?.received ?? 0) > 0, 'joiner got answers from the host');
+  });
+
+  it('start() rejects with the bind error when the server socket port is taken', async () => {
+    const squatter = createSocket('udp4');
+    await new Promise<void>((resolve) => squatter.bind(0, '127.0.0.1', resolve));
+    try {
+      const client = new LegacyClient({
+        role: 'join',
+        session: 'busy',
+        name: 'erin',
+        nickname: 'Erin',
+        maxPlayers: 2,
+        server: { address: '127.0.0.1', port: server.port },
+        localPort: squatter.address().port,
+        bindAddress: '127.0.0.1',
+      });
+      clients.push(client);
+      await assert.rejects(client.start(), { code: 'EADDRINUSE' });
+    } finally {
+      squatter.close();
+    }
   });
 
   it('godot3-master clients (three-field rc, rs from a fresh socket) punch through real sockets too', async () => {

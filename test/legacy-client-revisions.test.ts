@@ -71,7 +71,7 @@ class SimClient {
   }
 
   drain(net: Net): void {
-    for (const action of this.state.poll()) {
+    for (let action = this.state.poll(); action !== undefined; action = this.state.poll()) {
       switch (action.type) {
         case 'send':
           if (same(action.to, SERVER))
@@ -83,11 +83,11 @@ class SimClient {
             data: action.data,
           });
           break;
-        case 'switch_socket':
-          this.port = this.nextPort++;
+        case 'bind':
+          // Port 0 is the plugins' socket switch: a new ephemeral port.
+          this.port = action.port === 0 ? this.nextPort++ : action.port;
           break;
-        case 'listen':
-          this.port = action.port;
+        case 'unbind':
           break;
         case 'event':
           this.events.push(action.event);
@@ -175,12 +175,8 @@ class Net {
     // A datagram to a closed socket (or a finished client) is lost, as on a real host.
     const c = this.clients.find((x) => x.ip === d.to.address && x.port === d.to.port);
     if (c === undefined || c.state.finished) return;
-    if (same(d.from, SERVER)) {
-      c.inbox.push(text(d.data));
-      c.state.handleServer(this.now, d.from, d.data);
-    } else {
-      c.state.handlePeer(this.now, d.from, d.data);
-    }
+    if (same(d.from, SERVER)) c.inbox.push(text(d.data));
+    c.state.handle(this.now, d.from, d.data);
     c.drain(this);
   }
 }

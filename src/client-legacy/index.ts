@@ -1,14 +1,7 @@
 // A client of the original HolePunch plugin's protocol (seed PROTOCOL.md), used by the NAT
 // lab and the benchmarks to prove that games with the original plugin get through our server.
+// Its wire format lives in src/protocol/legacy-client.ts.
 export { exchangeGameDatagrams, type GameCheckResult } from './game-check.js';
-export {
-  decodePeerMessage,
-  decodeServerMessage,
-  encodeLegacy,
-  type LegacyPeerEntry,
-  type LegacyPeerMessage,
-  type LegacyServerMessage,
-} from './messages.js';
 export { LegacyClient, type LegacyClientOptions, type LegacyPunchResult } from './shell.js';
 export {
   CASCADE_HALF_WIDTH,
@@ -17,14 +10,14 @@ export {
   GREETS_BEFORE_CASCADE,
   JOINER_DELAY_MS,
   LEGACY_REVISIONS,
-  type LegacyClientAction,
   type LegacyClientConfig,
   type LegacyClientEvent,
   LegacyClientState,
+  type LegacyClientWork,
   type LegacyFailureReason,
   type LegacyPunchedPeer,
   type LegacyRevision,
   PEER_TICK_MS,
-  PUNCH_BUDGET_MS,
+  PLUGIN_PUNCH_BUDGET_MS,
   REGISTER_DELAY_MS,
 } from './state.js';

@@ -1,7 +1,8 @@
-import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import { createSocket, type Socket } from 'node:dgram';
 import { EventEmitter } from 'node:events';
+import { MAIN_SOCKET } from '../core/index.js';
+import { UdpDriver } from '../driver/udp.js';
 import { HolePunchError } from '../errors.js';
-import type { Endpoint } from '../protocol/endpoint.js';
 import { type LegacyClientConfig, type LegacyClientEvent, LegacyClientState } from './state.js';
 
 export interface LegacyClientOptions extends LegacyClientConfig {
@@ -21,17 +22,23 @@ export interface LegacyPunchResult {
 }
 
 /**
- * The original plugin's client on `node:dgram` and timers. Emits `event` with every
- * `LegacyClientEvent`; `punched()` resolves with the open peer socket or rejects with a
- * `HolePunchError` (`session_closed`, `punch_failed`, `aborted`).
+ * Lets the plugin's own `cs`/`cc`, queued with the failure, leave before its socket closes
+ * (the socket may still be binding after a switch).
+ */
+const CLOSE_AFTER_FAILURE_MS = 50;
+
+/**
+ * The original plugin's client on `node:dgram`: `LegacyClientState` run by `UdpDriver`.
+ * Emits `event` with every `LegacyClientEvent`; `punched()` resolves with the open peer socket
+ * or rejects with a `HolePunchError` (`session_closed`, `punch_failed`, `aborted`).
  */
 export class LegacyClient extends EventEmitter {
   private readonly state: LegacyClientState;
   private readonly options: LegacyClientOptions;
-  private socket: Socket | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private readonly clock0 = performance.now();
+  private driver: UdpDriver<LegacyClientEvent> | undefined;
   private closed = false;
+  /** Why the last bind failed: the cause of the `socket_error` rejection. */
+  private bindError: Error | undefined;
   private readonly result: Promise<LegacyPunchResult>;
   private settle: { resolve(r: LegacyPunchResult): void; reject(e: Error): void } | undefined;
 
@@ -46,14 +53,29 @@ export class LegacyClient extends EventEmitter {
     this.result.catch(() => {});
   }
 
-  private now(): number {
-    return performance.now() - this.clock0;
-  }
-
+  /** Binds the server socket (rejecting with its bind error), then starts the plugin's flow. */
   async start(): Promise<void> {
-    this.socket = await this.bind(this.options.localPort ?? this.options.server.port, 'server');
-    this.state.start(this.now());
-    this.flush();
+    const socket = await bindServerSocket(
+      this.options.localPort ?? this.options.server.port,
+      this.options.bindAddress,
+    );
+    if (this.closed) {
+      socket.close();
+      return;
+    }
+    this.driver = new UdpDriver({
+      core: this.state,
+      sockets: new Map([[MAIN_SOCKET, socket]]),
+      onEvent: (event) => this.onEvent(event),
+      onBindError: (error) => {
+        this.bindError = error;
+      },
+      // Every later socket (the switches, the peer socket) on the same address, IPv4 like the
+      // plugins' PacketPeerUDP.
+      socketType: 'udp4',
+      ...(this.options.bindAddress === undefined ? {} : { bindAddress: this.options.bindAddress }),
+    });
+    this.driver.run((now) => this.state.start(now));
   }
 
   punched(): Promise<LegacyPunchResult> {
@@ -62,136 +84,81 @@ export class LegacyClient extends EventEmitter {
 
   /** `finalize_peers()`: `ep:KEY` (see LegacyClientState.finalizePeers). */
   finalizePeers(): void {
-    this.state.finalizePeers();
-    this.flush();
+    this.call(() => this.state.finalizePeers());
   }
 
   /** `checkout()`: `cc:NAME`, the master revisions' only way to leave. */
   checkout(): void {
-    this.state.checkout();
-    this.flush();
+    this.call(() => this.state.checkout());
   }
 
   /** Lobby revision: `client_disconnect()` (`cc`, then failed/aborted). */
   clientDisconnect(): void {
-    this.state.clientDisconnect();
-    this.flush();
+    this.call(() => this.state.clientDisconnect());
   }
 
   /** Lobby revision: `close_session()` (`cs` from the host, then failed/aborted). */
   closeSession(): void {
-    this.state.closeSession();
-    this.flush();
+    this.call(() => this.state.closeSession());
   }
 
   /** Stops the handshake; the peer socket is closed unless it was handed out by `punched()`. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    if (this.timer !== undefined) clearTimeout(this.timer);
     if (!this.state.finished) {
-      this.socket?.close();
+      void this.driver?.close();
       this.settle?.reject(new HolePunchError('aborted', 'legacy client closed'));
+    } else {
+      this.driver?.stop();
     }
   }
 
-  /** Binds and awaits the bind: for the first socket, whose bind error the caller must see. */
-  private bind(port: number, role: 'server' | 'peer'): Promise<Socket> {
-    const socket = this.open(port, role);
-    return new Promise((resolve, reject) => {
-      socket.once('error', reject);
-      socket.once('listening', () => {
-        socket.off('error', reject);
-        resolve(socket);
-      });
-    });
+  private call(action: () => void): void {
+    if (this.driver !== undefined) {
+      this.driver.run(action);
+      return;
+    }
+    // Before `start()` there is no socket: what the state sends is lost, its events are not.
+    action();
+    for (let work = this.state.poll(); work !== undefined; work = this.state.poll()) {
+      if (work.type === 'event') this.onEvent(work.event);
+    }
   }
 
-  /**
-   * A socket that is binding: node:dgram queues sends until the bind completes, so the
-   * state's sends that follow a switch or listen go out from the new socket, in order.
-   */
-  private open(port: number, role: 'server' | 'peer'): Socket {
-    const socket = createSocket({ type: 'udp4' });
-    let bound = false;
-    socket.once('listening', () => {
-      bound = true;
-    });
-    socket.on('error', (error: Error) => {
-      // ICMP errors and sends to unreachable cascade ports are expected while punching; a
-      // bind failure of the current socket is not.
-      if (this.socket === socket && !bound) this.bindFailed(port, error);
-    });
-    socket.on('message', (data: Buffer, from: RemoteInfo) => {
-      if (this.socket !== socket || this.closed) return;
-      const ep: Endpoint = { address: from.address, port: from.port };
-      if (role === 'server') this.state.handleServer(this.now(), ep, data);
-      else this.state.handlePeer(this.now(), ep, data);
-      this.flush();
-    });
-    socket.bind(port, this.options.bindAddress);
-    return socket;
-  }
-
-  private flush(): void {
-    for (const action of this.state.poll()) {
-      switch (action.type) {
-        case 'send':
-          this.socket?.send(action.data, action.to.port, action.to.address);
-          break;
-        case 'switch_socket':
-          // The plugins close the server socket and put_packet opens a new ephemeral one.
-          this.replaceSocket(0, 'server');
-          break;
-        case 'listen':
-          // Like the original: close the socket, listen on the port it believes is its own.
-          this.replaceSocket(action.port, 'peer');
-          break;
-        case 'event':
-          this.emit('event', action.event);
-          if (action.event.event === 'punched' && this.socket !== undefined) {
-            this.settle?.resolve({ event: action.event, socket: this.socket });
-          } else if (action.event.event === 'failed') {
-            // The state already queued the plugin's own `cs`/`cc`; let it leave first.
-            const socket = this.socket;
-            setTimeout(() => socket?.close(), 50);
-            this.settle?.reject(new HolePunchError(action.event.code, action.event.message));
-          }
-          break;
+  private onEvent(event: LegacyClientEvent): void {
+    this.emit('event', event);
+    const driver = this.driver;
+    if (event.event === 'punched') {
+      driver?.stop();
+      const socket = driver?.detach(MAIN_SOCKET);
+      if (socket !== undefined) this.settle?.resolve({ event, socket });
+    } else if (event.event === 'failed') {
+      if (driver !== undefined) {
+        driver.stop();
+        setTimeout(() => void driver.close(), CLOSE_AFTER_FAILURE_MS);
       }
-    }
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    const deadline = this.state.nextDeadline();
-    if (deadline !== Infinity && !this.closed) {
-      this.timer = setTimeout(
-        () => {
-          this.state.handleTimeout(this.now());
-          this.flush();
-        },
-        Math.max(0, deadline - this.now()),
+      const cause = event.reason === 'socket_error' ? this.bindError : undefined;
+      this.settle?.reject(
+        new HolePunchError(event.code, event.message, cause === undefined ? undefined : { cause }),
       );
     }
   }
+}
 
-  private replaceSocket(port: number, role: 'server' | 'peer'): void {
-    const old = this.socket;
-    old?.close();
-    this.socket = this.open(port, role);
-  }
-
-  private bindFailed(port: number, error: Error): void {
-    if (this.closed) return;
-    this.closed = true;
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.socket?.close();
-    this.emit('event', {
-      event: 'failed',
-      code: 'punch_failed',
-      reason: 'socket_error',
-      message: `cannot listen on port ${port}: ${String(error)}`,
+/** The first socket, bound before the driver exists so that `start()` can reject. */
+function bindServerSocket(port: number, address: string | undefined): Promise<Socket> {
+  const socket = createSocket({ type: 'udp4' });
+  return new Promise((resolve, reject) => {
+    socket.once('error', (error) => {
+      try {
+        socket.close();
+      } catch {}
+      reject(error);
     });
-    this.settle?.reject(
-      new HolePunchError('punch_failed', `cannot listen on port ${port}`, { cause: error }),
-    );
-  }
+    socket.bind(port, address, () => {
+      socket.removeAllListeners('error');
+      resolve(socket);
+    });
+  });
 }

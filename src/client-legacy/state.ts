@@ -1,5 +1,10 @@
+import { type Core, MAIN_SOCKET, type SocketId, type Work, WorkQueue } from '../core/index.js';
 import type { Endpoint } from '../protocol/endpoint.js';
-import { decodePeerMessage, decodeServerMessage, encodeLegacy } from './messages.js';
+import {
+  decodeLegacyPeerMessage,
+  decodeLegacyServerMessage,
+  encodeLegacy,
+} from '../protocol/legacy-client.js';
 
 const textDecoder = new TextDecoder('utf-8', { fatal: false });
 
@@ -20,9 +25,10 @@ export const CASCADE_HALF_WIDTH = 10;
 export const GOS_FOR_SUCCESS = 5;
 /**
  * The original had no punch deadline of its own (the game's UI timed out); we give up after
- * this long from `peers:` so a test or benchmark never hangs.
+ * this long from `peers:` so a test or benchmark never hangs. Not the v2 client's
+ * `PUNCH_BUDGET_MS`: this one models the plugin.
  */
-export const PUNCH_BUDGET_MS = 10_000;
+export const PLUGIN_PUNCH_BUDGET_MS = 10_000;
 
 /**
  * Which released plugin (seed `original/`) the client behaves like. They differ on the wire
@@ -80,9 +86,9 @@ export type LegacyFailureReason =
   | 'peers_unparsable'
   /** Lobby revision: the game called `client_disconnect()` or `close_session()`. */
   | 'left'
-  /** Our addition: no peer handshake within PUNCH_BUDGET_MS (the original had no deadline). */
+  /** Our addition: no peer handshake within PLUGIN_PUNCH_BUDGET_MS (the original had no deadline). */
   | 'punch_timeout'
-  /** The shell could not bind a socket (the plugins print and carry on, or fail). */
+  /** A socket could not be bound (`Core.bound` not ok; the plugins print and carry on, or fail). */
   | 'socket_error';
 
 export type LegacyClientEvent =
@@ -104,20 +110,15 @@ export type LegacyClientEvent =
       readonly message: string;
     };
 
-/** What the shell must do, in order; drained with `poll()`. */
-export type LegacyClientAction =
-  /** Send from the one open socket (the server socket before `listen`, the peer socket after). */
-  | { readonly type: 'send'; readonly to: Endpoint; readonly data: Uint8Array }
-  /**
-   * The socket switch: close the server socket and open a new one on an ephemeral local port
-   * (so a new public port behind a NAT). The plugins `close()` their server socket and then
-   * `put_packet()`, which on a closed Godot PacketPeerUDP opens a fresh socket; replies come
-   * back to that new socket.
-   */
-  | { readonly type: 'switch_socket' }
-  /** Close the server socket (if open) and (re)bind the peer socket on `port`. */
-  | { readonly type: 'listen'; readonly port: number }
-  | { readonly type: 'event'; readonly event: LegacyClientEvent };
+/**
+ * What the driver must do, in order, one `poll()` at a time. Everything happens on socket 0,
+ * the plugin's one open socket: sends leave from it, and it is re-bound twice over:
+ * - the socket switch, `bind` on port 0: the plugins `close()` their server socket and then
+ *   `put_packet()`, which on a closed Godot PacketPeerUDP opens a fresh socket on an
+ *   ephemeral port (so a new public port behind a NAT); replies come back to that new socket.
+ * - listening for peers, `bind` on the port the plugin believes is its public one.
+ */
+export type LegacyClientWork = Work<LegacyClientEvent>;
 
 interface PeerState {
   name: string;
@@ -129,16 +130,18 @@ interface PeerState {
 type Phase = 'waiting' | 'server' | 'punching' | 'done';
 
 /**
- * The original plugin's client, as a sans-IO state machine: `now` comes in with every call,
- * datagrams and events go out through `poll()`. One socket at a time, like the plugins' flow:
- * the server socket (switched for `rc`, see `switch_socket`) until `peers:`, then the peer
+ * The original plugin's client, as a sans-IO core: `now` comes in with every call, datagrams,
+ * binds and events go out through `poll()`. One socket at a time, like the plugins' flow: the
+ * server socket (switched for `rc`, see `LegacyClientWork`) until `peers:`, then the peer
  * socket on the public port the server saw.
  */
-export class LegacyClientState {
+export class LegacyClientState implements Core<LegacyClientEvent> {
   private readonly config: LegacyClientConfig;
   readonly revision: LegacyRevision;
-  private readonly actions: LegacyClientAction[] = [];
+  private readonly work = new WorkQueue<LegacyClientEvent>();
   private phase: Phase = 'waiting';
+  /** The port of the last `bind` asked for, for the failure message. */
+  private bindPort = 0;
   private startedAt = 0;
   /** When the pending `_send_client_to_server()` (a 2 s timer coroutine) sends `rc`. */
   private registerAt = Infinity;
@@ -222,7 +225,11 @@ export class LegacyClientState {
       this.sendClientRegistration();
     }
     if (now >= this.punchDeadline) {
-      this.fail('punch_failed', 'punch_timeout', `no peer answered within ${PUNCH_BUDGET_MS} ms`);
+      this.fail(
+        'punch_failed',
+        'punch_timeout',
+        `no peer answered within ${PLUGIN_PUNCH_BUDGET_MS} ms`,
+      );
       return;
     }
     if (now >= this.nextTickAt) {
@@ -231,9 +238,27 @@ export class LegacyClientState {
     }
   }
 
-  /** A datagram from the rendezvous server (on the server socket). */
-  handleServer(now: number, from: Endpoint, data: Uint8Array): void {
-    if (this.phase !== 'server') return;
+  /**
+   * A datagram on the one socket. Until `peers:` that is the server socket, which reads only
+   * server replies; then the peer socket, which reads only the handshake.
+   */
+  handle(now: number, from: Endpoint, data: Uint8Array, socket: SocketId = MAIN_SOCKET): void {
+    if (socket !== MAIN_SOCKET) return;
+    if (this.phase === 'server') this.handleServer(now, from, data);
+    else if (this.phase === 'punching') this.handlePeer(now, data);
+  }
+
+  /**
+   * The driver's answer to a `bind`. The plugins had no way to fail here (Godot's `listen()`
+   * returned an error they printed); a socket we cannot bind ends the attempt instead of
+   * leaving it deaf.
+   */
+  bound(_now: number, socket: SocketId, ok: boolean): void {
+    if (ok || socket !== MAIN_SOCKET || this.phase === 'done') return;
+    this.fail('punch_failed', 'socket_error', `cannot listen on port ${this.bindPort}`);
+  }
+
+  private handleServer(now: number, from: Endpoint, data: Uint8Array): void {
     // Deviation: the plugins read whatever reaches the socket; we drop other sources.
     if (from.port !== this.config.server.port) return;
     const text = textDecoder.decode(data);
@@ -255,7 +280,7 @@ export class LegacyClientState {
       return;
     }
     if (text.startsWith(lobbyRevision ? 'ok:' : 'ok')) {
-      const msg = decodeServerMessage(data);
+      const msg = decodeLegacyServerMessage(data);
       if (msg?.type === 'ok') {
         this.ownPort = msg.port;
         this.emit({ event: 'registered', publicPort: msg.port });
@@ -270,10 +295,8 @@ export class LegacyClientState {
     if (text.startsWith(lobbyRevision ? 'peers:' : 'peers')) this.handlePeers(now, text);
   }
 
-  /** A datagram on the peer socket. */
-  handlePeer(now: number, from: Endpoint, data: Uint8Array): void {
-    if (this.phase !== 'punching') return;
-    const msg = decodePeerMessage(data);
+  private handlePeer(now: number, data: Uint8Array): void {
+    const msg = decodeLegacyPeerMessage(data);
     if (msg === undefined) return;
     switch (msg.type) {
       case 'greet':
@@ -282,7 +305,7 @@ export class LegacyClientState {
         // re-listens there (right only when the NAT keeps ports).
         if (msg.peerPort !== this.ownPort) {
           this.ownPort = msg.peerPort;
-          this.actions.push({ type: 'listen', port: this.ownPort });
+          this.listen(this.ownPort);
         }
         this.receivedGreet = true;
         return;
@@ -300,12 +323,10 @@ export class LegacyClientState {
         if (this.receivedConfirm && this.peers.some((p) => p.name === msg.name)) this.succeed(now);
         return;
     }
-    void from;
   }
 
-  /** Drains what the shell must do, in order. */
-  poll(): LegacyClientAction[] {
-    return this.actions.splice(0, this.actions.length);
+  poll(): LegacyClientWork | undefined {
+    return this.work.poll();
   }
 
   private tick(now: number): void {
@@ -320,11 +341,10 @@ export class LegacyClientState {
             port++
           ) {
             if (port === peer.port || port < 1 || port > 65_535) continue;
-            this.actions.push({
-              type: 'send',
-              to: { address: peer.address, port },
-              data: encodeLegacy.greet(name, this.ownPort, port),
-            });
+            this.work.send(
+              { address: peer.address, port },
+              encodeLegacy.greet(name, this.ownPort, port),
+            );
           }
         }
       }
@@ -418,8 +438,8 @@ export class LegacyClientState {
     // another fresh socket), close it, listen for peers on own_port.
     this.toServer(encodeLegacy.goodbye());
     this.serverSocketOpen = false;
-    this.actions.push({ type: 'listen', port: this.ownPort });
-    this.punchDeadline = now + PUNCH_BUDGET_MS;
+    this.listen(this.ownPort);
+    this.punchDeadline = now + PLUGIN_PUNCH_BUDGET_MS;
     this.nextTickAt = now;
     this.tick(now);
     this.nextTickAt = now + PEER_TICK_MS;
@@ -472,17 +492,27 @@ export class LegacyClientState {
   /** put_packet to the server; on a closed socket Godot opens a new ephemeral one first. */
   private toServer(data: Uint8Array): void {
     if (!this.serverSocketOpen) {
-      this.actions.push({ type: 'switch_socket' });
+      this.bind(0);
       this.serverSocketOpen = true;
     }
-    this.actions.push({ type: 'send', to: this.config.server, data });
+    this.work.send(this.config.server, data);
+  }
+
+  /** Like the original: close the socket, listen on the port it believes is its own. */
+  private listen(port: number): void {
+    this.bind(port);
+  }
+
+  private bind(port: number): void {
+    this.bindPort = port;
+    this.work.push({ type: 'bind', socket: MAIN_SOCKET, port });
   }
 
   private send(peer: PeerState, data: Uint8Array): void {
-    this.actions.push({ type: 'send', to: { address: peer.address, port: peer.port }, data });
+    this.work.send({ address: peer.address, port: peer.port }, data);
   }
 
   private emit(event: LegacyClientEvent): void {
-    this.actions.push({ type: 'event', event });
+    this.work.event(event);
   }
 }

@@ -14,6 +14,8 @@ export interface UdpDriverOptions<E> {
   readonly onSendError?: (error: unknown, socket: SocketId) => void;
   /** An error on a listening socket (ICMP-driven errors are common while punching). */
   readonly onSocketError?: (error: Error, socket: SocketId) => void;
+  /** Why a `bind` failed, just before the core hears of it (`Core.bound` not ok). */
+  readonly onBindError?: (error: Error, socket: SocketId) => void;
   /** Every datagram before the core sees it (trace logging). */
   readonly onDatagram?: (from: dgram.RemoteInfo, bytes: number, socket: SocketId) => void;
   /** Address for sockets opened by `bind` work. Default: the main socket's address. */
@@ -212,6 +214,7 @@ export class UdpDriver<E> {
         socket.close();
       } catch {}
       if (this.#stopped) return;
+      this.#options.onBindError?.(error, id);
       this.run((now) => this.#core.bound(now, id, false));
     });
     this.#listen(id, socket);

@@ -3,5 +3,6 @@
 export * from './address.js';
 export * from './endpoint.js';
 export * from './legacy.js';
+export * from './legacy-client.js';
 export * from './magic.js';
 export * from './v2.js';

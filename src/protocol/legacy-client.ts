@@ -1,11 +1,17 @@
 /**
- * The messages a client of the original HolePunch plugin reads and writes (seed
- * PROTOCOL.md): server replies, and the peer handshake greet/confirm/go. Text, `:`-separated,
- * nothing escaped. Decoders never throw: anything unexpected is `undefined`, and the client
- * ignores it like the original did.
+ * The client's half of the original HolePunch text protocol (seed PROTOCOL.md; the server's
+ * half is legacy.ts): what a plugin sends to the server, the server replies it reads, and the
+ * peer handshake greet/confirm/go. Text, `:`-separated, nothing escaped. Decoders never
+ * throw: anything unexpected is `undefined`, and the client ignores it like the original did.
  */
 
-export interface LegacyPeerEntry {
+import { encodeLegacyText } from './legacy.js';
+
+/**
+ * A `peers:` entry as a client reads it. Unlike the server's `LegacyPeerEntry`, HOSTING may be
+ * missing: servers of the earlier revision send three fields.
+ */
+export interface LegacyDecodedPeerEntry {
   readonly name: string;
   readonly address: string;
   readonly port: number;
@@ -16,7 +22,7 @@ export interface LegacyPeerEntry {
 export type LegacyServerMessage =
   | { readonly type: 'ok'; readonly port: number }
   | { readonly type: 'lobby'; readonly nicknames: readonly string[]; readonly maxPlayers: number }
-  | { readonly type: 'peers'; readonly peers: readonly LegacyPeerEntry[] }
+  | { readonly type: 'peers'; readonly peers: readonly LegacyDecodedPeerEntry[] }
   | { readonly type: 'close'; readonly reason: string };
 
 export type LegacyPeerMessage =
@@ -46,7 +52,7 @@ function port(text: string | undefined): number | undefined {
 
 const decoder = new TextDecoder('utf-8', { fatal: false });
 
-export function decodeServerMessage(data: Uint8Array): LegacyServerMessage | undefined {
+export function decodeLegacyServerMessage(data: Uint8Array): LegacyServerMessage | undefined {
   const text = decoder.decode(data);
   const fields = text.split(':');
   switch (fields[0]) {
@@ -61,7 +67,7 @@ export function decodeServerMessage(data: Uint8Array): LegacyServerMessage | und
       return { type: 'lobby', nicknames: list === '' ? [] : list.split(','), maxPlayers: max };
     }
     case 'peers': {
-      const peers: LegacyPeerEntry[] = [];
+      const peers: LegacyDecodedPeerEntry[] = [];
       const body = text.slice('peers:'.length);
       for (const entry of body === '' ? [] : body.split(',')) {
         const [name, address, portText, hosting] = entry.split(':');
@@ -83,7 +89,7 @@ export function decodeServerMessage(data: Uint8Array): LegacyServerMessage | und
   }
 }
 
-export function decodePeerMessage(data: Uint8Array): LegacyPeerMessage | undefined {
+export function decodeLegacyPeerMessage(data: Uint8Array): LegacyPeerMessage | undefined {
   const fields = decoder.decode(data).split(':');
   switch (fields[0]) {
     case 'greet': {
@@ -111,24 +117,23 @@ export function decodePeerMessage(data: Uint8Array): LegacyPeerMessage | undefin
   }
 }
 
-const encoder = new TextEncoder();
-
+/** What a plugin sends: to the server (`rs` .. `goodbye`) and to its peers (greet/confirm/go). */
 export const encodeLegacy = {
-  registerSession: (key: string, maxPlayers: number) => encoder.encode(`rs:${key}:${maxPlayers}`),
+  registerSession: (key: string, maxPlayers: number) => encodeLegacyText(`rs:${key}:${maxPlayers}`),
   /** The lobby revision (`godot3-lobby`): NICKNAME is shown in `lobby:`. */
   registerClient: (name: string, key: string, nickname: string) =>
-    encoder.encode(`rc:${name}:${key}:${nickname}`),
+    encodeLegacyText(`rc:${name}:${key}:${nickname}`),
   /** The master revisions (`godot3-master`, `godot4-master`) send three fields, no nickname. */
-  registerClientMaster: (name: string, key: string) => encoder.encode(`rc:${name}:${key}`),
-  exchangePeers: (key: string) => encoder.encode(`ep:${key}`),
-  checkOut: (name: string) => encoder.encode(`cc:${name}`),
-  closeSession: (key: string, reason: string) => encoder.encode(`cs:${key}:${reason}`),
+  registerClientMaster: (name: string, key: string) => encodeLegacyText(`rc:${name}:${key}`),
+  exchangePeers: (key: string) => encodeLegacyText(`ep:${key}`),
+  checkOut: (name: string) => encodeLegacyText(`cc:${name}`),
+  closeSession: (key: string, reason: string) => encodeLegacyText(`cs:${key}:${reason}`),
   greet: (name: string, ownPort: number, peerPort: number) =>
-    encoder.encode(`greet:${name}:${ownPort}:${peerPort}`),
+    encodeLegacyText(`greet:${name}:${ownPort}:${peerPort}`),
   // Godot's str(bool) is "True"/"False"; the original compares the text.
   confirm: (ownPort: number, name: string, isHost: boolean, peerPort: number) =>
-    encoder.encode(`confirm:${ownPort}:${name}:${isHost ? 'True' : 'False'}:${peerPort}`),
-  go: (name: string) => encoder.encode(`go:${name}`),
+    encodeLegacyText(`confirm:${ownPort}:${name}:${isHost ? 'True' : 'False'}:${peerPort}`),
+  go: (name: string) => encodeLegacyText(`go:${name}`),
   /** Sent to the server by `start_peer_contact()` on `peers:`; every server ignores it. */
-  goodbye: () => encoder.encode('goodbye'),
+  goodbye: () => encodeLegacyText('goodbye'),
 };
