@@ -4,6 +4,7 @@ import dgram from 'node:dgram';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { flood, legitLoad, percentile } from '../src/bench/attack.js';
+import { drain } from '../src/core/index.js';
 import { decodeV2, encodeV2, padRegisterRequest } from '../src/protocol/v2.js';
 import { RendezvousServer } from '../src/server/rendezvous.js';
 import { DEFAULT_SOURCE_LIMITS, UNLIMITED_SOURCES } from '../src/server/source-limits.js';
@@ -20,10 +21,15 @@ function core(options: Partial<ConstructorParameters<typeof RendezvousServer>[0]
   const sent: Sent[] = [];
   let n = 0;
   const server = new RendezvousServer({
-    outbox: { send: (to, data) => sent.push({ to, data }) },
     randomBytes: (bytes) => new Uint8Array(bytes).fill(++n & 255),
     ...options,
   });
+  // As the driver does after every datagram: what the core queued goes out.
+  const handle = server.handle.bind(server);
+  server.handle = (now, from, data, socket) => {
+    handle(now, from, data, socket);
+    for (const w of drain(server)) if (w.type === 'send') sent.push({ to: w.to, data: w.data });
+  };
   return { server, sent };
 }
 

@@ -7,6 +7,7 @@ import { runClosedLoop } from '../src/bench/lobby-load.js';
 import { echoLobbySteps, type LobbySpec, serverLobbySteps } from '../src/bench/lobby-script.js';
 import { summariseProfile } from '../src/bench/profile.js';
 import { quantile } from '../src/bench/report.js';
+import { drain } from '../src/core/index.js';
 import type { Endpoint } from '../src/protocol/endpoint.js';
 import { RendezvousServer } from '../src/server/rendezvous.js';
 
@@ -15,20 +16,17 @@ function playThroughCore(spec: LobbySpec): { received: string[][]; expected: str
   const byPort = new Map<number, number>(spec.ports.map((port, member) => [port, member]));
   const received: string[][] = spec.ports.map(() => []);
   const expected: string[][] = spec.ports.map(() => []);
-  const server = new RendezvousServer({
-    autostart: true,
-    outbox: {
-      send(to: Endpoint, data: Uint8Array): void {
-        received[byPort.get(to.port) as number]?.push(Buffer.from(data).toString('latin1'));
-      },
-    },
-  });
+  const server = new RendezvousServer({ autostart: true });
+  const deliver = (to: Endpoint, data: Uint8Array): void => {
+    received[byPort.get(to.port) as number]?.push(Buffer.from(data).toString('latin1'));
+  };
   for (const step of serverLobbySteps(spec)) {
     server.handle(
       0,
       { address: spec.address, port: spec.ports[step.from] as number },
       step.request,
     );
+    for (const work of drain(server)) if (work.type === 'send') deliver(work.to, work.data);
     step.expect.forEach((queue, member) => {
       for (const reply of queue) expected[member]?.push(String(reply));
     });

@@ -101,6 +101,9 @@ describe('holepunch-server CLI', () => {
       ['--relay-ports', '40000'],
       ['--relay-ports', '41000-40000'],
       ['--relay-ports', '0-10'],
+      // Below 1024: a relay port is its socket's id, and 0-3 are the main and probe sockets.
+      ['--relay-ports', '1-3'],
+      ['--relay-ports', '1023-2000'],
       ['--relay-ports', '40000-70000'],
       ['--relay-ports', ' 1-2'],
       ['--drain-seconds', '-1'],

@@ -4,8 +4,8 @@
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { type Level, pino } from 'pino';
-import { DEFAULT_MAX_PLAYERS_CAP, LEGACY_MAX_PLAYERS } from '../protocol/legacy.js';
-import { DEFAULT_MAX_SESSIONS, SESSION_TTL_MS } from '../server/legacy-sessions.js';
+import { LEGACY_MAX_PLAYERS } from '../protocol/legacy.js';
+import { DEFAULT_SERVER_SETTINGS, type ServerSettings } from '../server/settings.js';
 import {
   DEFAULT_METRICS_HOST,
   DEFAULT_PORT,
@@ -13,7 +13,9 @@ import {
   startServer,
 } from '../server/shell.js';
 import { DEFAULT_MEMORY_BUDGET_SHARE, UNLIMITED_SOURCES } from '../server/source-limits.js';
-import { DEFAULT_RELAY_PORTS, type RelayPortRange } from '../server/v2-relay.js';
+import { MIN_RELAY_PORT, relayPortRangeProblem } from '../server/v2-relay.js';
+
+const DEFAULTS = DEFAULT_SERVER_SETTINGS;
 
 /** Exit code for invalid arguments (as most Unix tools). */
 const EXIT_USAGE = 2;
@@ -41,10 +43,10 @@ Arguments:
 Options:
   --host ADDRESS         bind address (default: all interfaces, IPv4 and IPv6)
   --session-ttl SECONDS  a session expires this long after rs:; its members
-                         get close:Session closed. (default ${SESSION_TTL_MS / 1000})
-  --max-sessions N       refuse rs: beyond N open sessions (default ${DEFAULT_MAX_SESSIONS})
+                         get close:Session closed. (default ${DEFAULTS.sessionTtlMs / 1000})
+  --max-sessions N       refuse rs: beyond N open sessions (default ${DEFAULTS.maxSessions})
   --max-players N        largest MAX a session may ask for, 1-${MAX_PLAYERS_CAP_LIMIT}
-                         (default ${DEFAULT_MAX_PLAYERS_CAP}; legacy rs: at most ${LEGACY_MAX_PLAYERS})
+                         (default ${DEFAULTS.maxPlayersCap}; legacy rs: at most ${LEGACY_MAX_PLAYERS})
   --memory-budget MB     session state both protocols may hold; past it new
                          sessions and players are refused (v2 server_full, legacy
                          close:'Server full'). Default ${DEFAULT_MEMORY_BUDGET_SHARE * 100} % of the heap limit
@@ -61,7 +63,7 @@ Options:
                          default the server forwards their game traffic)
   --relay-ports LOW-HIGH UDP ports the relay binds on the server's address, one per
                          relayed pair; open them in the firewall (default
-                         ${DEFAULT_RELAY_PORTS.low}-${DEFAULT_RELAY_PORTS.high})
+                         ${DEFAULTS.relayPorts.low}-${DEFAULTS.relayPorts.high})
   --drain-seconds N      on SIGTERM/SIGHUP refuse new sessions but keep started
                          games and their relay running until idle, at most N
                          seconds (default ${DEFAULT_DRAIN_SECONDS}; 0 = stop at once)
@@ -89,22 +91,13 @@ code 0. A second signal exits at once (code 1).
 
 interface ServerCliOptions {
   readonly port: number;
-  readonly autostart: boolean;
   readonly host: string | undefined;
-  readonly sessionTtlMs: number;
-  readonly maxSessions: number;
-  readonly memoryBudgetBytes: number | undefined;
-  readonly sourceLimits: boolean;
-  readonly maxPlayersCap: number;
-  readonly legacy: boolean;
-  readonly relay: boolean;
-  readonly relayPorts: RelayPortRange;
+  /** Only what the command line or the environment set: startServer defaults the rest. */
+  readonly settings: Partial<ServerSettings>;
   readonly drainMs: number;
   readonly logLevel: Level | 'silent';
   readonly metricsPort: number | undefined;
   readonly metricsHost: string;
-  readonly altAddress: string | undefined;
-  readonly altPort: number | undefined;
 }
 
 type ParsedArgs =
@@ -181,8 +174,9 @@ function parseServerArgs(
     }
     port = Number(text);
   }
+  // Mutable here, read-only once returned.
+  const settings: { -readonly [K in keyof ServerSettings]?: ServerSettings[K] } = {};
   const autostartSetting = fromEnv('autostart', 'AUTOSTART', positionals[1]);
-  let autostart = true;
   if (autostartSetting.text !== undefined) {
     const answer = autostartSetting.text.toLowerCase();
     if (answer !== 'y' && answer !== 'n') {
@@ -191,34 +185,30 @@ function parseServerArgs(
         message: `${autostartSetting.label} must be y or n, got "${autostartSetting.text}"`,
       };
     }
-    autostart = answer === 'y';
+    settings.autostart = answer === 'y';
   }
-  let sessionTtlMs = SESSION_TTL_MS;
   const ttl = setting('session-ttl');
   if (ttl.text !== undefined) {
     if (!DECIMAL.test(ttl.text) || Number(ttl.text) <= 0) {
       return { kind: 'error', message: `${ttl.label} must be a positive number of seconds` };
     }
-    sessionTtlMs = Number(ttl.text) * 1000;
+    settings.sessionTtlMs = Number(ttl.text) * 1000;
   }
-  let maxSessions = DEFAULT_MAX_SESSIONS;
   const sessions = setting('max-sessions');
   if (sessions.text !== undefined) {
     const text = sessions.text;
     if (!INTEGER.test(text) || Number(text) < 1 || !Number.isSafeInteger(Number(text))) {
       return { kind: 'error', message: `${sessions.label} must be a positive integer` };
     }
-    maxSessions = Number(text);
+    settings.maxSessions = Number(text);
   }
-  let memoryBudgetBytes: number | undefined;
   const budget = setting('memory-budget');
   if (budget.text !== undefined) {
     if (!DECIMAL.test(budget.text) || Number(budget.text) <= 0) {
       return { kind: 'error', message: `${budget.label} must be a positive number of MB` };
     }
-    memoryBudgetBytes = Math.floor(Number(budget.text) * 1024 * 1024);
+    settings.memoryBudgetBytes = Math.floor(Number(budget.text) * 1024 * 1024);
   }
-  let maxPlayersCap = DEFAULT_MAX_PLAYERS_CAP;
   const players = setting('max-players');
   if (players.text !== undefined) {
     const text = players.text;
@@ -228,7 +218,7 @@ function parseServerArgs(
         message: `${players.label} must be an integer 1-${MAX_PLAYERS_CAP_LIMIT}`,
       };
     }
-    maxPlayersCap = Number(text);
+    settings.maxPlayersCap = Number(text);
   }
   const level = setting('log-level');
   const logLevel = level.text ?? 'info';
@@ -259,27 +249,25 @@ function parseServerArgs(
       message: `${altAddress.label} needs --host with the main IP address (replies leave from the address they were sent to)`,
     };
   }
-  let altPort: number | undefined;
+  if (altAddress.text !== undefined) settings.altAddress = altAddress.text;
   const alt = setting('alt-port');
   if (alt.text !== undefined) {
     if (!INTEGER.test(alt.text) || Number(alt.text) < 1 || Number(alt.text) > 65535) {
       return { kind: 'error', message: `${alt.label} must be an integer 1-65535` };
     }
-    altPort = Number(alt.text);
+    settings.altPort = Number(alt.text);
   }
-  let relayPorts = DEFAULT_RELAY_PORTS;
   const ports = setting('relay-ports');
   if (ports.text !== undefined) {
     const match = /^([0-9]{1,5})-([0-9]{1,5})$/.exec(ports.text);
-    const low = Number(match?.[1]);
-    const high = Number(match?.[2]);
-    if (match === null || low < 1 || high > 65535 || low > high) {
+    const relayPorts = { low: Number(match?.[1]), high: Number(match?.[2]) };
+    if (match === null || relayPortRangeProblem(relayPorts) !== undefined) {
       return {
         kind: 'error',
-        message: `${ports.label} must be LOW-HIGH, ports 1-65535 with LOW <= HIGH, got "${ports.text}"`,
+        message: `${ports.label} must be LOW-HIGH, ports ${MIN_RELAY_PORT}-65535 with LOW <= HIGH, got "${ports.text}"`,
       };
     }
-    relayPorts = { low, high };
+    settings.relayPorts = relayPorts;
   }
   let drainMs = DEFAULT_DRAIN_SECONDS * 1000;
   const drain = setting('drain-seconds');
@@ -291,30 +279,23 @@ function parseServerArgs(
   }
   const noLegacy = flagOn('no-legacy');
   if (typeof noLegacy === 'string') return { kind: 'error', message: noLegacy };
+  if (noLegacy) settings.legacy = false;
   const noRelay = flagOn('no-relay');
   if (typeof noRelay === 'string') return { kind: 'error', message: noRelay };
+  if (noRelay) settings.relay = false;
   const noSourceLimits = flagOn('no-source-limits');
   if (typeof noSourceLimits === 'string') return { kind: 'error', message: noSourceLimits };
+  if (noSourceLimits) settings.sourceLimits = UNLIMITED_SOURCES;
   return {
     kind: 'run',
     options: {
       port,
-      autostart,
       host: host.text,
-      sessionTtlMs,
-      maxSessions,
-      maxPlayersCap,
-      memoryBudgetBytes,
-      sourceLimits: !noSourceLimits,
-      legacy: !noLegacy,
-      relay: !noRelay,
-      relayPorts,
+      settings,
       drainMs,
       logLevel: logLevel as Level | 'silent',
       metricsPort,
       metricsHost: metricsHost.text ?? DEFAULT_METRICS_HOST,
-      altAddress: altAddress.text,
-      altPort,
     },
   };
 }
@@ -392,25 +373,13 @@ async function main(): Promise<void> {
   process.on('SIGHUP', stop);
   try {
     server = await startServer({
+      ...options.settings,
       port: options.port,
-      autostart: options.autostart,
       host: options.host,
-      sessionTtlMs: options.sessionTtlMs,
-      maxSessions: options.maxSessions,
-      maxPlayersCap: options.maxPlayersCap,
-      ...(options.memoryBudgetBytes === undefined
-        ? {}
-        : { memoryBudgetBytes: options.memoryBudgetBytes }),
-      ...(options.sourceLimits ? {} : { sourceLimits: UNLIMITED_SOURCES }),
-      legacy: options.legacy,
-      relay: options.relay,
-      relayPorts: options.relayPorts,
       logger,
       ...(options.metricsPort === undefined
         ? {}
         : { metricsPort: options.metricsPort, metricsHost: options.metricsHost }),
-      ...(options.altAddress === undefined ? {} : { altAddress: options.altAddress }),
-      ...(options.altPort === undefined ? {} : { altPort: options.altPort }),
     });
   } catch (error) {
     logger.fatal({ err: error }, 'cannot start');

@@ -2,7 +2,6 @@
 export { countRejection, createCounters, type ServerCounters } from './counters.js';
 export type { Outbox, ProtocolHandler } from './handler.js';
 export {
-  DEFAULT_MAX_SESSIONS,
   LEGACY_REFUSAL_KINDS,
   LEGACY_SESSION_ENDINGS,
   type LegacyRefusalKind,
@@ -10,11 +9,22 @@ export {
   type LegacySessionSnapshot,
   LegacySessions,
   type LegacySessionsOptions,
-  SESSION_TTL_MS,
 } from './legacy-sessions.js';
 export type { MemberLifecycleEvent, SessionLifecycleEvent } from './lifecycle.js';
 export { LOG_LINES_PER_SECOND, LogLimiter, type LogLimiterOptions } from './log-limit.js';
-export { RendezvousServer, type RendezvousServerOptions } from './rendezvous.js';
+export {
+  isMemberEvent,
+  RendezvousServer,
+  type RendezvousServerOptions,
+  type ServerEvent,
+} from './rendezvous.js';
+export {
+  DEFAULT_MAX_SESSIONS,
+  DEFAULT_SERVER_SETTINGS,
+  resolveServerSettings,
+  SESSION_TTL_MS,
+  type ServerSettings,
+} from './settings.js';
 export {
   DEFAULT_METRICS_HOST,
   DEFAULT_PORT,

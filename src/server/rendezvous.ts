@@ -1,148 +1,136 @@
+import { type Core, MAIN_SOCKET, type SocketId, type Work, WorkQueue } from '../core/index.js';
 import type { Endpoint } from '../protocol/endpoint.js';
-import { CLOSE_REASONS, DEFAULT_MAX_PLAYERS_CAP } from '../protocol/legacy.js';
+import { CLOSE_REASONS } from '../protocol/legacy.js';
 import { hasV2Prefix, V2_MAGIC_BYTES } from '../protocol/magic.js';
 import { decodeV2, V2_TYPES } from '../protocol/v2.js';
 import { countRejection, createCounters, type ServerCounters } from './counters.js';
 import type { Outbox } from './handler.js';
-import { DEFAULT_MAX_SESSIONS, LegacySessions, SESSION_TTL_MS } from './legacy-sessions.js';
+import { LegacySessions } from './legacy-sessions.js';
 import type { MemberLifecycleEvent, SessionLifecycleEvent } from './lifecycle.js';
 import { ProbeResponder, type ServerSocket } from './probe.js';
-import {
-  DEFAULT_SOURCE_LIMITS,
-  defaultMemoryBudgetBytes,
-  MemoryBudget,
-  type SourceLimitSettings,
-  SourceLimits,
-} from './source-limits.js';
-import type { RelayIo, RelayLimits, RelayPortRange } from './v2-relay.js';
+import { resolveServerSettings, type ServerSettings } from './settings.js';
+import { MemoryBudget, SourceLimits } from './source-limits.js';
+import { MIN_RELAY_PORT, type RelayIo } from './v2-relay.js';
 import { V2Sessions } from './v2-sessions.js';
 
-export interface RendezvousServerOptions {
-  /** Where replies go (the shell binds it to the socket; tests to an array). */
-  readonly outbox: Outbox;
-  /** Legacy AUTOSTART: `peers:` as soon as a session is full. Default true. */
-  readonly autostart?: boolean;
-  /** Default `SESSION_TTL_MS` (600 s). */
-  readonly sessionTtlMs?: number;
-  /** Per protocol. Default `DEFAULT_MAX_SESSIONS`. */
-  readonly maxSessions?: number;
-  /** Largest MAX a session may ask for. Default `DEFAULT_MAX_PLAYERS_CAP` (64). */
-  readonly maxPlayersCap?: number;
-  /**
-   * Serve the legacy text protocol (default true). Off, every non-v2 datagram is dropped and
-   * counted as `legacy_disabled`: legacy clients cannot prove their source address, so an
-   * operator without old games can close that reflection path.
-   */
-  readonly legacy?: boolean;
-  /**
-   * Relay v2 members without a direct path (default true); runs only with `relayIo`, the
-   * sockets of the relay ports (the shell's). See `V2SessionsOptions`.
-   */
-  readonly relay?: boolean;
-  readonly relayIo?: RelayIo;
-  /** Ports the relay binds, one per relayed pair. Default `DEFAULT_RELAY_PORTS`. */
-  readonly relayPorts?: RelayPortRange;
-  readonly relayLimits?: Partial<RelayLimits>;
+/**
+ * What the server reports for its logs and metrics, handed to the application by the driver
+ * after the core returned: session state changes of both protocols, and legacy members
+ * joining, leaving and being refused (the v2 table reports session events alone).
+ */
+export type ServerEvent = SessionLifecycleEvent | MemberLifecycleEvent;
+
+/** Whether `event` is about a member (else it is about a session). */
+export function isMemberEvent(event: ServerEvent): event is MemberLifecycleEvent {
+  return event.type === 'joined' || event.type === 'left' || event.type === 'refused';
+}
+
+/** Every server setting (`ServerSettings`, defaults there) plus what the core is injected. */
+export interface RendezvousServerOptions extends Partial<ServerSettings> {
   /** Random bytes for v2 tokens. Default: Web Crypto `getRandomValues`. */
   readonly randomBytes?: (bytes: number) => Uint8Array;
-  /** Lifecycle events (created, started, closed, expired), for logs. */
-  readonly onLifecycle?: (event: SessionLifecycleEvent) => void;
-  /**
-   * Members joining, leaving and refused, for logs. Legacy only for now: the v2 table reports
-   * session events alone.
-   */
-  readonly onMember?: (event: MemberLifecycleEvent) => void;
   /** Share counters with another owner; default: fresh ones. */
   readonly counters?: ServerCounters;
-  /**
-   * Quotas per source address (IPv6: per /64), both protocols. Default
-   * `DEFAULT_SOURCE_LIMITS`; `UNLIMITED_SOURCES` turns them off (benchmarks of one machine).
-   */
-  readonly sourceLimits?: SourceLimitSettings;
-  /** Bytes of session state both tables may hold together. Default `defaultMemoryBudgetBytes()`. */
-  readonly memoryBudgetBytes?: number;
-  /**
-   * NAT diagnosis: the server's second address and port (`--alt-address`, `--alt-port`),
-   * announced in every `probe_reply` so a client can run every RFC 5780 test; '' and 0 when
-   * the server has none.
-   */
-  readonly altAddress?: string;
-  readonly altPort?: number;
 }
 
 function webCryptoRandomBytes(bytes: number): Uint8Array {
   return globalThis.crypto.getRandomValues(new Uint8Array(bytes));
 }
 
+/** Socket ids at or above this are relay ports; below it, the main and probe sockets. */
+function isRelaySocket(socket: SocketId): boolean {
+  return socket >= MIN_RELAY_PORT;
+}
+
 /**
  * The whole rendezvous server without I/O: counts every datagram, routes v2 datagrams (by
- * their magic prefix) to the v2 table and everything else to the legacy table.
+ * their magic prefix) to the v2 table and everything else to the legacy table. Replies,
+ * relay port binds and log events wait in one queue for the driver's `poll()`.
  */
-export class RendezvousServer {
+export class RendezvousServer implements Core<ServerEvent> {
   readonly counters: ServerCounters;
   readonly legacy: LegacySessions;
   readonly v2: V2Sessions;
   /** Per-source quotas and the memory budget shared by both tables. */
   readonly limits: SourceLimits;
+  /** The settings in force, every default filled in. */
+  readonly settings: ServerSettings;
   readonly #legacyEnabled: boolean;
   readonly #probes: ProbeResponder;
+  readonly #work = new WorkQueue<ServerEvent>();
 
-  constructor(options: RendezvousServerOptions) {
+  /** Throws a `bad_request` HolePunchError for settings it cannot run with (relay ports). */
+  constructor(options: RendezvousServerOptions = {}) {
+    const settings = resolveServerSettings(options);
+    this.settings = settings;
     const counters = options.counters ?? createCounters();
     this.counters = counters;
-    const target = options.outbox;
+    const work = this.#work;
     // Counting at the one place every reply passes keeps the handlers free of it.
     const outbox: Outbox = {
       send(to: Endpoint, data: Uint8Array, via?: number): void {
         counters.datagramsOut++;
         counters.bytesOut += data.length;
-        target.send(to, data, via);
+        work.send(to, data, via === MAIN_SOCKET ? undefined : via);
       },
+    };
+    // The relay counts its own datagrams (relayed ones apart); its ports are socket ids.
+    const relayIo: RelayIo = {
+      open: (port) => work.push({ type: 'bind', socket: port, port }),
+      close: (port) => work.push({ type: 'unbind', socket: port }),
+      send: (port, to, data) => work.send(to, data, port),
     };
     this.#probes = new ProbeResponder({
       outbox,
       counters,
-      altAddress: options.altAddress ?? '',
-      altPort: options.altPort ?? 0,
+      altAddress: settings.altAddress,
+      altPort: settings.altPort,
     });
-    this.#legacyEnabled = options.legacy ?? true;
-    const autostart = options.autostart ?? true;
-    const sessionTtlMs = options.sessionTtlMs ?? SESSION_TTL_MS;
-    const maxSessions = options.maxSessions ?? DEFAULT_MAX_SESSIONS;
-    const maxPlayersCap = options.maxPlayersCap ?? DEFAULT_MAX_PLAYERS_CAP;
+    this.#legacyEnabled = settings.legacy;
     this.limits = new SourceLimits(
-      options.sourceLimits ?? DEFAULT_SOURCE_LIMITS,
-      new MemoryBudget(options.memoryBudgetBytes ?? defaultMemoryBudgetBytes()),
+      settings.sourceLimits,
+      new MemoryBudget(settings.memoryBudgetBytes),
     );
+    const onLifecycle = (event: SessionLifecycleEvent): void => work.event(event);
     const shared = {
       limits: this.limits,
       outbox,
       counters,
-      autostart,
-      sessionTtlMs,
-      maxSessions,
-      maxPlayersCap,
-      ...(options.onLifecycle === undefined ? {} : { onLifecycle: options.onLifecycle }),
+      autostart: settings.autostart,
+      sessionTtlMs: settings.sessionTtlMs,
+      maxSessions: settings.maxSessions,
+      maxPlayersCap: settings.maxPlayersCap,
+      onLifecycle,
     };
     this.legacy = new LegacySessions({
       ...shared,
-      ...(options.onMember === undefined ? {} : { onMember: options.onMember }),
+      onMember: (event) => work.event(event),
     });
     this.v2 = new V2Sessions({
       ...shared,
-      relay: options.relay ?? true,
-      ...(options.relayIo === undefined ? {} : { relayIo: options.relayIo }),
-      ...(options.relayPorts === undefined ? {} : { relayPorts: options.relayPorts }),
-      ...(options.relayLimits === undefined ? {} : { relayLimits: options.relayLimits }),
+      relay: settings.relay,
+      relayIo,
+      relayPorts: settings.relayPorts,
+      relayLimits: settings.relayLimits,
       randomBytes: options.randomBytes ?? webCryptoRandomBytes,
     });
   }
 
+  /** The next reply, relay port bind or log event, in the order they arose. */
+  poll(): Work<ServerEvent> | undefined {
+    return this.#work.poll();
+  }
+
   /**
-   * Handles one untrusted datagram. Never throws. `via`: the socket it came in on; only the
-   * main one serves sessions, the NAT diagnosis sockets answer `probe`s alone.
+   * Handles one untrusted datagram. Never throws. `socket`: where it came in. Only the main
+   * one serves sessions, the NAT diagnosis sockets (1-3) answer `probe`s alone, and a relay
+   * port (its own number) carries raw game traffic and `relay_bind`s.
    */
-  handle(now: number, from: Endpoint, data: Uint8Array, via: ServerSocket = 0): void {
+  handle(now: number, from: Endpoint, data: Uint8Array, socket: SocketId = MAIN_SOCKET): void {
+    if (isRelaySocket(socket)) {
+      this.#relay(now, socket, from, data);
+      return;
+    }
     this.counters.datagramsIn++;
     this.counters.bytesIn += data.length;
     // Port 0 is no one's port (a forged source): nothing can be sent back to it, so nothing
@@ -152,16 +140,16 @@ export class RendezvousServer {
       return;
     }
     // Before anything is decoded or kept: one O(1) bucket per source. Relayed game traffic
-    // arrives on the relay ports (`handleRelay`), never here, so nothing is exempt (0x62, the
-    // retired `relay_data`, used to be).
+    // arrives on the relay ports, never here, so nothing is exempt (0x62, the retired
+    // `relay_data`, used to be).
     if (!this.limits.admit(now, from.address)) {
       countRejection(this.counters, 'source_rate');
       return;
     }
     try {
       if (data[V2_MAGIC_BYTES] === V2_TYPES.probe && hasV2Prefix(data))
-        this.#probe(via, from, data);
-      else if (via !== 0) countRejection(this.counters, 'not_a_probe');
+        this.#probe(socket as ServerSocket, from, data);
+      else if (socket !== MAIN_SOCKET) countRejection(this.counters, 'not_a_probe');
       else if (hasV2Prefix(data)) this.v2.handle(now, from, data);
       else if (this.#legacyEnabled) this.legacy.handle(now, from, data);
       else countRejection(this.counters, 'legacy_disabled');
@@ -181,8 +169,8 @@ export class RendezvousServer {
     this.#probes.handle(via, from, decoded.msg);
   }
 
-  /** One datagram that arrived on relay port `port` (raw game traffic or a `relay_bind`). */
-  handleRelay(now: number, port: number, from: Endpoint, data: Uint8Array): void {
+  /** Raw game traffic or a `relay_bind` on relay port `port`; the relay counts it. */
+  #relay(now: number, port: number, from: Endpoint, data: Uint8Array): void {
     this.#guard(() => {
       const relay = this.v2.relay;
       if (relay === undefined) countRejection(this.counters, 'relay_no_allocation');
@@ -190,11 +178,12 @@ export class RendezvousServer {
     });
   }
 
-  /** The shell bound relay port `port` (`ok`), or could not. */
-  relayPortResult(now: number, port: number, ok: boolean): void {
+  /** The driver bound relay port `socket` (`ok`), or could not. */
+  bound(now: number, socket: SocketId, ok: boolean): void {
+    if (!isRelaySocket(socket)) return;
     this.#guard(() => {
-      if (ok) this.v2.relay?.portOpened(now, port);
-      else this.v2.relay?.portFailed(now, port);
+      if (ok) this.v2.relay?.portOpened(now, socket);
+      else this.v2.relay?.portFailed(now, socket);
     });
   }
 

@@ -3,24 +3,18 @@ import dgram from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { type Logger, pino } from 'pino';
+import { MAIN_SOCKET, type SocketId } from '../core/index.js';
+import { UdpDriver } from '../driver/index.js';
 import { HolePunchError } from '../errors.js';
-import type { Endpoint } from '../protocol/endpoint.js';
-import { CLOSE_REASONS, DEFAULT_MAX_PLAYERS_CAP } from '../protocol/legacy.js';
+import { CLOSE_REASONS } from '../protocol/legacy.js';
 import { countRejection, createCounters, type ServerCounters } from './counters.js';
-import type { Outbox } from './handler.js';
-import { DEFAULT_MAX_SESSIONS, SESSION_TTL_MS } from './legacy-sessions.js';
 import type { MemberLifecycleEvent, SessionLifecycleEvent } from './lifecycle.js';
 import { LogLimiter } from './log-limit.js';
 import type { MetricsServer } from './metrics.js';
 import { ALT_ADDRESS_BIT, ALT_PORT_BIT, type ServerSocket } from './probe.js';
-import { RendezvousServer } from './rendezvous.js';
-import type { SourceLimitSettings } from './source-limits.js';
-import {
-  DEFAULT_RELAY_PORTS,
-  type RelayIo,
-  type RelayLimits,
-  type RelayPortRange,
-} from './v2-relay.js';
+import { isMemberEvent, RendezvousServer, type ServerEvent } from './rendezvous.js';
+import { resolveServerSettings, type ServerSettings } from './settings.js';
+import { MIN_RELAY_PORT } from './v2-relay.js';
 
 /** The original's port, and the CLI's default. */
 export const DEFAULT_PORT = 4000;
@@ -45,10 +39,8 @@ const DRAIN_POLL_MS = 250;
  */
 export const RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024;
 
-// setTimeout clamps longer delays to 1 ms; wake up early instead and re-arm.
-const MAX_TIMER_DELAY_MS = 2 ** 31 - 1;
-
-export interface StartServerOptions {
+/** Every server setting (`ServerSettings`, defaults there) plus the shell's own. */
+export interface StartServerOptions extends Partial<ServerSettings> {
   /** UDP port; 0 picks a free one (read it back from `RunningServer.port`). Default 4000. */
   readonly port?: number;
   /**
@@ -56,27 +48,6 @@ export interface StartServerOptions {
    * (`::` dual-stack), or `0.0.0.0` where the machine has no IPv6.
    */
   readonly host?: string;
-  /** Legacy AUTOSTART (`y`): `peers:` as soon as a session is full. Default true. */
-  readonly autostart?: boolean;
-  readonly sessionTtlMs?: number;
-  readonly maxSessions?: number;
-  readonly maxPlayersCap?: number;
-  /** Quotas per source address; see `RendezvousServerOptions.sourceLimits`. */
-  readonly sourceLimits?: SourceLimitSettings;
-  /** Bytes of session state; see `RendezvousServerOptions.memoryBudgetBytes`. */
-  readonly memoryBudgetBytes?: number;
-  /** Serve the legacy text protocol beside v2 (default true); see `RendezvousServerOptions`. */
-  readonly legacy?: boolean;
-  /** Relay v2 members without a direct path (default true; `--no-relay` turns it off). */
-  readonly relay?: boolean;
-  /**
-   * UDP ports the relay binds on the server's address, one per relayed pair, bound when a
-   * pair asks and released when it closes (`--relay-ports LOW-HIGH`). Default
-   * `DEFAULT_RELAY_PORTS` (40000-40999). Open them in the firewall (docs/server.md).
-   */
-  readonly relayPorts?: RelayPortRange;
-  /** Caps of the relay (per allocation, per source, in total); defaults in v2-relay.ts. */
-  readonly relayLimits?: Partial<RelayLimits>;
   /** pino logger for the startup line and lifecycle events. Default: silent. */
   readonly logger?: Logger;
   /**
@@ -86,14 +57,6 @@ export interface StartServerOptions {
   readonly metricsPort?: number;
   /** Bind address of the metrics listener. Default `127.0.0.1` (not public). */
   readonly metricsHost?: string;
-  /**
-   * NAT diagnosis (`holepunch-client doctor`): a second address of this machine, and/or a
-   * second port, from which the server answers probes that ask for it, so clients can run
-   * every RFC 5780 test. `altAddress` needs `host` (replies must leave from the address they
-   * were sent to). Only probes are served there.
-   */
-  readonly altAddress?: string;
-  readonly altPort?: number;
 }
 
 export interface RunningServer {
@@ -124,12 +87,8 @@ export interface RunningServer {
 export async function startServer(options: StartServerOptions = {}): Promise<RunningServer> {
   const logger = options.logger ?? pino({ enabled: false });
   const port = options.port ?? DEFAULT_PORT;
-  const autostart = options.autostart ?? true;
-  const sessionTtlMs = options.sessionTtlMs ?? SESSION_TTL_MS;
-  const maxSessions = options.maxSessions ?? DEFAULT_MAX_SESSIONS;
-  const maxPlayersCap = options.maxPlayersCap ?? DEFAULT_MAX_PLAYERS_CAP;
-  const legacy = options.legacy ?? true;
-  const relay = options.relay ?? true;
+  // Before any socket is bound: a setting the core refuses must not leave one open.
+  const settings = resolveServerSettings(options);
 
   const socket = await bindSocket(options.host, port);
   try {
@@ -139,40 +98,13 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
   }
   let probeSockets: Map<ServerSocket, dgram.Socket>;
   try {
-    probeSockets = await bindProbeSockets(options, socket);
+    probeSockets = await bindProbeSockets(settings, options.host, socket);
   } catch (error) {
     socket.close();
     throw error;
   }
 
-  let draining = false;
-  let pendingSends = 0;
-  let onDrained: (() => void) | undefined;
-  const afterDrainSend = (): void => {
-    pendingSends--;
-    if (pendingSends === 0) onDrained?.();
-  };
   const counters = createCounters();
-  const outbox: Outbox = {
-    send(to: Endpoint, data: Uint8Array, via?: number): void {
-      const from =
-        (via === undefined ? undefined : probeSockets.get(via as ServerSocket)) ?? socket;
-      // A send that fails (Node throws at once for port 0 or a bad address) fails alone: the
-      // core goes on with the next member, session and timer.
-      try {
-        if (draining) {
-          pendingSends++;
-          from.send(data, to.port, to.address, afterDrainSend);
-        } else {
-          from.send(data, to.port, to.address);
-        }
-      } catch {
-        if (draining) pendingSends--;
-        countRejection(counters, 'send_failed');
-      }
-    },
-  };
-
   // Lifecycle lines are rate-limited per kind: a flood of forged registrations must not turn
   // into a flood of log lines.
   const logs = new LogLimiter(logger);
@@ -212,77 +144,10 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
     }
     logs.info(fields, `member ${event.type}`);
   };
-  // The relay's sockets, one per relayed pair, bound on demand beside the main socket.
-  const relaySockets = new Map<number, dgram.Socket>();
-  const relayPorts = options.relayPorts ?? DEFAULT_RELAY_PORTS;
-  const relayIo: RelayIo = {
-    open(relayPort: number): void {
-      const local = socket.address();
-      const relaySocket = dgram.createSocket(
-        local.family === 'IPv6' ? { type: 'udp6', ipv6Only: false } : { type: 'udp4' },
-      );
-      relaySockets.set(relayPort, relaySocket);
-      let listening = false;
-      relaySocket.on('error', (error) => {
-        if (listening) {
-          logger.warn({ err: error, relayPort }, 'relay socket error');
-          return;
-        }
-        // Taken by another program (or not ours to bind): the core moves to another port.
-        if (relaySockets.get(relayPort) === relaySocket) relaySockets.delete(relayPort);
-        try {
-          relaySocket.close();
-        } catch {}
-        core.relayPortResult(performance.now(), relayPort, false);
-        armTimer();
-      });
-      relaySocket.on('message', (data: Buffer, rinfo: dgram.RemoteInfo) => {
-        if (closing !== undefined) return;
-        core.handleRelay(performance.now(), relayPort, rinfo, data);
-        armTimer();
-      });
-      relaySocket.bind({ port: relayPort, address: local.address, exclusive: true }, () => {
-        listening = true;
-        core.relayPortResult(performance.now(), relayPort, true);
-        armTimer();
-      });
-    },
-    close(relayPort: number): void {
-      const relaySocket = relaySockets.get(relayPort);
-      relaySockets.delete(relayPort);
-      try {
-        relaySocket?.close();
-      } catch {}
-    },
-    send(relayPort: number, to: Endpoint, data: Uint8Array): void {
-      try {
-        relaySockets.get(relayPort)?.send(data, to.port, to.address);
-      } catch {
-        countRejection(counters, 'send_failed');
-      }
-    },
-  };
   const core = new RendezvousServer({
-    outbox,
-    relayIo,
-    relayPorts,
-    ...(options.relayLimits === undefined ? {} : { relayLimits: options.relayLimits }),
-    autostart,
-    sessionTtlMs,
-    maxSessions,
-    maxPlayersCap,
-    legacy,
-    relay,
-    ...(options.sourceLimits === undefined ? {} : { sourceLimits: options.sourceLimits }),
-    ...(options.memoryBudgetBytes === undefined
-      ? {}
-      : { memoryBudgetBytes: options.memoryBudgetBytes }),
+    ...settings,
     randomBytes: (bytes) => randomBytes(bytes),
-    onLifecycle,
-    onMember,
     counters,
-    altAddress: options.altAddress ?? '',
-    altPort: options.altPort ?? 0,
   });
 
   let metrics: MetricsServer | undefined;
@@ -307,44 +172,32 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
     }
   }
 
-  let timer: NodeJS.Timeout | undefined;
-  let armedDeadline = Number.POSITIVE_INFINITY;
-  // One timer for every session: re-armed only when the core's next deadline moves earlier.
-  const armTimer = (): void => {
-    const next = core.nextDeadline();
-    if (next >= armedDeadline) return;
-    if (timer !== undefined) clearTimeout(timer);
-    armedDeadline = next;
-    const delay = Math.min(Math.max(0, Math.ceil(next - performance.now())), MAX_TIMER_DELAY_MS);
-    timer = setTimeout(onTimer, delay);
-    timer.unref();
-  };
-  const onTimer = (): void => {
-    timer = undefined;
-    armedDeadline = Number.POSITIVE_INFINITY;
-    core.handleTimeout(performance.now());
-    armTimer();
-  };
-
-  let closing: Promise<void> | undefined;
   const traceDatagrams = logger.isLevelEnabled('trace');
-  socket.on('message', (data: Buffer, rinfo: dgram.RemoteInfo) => {
-    if (closing !== undefined) return;
-    if (traceDatagrams) {
-      logger.trace({ from: rinfo.address, port: rinfo.port, bytes: data.length }, 'datagram');
-    }
-    core.handle(performance.now(), rinfo, data);
-    armTimer();
+  const sockets = new Map<SocketId, dgram.Socket>([[MAIN_SOCKET, socket], ...probeSockets]);
+  // Relay ports are opened by the driver at the core's `bind`, on the main socket's address
+  // and family.
+  const driver = new UdpDriver<ServerEvent>({
+    core,
+    sockets,
+    onEvent: (event) => (isMemberEvent(event) ? onMember(event) : onLifecycle(event)),
+    // A send that fails (Node throws at once for port 0 or a bad address) fails alone: the
+    // core goes on with the next member, session and timer.
+    onSendError: () => countRejection(counters, 'send_failed'),
+    onSocketError: (error, id) => {
+      if (id >= MIN_RELAY_PORT) logger.warn({ err: error, relayPort: id }, 'relay socket error');
+      else if (id === MAIN_SOCKET) logger.warn({ err: error }, 'socket error');
+      else logger.warn({ err: error, via: id }, 'socket error');
+    },
+    ...(traceDatagrams
+      ? {
+          onDatagram: (from: dgram.RemoteInfo, bytes: number, id: SocketId): void => {
+            if (id === MAIN_SOCKET) {
+              logger.trace({ from: from.address, port: from.port, bytes }, 'datagram');
+            }
+          },
+        }
+      : {}),
   });
-  socket.on('error', (error) => {
-    logger.warn({ err: error }, 'socket error');
-  });
-  for (const [via, probe] of probeSockets) {
-    probe.on('message', (data: Buffer, rinfo: dgram.RemoteInfo) => {
-      if (closing === undefined) core.handle(performance.now(), rinfo, data, via);
-    });
-    probe.on('error', (error) => logger.warn({ err: error, via }, 'socket error'));
-  }
 
   const bound = socket.address();
   const family = bound.family === 'IPv6' ? 'IPv6' : 'IPv4';
@@ -354,16 +207,18 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
       port: bound.port,
       family,
       receiveBufferBytes: socket.getRecvBufferSize(),
-      autostart,
-      sessionTtlS: sessionTtlMs / 1000,
-      maxSessions,
-      maxPlayersCap,
-      legacy,
-      relay,
-      ...(relay ? { relayPorts: `${relayPorts.low}-${relayPorts.high}` } : {}),
+      autostart: settings.autostart,
+      sessionTtlS: settings.sessionTtlMs / 1000,
+      maxSessions: settings.maxSessions,
+      maxPlayersCap: settings.maxPlayersCap,
+      legacy: settings.legacy,
+      relay: settings.relay,
+      ...(settings.relay
+        ? { relayPorts: `${settings.relayPorts.low}-${settings.relayPorts.high}` }
+        : {}),
       logLevel: logger.level,
-      ...(options.altAddress === undefined ? {} : { altAddress: options.altAddress }),
-      ...(options.altPort === undefined ? {} : { altPort: options.altPort }),
+      ...(settings.altAddress === '' ? {} : { altAddress: settings.altAddress }),
+      ...(settings.altPort === 0 ? {} : { altPort: settings.altPort }),
     },
     'listening',
   );
@@ -371,6 +226,7 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
     logger.info({ address: metrics.address, port: metrics.port }, 'metrics listening');
   }
 
+  let closing: Promise<void> | undefined;
   let drainRun: Promise<void> | undefined;
   const drain = (maxMs: number): Promise<void> => {
     if (closing !== undefined || !(maxMs > 0)) return close();
@@ -378,9 +234,8 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
       const startedAt = performance.now();
       metrics?.markStopping();
       // Track sends from now on, so that close() waits for the `closed` pushes to leave.
-      draining = true;
-      core.drain(startedAt, CLOSE_REASONS.serverShutdown);
-      armTimer();
+      driver.trackSends();
+      driver.run((now) => core.drain(now, CLOSE_REASONS.serverShutdown));
       logger.info(
         {
           maxSeconds: maxMs / 1000,
@@ -412,24 +267,14 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
 
   const close = (): Promise<void> => {
     closing ??= (async () => {
-      if (timer !== undefined) clearTimeout(timer);
+      // No more datagrams or timeouts reach the core; what it queues below still goes out.
+      driver.stop();
       metrics?.markStopping();
       const sessions = core.sessionCount;
-      draining = true;
-      core.shutdown(performance.now(), CLOSE_REASONS.serverShutdown);
-      if (pendingSends > 0) {
-        await new Promise<void>((resolve) => {
-          const giveUp = setTimeout(resolve, SHUTDOWN_DRAIN_MS);
-          onDrained = () => {
-            clearTimeout(giveUp);
-            resolve();
-          };
-        });
-      }
-      await new Promise<void>((resolve) => socket.close(() => resolve()));
-      for (const relaySocket of relaySockets.values()) relaySocket.close();
-      relaySockets.clear();
-      for (const probe of probeSockets.values()) probe.close();
+      driver.trackSends();
+      driver.run((now) => core.shutdown(now, CLOSE_REASONS.serverShutdown));
+      await driver.sendsSettled(SHUTDOWN_DRAIN_MS);
+      await driver.close();
       await metrics?.close();
       logs.flush();
       logger.info({ sessions, counters: core.counters }, 'closed');
@@ -454,13 +299,16 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
  * address, the alternate port, and both. Empty without `altAddress`/`altPort`.
  */
 async function bindProbeSockets(
-  options: StartServerOptions,
+  settings: Pick<ServerSettings, 'altAddress' | 'altPort'>,
+  host: string | undefined,
   main: dgram.Socket,
 ): Promise<Map<ServerSocket, dgram.Socket>> {
   const sockets = new Map<ServerSocket, dgram.Socket>();
-  const { altAddress, altPort } = options;
+  // '' and 0 are "none" in the settings; undefined below is "this socket is not wanted".
+  const altAddress = settings.altAddress === '' ? undefined : settings.altAddress;
+  const altPort = settings.altPort === 0 ? undefined : settings.altPort;
   if (altAddress === undefined && altPort === undefined) return sockets;
-  if (altAddress !== undefined && (options.host === undefined || isIP(options.host) === 0)) {
+  if (altAddress !== undefined && (host === undefined || isIP(host) === 0)) {
     throw new HolePunchError(
       'bad_request',
       'an alternate address needs --host with the main IP address: replies must leave from the address they were sent to',

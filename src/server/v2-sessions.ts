@@ -33,11 +33,6 @@ import type { Outbox, ProtocolHandler } from './handler.js';
 import type { SessionLifecycleEvent } from './lifecycle.js';
 import { DEFAULT_SERVER_SETTINGS, type ServerSettings } from './settings.js';
 import { MEMORY_COSTS, type SourceLimits, sourceKey } from './source-limits.js';
-import {
-  V2_SESSION_ENDINGS,
-  type V2SessionEnding,
-  type V2SessionEndingRow,
-} from './v2-lifecycle.js';
 import { RelayAllocations, type RelayIo, type RelayRefusal } from './v2-relay.js';
 
 /** First re-push of `peers` to a member that has not acked them; doubles each time. */

@@ -78,15 +78,28 @@ export function simulateTraversal(options: SimulateTraversalOptions = {}): Simul
     trace: options.trace,
   });
   const random = seededRandom(seed ^ 0x5eed);
-  const server = new RendezvousServer({
-    outbox: { send: (to, data) => serverSocket.send(to, data) },
-    randomBytes: seededBytes(random),
-  });
+  // No relay ports on the simulated server (relay off, as the clients'): the simulator
+  // measures direct punching.
+  const server = new RendezvousServer({ randomBytes: seededBytes(random), relay: false });
   net.addHost(undefined, SIM_SERVER.address);
-  const serverSocket = net.bind(SIM_SERVER.address, SIM_SERVER.port, (now, from, data) =>
-    server.handle(now, from, data),
-  );
-  net.addAgent(server);
+  const serverSocket = net.bind(SIM_SERVER.address, SIM_SERVER.port, (now, from, data) => {
+    server.handle(now, from, data);
+    sendServerReplies();
+  });
+  // What the server's driver does, on the simulated network: after every call into the core,
+  // its replies go out in the order it queued them (its log events have no reader here).
+  const sendServerReplies = (): void => {
+    for (let work = server.poll(); work !== undefined; work = server.poll()) {
+      if (work.type === 'send') serverSocket.send(work.to, work.data);
+    }
+  };
+  net.addAgent({
+    nextDeadline: () => server.nextDeadline(),
+    handleTimeout: (now) => {
+      server.handleTimeout(now);
+      sendServerReplies();
+    },
+  });
 
   const natOf = (i: number): NatType =>
     options.nats?.[i] ?? (i === 0 ? options.natA : options.natB) ?? 'port-restricted';
