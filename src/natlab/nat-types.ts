@@ -4,18 +4,11 @@
  * source port while it is free) with address-and-port-dependent filtering (conntrack) out of
  * the box; every other behaviour needs extra rules, written out here.
  */
+import { NAT_TYPES as SIM_NAT_TYPES } from '../sim/index.js';
 
 export const NAT_TYPES = [
-  /** No NAT at all: the host owns a public address. */
-  'none',
-  /** EIM + endpoint-independent filtering: anyone may send to a mapping. */
-  'full-cone',
-  /** EIM + address-dependent filtering: anyone at an address the host has sent to. */
-  'address-restricted',
-  /** EIM + address-and-port-dependent filtering: plain MASQUERADE (the common home router). */
-  'port-restricted',
-  /** Address-and-port-dependent mapping with random ports: MASQUERADE --random-fully. */
-  'symmetric',
+  // The simulator's behaviours first, defined (and explained) there once.
+  ...SIM_NAT_TYPES,
   /**
    * A port-restricted router that accepts unsolicited inbound to its own address: the
    * conntrack entry this leaves makes MASQUERADE move the host to another public port when it

@@ -2,13 +2,23 @@
  * NAT models in RFC 4787 terms, as the simulator applies them to every datagram that
  * crosses a router between a LAN and the internet.
  */
-import { type Endpoint, endpointKey } from '../protocol/endpoint.js';
+import { type Endpoint, endpointKey } from '../protocol/index.js';
 
+/**
+ * The NAT behaviours the simulator models, and the names every other part of the project uses
+ * for them: the NAT lab's list (src/natlab/nat-types.ts) extends this one, so a name means the
+ * same behaviour in a simulation, a lab router and a report.
+ */
 export const NAT_TYPES = [
+  /** No NAT at all: the host owns a public address. */
   'none',
+  /** EIM + endpoint-independent filtering: anyone may send to a mapping. */
   'full-cone',
+  /** EIM + address-dependent filtering: anyone at an address the host has sent to. */
   'address-restricted',
+  /** EIM + address-and-port-dependent filtering: plain MASQUERADE (the common home router). */
   'port-restricted',
+  /** Address-and-port-dependent mapping with random ports: MASQUERADE --random-fully. */
   'symmetric',
 ] as const;
 export type NatType = (typeof NAT_TYPES)[number];
