@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { BENCH_RUN_PATH } from '../src/cli/index.js';
 
-const RUN_SCRIPT = fileURLToPath(new URL('../src/bench/run.js', import.meta.url));
+const RUN_SCRIPT = BENCH_RUN_PATH;
 /** The smoke run takes ~15 s alone (attacks ~9 s); a loaded CI machine gets generous headroom. */
 const SMOKE_LIMIT_MS = 90_000;
 

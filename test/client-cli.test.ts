@@ -1,16 +1,23 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { CLIENT_CLI_PATH, type ClientLine, findCliLine, parseCliLine } from '../src/cli/index.js';
 import { type RunningServer, startServer } from '../src/server/shell.js';
 
-const CLI = fileURLToPath(new URL('../src/cli/client.js', import.meta.url));
+const CLI = CLIENT_CLI_PATH;
 const RUN_LIMIT_MS = 20_000;
 
 interface Outcome {
   code: number | null;
-  lines: Record<string, unknown>[];
+  lines: ClientLine[];
   stderr: string;
+}
+
+/** A line of `--json` output, or a test failure naming what was wrong with it. */
+function clientLine(text: string): ClientLine {
+  const parsed = parseCliLine('client', text);
+  if (!parsed.ok) assert.fail(`${parsed.error}: ${text}`);
+  return parsed.line;
 }
 
 const children = new Set<ChildProcess>();
@@ -18,7 +25,7 @@ const children = new Set<ChildProcess>();
 /** Runs the CLI; `onLine` sees each JSON line as it comes (to signal the child, say). */
 function run(
   args: string[],
-  onLine?: (line: Record<string, unknown>, child: ChildProcess) => void,
+  onLine?: (line: ClientLine, child: ChildProcess) => void,
 ): Promise<Outcome> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -31,7 +38,7 @@ function run(
       if (onLine === undefined) return;
       const lines = out.split('\n');
       for (; seen < lines.length - 1; seen++) {
-        onLine(JSON.parse(lines[seen] as string) as Record<string, unknown>, child);
+        onLine(clientLine(lines[seen] as string), child);
       }
     });
     child.stderr.on('data', (d) => {
@@ -44,7 +51,7 @@ function run(
       const lines = out
         .split('\n')
         .filter((l) => l.trim() !== '')
-        .map((l) => JSON.parse(l) as Record<string, unknown>);
+        .map(clientLine);
       resolve({ code, lines, stderr });
     });
   });
@@ -81,26 +88,17 @@ describe('holepunch-client CLI', () => {
         who,
       );
       assert.ok(events.includes('lobby'), who);
-      const punched = r.lines.find((l) => l.event === 'punched') as {
-        elapsedMs: number;
-        localPort: number;
-        peers: { name: string; address: string; port: number; path: string }[];
-      };
-      assert.ok(punched.elapsedMs >= 0 && punched.localPort > 0);
+      const punched = findCliLine(r.lines, 'client', 'punched');
+      assert.ok(punched !== undefined && punched.elapsedMs >= 0 && punched.localPort > 0);
       assert.equal(punched.peers.length, 1);
       assert.equal(punched.peers[0]?.name, who === 'host' ? 'j' : 'h');
-      const rtt = r.lines.find((l) => l.event === 'rtt') as {
-        peer: string;
-        rttMs: number;
-        sent: number;
-        received: number;
-      };
-      assert.ok(rtt.sent >= 3 && rtt.sent <= 20 && rtt.received <= rtt.sent);
+      const rtt = findCliLine(r.lines, 'client', 'rtt');
+      assert.ok(rtt !== undefined && rtt.sent >= 3 && rtt.sent <= 20 && rtt.received <= rtt.sent);
       assert.ok(rtt.received >= 1, `${who} got answers`);
       assert.equal(typeof rtt.rttMs, 'number');
     }
-    const lobby = host.lines.filter((l) => l.event === 'lobby').at(-1) as { nicknames: string[] };
-    assert.deepEqual(lobby.nicknames, ['Hö, st', 'j']);
+    const lobby = host.lines.filter((l) => l.event === 'lobby').at(-1);
+    assert.deepEqual(lobby?.nicknames, ['Hö, st', 'j']);
   });
 
   it('a failure prints a failed line with the code and exits 1; bad usage exits 2', async () => {
@@ -116,13 +114,15 @@ describe('holepunch-client CLI', () => {
     await new Promise((r) => setTimeout(r, 300));
     const refused = await run(['host', 'cli:2', '--server', `127.0.0.1:${server.port}`, '--json']);
     assert.equal(refused.code, 1);
+    const refusal = refused.lines.at(-1);
     assert.deepEqual(
-      { event: refused.lines.at(-1)?.event, code: refused.lines.at(-1)?.code },
+      { event: refusal?.event, code: refusal?.event === 'failed' ? refusal.code : undefined },
       { event: 'failed', code: 'session_exists' },
     );
     const timedOut = await taken;
     assert.equal(timedOut.code, 1);
-    assert.equal(timedOut.lines.at(-1)?.code, 'timeout');
+    const last = timedOut.lines.at(-1);
+    assert.equal(last?.event === 'failed' ? last.code : last, 'timeout');
     const usage = await run(['dance', 'x']);
     assert.equal(usage.code, 2);
   });
@@ -143,7 +143,7 @@ describe('holepunch-client CLI', () => {
       },
     );
     const joiner = await run(['join', 'cli:3', '--name', 'bob', ...common], (line, child) => {
-      const full = line.event === 'lobby' && (line.nicknames as string[]).length === 2;
+      const full = line.event === 'lobby' && line.nicknames.length === 2;
       if (full) child.kill('SIGINT');
     });
     assert.equal(joiner.code, 130, JSON.stringify(joiner.lines));
@@ -158,8 +158,7 @@ describe('holepunch-client CLI', () => {
     const manual = await startServer({ port: 0, host: '127.0.0.1', autostart: false });
     try {
       const common = ['--server', `127.0.0.1:${manual.port}`, '--json'];
-      const starting = (line: Record<string, unknown>) =>
-        line.event === 'waiting' && line.for === 'start';
+      const starting = (line: ClientLine) => line.event === 'waiting' && line.for === 'start';
       // The joiner is interrupted first: a host that left first would close the lobby under it.
       let hostChild: ChildProcess | undefined;
       let hostWaits = false;

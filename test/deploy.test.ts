@@ -9,9 +9,10 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { SERVER_CLI_PATH } from '../src/cli/index.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const CLI = fileURLToPath(new URL('../src/cli/server.js', import.meta.url));
+const CLI = SERVER_CLI_PATH;
 const UNIT = 'holepunch-server.service';
 const unitText = readFileSync(join(ROOT, 'deploy', UNIT), 'utf8');
 const envText = readFileSync(join(ROOT, 'deploy', 'holepunch-server.env'), 'utf8');

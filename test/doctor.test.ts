@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import dgram from 'node:dgram';
 import { after, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import type { DoctorJson } from '../src/cli/doctor.js';
+import { CLIENT_CLI_PATH, SERVER_CLI_PATH } from '../src/cli/index.js';
 import { DIAGNOSIS_SOCKETS, NatDiagnosis, type NatReport } from '../src/doctor/index.js';
 import type { Endpoint } from '../src/protocol/endpoint.js';
 import { decodeV2, encodeV2 } from '../src/protocol/v2.js';
@@ -13,8 +13,8 @@ import { type RunningServer, startServer } from '../src/server/shell.js';
 import { SimNat } from '../src/sim/nat.js';
 import { seededRandom } from '../src/sim/random.js';
 
-const CLI = fileURLToPath(new URL('../src/cli/client.js', import.meta.url));
-const SERVER_CLI = fileURLToPath(new URL('../src/cli/server.js', import.meta.url));
+const CLI = CLIENT_CLI_PATH;
+const SERVER_CLI = SERVER_CLI_PATH;
 
 const MAIN = '203.0.113.10';
 const ALT = '203.0.113.11';

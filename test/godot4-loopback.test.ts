@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { CLIENT_CLI_PATH, findCliLine, isCliEvent } from '../src/cli/index.js';
 import {
-  CLIENT_CLI,
   godot4Argv,
   godot4UnavailableReasons,
   type JsonLine,
@@ -69,7 +69,7 @@ function spawnCli(server: number, session: string, host: boolean, name: string):
   return spawnJson(
     [
       'node',
-      CLIENT_CLI,
+      CLIENT_CLI_PATH,
       host ? 'host' : 'join',
       session,
       '--server',
@@ -109,11 +109,11 @@ async function checkGodot(label: string, proc: Proc, finalLine: string): Promise
 
 async function checkCli(label: string, proc: Proc): Promise<void> {
   const result = await proc.exited;
-  const punched = proc.lines.find((l) => l.event === 'punched');
+  const punched = findCliLine(proc.lines, 'client', 'punched');
   assert.ok(punched !== undefined, `${label} did not punch: ${JSON.stringify(proc.lines)}`);
-  const rtt = proc.lines.filter((l) => l.event === 'rtt');
+  const rtt = proc.lines.filter((l) => isCliEvent(l, 'client', 'rtt'));
   assert.ok(
-    rtt.length > 0 && rtt.every((l) => Number(l.received) > 0),
+    rtt.length > 0 && rtt.every((l) => l.received > 0),
     `${label}: no answer on the punched path from the Godot game's own socket: ${JSON.stringify(rtt)}`,
   );
   assert.equal(result.code, 0, `${label} exit code`);

@@ -5,18 +5,23 @@
  *
  * No test lives here; `node --test dist/test/` loads it as an empty file.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, rmSync } from 'node:fs';
 import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { isServerRecord, SERVER_CLI_PATH } from '../src/cli/index.js';
+import {
+  type JsonLine,
+  type JsonProcess,
+  spawnJsonProcess,
+  withNodeBinary,
+} from '../src/natlab/index.js';
 import { labSuitesRanElsewhere } from './suites.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const GODOT4_ROOT = process.env.HOLEPUNCH_GODOT4_ROOT ?? '/opt/holepunch-godot4-root';
 export const ADDON_DIR = join(REPO_ROOT, 'godot', 'addons', 'holepunch');
-export const SERVER_CLI = join(REPO_ROOT, 'dist', 'src', 'cli', 'server.js');
-export const CLIENT_CLI = join(REPO_ROOT, 'dist', 'src', 'cli', 'client.js');
 
 /** Why Godot 4 cannot run here (empty when it can). */
 export function godot4UnavailableReasons(): string[] {
@@ -106,16 +111,9 @@ export function godot4Argv(
   ];
 }
 
-export type JsonLine = Record<string, unknown>;
-
-export interface Proc {
-  readonly lines: JsonLine[];
-  /** ms since spawn at which each line arrived. */
-  readonly lineTimesMs: number[];
-  readonly exited: Promise<{ code: number | null; stderr: string; timedOut: boolean }>;
-  waitForLine(match: (l: JsonLine) => boolean, timeoutMs: number): Promise<JsonLine | undefined>;
-  kill(): void;
-}
+export type { JsonLine };
+/** A process the Godot suites run on this machine: the NAT lab's JSON-line runner, unchanged. */
+export type Proc = JsonProcess;
 
 const live = new Set<ChildProcess>();
 process.on('exit', () => {
@@ -124,90 +122,29 @@ process.on('exit', () => {
 
 /** Spawns `argv` (`node` = this Node) here, killed after `timeoutMs`; collects JSON lines. */
 export function spawnJson(argv: readonly string[], timeoutMs: number): Proc {
-  const command = argv[0] === 'node' ? [process.execPath, ...argv.slice(1)] : [...argv];
-  const started = performance.now();
-  const child = spawn(command[0] as string, command.slice(1), {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const { process: proc, child } = spawnJsonProcess(withNodeBinary(argv), timeoutMs);
   live.add(child);
-  const lines: JsonLine[] = [];
-  const lineTimesMs: number[] = [];
-  const waiters = new Set<() => void>();
-  let stderr = '';
-  let buffered = '';
-  let timedOut = false;
-  let done = false;
-  child.stdout?.setEncoding('utf8');
-  child.stdout?.on('data', (chunk: string) => {
-    buffered += chunk;
-    for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
-      const text = buffered.slice(0, nl).trim();
-      buffered = buffered.slice(nl + 1);
-      if (!text.startsWith('{')) continue;
-      try {
-        lines.push(JSON.parse(text) as JsonLine);
-        lineTimesMs.push(performance.now() - started);
-      } catch {
-        // Only JSON lines are collected.
-      }
-      for (const wake of waiters) wake();
-    }
-  });
-  child.stderr?.setEncoding('utf8');
-  child.stderr?.on('data', (chunk: string) => {
-    if (stderr.length < 64 * 1024) stderr += chunk;
-  });
-  const timer = setTimeout(() => {
-    timedOut = true;
-    child.kill('SIGKILL');
-  }, timeoutMs);
-  const exited = new Promise<{ code: number | null; stderr: string; timedOut: boolean }>(
-    (resolve) => {
-      child.on('close', (code) => {
-        clearTimeout(timer);
-        live.delete(child);
-        done = true;
-        for (const wake of waiters) wake();
-        resolve({ code, stderr, timedOut });
-      });
-      child.on('error', (error) => {
-        stderr += String(error);
-      });
-    },
-  );
-  return {
-    lines,
-    lineTimesMs,
-    exited,
-    kill: () => child.kill('SIGKILL'),
-    waitForLine: (match, ms) =>
-      new Promise((resolve) => {
-        const check = () => {
-          const hit = lines.find(match);
-          if (hit !== undefined || done) {
-            clearTimeout(t);
-            waiters.delete(check);
-            resolve(hit);
-          }
-        };
-        const t = setTimeout(() => {
-          waiters.delete(check);
-          resolve(lines.find(match));
-        }, ms);
-        waiters.add(check);
-        check();
-      }),
-  };
+  child.on('close', () => live.delete(child));
+  return proc;
 }
 
 /** Starts our rendezvous server on 127.0.0.1 (a free port); resolves with it and its port. */
 export async function startLoopbackServer(autostart = true): Promise<{ proc: Proc; port: number }> {
   const proc = spawnJson(
-    ['node', SERVER_CLI, '0', autostart ? 'y' : 'n', '--host', '127.0.0.1', '--log-level', 'info'],
+    [
+      'node',
+      SERVER_CLI_PATH,
+      '0',
+      autostart ? 'y' : 'n',
+      '--host',
+      '127.0.0.1',
+      '--log-level',
+      'info',
+    ],
     600_000,
   );
-  const ready = await proc.waitForLine((l) => l.msg === 'listening', 15_000);
-  if (ready === undefined || typeof ready.port !== 'number') {
+  const ready = await proc.waitForLine((l) => isServerRecord(l, 'listening'), 15_000);
+  if (ready === undefined || !isServerRecord(ready, 'listening')) {
     proc.kill();
     throw new Error(`the server did not start: ${(await proc.exited).stderr.slice(0, 2_000)}`);
   }

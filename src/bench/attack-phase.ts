@@ -7,7 +7,7 @@
  * flood is bounded in time.
  */
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { SERVER_CLI_PATH } from '../cli/index.js';
 import { type AttackKind, flood, type LegitFigures, legitLoad, percentile } from './attack.js';
 import { type BenchChild, freeUdpPort, startChild } from './child.js';
 import { cpuMicros, rssBytes } from './process-stats.js';
@@ -83,7 +83,6 @@ export interface AttackPhaseFigures {
   readonly memory: readonly MemoryAttackFigures[];
 }
 
-const serverCli = fileURLToPath(new URL('../cli/server.js', import.meta.url));
 const gcHook = new URL('./gc-hook.js', import.meta.url).href;
 
 /** The CLI server on 127.0.0.1 (where `attack.ts` sends), as an operator starts it. */
@@ -96,7 +95,7 @@ async function startAttackedServer(sourceLimits: boolean): Promise<BenchChild> {
       '--expose-gc',
       '--import',
       gcHook,
-      serverCli,
+      SERVER_CLI_PATH,
       String(port),
       'y',
       '--host',

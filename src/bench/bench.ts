@@ -2,7 +2,7 @@
  * The benchmark's phases, in order, and the figures they produce. Every throughput figure of
  * the server is taken beside the echo reference's, in the same run, under the same load.
  */
-import { fileURLToPath } from 'node:url';
+import { ECHO_SERVER_PATH, SERVER_CLI_PATH } from '../cli/index.js';
 import { ATTACK_KINDS } from './attack.js';
 import {
   type AttackPhaseFigures,
@@ -119,8 +119,6 @@ const UNLOADED_MEASURE_MS = 1000;
 /** Each phase draws lobby ids from its own range so that no key repeats in one server. */
 const LOBBY_ID_RANGE = 10_000_000;
 
-const serverCli = fileURLToPath(new URL('../cli/server.js', import.meta.url));
-const echoScript = fileURLToPath(new URL('./echo-server.js', import.meta.url));
 const gcHook = new URL('./gc-hook.js', import.meta.url).href;
 
 async function startServer(extraNodeFlags: readonly string[]): Promise<BenchChild> {
@@ -133,7 +131,7 @@ async function startServer(extraNodeFlags: readonly string[]): Promise<BenchChil
       '--expose-gc',
       '--import',
       gcHook,
-      serverCli,
+      SERVER_CLI_PATH,
       String(port),
       'y',
       '--host',
@@ -148,7 +146,7 @@ async function startServer(extraNodeFlags: readonly string[]): Promise<BenchChil
 }
 
 function startEcho(): Promise<BenchChild> {
-  return startChild('echo', [echoScript, '0', LOAD_ADDRESS], { ipc: false });
+  return startChild('echo', [ECHO_SERVER_PATH, '0', LOAD_ADDRESS], { ipc: false });
 }
 
 let nextLobbyRange = 1;

@@ -10,6 +10,7 @@
  * server spends on the real request (where `lobby:`/`peers:` fan out to every member).
  */
 import dgram from 'node:dgram';
+import { formatCliLine } from '../cli/index.js';
 import { ECHO_MAX_REPLY_BYTES } from './echo-plan.js';
 
 const port = Number(process.argv[2] ?? 0);
@@ -35,7 +36,9 @@ socket.on('error', (error) => {
   process.exit(1);
 });
 socket.bind(port, host, () => {
-  process.stdout.write(`${JSON.stringify({ event: 'listening', port: socket.address().port })}\n`);
+  process.stdout.write(
+    formatCliLine('echo-server', { event: 'listening', port: socket.address().port }),
+  );
 });
 
 function stop(): void {

@@ -5,12 +5,16 @@
  */
 import {
   CLIENT_CLI_PATH,
+  type CliEvent,
+  isCliEvent,
+  LEGACY_CLIENT_CLI_PATH,
+  toCliLine,
+} from '../cli/index.js';
+import {
   type ClientKind,
   DEFAULT_SERVER_PORT,
-  type JsonLine,
   type Lab,
   type LabProcess,
-  LEGACY_CLIENT_CLI_PATH,
   labUnavailableReasons,
   SERVER_ADDRESS,
   withLab,
@@ -89,18 +93,22 @@ function labClientArgv(
   return argv;
 }
 
-/** When a process printed its first line with `event`, in performance.now() ms, and the line. */
-function eventAt(
+type ClientLines = 'client' | 'legacy-client';
+const linesOf = (client: ClientKind): ClientLines =>
+  client === 'legacy' ? 'legacy-client' : 'client';
+
+/** When a client printed its `punched` line, in performance.now() ms, and the line. */
+function punchedAt(
   proc: LabProcess,
+  cli: ClientLines,
   spawnedAt: number,
-  event: string,
-): { atMs: number; line: JsonLine } | undefined {
-  const index = proc.lines.findIndex((line) => line.event === event);
+): { atMs: number; line: CliEvent<ClientLines, 'punched'> } | undefined {
+  const index = proc.lines.findIndex((line) => isCliEvent(line, cli, 'punched'));
   const offset = proc.lineTimesMs[index];
-  const line = proc.lines[index];
-  return index < 0 || offset === undefined || line === undefined
+  const parsed = toCliLine(cli, proc.lines[index]);
+  return index < 0 || offset === undefined || !parsed.ok || parsed.line.event !== 'punched'
     ? undefined
-    : { atMs: spawnedAt + offset, line };
+    : { atMs: spawnedAt + offset, line: parsed.line };
 }
 
 /**
@@ -119,11 +127,12 @@ async function labTrial(lab: Lab, client: ClientKind, server: string): Promise<n
   const host = lab.spawn(LAB_HOST_SITE, labClientArgv(client, 'host', session, server), {
     timeoutMs: LAB_PROCESS_LIMIT_MS,
   });
+  const cli = linesOf(client);
   const registered = await host.waitForLine(
-    (line) => line.event === 'registered' || line.event === 'failed',
+    (line) => isCliEvent(line, cli, 'registered', 'failed'),
     LAB_REGISTER_WAIT_MS,
   );
-  if (registered?.event !== 'registered') {
+  if (registered === undefined || !isCliEvent(registered, cli, 'registered')) {
     host.kill();
     await host.exited;
     return undefined;
@@ -133,7 +142,7 @@ async function labTrial(lab: Lab, client: ClientKind, server: string): Promise<n
     timeoutMs: LAB_PROCESS_LIMIT_MS,
   });
   // Only the `punched` lines matter here: stop the clients' game-datagram test after them.
-  const ended = (line: JsonLine): boolean => line.event === 'punched' || line.event === 'failed';
+  const ended = (line: unknown): boolean => isCliEvent(line, cli, 'punched', 'failed');
   await Promise.all([
     host.waitForLine(ended, LAB_PROCESS_LIMIT_MS),
     join.waitForLine(ended, LAB_PROCESS_LIMIT_MS),
@@ -141,13 +150,10 @@ async function labTrial(lab: Lab, client: ClientKind, server: string): Promise<n
   host.kill();
   join.kill();
   await Promise.all([host.exited, join.exited]);
-  const hostPunched = eventAt(host, hostSpawnedAt, 'punched');
-  const joinPunched = eventAt(join, joinSpawnedAt, 'punched');
-  const joinElapsed = joinPunched?.line.elapsedMs;
-  if (hostPunched === undefined || joinPunched === undefined || typeof joinElapsed !== 'number') {
-    return undefined;
-  }
-  const bothStartedAt = joinPunched.atMs - joinElapsed;
+  const hostPunched = punchedAt(host, cli, hostSpawnedAt);
+  const joinPunched = punchedAt(join, cli, joinSpawnedAt);
+  if (hostPunched === undefined || joinPunched === undefined) return undefined;
+  const bothStartedAt = joinPunched.atMs - joinPunched.line.elapsedMs;
   return Math.max(hostPunched.atMs, joinPunched.atMs) - bothStartedAt;
 }
 

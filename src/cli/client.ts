@@ -5,9 +5,10 @@
 import { randomBytes } from 'node:crypto';
 import type dgram from 'node:dgram';
 import { parseArgs } from 'node:util';
-import { HolePunchClient, type HolePunchResult } from '../client/client.js';
+import { HolePunchClient, type HolePunchResult } from '../client/index.js';
 import { HolePunchError } from '../errors.js';
 import { runDoctor } from './doctor.js';
+import { type ClientLine, formatCliLine } from './lines.js';
 
 const EXIT_OK = 0;
 const EXIT_FAILED = 1;
@@ -170,8 +171,8 @@ interface PeerTest {
 }
 
 export async function runClient(o: CliOptions): Promise<number> {
-  const out = (event: Record<string, unknown>, text: string): void => {
-    process.stdout.write(o.json ? `${JSON.stringify(event)}\n` : `${text}\n`);
+  const out = (event: ClientLine, text: string): void => {
+    process.stdout.write(o.json ? formatCliLine('client', event) : `${text}\n`);
   };
   const client = new HolePunchClient({ server: o.server, port: o.localPort, relay: o.relay });
   const startedAt = performance.now();

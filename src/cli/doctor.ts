@@ -3,6 +3,7 @@
 import { parseArgs } from 'node:util';
 import { diagnoseNat, type NatDiagnosisResult, type NatReport } from '../doctor/index.js';
 import { HolePunchError } from '../errors.js';
+import { formatCliLine } from './lines.js';
 
 export const DOCTOR_USAGE = `Usage: holepunch-client doctor [--server HOST:PORT] [--json]
 
@@ -117,7 +118,7 @@ export async function runDoctor(argv: readonly string[]): Promise<number> {
       error instanceof HolePunchError ? error : new HolePunchError('socket_error', String(error));
     if (values.json) {
       process.stdout.write(
-        `${JSON.stringify({ server: serverText, error: e.code, message: e.message })}\n`,
+        formatCliLine('doctor', { server: serverText, error: e.code, message: e.message }),
       );
     } else {
       process.stdout.write(`doctor failed (${e.code}): ${e.message}\n`);
@@ -126,7 +127,7 @@ export async function runDoctor(argv: readonly string[]): Promise<number> {
   }
   const json = doctorJson(serverText, result);
   if (values.json) {
-    process.stdout.write(`${JSON.stringify(json)}\n`);
+    process.stdout.write(formatCliLine('doctor', json));
   } else {
     const lines = [`NAT diagnosis against ${serverText}`];
     if (result.ipv4) lines.push(...describe('IPv4', result.ipv4));

@@ -23,6 +23,8 @@
  */
 import { createLab, type Lab, type LabSpec } from './lab.js';
 
+// The programs a lab runs, for callers that built their argv before the paths moved to cli/.
+export { CLIENT_CLI_PATH, LEGACY_CLIENT_CLI_PATH, SERVER_CLI_PATH } from '../cli/index.js';
 export {
   DEFAULT_SERVER_PORT,
   OBSERVER_ADDRESSES,
@@ -30,20 +32,22 @@ export {
   SERVER_ALT_ADDRESS,
 } from './addresses.js';
 export {
-  CLIENT_CLI_PATH,
-  createLab,
   type JsonLine,
+  type JsonProcess,
+  type ProcessResult,
+  spawnJsonProcess,
+  withNodeBinary,
+} from './json-process.js';
+export {
+  createLab,
   LAB_PREFIX,
   Lab,
   type LabHost,
   type LabProcess,
   type LabSite,
   type LabSpec,
-  LEGACY_CLIENT_CLI_PATH,
   MAX_HOSTS_PER_SITE,
   MAX_SITES,
-  type ProcessResult,
-  SERVER_CLI_PATH,
   type SiteSpec,
 } from './lab.js';
 export { labNamespaces, removeLeftovers } from './leftovers.js';

@@ -1,4 +1,5 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { isServerRecord, SERVER_CLI_PATH } from '../cli/index.js';
 import { HolePunchError } from '../errors.js';
 import {
   DEFAULT_SERVER_PORT,
@@ -10,6 +11,12 @@ import {
   sitePublicAddress,
 } from './addresses.js';
 import { mustRun, runCommand, runCommandSync } from './command.js';
+import {
+  type JsonProcess,
+  type ProcessResult,
+  spawnJsonProcess,
+  withNodeBinary,
+} from './json-process.js';
 import {
   CONTACTED_LIST,
   carrierRuleset,
@@ -33,10 +40,6 @@ const DEFAULT_PROCESS_TIMEOUT_MS = 60_000;
 const SERVER_START_TIMEOUT_MS = 15_000;
 /** The server lives as long as the lab; this only bounds a forgotten one. */
 const SERVER_LIFETIME_MS = 6 * 60 * 60 * 1_000;
-/** Built programs, relative to this file in dist/src/natlab/. */
-export const SERVER_CLI_PATH = new URL('../cli/server.js', import.meta.url).pathname;
-export const CLIENT_CLI_PATH = new URL('../cli/client.js', import.meta.url).pathname;
-export const LEGACY_CLIENT_CLI_PATH = new URL('../client-legacy/cli.js', import.meta.url).pathname;
 
 export interface SiteSpec {
   /** Short name used to address the site's hosts: `name` is host 0, `name/1` host 1. */
@@ -82,29 +85,8 @@ export interface LabSite {
   readonly hosts: readonly LabHost[];
 }
 
-/** One JSON object a lab process printed on a line of its stdout. */
-export type JsonLine = Record<string, unknown>;
-
-export interface ProcessResult {
-  readonly code: number | null;
-  readonly signal: NodeJS.Signals | null;
-  readonly lines: readonly JsonLine[];
-  readonly stderr: string;
-  readonly elapsedMs: number;
-  readonly timedOut: boolean;
-}
-
 /** A process running inside a lab namespace. */
-export interface LabProcess {
-  readonly pid: number | undefined;
-  readonly lines: readonly JsonLine[];
-  /** When each line arrived, in ms since the process was spawned (same index as `lines`). */
-  readonly lineTimesMs: readonly number[];
-  readonly exited: Promise<ProcessResult>;
-  /** Resolves with the first line matching `match`, or undefined after `timeoutMs` or exit. */
-  waitForLine(match: (line: JsonLine) => boolean, timeoutMs: number): Promise<JsonLine | undefined>;
-  kill(): void;
-}
+export type LabProcess = JsonProcess;
 
 const liveLabs = new Set<Lab>();
 let labCounter = 0;
@@ -430,81 +412,13 @@ export class Lab {
   spawn(target: string, argv: readonly string[], options: { timeoutMs?: number } = {}): LabProcess {
     if (this.destroyed) throw new HolePunchError('lab_unavailable', 'the lab is torn down');
     const ns = this.namespaceOf(target);
-    const command = argv[0] === 'node' ? [process.execPath, ...argv.slice(1)] : [...argv];
-    const started = performance.now();
-    const child = spawn('ip', ['netns', 'exec', ns, ...command], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const { process: proc, child } = spawnJsonProcess(
+      ['ip', 'netns', 'exec', ns, ...withNodeBinary(argv)],
+      options.timeoutMs ?? DEFAULT_PROCESS_TIMEOUT_MS,
+    );
     this.children.add(child);
-    const lines: JsonLine[] = [];
-    const lineTimesMs: number[] = [];
-    const waiters = new Set<() => void>();
-    let stderr = '';
-    let buffered = '';
-    let timedOut = false;
-    child.stdout?.setEncoding('utf8');
-    child.stdout?.on('data', (chunk: string) => {
-      buffered += chunk;
-      for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
-        const text = buffered.slice(0, nl).trim();
-        buffered = buffered.slice(nl + 1);
-        if (!text.startsWith('{')) continue;
-        try {
-          lines.push(JSON.parse(text) as JsonLine);
-          lineTimesMs.push(performance.now() - started);
-        } catch {
-          // Not every line a program prints must be JSON; only JSON lines are collected.
-        }
-        for (const wake of waiters) wake();
-      }
-    });
-    child.stderr?.setEncoding('utf8');
-    child.stderr?.on('data', (chunk: string) => {
-      if (stderr.length < 64 * 1024) stderr += chunk;
-    });
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, options.timeoutMs ?? DEFAULT_PROCESS_TIMEOUT_MS);
-    const exited = new Promise<ProcessResult>((resolve) => {
-      child.on('close', (code, signal) => {
-        clearTimeout(timer);
-        this.children.delete(child);
-        for (const wake of waiters) wake();
-        resolve({ code, signal, lines, stderr, elapsedMs: performance.now() - started, timedOut });
-      });
-      child.on('error', (error) => {
-        stderr += String(error);
-      });
-    });
-    let done = false;
-    void exited.then(() => {
-      done = true;
-    });
-    return {
-      pid: child.pid,
-      lines,
-      lineTimesMs,
-      exited,
-      kill: () => child.kill('SIGKILL'),
-      waitForLine: (match, timeoutMs) =>
-        new Promise((resolve) => {
-          const check = () => {
-            const hit = lines.find(match);
-            if (hit !== undefined || done) {
-              clearTimeout(t);
-              waiters.delete(check);
-              resolve(hit);
-            }
-          };
-          const t = setTimeout(() => {
-            waiters.delete(check);
-            resolve(lines.find(match));
-          }, timeoutMs);
-          waiters.add(check);
-          check();
-        }),
-    };
+    child.on('close', () => this.children.delete(child));
+    return proc;
   }
 
   /** Runs a process in a namespace to completion and returns its JSON lines. */
@@ -541,7 +455,10 @@ export class Lab {
       ],
       { timeoutMs: SERVER_LIFETIME_MS },
     );
-    const ready = await server.waitForLine((l) => l.port === port, SERVER_START_TIMEOUT_MS);
+    const ready = await server.waitForLine(
+      (l) => isServerRecord(l, 'listening') && l.port === port,
+      SERVER_START_TIMEOUT_MS,
+    );
     if (ready === undefined) {
       server.kill();
       const result = await server.exited;

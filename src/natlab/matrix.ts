@@ -1,14 +1,17 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { SERVER_ADDRESS } from './addresses.js';
 import {
   CLIENT_CLI_PATH,
-  type JsonLine,
-  type Lab,
-  type LabSpec,
+  type CliName,
+  findCliLine,
+  isCliEvent,
   LEGACY_CLIENT_CLI_PATH,
-  type SiteSpec,
-} from './lab.js';
+  type RttLine,
+  toCliLine,
+} from '../cli/index.js';
+import { SERVER_ADDRESS } from './addresses.js';
+import type { JsonLine } from './json-process.js';
+import type { Lab, LabSpec, SiteSpec } from './lab.js';
 import {
   expectPair,
   MATRIX_NAT_TYPES,
@@ -241,21 +244,19 @@ function clientArgv(
   return argv;
 }
 
-const find = (lines: readonly JsonLine[], event: string) => lines.find((l) => l.event === event);
-
-function firstPeerPath(line: JsonLine | undefined): string | undefined {
-  const peers = line?.peers;
-  if (!Array.isArray(peers)) return undefined;
-  const first: unknown = peers[0];
-  return typeof first === 'object' && first !== null && 'path' in first
-    ? String(first.path)
-    : undefined;
+/** The lines each client kind prints (both CLIs share registered, punched, rtt and failed). */
+function linesOf(client: ClientKind): CliName & ('client' | 'legacy-client') {
+  return client === 'legacy' ? 'legacy-client' : 'client';
 }
 
-function received(lines: readonly JsonLine[]): number {
-  const rtts = lines.filter((l) => l.event === 'rtt');
+function received(lines: readonly JsonLine[], cli: 'client' | 'legacy-client'): number {
+  const rtts: RttLine[] = [];
+  for (const line of lines) {
+    const parsed = toCliLine(cli, line);
+    if (parsed.ok && parsed.line.event === 'rtt') rtts.push(parsed.line);
+  }
   if (rtts.length === 0) return 0;
-  return Math.min(...rtts.map((l) => (typeof l.received === 'number' ? l.received : 0)));
+  return Math.min(...rtts.map((l) => l.received));
 }
 
 /** Runs one host/join attempt between two lab hosts and judges it. */
@@ -281,13 +282,14 @@ export async function runTrial(
       timeoutMs: TRIAL_HARD_LIMIT_MS,
     },
   );
+  const cli = linesOf(client);
   const registered = await host.waitForLine(
-    (l) => l.event === 'registered' || l.event === 'failed',
+    (l) => isCliEvent(l, cli, 'registered', 'failed'),
     REGISTER_WAIT_MS,
   );
   const joinStart = performance.now();
   const join =
-    registered?.event === 'registered'
+    registered !== undefined && isCliEvent(registered, cli, 'registered')
       ? lab.spawn(
           joinAt,
           clientArgv(client, 'join', session, server, options.v2TimeoutMs, options.relay),
@@ -299,15 +301,15 @@ export async function runTrial(
   if (join === undefined) host.kill();
   const [hr, jr] = await Promise.all([host.exited, join?.exited]);
   // Times of a line, relative to the joiner's start.
-  const at = (proc: typeof host, start: number, event: string) => {
-    const i = proc.lines.findIndex((l) => l.event === event);
+  const at = (proc: typeof host, start: number, event: 'punched') => {
+    const i = proc.lines.findIndex((l) => isCliEvent(l, cli, event));
     const t = proc.lineTimesMs[i];
     return i < 0 || t === undefined ? undefined : start + t - joinStart;
   };
-  const hostPunched = find(hr.lines, 'punched');
-  const joinPunched = jr === undefined ? undefined : find(jr.lines, 'punched');
-  const hostReceived = received(hr.lines);
-  const joinReceived = jr === undefined ? 0 : received(jr.lines);
+  const hostPunched = findCliLine(hr.lines, cli, 'punched');
+  const joinPunched = jr === undefined ? undefined : findCliLine(jr.lines, cli, 'punched');
+  const hostReceived = received(hr.lines, cli);
+  const joinReceived = jr === undefined ? 0 : received(jr.lines, cli);
   const ok =
     hr.code === 0 &&
     jr?.code === 0 &&
@@ -318,18 +320,19 @@ export async function runTrial(
   const hostPunchAt = at(host, hostStart, 'punched');
   const joinPunchAt = join === undefined ? undefined : at(join, joinStart, 'punched');
   const failed =
-    (jr === undefined ? undefined : find(jr.lines, 'failed')) ?? find(hr.lines, 'failed');
+    (jr === undefined ? undefined : findCliLine(jr.lines, cli, 'failed')) ??
+    findCliLine(hr.lines, cli, 'failed');
   let code: string | undefined;
   if (!ok) {
     if (hr.timedOut || jr?.timedOut === true) code = 'hang';
     else if (registered === undefined) code = 'host_not_registered';
-    else if (typeof failed?.code === 'string') code = failed.code;
+    else if (failed !== undefined) code = failed.code;
     else if (hostPunched !== undefined && joinPunched !== undefined) code = 'no_game_datagrams';
     else code = `exit_${hr.code}_${jr?.code ?? 'none'}`;
   }
   const exitAt = (r: typeof hr | undefined, start: number) =>
     r === undefined ? 0 : start + r.elapsedMs - joinStart;
-  const rtt = find(jr?.lines ?? [], 'rtt')?.rttMs;
+  const rtt = findCliLine(jr?.lines ?? [], cli, 'rtt')?.rttMs;
   return {
     client,
     pair: pair.id,
@@ -341,8 +344,8 @@ export async function runTrial(
     joinAt,
     expectation: expectationFor(client, pair),
     ok,
-    hostPath: firstPeerPath(hostPunched),
-    joinPath: firstPeerPath(joinPunched),
+    hostPath: hostPunched?.peers[0]?.path,
+    joinPath: joinPunched?.peers[0]?.path,
     timeToPunchMs:
       ok && hostPunchAt !== undefined && joinPunchAt !== undefined
         ? Math.round(Math.max(hostPunchAt, joinPunchAt))

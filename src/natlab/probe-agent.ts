@@ -11,6 +11,7 @@
  * This is a lab tool, not part of the client: it speaks JSON and may allocate freely.
  */
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import { formatCliLine } from '../cli/index.js';
 
 /** Each request is sent this many times, spaced by REQUEST_SPACING_MS (the lab has no loss during probes, but ARP may still be resolving). */
 const REQUEST_ATTEMPTS = 5;
@@ -98,7 +99,7 @@ async function observer(endpoints: string[]): Promise<void> {
       }
     });
   });
-  process.stdout.write(`${JSON.stringify({ event: 'observing', endpoints })}\n`);
+  process.stdout.write(formatCliLine('probe-agent', { event: 'observing', endpoints }));
 }
 
 class Inbox {
@@ -200,7 +201,7 @@ async function probe(
   collision.close();
 
   process.stdout.write(
-    `${JSON.stringify({
+    formatCliLine('probe-agent', {
       event: 'probed',
       localPort,
       mappedA,
@@ -209,7 +210,7 @@ async function probe(
       fromOtherAddress,
       collisionPort,
       mappedCollision,
-    })}\n`,
+    }),
   );
   if (lingerMs > 0) await sleep(lingerMs);
   main.close();
@@ -226,7 +227,7 @@ async function hairpin(target: string, localPort: number) {
     send(socket, { op: 'hairpin', id: i }, to.address, to.port);
     await sleep(REQUEST_SPACING_MS);
   }
-  process.stdout.write(`${JSON.stringify({ event: 'hairpin', target, answered })}\n`);
+  process.stdout.write(formatCliLine('probe-agent', { event: 'hairpin', target, answered }));
   socket.close();
 }
 

@@ -1,3 +1,4 @@
+import { type CliEvent, findCliLine, isCliEvent, PROBE_AGENT_PATH } from '../cli/index.js';
 import { OBSERVER_ADDRESSES } from './addresses.js';
 import type { Lab } from './lab.js';
 import { type Filtering, type Mapping, NAT_BEHAVIOUR, type NatType } from './nat-types.js';
@@ -7,8 +8,6 @@ const OBSERVER_PORT = 3478;
 const PROBE_TIMEOUT_MS = 15_000;
 /** How long host 0 keeps its probe socket open so host 1 can try to reach it by hairpin. */
 const HAIRPIN_LINGER_MS = 3_000;
-
-export const PROBE_AGENT_PATH = new URL('./probe-agent.js', import.meta.url).pathname;
 
 /** What the probe saw for one host, and whether it matches the site's NAT type. */
 export interface SiteVerdict {
@@ -27,20 +26,7 @@ export interface SiteVerdict {
   readonly problems: readonly string[];
 }
 
-interface Mapped {
-  address: string;
-  port: number;
-}
-
-interface ProbeLine {
-  localPort: number;
-  mappedA?: Mapped;
-  mappedB?: Mapped;
-  fromOtherPort: boolean;
-  fromOtherAddress: boolean;
-  collisionPort: number;
-  mappedCollision?: Mapped;
-}
+type ProbeLine = CliEvent<'probe-agent', 'probed'>;
 
 const [obsA = '', obsB = '', obsC = ''] = OBSERVER_ADDRESSES;
 const OBSERVER_ENDPOINTS = [
@@ -66,7 +52,10 @@ export async function probeLab(lab: Lab): Promise<SiteVerdict[]> {
     },
   );
   try {
-    const ready = await observer.waitForLine((l) => l.event === 'observing', PROBE_TIMEOUT_MS);
+    const ready = await observer.waitForLine(
+      (l) => isCliEvent(l, 'probe-agent', 'observing'),
+      PROBE_TIMEOUT_MS,
+    );
     if (ready === undefined)
       throw new Error(`probe observer did not start: ${(await killed(observer)).stderr}`);
     const perSite = await Promise.all(lab.sites.map((site) => probeSite(lab, site.name)));
@@ -100,10 +89,16 @@ async function probeSite(lab: Lab, siteName: string): Promise<SiteVerdict[]> {
     ),
   );
   const lines = await Promise.all(
-    procs.map((p) => p.waitForLine((l) => l.event === 'probed', PROBE_TIMEOUT_MS)),
+    procs.map(async (p) => {
+      const line = await p.waitForLine(
+        (l) => isCliEvent(l, 'probe-agent', 'probed'),
+        PROBE_TIMEOUT_MS,
+      );
+      return line === undefined ? undefined : findCliLine([line], 'probe-agent', 'probed');
+    }),
   );
   let hairpin: boolean | undefined;
-  const first = lines[0] as unknown as ProbeLine | undefined;
+  const first = lines[0];
   const second = site.hosts[1];
   if (multi && first?.mappedA !== undefined && second !== undefined) {
     const result = await lab.run(
@@ -117,7 +112,7 @@ async function probeSite(lab: Lab, siteName: string): Promise<SiteVerdict[]> {
       ],
       { timeoutMs: PROBE_TIMEOUT_MS },
     );
-    hairpin = result.lines.find((l) => l.event === 'hairpin')?.answered === true;
+    hairpin = findCliLine(result.lines, 'probe-agent', 'hairpin')?.answered === true;
   }
   await Promise.all(procs.map((p) => p.exited));
   return site.hosts.map((host, k) =>
@@ -126,7 +121,7 @@ async function probeSite(lab: Lab, siteName: string): Promise<SiteVerdict[]> {
       host.name,
       site.nat,
       site.publicAddress,
-      lines[k] as unknown as ProbeLine | undefined,
+      lines[k],
       multi ? { expected: site.hairpin, seen: hairpin } : undefined,
     ),
   );

@@ -1,0 +1,36 @@
+// What other folders may use of the CLIs: their entry paths and their JSON lines. Not the
+// CLIs themselves: each runs its main() when imported.
+export {
+  BENCH_RUN_PATH,
+  CLIENT_CLI_PATH,
+  ECHO_SERVER_PATH,
+  LEGACY_CLIENT_CLI_PATH,
+  NATLAB_CLI_PATH,
+  PROBE_AGENT_PATH,
+  SERVER_CLI_PATH,
+} from './entries.js';
+export {
+  type CliEvent,
+  type ClientLine,
+  type CliLines,
+  type CliName,
+  type DoctorLine,
+  type EchoServerLine,
+  type EventOf,
+  findCliLine,
+  formatCliLine,
+  isCliEvent,
+  isServerRecord,
+  type LegacyClientLine,
+  type ParsedLine,
+  type ProbeAgentLine,
+  type PunchedPeerLine,
+  parseCliLine,
+  parseJsonObject,
+  type RttLine,
+  type ServerLine,
+  type ServerMessage,
+  type ServerRecord,
+  type ServerRecordFields,
+  toCliLine,
+} from './lines.js';
