@@ -6,7 +6,7 @@
  * `npm run bench`. Traffic goes only to loopback; every loop is bounded in count and time.
  */
 import dgram from 'node:dgram';
-import { encodeV2, type V2Message } from '../protocol/v2.js';
+import { encodeV2, type V2Message } from '../protocol/index.js';
 
 /** Where the attacker's socket binds: one source, apart from every legit player. */
 export const ATTACKER_ADDRESS = '127.0.0.66';

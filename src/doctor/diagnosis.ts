@@ -11,9 +11,8 @@
  *   the alternate port and from the alternate address and port, which its NAT filters or not;
  * - 2..5: one probe each, sent right after socket 0's and 1's: how the NAT allocates ports.
  */
-import type { Endpoint } from '../protocol/endpoint.js';
-import { hasV2Prefix } from '../protocol/magic.js';
-import { decodeV2, encodeV2 } from '../protocol/v2.js';
+import type { Endpoint } from '../protocol/index.js';
+import { decodeV2, encodeV2, hasV2Prefix } from '../protocol/index.js';
 import { classify, type NatReport, type Observation } from './report.js';
 
 export const DIAGNOSIS_SOCKETS = 6;

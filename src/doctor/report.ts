@@ -1,7 +1,7 @@
 /**
  * From what the diagnosis saw to RFC 4787 terms and a verdict in plain words. Pure.
  */
-import type { Endpoint } from '../protocol/endpoint.js';
+import type { Endpoint } from '../protocol/index.js';
 
 /** RFC 4787 mapping and filtering behaviours. */
 export const NAT_BEHAVIOURS = [

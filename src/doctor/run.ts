@@ -6,7 +6,7 @@ import dgram from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { HolePunchError } from '../errors.js';
-import { type Endpoint, unmappedAddress } from '../protocol/endpoint.js';
+import { type Endpoint, unmappedAddress } from '../protocol/index.js';
 import { DIAGNOSIS_SOCKETS, NatDiagnosis } from './diagnosis.js';
 import type { NatReport } from './report.js';
 

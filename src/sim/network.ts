@@ -4,7 +4,7 @@
  * sans-IO cores (anything with `nextDeadline`/`handleTimeout`) without real sockets or
  * clocks, deterministically from a seed.
  */
-import type { Endpoint } from '../protocol/endpoint.js';
+import type { Endpoint } from '../protocol/index.js';
 import { type NatType, SimNat } from './nat.js';
 import { seededRandom } from './random.js';
 
