@@ -23,12 +23,13 @@ export function createMetricsRegistry(source: MetricsSource): Registry {
 
   new Gauge({
     name: 'holepunch_sessions_open',
-    help: 'Sessions open now (waiting for players), by protocol',
+    help: 'Sessions open now (waiting for players: created and not yet ended), by protocol',
     labelNames: ['protocol'],
     registers,
     collect() {
       this.set({ protocol: 'legacy' }, core.legacy.sessionCount);
-      this.set({ protocol: 'v2' }, core.v2.sessionCount);
+      // Started v2 sessions lingering for acks already ended (`started`): not open.
+      this.set({ protocol: 'v2' }, core.v2.waitingCount);
     },
   });
   new Gauge({
@@ -95,7 +96,7 @@ export function createMetricsRegistry(source: MetricsSource): Registry {
   });
   new Counter({
     name: 'holepunch_sessions_ended_total',
-    help: 'Sessions ended, by how: started (peers sent), expired (TTL), closed (host or shutdown)',
+    help: 'Sessions ended, each once, by how: started (peers sent), expired (TTL), closed (host, host left or silent, drain or shutdown)',
     labelNames: ['how'],
     registers,
     collect() {

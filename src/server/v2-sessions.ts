@@ -33,6 +33,11 @@ import type { Outbox, ProtocolHandler } from './handler.js';
 import type { SessionLifecycleEvent } from './lifecycle.js';
 import { DEFAULT_SERVER_SETTINGS, type ServerSettings } from './settings.js';
 import { MEMORY_COSTS, type SourceLimits, sourceKey } from './source-limits.js';
+import {
+  V2_SESSION_ENDINGS,
+  type V2SessionEnding,
+  type V2SessionEndingRow,
+} from './v2-lifecycle.js';
 import { RelayAllocations, type RelayIo, type RelayRefusal } from './v2-relay.js';
 
 /** First re-push of `peers` to a member that has not acked them; doubles each time. */
@@ -404,7 +409,7 @@ export class V2Sessions implements ProtocolHandler {
         }
         this.#send(from, encodeV2({ type: 'ok', requestId: msg.requestId }));
         if (this.#validate(now, session, member)) return;
-        if (session.state === 'waiting') this.#start(now, session, 'exchange_peers');
+        if (session.state === 'waiting') this.#end(now, session, 'exchange_peers');
         return;
       case 'close':
         if (!member.isHost) {
@@ -412,14 +417,18 @@ export class V2Sessions implements ProtocolHandler {
           return;
         }
         this.#send(from, encodeV2({ type: 'ok', requestId: msg.requestId }));
-        this.#counters.sessionsClosed++;
-        this.#end(session, msg.reason || 'Session closed by the host.', member);
+        this.#end(
+          now,
+          session,
+          session.state === 'waiting' ? 'host_closed' : 'host_closed_started',
+          msg.reason || 'Session closed by the host.',
+          member,
+        );
         return;
       case 'leave':
         this.#send(from, encodeV2({ type: 'ok', requestId: msg.requestId }));
         if (member.isHost && session.state === 'waiting') {
-          this.#counters.sessionsClosed++;
-          this.#end(session, 'The host left.', member, false, 'host_left');
+          this.#end(now, session, 'host_left', 'The host left.', member);
           return;
         }
         this.#removeMember(session, member);
@@ -430,7 +439,7 @@ export class V2Sessions implements ProtocolHandler {
           // The others may be punching it: tell them it is gone, not behind a NAT.
           this.#peerLeft(session, member, 'left');
           this.#relay?.closeMember(session.instance, member.name);
-          this.#forgetIfAllAcked(session);
+          this.#forgetIfAllAcked(now, session);
         }
         return;
       case 'keepalive':
@@ -447,8 +456,11 @@ export class V2Sessions implements ProtocolHandler {
         return;
       case 'peers_ack':
         this.#send(from, encodeV2({ type: 'ok', requestId: msg.requestId }));
+        // A lobby has no peers to ack: an ack before the start must neither spare the member
+        // its `peers` pushes nor make the lobby vanish (uncounted) once every member sent one.
+        if (session.state !== 'started') return;
         member.peersAcked = true;
-        this.#forgetIfAllAcked(session);
+        this.#forgetIfAllAcked(now, session);
         return;
     }
   }
@@ -550,7 +562,7 @@ export class V2Sessions implements ProtocolHandler {
       }
       // A started session only lingers for late peer and relay requests: its name is free
       // for the next game (its relay channels live on without it).
-      this.#forget(existing);
+      this.#end(now, existing, 'name_reused');
     }
     if (this.#sessions.size >= this.#maxSessions) {
       this.#refuse(from, msg.requestId, 'server_full', 'The server holds too many sessions.');
@@ -727,7 +739,7 @@ export class V2Sessions implements ProtocolHandler {
     const full = this.#autostart && validatedCount(session) >= session.maxPlayers;
     // Everyone sees the full lobby before the peers; otherwise `member` gets it as a reply.
     this.#broadcastLobby(session, full ? undefined : member);
-    if (full) this.#start(now, session, 'autostart');
+    if (full) this.#end(now, session, 'autostart');
     return full;
   }
 
@@ -759,16 +771,13 @@ export class V2Sessions implements ProtocolHandler {
     };
   }
 
-  #start(now: number, session: Session, reason: 'autostart' | 'exchange_peers'): void {
-    // Members that never showed they receive at their address are not exchanged.
-    for (const m of session.members.filter((x) => !x.validated)) this.#removeMember(session, m);
+  /** Moves a waiting session (counted and reported by `#end`) to started and sends peers. */
+  #start(now: number, session: Session): void {
     const members = session.members.slice();
     session.state = 'started';
     this.#startedOpen++;
     session.startedAt = now;
     this.#rememberStarted(now, session);
-    this.#counters.sessionsStarted++;
-    this.#lifecycle('started', session, reason);
     session.deadline = now + STARTED_LINGER_MS;
     if (this.#relay !== undefined) {
       const until = now + RELAY_ASK_WINDOW_MS;
@@ -827,8 +836,8 @@ export class V2Sessions implements ProtocolHandler {
     flush();
   }
 
-  #forgetIfAllAcked(session: Session): void {
-    if (session.members.every((m) => m.peersAcked)) this.#forget(session);
+  #forgetIfAllAcked(now: number, session: Session): void {
+    if (session.members.every((m) => m.peersAcked)) this.#end(now, session, 'all_acked');
   }
 
   /** The lobby without its tag: `sealPush` tags it for each member with that member's token. */
@@ -860,19 +869,37 @@ export class V2Sessions implements ProtocolHandler {
     }
   }
 
-  /** Tells every member except `except` that the session ended, then forgets it. */
-  #end(
-    session: Session,
-    reason: string,
-    except?: Member,
-    expired = false,
-    code: ErrorCode = 'session_closed',
-  ): void {
-    this.#lifecycle(expired ? 'expired' : 'closed', session, reason);
-    this.#relay?.closeSession(session.instance);
-    const body = encodePushBody({ type: 'closed', requestId: 0, code, reason });
-    for (const m of session.members) {
-      if (m.validated && m !== except) this.#send(m.endpoint, sealPush(m.token, body));
+  /**
+   * The one way a session ends or leaves the table (`V2_SESSION_ENDINGS`): a waiting session
+   * counts its ending's counter and emits its event, once; a started one only goes. Then it
+   * starts (`peers`), or every validated member except `except` is told `closed` with
+   * `reason` (its relay allocations close) and it is forgotten.
+   */
+  #end(now: number, session: Session, ending: V2SessionEnding, reason = '', except?: Member): void {
+    const row: V2SessionEndingRow = V2_SESSION_ENDINGS[ending];
+    if (session.gone) return;
+    if (session.state !== row.from) {
+      throw new Error(`v2 session ending ${ending} from state ${session.state}`);
+    }
+    // Members that never showed they receive at their address are not exchanged (nor counted
+    // in the `started` event).
+    if (row.told === 'peers') {
+      for (const m of session.members.filter((x) => !x.validated)) this.#removeMember(session, m);
+    }
+    if (row.counter !== null) {
+      this.#counters[row.counter]++;
+      this.#lifecycle(row.state, session, row.told === 'peers' ? ending : reason);
+    }
+    if (row.told === 'peers') {
+      this.#start(now, session);
+      return;
+    }
+    if (row.told !== null) {
+      this.#relay?.closeSession(session.instance);
+      const body = encodePushBody({ type: 'closed', requestId: 0, code: row.told, reason });
+      for (const m of session.members) {
+        if (m.validated && m !== except) this.#send(m.endpoint, sealPush(m.token, body));
+      }
     }
     this.#forget(session);
   }
@@ -992,10 +1019,8 @@ export class V2Sessions implements ProtocolHandler {
 
   #wake(now: number, session: Session): void {
     if (now >= session.deadline) {
-      if (session.state === 'waiting') {
-        this.#counters.sessionsExpired++;
-        this.#end(session, 'Session expired.', undefined, true);
-      } else this.#forget(session);
+      if (session.state === 'waiting') this.#end(now, session, 'expired', 'Session expired.');
+      else this.#end(now, session, 'linger_over');
       return;
     }
     let next = session.deadline;
@@ -1005,8 +1030,7 @@ export class V2Sessions implements ProtocolHandler {
       );
       if (stale.some((m) => m.isHost)) {
         countRejection(this.#counters, 'v2_unvalidated_member');
-        this.#counters.sessionsClosed++;
-        this.#end(session, 'The host did not confirm its address.');
+        this.#end(now, session, 'host_unvalidated', 'The host did not confirm its address.');
         return;
       }
       for (const m of stale) {
@@ -1019,13 +1043,12 @@ export class V2Sessions implements ProtocolHandler {
       const host = silent.find((m) => m.isHost);
       if (host !== undefined) {
         countRejection(this.#counters, 'v2_silent_member');
-        this.#counters.sessionsClosed++;
         this.#end(
+          now,
           session,
+          'host_silent',
           `The host left: nothing from it for ${MEMBER_SILENCE_MS / 1000} s.`,
           host,
-          false,
-          'host_left',
         );
         return;
       }
@@ -1074,15 +1097,26 @@ export class V2Sessions implements ProtocolHandler {
    * `shutdown`), `host` and `join` are refused from now on, and started sessions and their
    * relay allocations go on until they end by themselves or `shutdown` comes.
    */
-  drain(_now: number, reason: string): void {
+  drain(now: number, reason: string): void {
     this.#draining = true;
     for (const session of [...this.#sessions.values()]) {
-      if (session.state === 'waiting') this.#end(session, reason);
+      if (session.state === 'waiting') this.#end(now, session, 'drained', reason);
     }
   }
 
-  shutdown(_now: number, reason: string): void {
-    for (const session of [...this.#sessions.values()]) this.#end(session, reason);
+  /**
+   * The server stops: every member of every session in the table is told `reason`. Waiting
+   * lobbies end `closed` (counted); started ones already ended, and only go.
+   */
+  shutdown(now: number, reason: string): void {
+    for (const session of [...this.#sessions.values()]) {
+      this.#end(
+        now,
+        session,
+        session.state === 'waiting' ? 'shutdown' : 'shutdown_started',
+        reason,
+      );
+    }
     this.#timers.length = 0;
     this.#started.clear();
     this.#relay?.clear();
