@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import dgram from 'node:dgram';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { flood, legitLoad, percentile } from '../src/bench/attack.js';
+import { SERVER_CLI_PATH } from '../src/cli/index.js';
 import { drain } from '../src/core/index.js';
 import { decodeV2, encodeV2, padRegisterRequest } from '../src/protocol/v2.js';
 import { RendezvousServer } from '../src/server/rendezvous.js';
@@ -218,7 +218,7 @@ describe('replies to unvalidated sources stay within 3x', () => {
   });
 });
 
-const CLI = fileURLToPath(new URL('../src/cli/server.js', import.meta.url));
+const CLI = SERVER_CLI_PATH;
 
 async function freePort(): Promise<number> {
   const s = dgram.createSocket('udp4');

@@ -3,11 +3,11 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { after, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { parseCliLine, SERVER_CLI_PATH, type ServerLine } from '../src/cli/index.js';
 import { HolePunchClient, type HolePunchResult } from '../src/client/index.js';
 import { HolePunchError } from '../src/errors.js';
 
-const CLI = fileURLToPath(new URL('../src/cli/server.js', import.meta.url));
+const CLI = SERVER_CLI_PATH;
 const STARTUP_TIMEOUT_MS = 5_000;
 const EXIT_TIMEOUT_MS = 5_000;
 
@@ -52,13 +52,15 @@ function startCli(args: readonly string[], env: Readonly<Record<string, string>>
     child,
     finished,
     /** Resolves with the first stdout JSON line whose msg is `msg`. */
-    async logLine(msg: string): Promise<Record<string, unknown>> {
+    async logLine(msg: string): Promise<ServerLine> {
       const deadline = Date.now() + STARTUP_TIMEOUT_MS;
       while (Date.now() < deadline && child.exitCode === null) {
-        for (const line of stdout.split('\n')) {
+        // Only complete lines: a record may still be arriving.
+        for (const line of stdout.split('\n').slice(0, -1)) {
           if (!line.startsWith('{')) continue;
-          const record = JSON.parse(line) as Record<string, unknown>;
-          if (record.msg === msg) return record;
+          const record = parseCliLine('server', line);
+          if (!record.ok) assert.fail(`${record.error}: ${line}`);
+          if (record.line.msg === msg) return record.line;
         }
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
