@@ -4,16 +4,19 @@
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { type Level, pino } from 'pino';
-import { LEGACY_MAX_PLAYERS } from '../protocol/legacy.js';
-import { DEFAULT_SERVER_SETTINGS, type ServerSettings } from '../server/settings.js';
+import { LEGACY_MAX_PLAYERS } from '../protocol/index.js';
 import {
+  DEFAULT_MEMORY_BUDGET_SHARE,
   DEFAULT_METRICS_HOST,
   DEFAULT_PORT,
+  DEFAULT_SERVER_SETTINGS,
+  MIN_RELAY_PORT,
   type RunningServer,
+  relayPortRangeProblem,
+  type ServerSettings,
   startServer,
-} from '../server/shell.js';
-import { DEFAULT_MEMORY_BUDGET_SHARE, UNLIMITED_SOURCES } from '../server/source-limits.js';
-import { MIN_RELAY_PORT, relayPortRangeProblem } from '../server/v2-relay.js';
+  UNLIMITED_SOURCES,
+} from '../server/index.js';
 
 const DEFAULTS = DEFAULT_SERVER_SETTINGS;
 

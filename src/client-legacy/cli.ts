@@ -11,10 +11,16 @@
  * readable lines otherwise. Exit 0 when punched and game datagrams came back, 1 otherwise.
  */
 import { parseArgs } from 'node:util';
+import { formatCliLine, type LegacyClientLine } from '../cli/index.js';
 import { HolePunchError } from '../errors.js';
 import { exchangeGameDatagrams } from './game-check.js';
 import { LegacyClient } from './shell.js';
-import { DEFAULT_LEGACY_REVISION, LEGACY_REVISIONS, type LegacyRevision } from './state.js';
+import {
+  DEFAULT_LEGACY_REVISION,
+  LEGACY_REVISIONS,
+  type LegacyClientEvent,
+  type LegacyRevision,
+} from './state.js';
 
 const isRevision = (value: string): value is LegacyRevision =>
   (LEGACY_REVISIONS as readonly string[]).includes(value);
@@ -62,9 +68,11 @@ function main(): Promise<number> {
   }
   const server = { address: values.server.slice(0, at), port: Number(values.server.slice(at + 1)) };
   const name = values.name ?? `${role}-${process.pid}`;
-  const print = (line: Record<string, unknown>) => {
+  const print = (line: LegacyClientLine) => {
     process.stdout.write(
-      values.json ? `${JSON.stringify(line)}\n` : `${Object.values(line).map(String).join(' ')}\n`,
+      values.json
+        ? formatCliLine('legacy-client', line)
+        : `${Object.values(line).map(String).join(' ')}\n`,
     );
   };
   const client = new LegacyClient({
@@ -77,7 +85,7 @@ function main(): Promise<number> {
     revision,
     localPort: values['local-port'] === undefined ? server.port : Number(values['local-port']),
   });
-  client.on('event', (event: Record<string, unknown>) => {
+  client.on('event', (event: LegacyClientEvent) => {
     // `peers` is internal progress; the v2 CLI has no such line.
     if (event.event !== 'peers') print(event);
   });

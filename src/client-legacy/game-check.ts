@@ -1,5 +1,5 @@
 import type { RemoteInfo, Socket } from 'node:dgram';
-import type { Endpoint } from '../protocol/endpoint.js';
+import type { Endpoint } from '../protocol/index.js';
 
 /** Game datagrams each side sends per peer after punching, one per GAME_PING_INTERVAL_MS. */
 export const GAME_PINGS = 10;

@@ -1,7 +1,7 @@
 import { createSocket, type Socket } from 'node:dgram';
 import { EventEmitter } from 'node:events';
 import { MAIN_SOCKET } from '../core/index.js';
-import { UdpDriver } from '../driver/udp.js';
+import { UdpDriver } from '../driver/index.js';
 import { HolePunchError } from '../errors.js';
 import { type LegacyClientConfig, type LegacyClientEvent, LegacyClientState } from './state.js';
 

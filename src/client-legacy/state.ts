@@ -1,10 +1,10 @@
 import { type Core, MAIN_SOCKET, type SocketId, type Work, WorkQueue } from '../core/index.js';
-import type { Endpoint } from '../protocol/endpoint.js';
+import type { Endpoint } from '../protocol/index.js';
 import {
   decodeLegacyPeerMessage,
   decodeLegacyServerMessage,
   encodeLegacy,
-} from '../protocol/legacy-client.js';
+} from '../protocol/index.js';
 
 const textDecoder = new TextDecoder('utf-8', { fatal: false });
 

@@ -11,11 +11,10 @@ import { lookup } from 'node:dns/promises';
 import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
-import { type Core, MAIN_SOCKET, type SocketId, type Work } from '../core/contract.js';
-import { UdpDriver } from '../driver/udp.js';
+import { type Core, MAIN_SOCKET, type SocketId, type Work } from '../core/index.js';
+import { UdpDriver } from '../driver/index.js';
 import { HolePunchError } from '../errors.js';
-import { type Endpoint, unmappedAddress } from '../protocol/endpoint.js';
-import { MAX_CANDIDATES } from '../protocol/v2.js';
+import { type Endpoint, MAX_CANDIDATES, unmappedAddress } from '../protocol/index.js';
 import type { ConfirmedPeer, FailedPeer } from './punch.js';
 import { checkTraversalInput, Traversal, type TraversalEvent } from './traversal.js';
 

@@ -3,16 +3,18 @@
  * sent, punch every candidate of every peer until each peer acked one of our punches.
  * No clock, no socket: `now` comes in, datagrams go out through `send`.
  */
-import { isUnicastEndpoint } from '../protocol/address.js';
-import type { Endpoint } from '../protocol/endpoint.js';
-import { endpointKey, unmappedAddress } from '../protocol/endpoint.js';
+
+import type { Endpoint } from '../protocol/index.js';
 import {
   encodePunch,
+  endpointKey,
+  isUnicastEndpoint,
   type PeerLeftWhy,
+  unmappedAddress,
   type V2Message,
   type V2Peer,
   verifyPunchTag,
-} from '../protocol/v2.js';
+} from '../protocol/index.js';
 
 /** One punch round to every candidate of every unconfirmed peer this often, at first. */
 export const PUNCH_INTERVAL_MS = 50;

@@ -5,16 +5,16 @@
  * clock or touches a socket: the shell (HolePunchClient, through UdpDriver) or the simulator
  * feeds it `now` and datagrams and carries out what `poll()` hands back (`Core`).
  */
-import { type Core, type SocketId, type Work, WorkQueue } from '../core/contract.js';
+import { type Core, type SocketId, type Work, WorkQueue } from '../core/index.js';
 import { HolePunchError } from '../errors.js';
-import { isUnicastEndpoint } from '../protocol/address.js';
-import type { Endpoint } from '../protocol/endpoint.js';
-import { endpointKey, sameEndpoint, unmappedAddress } from '../protocol/endpoint.js';
-import { hasV2Prefix } from '../protocol/magic.js';
+import type { Endpoint } from '../protocol/index.js';
 import {
   bytesKey,
   decodeV2,
   encodeV2,
+  endpointKey,
+  hasV2Prefix,
+  isUnicastEndpoint,
   isValidField,
   MAX_NAME_BYTES,
   MAX_NICKNAME_BYTES,
@@ -24,11 +24,13 @@ import {
   MIN_PLAYERS,
   type PushAuth,
   padRegisterRequest,
+  sameEndpoint,
   truncateUtf8,
+  unmappedAddress,
   type V2Message,
   type V2Peer,
   verifyPushTag,
-} from '../protocol/v2.js';
+} from '../protocol/index.js';
 import {
   type ConfirmedPeer,
   type FailedPeer,

@@ -1,4 +1,4 @@
-import type { Endpoint } from '../protocol/endpoint.js';
+import type { Endpoint } from '../protocol/index.js';
 
 /**
  * Which of a driver's sockets: 0 is the main one. The server's NAT diagnosis sockets are 1-3

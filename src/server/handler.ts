@@ -1,4 +1,4 @@
-import type { Endpoint } from '../protocol/endpoint.js';
+import type { Endpoint } from '../protocol/index.js';
 
 /**
  * Where a sans-IO core puts the datagrams it wants sent. The shell binds it to a

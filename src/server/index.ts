@@ -33,4 +33,6 @@ export {
   type StartServerOptions,
   startServer,
 } from './shell.js';
+export { DEFAULT_MEMORY_BUDGET_SHARE, UNLIMITED_SOURCES } from './source-limits.js';
+export { MIN_RELAY_PORT, relayPortRangeProblem } from './v2-relay.js';
 export { V2Sessions, type V2SessionsOptions } from './v2-sessions.js';

@@ -1,17 +1,19 @@
-import { type Endpoint, endpointKey, isLoopbackAddress } from '../protocol/endpoint.js';
 import {
   CLOSE_REASONS,
   decodeLegacy,
+  type Endpoint,
   encodeClose,
   encodeLobby,
   encodeOk,
   encodePeers,
+  endpointKey,
+  isLoopbackAddress,
   LEGACY_MAX_PLAYERS,
   type LegacyDecodeOptions,
   type LegacyPeerEntry,
   legacyAddressText,
   legacyNameProblem,
-} from '../protocol/legacy.js';
+} from '../protocol/index.js';
 import { countRejection, type ServerCounters } from './counters.js';
 import type { Outbox, ProtocolHandler } from './handler.js';
 import type { MemberLifecycleEvent, SessionLifecycleEvent } from './lifecycle.js';

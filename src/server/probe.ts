@@ -4,8 +4,7 @@
  * with RFC 5780's CHANGE-REQUEST does. Stateless and sans-IO: nothing is kept, and a reply is
  * at most 105 bytes for a 64-byte probe.
  */
-import { type Endpoint, unmappedAddress } from '../protocol/endpoint.js';
-import { encodeV2, type V2Message } from '../protocol/v2.js';
+import { type Endpoint, encodeV2, unmappedAddress, type V2Message } from '../protocol/index.js';
 import { countRejection, type ServerCounters } from './counters.js';
 import type { Outbox } from './handler.js';
 

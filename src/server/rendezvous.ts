@@ -1,8 +1,12 @@
 import { type Core, MAIN_SOCKET, type SocketId, type Work, WorkQueue } from '../core/index.js';
-import type { Endpoint } from '../protocol/endpoint.js';
-import { CLOSE_REASONS } from '../protocol/legacy.js';
-import { hasV2Prefix, V2_MAGIC_BYTES } from '../protocol/magic.js';
-import { decodeV2, V2_TYPES } from '../protocol/v2.js';
+import type { Endpoint } from '../protocol/index.js';
+import {
+  CLOSE_REASONS,
+  decodeV2,
+  hasV2Prefix,
+  V2_MAGIC_BYTES,
+  V2_TYPES,
+} from '../protocol/index.js';
 import { countRejection, createCounters, type ServerCounters } from './counters.js';
 import type { Outbox } from './handler.js';
 import { LegacySessions } from './legacy-sessions.js';

@@ -6,7 +6,7 @@ import { type Logger, pino } from 'pino';
 import { MAIN_SOCKET, type SocketId } from '../core/index.js';
 import { UdpDriver } from '../driver/index.js';
 import { HolePunchError } from '../errors.js';
-import { CLOSE_REASONS } from '../protocol/legacy.js';
+import { CLOSE_REASONS } from '../protocol/index.js';
 import { countRejection, createCounters, type ServerCounters } from './counters.js';
 import type { MemberLifecycleEvent, SessionLifecycleEvent } from './lifecycle.js';
 import { LogLimiter } from './log-limit.js';

@@ -15,8 +15,7 @@
  */
 
 import { getHeapStatistics } from 'node:v8';
-import { ipv6Groups } from '../protocol/address.js';
-import { unmappedAddress } from '../protocol/endpoint.js';
+import { ipv6Groups, unmappedAddress } from '../protocol/index.js';
 
 export interface SourceLimitSettings {
   /** Datagrams a source may send per second (token bucket), after a burst of `requestBurst`. */

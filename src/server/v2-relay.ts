@@ -16,16 +16,18 @@
  * is sent to a source that has not bound; one datagram out per datagram in, same bytes;
  * capped per allocation (bytes/s, packets/s), per source address and in total.
  */
-import { type Endpoint, sameEndpoint, unmappedAddress } from '../protocol/endpoint.js';
-import { V2_MAGIC_BYTES } from '../protocol/magic.js';
 import {
   decodeV2,
+  type Endpoint,
   encodeV2,
   RELAY_BIND_TOKEN_BYTES,
   RELAY_ID_BYTES,
+  sameEndpoint,
+  unmappedAddress,
   V2_HEADER_BYTES,
+  V2_MAGIC_BYTES,
   V2_TYPES,
-} from '../protocol/v2.js';
+} from '../protocol/index.js';
 import { countRejection, type ServerCounters } from './counters.js';
 import type { Outbox } from './handler.js';
 

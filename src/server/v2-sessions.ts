@@ -4,13 +4,13 @@
  * through the outbox. Datagram in/out totals are counted by the dispatcher.
  */
 import type { ErrorCode } from '../errors.js';
-import { isUnicastEndpoint } from '../protocol/address.js';
-import { type Endpoint, sameEndpoint, unmappedAddress } from '../protocol/endpoint.js';
 import {
   bytesKey,
   decodeV2,
+  type Endpoint,
   encodePushBody,
   encodeV2,
+  isUnicastEndpoint,
   isValidField,
   MAX_DATAGRAM_BYTES,
   MAX_NAME_BYTES,
@@ -22,12 +22,14 @@ import {
   type PeerLeftWhy,
   PUNCH_KEY_BYTES,
   peerWireBytes,
+  sameEndpoint,
   sealPush,
   TOKEN_BYTES,
   truncateUtf8,
+  unmappedAddress,
   type V2Message,
   type V2Peer,
-} from '../protocol/v2.js';
+} from '../protocol/index.js';
 import { countRejection, type ServerCounters } from './counters.js';
 import type { Outbox, ProtocolHandler } from './handler.js';
 import type { SessionLifecycleEvent } from './lifecycle.js';

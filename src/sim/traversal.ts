@@ -2,11 +2,11 @@
  * One whole traversal in the simulator: the real rendezvous server core and N real client
  * cores on a simulated network with NATs, delay and loss. Used by tests and benchmarks.
  */
-import type { PeerFailureCause, PunchPath } from '../client/punch.js';
-import { Traversal, type TraversalEvent } from '../client/traversal.js';
+import type { PeerFailureCause, PunchPath } from '../client/index.js';
+import { Traversal, type TraversalEvent } from '../client/index.js';
 import type { ErrorCode } from '../errors.js';
-import type { Endpoint } from '../protocol/endpoint.js';
-import { RendezvousServer } from '../server/rendezvous.js';
+import type { Endpoint } from '../protocol/index.js';
+import { RendezvousServer } from '../server/index.js';
 import type { NatType } from './nat.js';
 import { SimNetwork, type SimNetworkOptions } from './network.js';
 import { seededBytes, seededRandom } from './random.js';
