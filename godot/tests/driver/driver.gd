@@ -5,7 +5,9 @@ extends Node
 ## Config: the environment variable HP_DRIVER (JSON): server, port, session, host, name,
 ## nickname, max_players, finalize_after_ms (host: finalize_peers this long after start),
 ## timeout_ms, deadline_ms (quit whatever happens), then:
-##   after: "enet" (create_enet_peer, then an RPC round trip both ways with every peer),
+##   after: "enet" (create_enet_peer, then an RPC round trip both ways with every peer; then
+##          it stays until its peers say they are done too, at most LINGER_S, so ENet can
+##          still retransmit what they are missing),
 ##          "udp_echo" (bind the released port with the game's own PacketPeerUDP and run the
 ##          holepunch-client CLI's hp-test ping/pong with every peer), or "none";
 ##   use_relay (default true); drop_direct: the addon's socket drops every datagram to or
@@ -14,6 +16,8 @@ extends Node
 
 const HolePunchScript := preload("res://addons/holepunch/holepunch.gd")
 const TEST_PREFIX := "hp-test:"
+## After its own RPC round trips, how long a player waits for its peers' (their "bye").
+const LINGER_S := 15.0
 
 var _config: Dictionary = {}
 var _hp: Node = null
@@ -26,6 +30,8 @@ var _udp_peers: Array = []
 var _udp_sent: int = 0
 var _udp_next_at: int = 0
 var _done: bool = false
+var _rpc_ok: bool = false
+var _byes: Dictionary = {}
 
 
 func _ready() -> void:
@@ -56,7 +62,7 @@ func _ready() -> void:
 	_hp.hole_punched.connect(_on_hole_punched)
 	_line({"godot": "ready", "engine": Engine.get_version_info()["string"]})
 	get_tree().create_timer(float(_config.get("deadline_ms", 30000)) / 1000.0).timeout.connect(
-			func() -> void: _end("deadline", 3))
+			func() -> void: _end("done", 0) if _rpc_ok else _end("deadline", 3))
 	_started_msec = Time.get_ticks_msec()
 	_hp.start_traversal(str(_config.session), bool(_config.host), str(_config.name),
 			str(_config.get("nickname", _config.name)))
@@ -106,6 +112,9 @@ func _start_enet() -> void:
 	multiplayer.connection_failed.connect(func() -> void:
 		_line({"godot": "enet", "error": "connection_failed"})
 		_end("enet_failed", 1))
+	multiplayer.server_disconnected.connect(func() -> void:
+		_line({"godot": "enet", "event": "server_disconnected"})
+		_end("done" if _rpc_ok else "enet_failed", 0 if _rpc_ok else 1))
 	multiplayer.multiplayer_peer = peer
 	_line({"godot": "enet_started", "server": multiplayer.is_server()})
 	# An RPC sent the moment a peer connects can be dropped before the remote's multiplayer
@@ -145,9 +154,30 @@ func _pong(from_id: int, sent_at: int) -> void:
 func _check_enet_done() -> void:
 	# The host talks to every joiner; a joiner talks to the host only (ENet is a star).
 	var wanted := _expected_peers if multiplayer.is_server() else 1
-	if _pongs.size() >= wanted and _pings_answered.size() >= wanted and not _done:
+	if _pongs.size() >= wanted and _pings_answered.size() >= wanted and not _rpc_ok:
+		_rpc_ok = true
 		_line({"godot": "rpc_ok", "pongs": _pongs.size(), "pings": _pings_answered.size()})
-		_end("done", 0, 1.5)
+		# Stay until the peers are done too: our last pong may still be retransmitted (ENet
+		# waits longer after each loss), and quitting would drop it. At most LINGER_S.
+		if multiplayer.is_server():
+			_bye.rpc()
+		else:
+			_bye.rpc_id(1)
+		get_tree().create_timer(LINGER_S).timeout.connect(func() -> void: _end("done", 0))
+		_maybe_finish()
+
+
+## A peer got its round trips: it may quit once we have ours.
+@rpc("any_peer", "call_remote", "reliable")
+func _bye() -> void:
+	_byes[multiplayer.get_remote_sender_id()] = true
+	_maybe_finish()
+
+
+func _maybe_finish() -> void:
+	var done := _byes.size() >= _expected_peers if multiplayer.is_server() else _byes.has(1)
+	if _rpc_ok and done:
+		_end("done", 0, 1.0)
 
 
 func _start_udp_echo(port: int, peers: Array) -> void:
