@@ -1,6 +1,7 @@
 // A client of the original HolePunch plugin's protocol (seed PROTOCOL.md), used by the NAT
 // lab and the benchmarks to prove that games with the original plugin get through our server.
-// Its wire format lives in src/protocol/legacy-client.ts.
+// Its wire format lives in src/protocol/legacy-client.ts; `LegacyClientState` is a sans-IO core
+// (the `Core` contract of src/core) and `LegacyClient` runs it on a `UdpDriver`.
 export { exchangeGameDatagrams, type GameCheckResult } from './game-check.js';
 export { LegacyClient, type LegacyClientOptions, type LegacyPunchResult } from './shell.js';
 export {

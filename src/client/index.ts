@@ -1,4 +1,6 @@
-// Public face of the client: the node:dgram shell and the pure cores it drives.
+// Public face of the client. `Traversal` is the sans-IO core (the `Core` contract of src/core):
+// registration, the lobby, the punch (`PunchAttempt`), the relay, and telling game data from
+// protocol. `HolePunchClient` runs it on a `UdpDriver` and turns its events into Node events.
 export {
   DEFAULT_SERVER,
   HolePunchClient,

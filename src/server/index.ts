@@ -1,4 +1,7 @@
-// Public face of the rendezvous server: the sans-IO core and the node:dgram shell.
+// Public face of the rendezvous server. `RendezvousServer` is its sans-IO core (the `Core`
+// contract of src/core: replies, relay sockets and lifecycle events are pulled with `poll()`);
+// it routes v2 datagrams to `V2Sessions` and the rest to `LegacySessions`, whose endings are
+// tables (v2-lifecycle.ts, LEGACY_SESSION_ENDINGS). `startServer` runs it on a `UdpDriver`.
 export { countRejection, createCounters, type ServerCounters } from './counters.js';
 export type { Outbox, ProtocolHandler } from './handler.js';
 export {
