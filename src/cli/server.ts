@@ -64,8 +64,8 @@ Options:
                          aim the server's replies at a forged address.
   --no-relay             do not relay v2 players whose direct punch failed (by
                          default the server forwards their game traffic)
-  --relay-ports LOW-HIGH UDP ports the relay binds on the server's address, one per
-                         relayed pair; open them in the firewall (default
+  --relay-ports LOW-HIGH UDP ports (1024 and up) the relay binds on the server's
+                         address, one per relayed pair; open them in the firewall (default
                          ${DEFAULTS.relayPorts.low}-${DEFAULTS.relayPorts.high})
   --drain-seconds N      on SIGTERM/SIGHUP refuse new sessions but keep started
                          games and their relay running until idle, at most N
