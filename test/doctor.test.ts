@@ -6,6 +6,7 @@ import type { DoctorJson } from '../src/cli/doctor.js';
 import { CLIENT_CLI_PATH, SERVER_CLI_PATH } from '../src/cli/index.js';
 import { DIAGNOSIS_SOCKETS, NatDiagnosis, type NatReport } from '../src/doctor/index.js';
 import type { Endpoint } from '../src/protocol/endpoint.js';
+import { encodeHairpinProbe, isHairpinProbe } from '../src/protocol/hairpin.js';
 import { decodeV2, encodeV2 } from '../src/protocol/v2.js';
 import { createCounters } from '../src/server/counters.js';
 import { ProbeResponder, type ServerSocket } from '../src/server/probe.js';
@@ -155,6 +156,15 @@ describe('NAT diagnosis core against simulated NATs (every RFC 5780 test)', () =
     assert.equal(core.report().reachable, false);
     core.handle(2, first.socket, { address: MAIN, port: PORT }, forged);
     assert.deepEqual(core.report().publicAddresses, ['192.0.2.99']);
+  });
+
+  it('the hairpin datagram is hp-hairpin:NONCE and is recognised only with its own nonce', () => {
+    const data = encodeHairpinProbe('k3x9');
+    assert.equal(new TextDecoder().decode(data), 'hp-hairpin:k3x9');
+    assert.equal(isHairpinProbe(data, 'k3x9'), true);
+    assert.equal(isHairpinProbe(data, 'k3x8'), false);
+    assert.equal(isHairpinProbe(data.subarray(0, -1), 'k3x9'), false);
+    assert.equal(isHairpinProbe(encodeHairpinProbe('k3x9 '), 'k3x9'), false);
   });
 
   it('without an alternate address and port the doctor says which tests it could not run', () => {

@@ -17,6 +17,7 @@ import {
   MAX_LEGACY_NAME_BYTES,
   MAX_LEGACY_NICKNAME_BYTES,
 } from '../src/protocol/legacy.js';
+import { readPluginServerLine } from '../src/protocol/legacy-client.js';
 
 const text = (s: string): Uint8Array => new TextEncoder().encode(s);
 const decodeText = (s: string, cap?: number): LegacyDecodeResult =>
@@ -224,5 +225,93 @@ describe('legacy codec: encoding server replies byte for byte', () => {
     assert.equal(legacyAddressText('::FFFF:127.0.0.1'), '127.0.0.1');
     assert.equal(legacyAddressText('2001:db8::1'), undefined);
     assert.equal(legacyAddressText('::1'), undefined);
+  });
+});
+
+describe('legacy codec: server lines as each plugin revision reads them', () => {
+  const read = (revision: Parameters<typeof readPluginServerLine>[0], s: string) =>
+    readPluginServerLine(revision, text(s));
+
+  test('lobby: and close: are read by the lobby revision only; close: reason ends at a colon', () => {
+    assert.deepEqual(read('godot3-lobby', 'lobby:ann,bob:4:extra'), {
+      type: 'lobby',
+      nicknames: ['ann', 'bob'],
+      maxPlayers: 4,
+    });
+    assert.deepEqual(read('godot3-lobby', 'lobby::2'), {
+      type: 'lobby',
+      nicknames: [],
+      maxPlayers: 2,
+    });
+    const noMax = read('godot3-lobby', 'lobby:ann');
+    assert.ok(noMax.type === 'lobby' && Number.isNaN(noMax.maxPlayers));
+    assert.deepEqual(read('godot3-lobby', 'close:Session full:x'), {
+      type: 'close',
+      reason: 'Session full',
+    });
+    for (const revision of ['godot3-master', 'godot4-master'] as const) {
+      assert.deepEqual(read(revision, 'lobby:ann:2'), { type: 'other' });
+      assert.deepEqual(read(revision, 'close:Session full'), { type: 'other' });
+    }
+  });
+
+  test('ok: needs the colon in the lobby revision; the master ones take any "ok" prefix', () => {
+    assert.deepEqual(read('godot3-lobby', 'ok:4242'), { type: 'ok', port: 4242 });
+    assert.deepEqual(read('godot3-lobby', 'ok:0'), { type: 'ok', port: undefined });
+    assert.deepEqual(read('godot3-lobby', 'okay'), { type: 'other' });
+    assert.deepEqual(read('godot3-master', 'okay'), { type: 'ok', port: undefined });
+    assert.deepEqual(read('godot4-master', 'ok:4242'), { type: 'ok', port: 4242 });
+  });
+
+  test('peers: the lobby revision reads every entry, the master ones the first one only', () => {
+    const line = 'peers:ann:203.0.113.5:4100:True,bob:198.51.100.7:4200:False';
+    assert.deepEqual(read('godot3-lobby', line), {
+      type: 'peers',
+      body: line.slice(6),
+      entries: {
+        ok: true,
+        peers: [
+          { name: 'ann', address: '203.0.113.5', port: 4100 },
+          { name: 'bob', address: '198.51.100.7', port: 4200 },
+        ],
+      },
+    });
+    assert.deepEqual(read('godot3-master', line), {
+      type: 'peers',
+      body: line.slice(6),
+      entries: { ok: true, peers: [{ name: 'ann', address: '203.0.113.5', port: 4100 }] },
+    });
+    assert.deepEqual(read('godot3-lobby', 'peers:'), {
+      type: 'peers',
+      body: '',
+      entries: { ok: true, peers: [] },
+    });
+    assert.deepEqual(read('godot3-master', 'peersXY'), {
+      type: 'peers',
+      body: 'Y',
+      entries: { ok: true, peers: [] },
+    });
+    assert.deepEqual(read('godot3-lobby', 'peersXY'), { type: 'other' });
+  });
+
+  test("peers: Godot 4's right(6) keeps the last 6 characters, which never parse", () => {
+    assert.deepEqual(read('godot4-master', 'peers:ann:203.0.113.5:4100:True'), {
+      type: 'peers',
+      body: '0:True',
+      entries: { ok: false, entry: '0:True' },
+    });
+  });
+
+  test('peers: an entry with a missing field or a bad port is what the plugin chokes on', () => {
+    assert.deepEqual(read('godot3-lobby', 'peers:ann:203.0.113.5:4100,bob:198.51.100.7'), {
+      type: 'peers',
+      body: 'ann:203.0.113.5:4100,bob:198.51.100.7',
+      entries: { ok: false, entry: 'bob:198.51.100.7' },
+    });
+    assert.deepEqual(read('godot3-master', 'peers:ann:203.0.113.5:0'), {
+      type: 'peers',
+      body: 'ann:203.0.113.5:0',
+      entries: { ok: false, entry: 'ann:203.0.113.5:0' },
+    });
   });
 });

@@ -1,12 +1,13 @@
 import { type Core, MAIN_SOCKET, type SocketId, type Work, WorkQueue } from '../core/index.js';
-import type { Endpoint } from '../protocol/index.js';
-import {
-  decodeLegacyPeerMessage,
-  decodeLegacyServerMessage,
-  encodeLegacy,
+import type {
+  Endpoint,
+  LegacyPluginPeers,
+  LegacyPluginServerLine,
+  LegacyRevision,
 } from '../protocol/index.js';
+import { decodeLegacyPeerMessage, encodeLegacy, readPluginServerLine } from '../protocol/index.js';
 
-const textDecoder = new TextDecoder('utf-8', { fatal: false });
+export type { LegacyRevision } from '../protocol/index.js';
 
 /**
  * `_send_client_to_server()` waits this long before `rc`: a joiner from start_traversal, the
@@ -31,17 +32,9 @@ export const GOS_FOR_SUCCESS = 5;
 export const PLUGIN_PUNCH_BUDGET_MS = 10_000;
 
 /**
- * Which released plugin (seed `original/`) the client behaves like. They differ on the wire
- * (`rc` fields), in which server messages they read, and in how they fail:
- * - `godot3-lobby` (76c604a): `rc:NAME:KEY:NICKNAME`; reads `lobby:` and `close:`; has
- *   `client_disconnect()`/`close_session()` (`cs` from the host, `cc` otherwise); reads every
- *   `peers:` entry; an empty `peers:` fails with `No peers found.` (and sends `cc`).
- * - `godot3-master` (8a7476f): `rc:NAME:KEY`; ignores `lobby:` and `close:`; no `cs`; reads only
- *   the first `peers:` entry; an empty `peers:` is ignored and the plugin waits forever.
- * - `godot4-master` (bdd83f5): as `godot3-master`, but Godot 4's `String.right(6)` is the LAST 6
- *   characters, so it can never parse `peers:` (script error at holepunch_node.gd:94).
+ * The released plugins the client can behave like; `LegacyRevision` (in src/protocol, since
+ * the revisions differ on the wire) says how they differ.
  */
-export type LegacyRevision = 'godot3-lobby' | 'godot3-master' | 'godot4-master';
 export const LEGACY_REVISIONS: readonly LegacyRevision[] = [
   'godot3-lobby',
   'godot3-master',
@@ -261,38 +254,34 @@ export class LegacyClientState implements Core<LegacyClientEvent> {
   private handleServer(now: number, from: Endpoint, data: Uint8Array): void {
     // Deviation: the plugins read whatever reaches the socket; we drop other sources.
     if (from.port !== this.config.server.port) return;
-    const text = textDecoder.decode(data);
-    const lobbyRevision = this.revision === 'godot3-lobby';
-    // The master revisions test `begins_with("ok")` / `("peers")`, the lobby one with ':'.
-    if (lobbyRevision && text.startsWith('lobby:')) {
-      // update_lobby(m[1].split(","), m[2]): extra fields are ignored.
-      const m = text.split(':');
-      const list = m[1] ?? '';
-      this.emit({
-        event: 'lobby',
-        players: list === '' ? [] : list.split(','),
-        maxPlayers: Number(m[2]),
-      });
+    // Which lines each revision reads, and how, is the protocol's business.
+    const line: LegacyPluginServerLine = readPluginServerLine(this.revision, data);
+    switch (line.type) {
+      case 'lobby':
+        this.emit({ event: 'lobby', players: line.nicknames, maxPlayers: line.maxPlayers });
+        return;
+      case 'close':
+        // handle_failure("Disconnected: "+m[1]).
+        this.handleFailure('server_closed', `Disconnected: ${line.reason}`);
+        return;
+      case 'ok':
+        if (line.port !== undefined) {
+          this.ownPort = line.port;
+          this.emit({ event: 'registered', publicPort: line.port });
+        }
+        // The host registers itself as a client after the first `ok:` (its `rs` reply), through
+        // the same 2 s coroutine as a joiner; a joiner's `ok:` changes nothing but own_port.
+        if (this.config.role === 'host' && !this.foundServer) {
+          this.registerAt = now + REGISTER_DELAY_MS;
+        }
+        this.foundServer = true;
+        return;
+      case 'peers':
+        this.handlePeers(now, line.body, line.entries);
+        return;
+      case 'other':
+        return;
     }
-    if (lobbyRevision && text.startsWith('close:')) {
-      // handle_failure("Disconnected: "+m[1]): the reason is cut at its first ':'.
-      this.handleFailure('server_closed', `Disconnected: ${text.split(':')[1] ?? ''}`);
-      return;
-    }
-    if (text.startsWith(lobbyRevision ? 'ok:' : 'ok')) {
-      const msg = decodeLegacyServerMessage(data);
-      if (msg?.type === 'ok') {
-        this.ownPort = msg.port;
-        this.emit({ event: 'registered', publicPort: msg.port });
-      }
-      // The host registers itself as a client after the first `ok:` (its `rs` reply), through
-      // the same 2 s coroutine as a joiner; a joiner's `ok:` changes nothing but own_port.
-      if (this.config.role === 'host' && !this.foundServer) {
-        this.registerAt = now + REGISTER_DELAY_MS;
-      }
-      this.foundServer = true;
-    }
-    if (text.startsWith(lobbyRevision ? 'peers:' : 'peers')) this.handlePeers(now, text);
   }
 
   private handlePeer(now: number, data: Uint8Array): void {
@@ -382,13 +371,12 @@ export class LegacyClientState implements Core<LegacyClientEvent> {
 
   /**
    * `peers:`: the plugins first close the server socket, then cut the prefix with
-   * `right(6)` (Godot 3: from index 6; Godot 4: the last 6 characters) and parse.
+   * `right(6)` (Godot 3: from index 6; Godot 4: the last 6 characters, `body`) and parse.
    */
-  private handlePeers(now: number, text: string): void {
+  private handlePeers(now: number, body: string, entries: LegacyPluginPeers): void {
     this.closeServerSocket();
     this.registerAt = Infinity;
-    const body = this.revision === 'godot4-master' ? text.slice(-6) : text.slice(6);
-    if (body.length <= 2) {
+    if (entries.ok && entries.peers.length === 0) {
       if (this.revision === 'godot3-lobby') {
         this.handleFailure('no_peers', 'No peers found.');
       } else {
@@ -402,33 +390,20 @@ export class LegacyClientState implements Core<LegacyClientEvent> {
       }
       return;
     }
-    // Lobby: every `,`-separated entry; master: `split(":")` of the whole body, so only the
-    // first entry counts. m[2] missing is a script error that aborts _process; HOSTING
-    // (a fourth field) is never read.
-    const entries = this.revision === 'godot3-lobby' ? body.split(',') : [body];
+    if (!entries.ok) {
+      // m[2] missing (or no port) is a script error that aborts _process.
+      this.fail(
+        'bad_request',
+        'peers_unparsable',
+        this.revision === 'godot4-master'
+          ? `the godot4-master plugin cannot parse peers: (Godot 4 String.right(6) is the last 6 characters, "${body}"; script error at holepunch_node.gd:94)`
+          : `the ${this.revision} plugin cannot parse the peers: entry "${entries.entry}" (script error)`,
+      );
+      return;
+    }
+    // A dictionary keyed by name: a repeated name overwrites.
     const peers = new Map<string, PeerState>();
-    for (const entry of entries) {
-      const [name, address, portText] = entry.split(':');
-      // int() of the master's "PORT,NAME2..." reads the leading digits.
-      const port = Number(portText?.split(',')[0]);
-      if (
-        name === undefined ||
-        address === undefined ||
-        portText === undefined ||
-        !Number.isInteger(port) ||
-        port < 1 ||
-        port > 65_535
-      ) {
-        this.fail(
-          'bad_request',
-          'peers_unparsable',
-          this.revision === 'godot4-master'
-            ? `the godot4-master plugin cannot parse peers: (Godot 4 String.right(6) is the last 6 characters, "${body}"; script error at holepunch_node.gd:94)`
-            : `the ${this.revision} plugin cannot parse the peers: entry "${entry}" (script error)`,
-        );
-        return;
-      }
-      // A dictionary keyed by name: a repeated name overwrites.
+    for (const { name, address, port } of entries.peers) {
       peers.set(name, { name, address, port, isHost: false });
     }
     this.peers = [...peers.values()];

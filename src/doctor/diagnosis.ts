@@ -12,7 +12,13 @@
  * - 2..5: one probe each, sent right after socket 0's and 1's: how the NAT allocates ports.
  */
 import type { Endpoint } from '../protocol/index.js';
-import { decodeV2, encodeV2, hasV2Prefix } from '../protocol/index.js';
+import {
+  decodeV2,
+  encodeHairpinProbe,
+  encodeV2,
+  hasV2Prefix,
+  isHairpinProbe,
+} from '../protocol/index.js';
 import { classify, type NatReport, type Observation } from './report.js';
 
 export const DIAGNOSIS_SOCKETS = 6;
@@ -22,8 +28,6 @@ export const PROBE_RETRY_MS = 200;
 export const PROBE_GIVE_UP_MS = 1_600;
 /** Hairpin datagrams: one socket sends to another's public mapping, this many times. */
 export const HAIRPIN_TRIES = 6;
-
-const HAIRPIN_PREFIX = 'hp-hairpin:';
 
 export interface DiagnosisOptions {
   /** The server's main address (an IP literal) and port. */
@@ -94,7 +98,7 @@ export class NatDiagnosis {
 
   /** A datagram that arrived on local socket `socket`. */
   handle(now: number, socket: number, from: Endpoint, data: Uint8Array): void {
-    if (this.#isHairpin(data)) {
+    if (isHairpinProbe(data, this.#nonce)) {
       this.#hairpinHeard = true;
       return;
     }
@@ -285,14 +289,9 @@ export class NatDiagnosis {
       this.#hairpinNextAt = Number.POSITIVE_INFINITY;
       return;
     }
-    const data = new TextEncoder().encode(`${HAIRPIN_PREFIX}${this.#nonce}`);
+    const data = encodeHairpinProbe(this.#nonce);
     this.#out.push({ socket: 0, to: b, data }, { socket: 2, to: a, data });
     this.#hairpinSent++;
     this.#hairpinNextAt = now + PROBE_RETRY_MS;
-  }
-
-  #isHairpin(data: Uint8Array): boolean {
-    if (data.length !== HAIRPIN_PREFIX.length + this.#nonce.length) return false;
-    return new TextDecoder().decode(data) === `${HAIRPIN_PREFIX}${this.#nonce}`;
   }
 }

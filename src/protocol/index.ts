@@ -2,6 +2,7 @@
 
 export * from './address.js';
 export * from './endpoint.js';
+export * from './hairpin.js';
 export * from './legacy.js';
 export * from './legacy-client.js';
 export * from './magic.js';

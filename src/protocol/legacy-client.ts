@@ -137,3 +137,115 @@ export const encodeLegacy = {
   /** Sent to the server by `start_peer_contact()` on `peers:`; every server ignores it. */
   goodbye: () => encodeLegacyText('goodbye'),
 };
+
+/**
+ * Which released plugin (seed `original/`) the client behaves like. They differ on the wire
+ * (`rc` fields), in which server messages they read, and in how they fail:
+ * - `godot3-lobby` (76c604a): `rc:NAME:KEY:NICKNAME`; reads `lobby:` and `close:`; has
+ *   `client_disconnect()`/`close_session()` (`cs` from the host, `cc` otherwise); reads every
+ *   `peers:` entry; an empty `peers:` fails with `No peers found.` (and sends `cc`).
+ * - `godot3-master` (8a7476f): `rc:NAME:KEY`; ignores `lobby:` and `close:`; no `cs`; reads only
+ *   the first `peers:` entry; an empty `peers:` is ignored and the plugin waits forever.
+ * - `godot4-master` (bdd83f5): as `godot3-master`, but Godot 4's `String.right(6)` is the LAST 6
+ *   characters, so it can never parse `peers:` (script error at holepunch_node.gd:94).
+ */
+export type LegacyRevision = 'godot3-lobby' | 'godot3-master' | 'godot4-master';
+
+/**
+ * A `peers:` entry as a plugin reads it: NAME, ADDRESS and the leading number of PORT. The
+ * plugins never read HOSTING.
+ */
+export interface LegacyPluginPeer {
+  readonly name: string;
+  readonly address: string;
+  readonly port: number;
+}
+
+/**
+ * A server line as one plugin revision reads it (`readPluginServerLine`), quirks included.
+ * Unlike `decodeLegacyServerMessage`, which says what the server meant, this says what the
+ * plugin saw.
+ */
+export type LegacyPluginServerLine =
+  /**
+   * Lobby revision, `lobby:LIST:MAX`: `update_lobby(m[1].split(","), m[2])`, extra fields
+   * ignored; `maxPlayers` is `Number(m[2])`, so NaN when it is missing or not a number.
+   */
+  | { readonly type: 'lobby'; readonly nicknames: readonly string[]; readonly maxPlayers: number }
+  /** Lobby revision, `close:REASON`: `m[1]`, so the reason is cut at its first `:`. */
+  | { readonly type: 'close'; readonly reason: string }
+  /**
+   * `ok:PORT` (the master revisions test only `begins_with("ok")`): `port` undefined when the
+   * line passed the plugin's prefix test but carries no valid port.
+   */
+  | { readonly type: 'ok'; readonly port: number | undefined }
+  /**
+   * `peers:...` (the master revisions test only `begins_with("peers")`). `body` is what
+   * `right(6)` left: from index 6 in Godot 3, the last 6 characters in Godot 4.
+   */
+  | { readonly type: 'peers'; readonly body: string; readonly entries: LegacyPluginPeers }
+  /** Anything this revision does not read. */
+  | { readonly type: 'other' };
+
+export type LegacyPluginPeers =
+  /** What the plugin read; empty when `body` has at most 2 characters (no peers). */
+  | { readonly ok: true; readonly peers: readonly LegacyPluginPeer[] }
+  /** An entry the plugin cannot parse (a script error): `entry` is the one it choked on. */
+  | { readonly ok: false; readonly entry: string };
+
+/** How `revision` reads the server line `data`; never throws. */
+export function readPluginServerLine(
+  revision: LegacyRevision,
+  data: Uint8Array,
+): LegacyPluginServerLine {
+  const text = decoder.decode(data);
+  const lobbyRevision = revision === 'godot3-lobby';
+  if (lobbyRevision && text.startsWith('lobby:')) {
+    const m = text.split(':');
+    const list = m[1] ?? '';
+    return {
+      type: 'lobby',
+      nicknames: list === '' ? [] : list.split(','),
+      maxPlayers: Number(m[2]),
+    };
+  }
+  if (lobbyRevision && text.startsWith('close:')) {
+    return { type: 'close', reason: text.split(':')[1] ?? '' };
+  }
+  if (text.startsWith(lobbyRevision ? 'ok:' : 'ok')) {
+    const msg = decodeLegacyServerMessage(data);
+    return { type: 'ok', port: msg?.type === 'ok' ? msg.port : undefined };
+  }
+  if (text.startsWith(lobbyRevision ? 'peers:' : 'peers')) {
+    const body = revision === 'godot4-master' ? text.slice(-6) : text.slice(6);
+    return { type: 'peers', body, entries: readPluginPeers(revision, body) };
+  }
+  return { type: 'other' };
+}
+
+/**
+ * The plugins' parse of what `right(6)` left. Lobby: every `,`-separated entry; master:
+ * `split(":")` of the whole body, so only the first entry counts and `int()` of its
+ * "PORT,NAME2..." reads the leading digits. A missing field is a script error.
+ */
+function readPluginPeers(revision: LegacyRevision, body: string): LegacyPluginPeers {
+  if (body.length <= 2) return { ok: true, peers: [] };
+  const entries = revision === 'godot3-lobby' ? body.split(',') : [body];
+  const peers: LegacyPluginPeer[] = [];
+  for (const entry of entries) {
+    const [name, address, portText] = entry.split(':');
+    const port = Number(portText?.split(',')[0]);
+    if (
+      name === undefined ||
+      address === undefined ||
+      portText === undefined ||
+      !Number.isInteger(port) ||
+      port < 1 ||
+      port > 65_535
+    ) {
+      return { ok: false, entry };
+    }
+    peers.push({ name, address, port });
+  }
+  return { ok: true, peers };
+}
