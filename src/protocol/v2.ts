@@ -27,6 +27,17 @@ export const RELAY_ID_BYTES = 8;
 /** The secret that proves a `relay_bind` comes from the member the allocation was given to. */
 export const RELAY_BIND_TOKEN_BYTES = 16;
 
+/** The exact size of a `relay_bind`: header, id, secret. */
+export const RELAY_BIND_BYTES = V2_HEADER_BYTES + RELAY_ID_BYTES + RELAY_BIND_TOKEN_BYTES;
+
+/**
+ * Whether a datagram on a relay port can be a `relay_bind` (size and type byte only): the
+ * relay's hot path forwards game datagrams unchanged and decodes nothing else.
+ */
+export function mayBeRelayBind(data: Uint8Array): boolean {
+  return data.length === RELAY_BIND_BYTES && data[V2_MAGIC_BYTES] === V2_TYPES.relay_bind;
+}
+
 export const V2_TYPES = {
   host: 0x01,
   join: 0x02,

@@ -20,13 +20,11 @@ import {
   decodeV2,
   type Endpoint,
   encodeV2,
+  mayBeRelayBind,
   RELAY_BIND_TOKEN_BYTES,
   RELAY_ID_BYTES,
   sameEndpoint,
   unmappedAddress,
-  V2_HEADER_BYTES,
-  V2_MAGIC_BYTES,
-  V2_TYPES,
 } from '../protocol/index.js';
 import { countRejection, type ServerCounters } from './counters.js';
 import type { Outbox } from './handler.js';
@@ -42,8 +40,6 @@ export const RELAY_PACKETS_PER_SECOND = 4_000;
 export const RELAY_MAX_PER_SOURCE = 128;
 /** A port whose bind failed (another program holds it) is left alone this long. */
 export const RELAY_PORT_RETRY_MS = 60_000;
-/** The exact size of a `relay_bind`: header, id, secret. */
-const BIND_BYTES = V2_HEADER_BYTES + RELAY_ID_BYTES + RELAY_BIND_TOKEN_BYTES;
 
 export interface RelayPortRange {
   readonly low: number;
@@ -318,7 +314,7 @@ export class RelayAllocations {
       countRejection(this.#counters, 'relay_no_allocation');
       return;
     }
-    if (data.length === BIND_BYTES && data[V2_MAGIC_BYTES] === V2_TYPES.relay_bind) {
+    if (mayBeRelayBind(data)) {
       const decoded = decodeV2(data);
       if (decoded.ok && decoded.msg.type === 'relay_bind') {
         this.#bind(now, alloc, from, decoded.msg.id, decoded.msg.bindToken, decoded.msg.requestId);
