@@ -144,6 +144,43 @@ describe('v2 session table', () => {
     assert.equal(t.counters.sessionsStarted, 1);
   });
 
+  it("passes each member's NAT class on in its peer entry (absent = unknown)", () => {
+    const t = setup();
+    const h = t.reply(
+      t.send(0, HOST, {
+        type: 'host',
+        requestId: 1,
+        session: 'game',
+        maxPlayers: 2,
+        name: 'alice',
+        nickname: 'Alice',
+        candidates: [],
+        nat: 'edm-random',
+      }),
+      1,
+    );
+    const j = t.reply(
+      t.send(1, JOINER, {
+        type: 'join',
+        requestId: 1,
+        session: 'game',
+        name: 'bob',
+        nickname: 'Bob',
+        candidates: [],
+      }),
+      1,
+    );
+    if (h?.type !== 'registered' || j?.type !== 'registered') throw new Error('not registered');
+    t.keepalive(2, HOST, h.token);
+    const out = t.keepalive(3, JOINER, j.token);
+    const toJoiner = out.find((o) => o.msg.type === 'peers' && o.to === JOINER)?.msg;
+    const toHost = out.find((o) => o.msg.type === 'peers' && o.to === HOST)?.msg;
+    assert.ok(toJoiner?.type === 'peers' && toHost?.type === 'peers');
+    if (toJoiner?.type !== 'peers' || toHost?.type !== 'peers') return;
+    assert.equal(toJoiner.peers[0]?.nat, 'edm-random');
+    assert.equal(toHost.peers[0]?.nat, undefined, 'unknown is sent as 0 and decodes as absent');
+  });
+
   it('a retried host or join gets the same token back; the same name elsewhere is refused', () => {
     const t = hostAndJoin();
     const again = t.reply(

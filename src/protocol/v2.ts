@@ -74,12 +74,24 @@ export const PROBE_BYTES = 64;
 export const PROBE_CHANGE_ADDRESS = 0x01;
 export const PROBE_CHANGE_PORT = 0x02;
 
+/**
+ * A client's NAT mapping class (docs/protocol-v2.md §6, "Strategy"), measured with two
+ * `probe`s while it registers: `eim` (endpoint-independent mapping: the same public port
+ * towards every destination), `edm-sequential` (a new port per destination, close to the
+ * last one: port prediction finds it), `edm-random` (a random port per destination) or
+ * `unknown` (not measured). Wire: u8 0 unknown, 1 eim, 2 edm-sequential, 3 edm-random.
+ */
+export type NatClass = 'unknown' | 'eim' | 'edm-sequential' | 'edm-random';
+export const NAT_CLASSES: readonly NatClass[] = ['unknown', 'eim', 'edm-sequential', 'edm-random'];
+
 export interface V2Peer {
   readonly name: string;
   readonly nickname: string;
   readonly isHost: boolean;
   readonly publicEndpoint: Endpoint;
   readonly candidates: readonly Endpoint[];
+  /** The peer's NAT class as it told the server; absent = `unknown`. */
+  readonly nat?: NatClass;
 }
 
 /** Why a `peer_left` push says a peer is gone (wire: u8 1 = left, 2 = silent). */
@@ -94,6 +106,8 @@ export type V2Message =
       name: string;
       nickname: string;
       candidates: readonly Endpoint[];
+      /** Our NAT class (absent = `unknown`; decoded only when known). */
+      nat?: NatClass;
     }
   | {
       type: 'join';
@@ -102,6 +116,7 @@ export type V2Message =
       name: string;
       nickname: string;
       candidates: readonly Endpoint[];
+      nat?: NatClass;
     }
   | { type: 'start'; requestId: number; session: string; token: Uint8Array }
   | { type: 'leave'; requestId: number; session: string; token: Uint8Array }
@@ -439,12 +454,14 @@ function encodeBody(msg: V2Encodable | V2PushBody): Uint8Array {
       w.str(msg.name, MAX_NAME_BYTES);
       w.str(msg.nickname, MAX_NICKNAME_BYTES);
       w.endpoints(msg.candidates);
+      w.u8(natByte(msg.nat));
       break;
     case 'join':
       w.str(msg.session, MAX_SESSION_BYTES);
       w.str(msg.name, MAX_NAME_BYTES);
       w.str(msg.nickname, MAX_NICKNAME_BYTES);
       w.endpoints(msg.candidates);
+      w.u8(natByte(msg.nat));
       break;
     case 'start':
     case 'leave':
@@ -534,6 +551,24 @@ function writePeer(w: Writer, p: V2Peer): void {
   w.u8(p.isHost ? 1 : 0);
   w.endpoint(p.publicEndpoint);
   w.endpoints(p.candidates);
+  w.u8(natByte(p.nat));
+}
+
+function natByte(nat: NatClass | undefined): number {
+  return nat === undefined ? 0 : NAT_CLASSES.indexOf(nat);
+}
+
+/**
+ * The `nat` u8: absent at the end of a `host`/`join` (an encoder from before the field) is 0;
+ * a value above 3 is refused. Returned as a spread, empty for `unknown`, so that a message
+ * without the field decodes to itself.
+ */
+function readNat(r: Reader, optional: boolean): { nat?: NatClass } {
+  if (optional && r.off === r.buf.length) return {};
+  const n = r.u8();
+  const nat = NAT_CLASSES[n];
+  if (nat === undefined) throw new ShortRead('nat class not 0-3');
+  return nat === 'unknown' ? {} : { nat };
 }
 
 /** Bytes a peer takes in a `peers` message (for splitting the list across datagrams). */
@@ -541,7 +576,7 @@ export function peerWireBytes(p: V2Peer): number {
   let n = 2 + encoder.encode(p.name).length + encoder.encode(p.nickname).length + 1;
   n += 3 + p.publicEndpoint.address.length + 1;
   for (const c of p.candidates.slice(0, MAX_CANDIDATES)) n += 3 + c.address.length;
-  return n;
+  return n + 1;
 }
 
 /** Header + key + token + observed endpoint (at most) + total/first/count of a `peers` datagram. */
@@ -640,6 +675,7 @@ function readBody(r: Reader, type: V2MessageType, requestId: number): V2Message 
         name: r.str(MAX_NAME_BYTES),
         nickname: r.str(MAX_NICKNAME_BYTES),
         candidates: r.endpoints(),
+        ...readNat(r, true),
       };
     }
     case 'join':
@@ -650,6 +686,7 @@ function readBody(r: Reader, type: V2MessageType, requestId: number): V2Message 
         name: r.str(MAX_NAME_BYTES),
         nickname: r.str(MAX_NICKNAME_BYTES),
         candidates: r.endpoints(),
+        ...readNat(r, true),
       };
     case 'start':
     case 'leave':
@@ -705,6 +742,7 @@ function readBody(r: Reader, type: V2MessageType, requestId: number): V2Message 
           isHost: isHost === 1,
           publicEndpoint: r.endpoint(),
           candidates: r.endpoints(),
+          ...readNat(r, false),
         });
       }
       return { type, requestId, punchKey, token, observed, total, first, peers };

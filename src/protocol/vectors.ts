@@ -99,6 +99,7 @@ const ALL_PLAIN: readonly [string, Record<string, unknown>][] = [
       name: 'alice',
       nickname: 'Alice: the 🦄, x',
       candidates: CANDIDATES,
+      nat: 'eim',
     },
   ],
   [
@@ -122,6 +123,7 @@ const ALL_PLAIN: readonly [string, Record<string, unknown>][] = [
       name: 'bob',
       nickname: 'Bøb',
       candidates: [{ address: '10.0.0.7', port: 1 }],
+      nat: 'edm-random',
     },
   ],
   ['start', { type: 'start', requestId: 7, session: 'lobby-1', token: TOKEN }],
@@ -186,6 +188,7 @@ const ALL_PLAIN: readonly [string, Record<string, unknown>][] = [
           isHost: true,
           publicEndpoint: { address: '198.51.100.9', port: 4242 },
           candidates: CANDIDATES,
+          nat: 'eim',
         },
         {
           name: 'carol',
@@ -214,6 +217,7 @@ const ALL_PLAIN: readonly [string, Record<string, unknown>][] = [
           isHost: false,
           publicEndpoint: { address: '198.51.100.10', port: 1 },
           candidates: [{ address: '10.1.1.1', port: 2 }],
+          nat: 'edm-sequential',
         },
       ],
     },
@@ -338,6 +342,14 @@ function malformedInputs(): [string, string][] {
       'peers isHost 2',
       withHeader(0x24, `${hex(KEY)}${hex(TOKEN)}${ep('1.2.3.4', 5)}010001016101620200`),
     ],
+    [
+      'peers nat 4',
+      withHeader(
+        0x24,
+        `${hex(KEY)}${hex(TOKEN)}${ep('1.2.3.4', 5)}010001016101620${'0'}${ep('1.2.3.4', 6)}0004`,
+      ),
+    ],
+    ['join nat 4', withHeader(0x02, '0173016201620004')],
     ['lobby count beyond data', withHeader(0x23, '0000000102020141')],
     ['closed without tag', withHeader(0x25, '09686f73745f6c65667400')],
     ['lobby with a short tag', withHeader(0x23, `000000010200${hex(TOKEN).slice(2)}`)],

@@ -18,6 +18,7 @@ import {
   MAX_PLAYERS_WIRE,
   MAX_SESSION_BYTES,
   MIN_PLAYERS,
+  type NatClass,
   PEERS_FIXED_BYTES,
   type PeerLeftWhy,
   PUNCH_KEY_BYTES,
@@ -117,6 +118,8 @@ interface Member {
   readonly isHost: boolean;
   endpoint: Endpoint;
   readonly candidates: readonly Endpoint[];
+  /** Its NAT class as it said in `host`/`join`, passed on to its peers. */
+  readonly nat: NatClass;
   /** The member has shown that it receives at `endpoint` (see `VALIDATE_WITHIN_MS`). */
   validated: boolean;
   /** The source it registered from (`sourceKey`), charged for it until it is gone. */
@@ -759,6 +762,7 @@ export class V2Sessions implements ProtocolHandler {
       isHost,
       endpoint,
       candidates: msg.candidates,
+      nat: msg.nat ?? 'unknown',
       source,
       bytes,
       token: this.#randomBytes(TOKEN_BYTES),
@@ -805,6 +809,7 @@ export class V2Sessions implements ProtocolHandler {
         isHost: m.isHost,
         publicEndpoint: wireEndpoint(m.endpoint),
         candidates: m.candidates,
+        ...(m.nat === 'unknown' ? {} : { nat: m.nat }),
       });
     }
     const total = peers.length;

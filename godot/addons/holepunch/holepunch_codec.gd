@@ -9,12 +9,18 @@ extends RefCounted
 ## as [code]"host"[/code]), [code]requestId[/code], then the type's fields. Byte fields
 ## (token, punchKey, id, bindToken, tag) are [PackedByteArray]; an endpoint is
 ## [code]{"address": String, "port": int}[/code]; a peer is
-## [code]{"name", "nickname", "isHost", "publicEndpoint", "candidates"}[/code].
+## [code]{"name", "nickname", "isHost", "publicEndpoint", "candidates"}[/code], plus
+## [code]"nat"[/code] when the peer's NAT class is known. [code]nat[/code] (in host, join and
+## every peer) is one of [constant NAT_CLASSES] ("eim", "edm-sequential", "edm-random"); absent
+## means "unknown" (wire 0), which is what [method encode] sends unless the message says
+## otherwise.
 ## [method decode] never fails loudly on untrusted input: it returns
 ## [code]{"ok": false, "error": String}[/code] (plus [code]code[/code] and
 ## [code]requestId[/code] when the header was readable).
 
 const MAGIC := [0x89, 0x48, 0x50, 0x02]
+## NAT mapping classes by wire value (docs/protocol-v2.md section 6, "Strategy").
+const NAT_CLASSES: Array[String] = ["unknown", "eim", "edm-sequential", "edm-random"]
 const VERSION := 2
 const HEADER_BYTES := 9
 const MAX_DATAGRAM_BYTES := 1200
@@ -109,11 +115,13 @@ static func encode(msg: Dictionary) -> PackedByteArray:
 			w.text(msg.name, MAX_NAME_BYTES)
 			w.text(msg.nickname, MAX_NICKNAME_BYTES)
 			w.endpoints(msg.candidates)
+			w.u8(_nat_byte(msg))
 		"join":
 			w.text(msg.session, MAX_SESSION_BYTES)
 			w.text(msg.name, MAX_NAME_BYTES)
 			w.text(msg.nickname, MAX_NICKNAME_BYTES)
 			w.endpoints(msg.candidates)
+			w.u8(_nat_byte(msg))
 		"start", "leave", "peers_ack":
 			w.text(msg.session, MAX_SESSION_BYTES)
 			w.fixed(msg.token, TOKEN_BYTES)
@@ -152,6 +160,7 @@ static func encode(msg: Dictionary) -> PackedByteArray:
 				w.u8(1 if peer.isHost else 0)
 				w.endpoint(peer.publicEndpoint)
 				w.endpoints(peer.candidates)
+				w.u8(_nat_byte(peer))
 		"closed":
 			w.text(msg.code, MAX_CODE_BYTES)
 			w.text(truncate_utf8(msg.reason, MAX_REASON_BYTES), MAX_REASON_BYTES)
@@ -327,11 +336,13 @@ static func _read_body(r: _Reader, type_name: String, request_id: int) -> Dictio
 			msg.name = r.text(MAX_NAME_BYTES)
 			msg.nickname = r.text(MAX_NICKNAME_BYTES)
 			msg.candidates = r.endpoints()
+			_read_nat(r, msg, true)
 		"join":
 			msg.session = r.text(MAX_SESSION_BYTES)
 			msg.name = r.text(MAX_NAME_BYTES)
 			msg.nickname = r.text(MAX_NICKNAME_BYTES)
 			msg.candidates = r.endpoints()
+			_read_nat(r, msg, true)
 		"start", "leave", "peers_ack":
 			msg.session = r.text(MAX_SESSION_BYTES)
 			msg.token = r.bytes(TOKEN_BYTES)
@@ -384,6 +395,7 @@ static func _read_body(r: _Reader, type_name: String, request_id: int) -> Dictio
 				peer.isHost = is_host == 1
 				peer.publicEndpoint = r.endpoint()
 				peer.candidates = r.endpoints()
+				_read_nat(r, peer, false)
 				peers.append(peer)
 			msg.peers = peers
 		"closed":
@@ -448,6 +460,26 @@ static func _read_body(r: _Reader, type_name: String, request_id: int) -> Dictio
 
 
 ## The tag that ends a push, and the bytes it covers (as a punch's).
+## The wire value of [code]item.nat[/code] (absent or not a known class: 0, unknown).
+static func _nat_byte(item: Dictionary) -> int:
+	return maxi(0, NAT_CLASSES.find(String(item.get("nat", "unknown"))))
+
+
+## Reads the nat u8 into [code]out.nat[/code] (left out when unknown, as the TypeScript codec
+## does). At the very end of a host/join it may be absent (an encoder from before the field).
+static func _read_nat(r: _Reader, out: Dictionary, optional: bool) -> void:
+	if r.err != "" or (optional and r.off == r.buf.size()):
+		return
+	var n := r.u8()
+	if r.err != "":
+		return
+	if n >= NAT_CLASSES.size():
+		r.fail("nat class not 0-3")
+		return
+	if n > 0:
+		out.nat = NAT_CLASSES[n]
+
+
 static func _read_push_tag(r: _Reader, msg: Dictionary) -> void:
 	var signed_end := r.off
 	msg.tag = r.bytes(TAG_BYTES)
