@@ -53,6 +53,12 @@ export interface HolePunchClientOptions {
   /** Default 500 ms (`RELAY_DELAY_MS`). */
   readonly relayDelayMs?: number;
   /**
+   * Measure our NAT class before registering (two `probe`s to the server, at most 400 ms;
+   * docs/protocol-v2.md §6, "Strategy") and let both sides' classes choose how each peer is
+   * reached: punching, birthday probing, or the relay at once. Default true.
+   */
+  readonly natStrategy?: boolean;
+  /**
    * Testing aid: return true to drop a datagram (`out` before sending, `in` on arrival).
    * Lets tests inject loss without a proxy.
    */
@@ -220,13 +226,24 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
     this.#core = new CurrentTraversal(options.dropDatagram);
   }
 
-  /** The UDP socket (after `startTraversal` bound it). Keep using it after `holePunched`. */
+  /**
+   * The UDP socket (after `startTraversal` bound it). Keep using it after `holePunched`.
+   * After a `birthday` win on our side (our NAT maps each destination to a random port) it
+   * is the birthday socket that reached the peer, not the one we registered from: read it
+   * again after `holePunched` (`localPort` and the result's `localPort` follow it).
+   */
   get socket(): dgram.Socket | undefined {
-    return this.#socket;
+    return this.#gameSocket() ?? this.#socket;
   }
 
   get localPort(): number {
-    return this.#socket?.address().port ?? 0;
+    return this.socket?.address().port ?? 0;
+  }
+
+  /** The birthday socket the core made the game's, if any and still open. */
+  #gameSocket(): dgram.Socket | undefined {
+    const id = this.#run?.core.gameSocket ?? MAIN_SOCKET;
+    return id === MAIN_SOCKET ? undefined : this.#driver?.socket(id);
   }
 
   /**
@@ -285,6 +302,8 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
           punchBudgetMs: this.#options.punchBudgetMs,
           relay: this.#options.relay ?? true,
           relayDelayMs: this.#options.relayDelayMs,
+          classifyNat: this.#options.natStrategy ?? true,
+          natStrategy: this.#options.natStrategy ?? true,
         }),
       };
       this.#run = run;
@@ -349,11 +368,11 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
    * and will not close it. Prefer keeping the client and using `socket`/`send`/`message`.
    */
   detachSocket(): dgram.Socket {
-    const socket = this.#socket;
+    const socket = this.socket;
     if (socket === undefined) throw new HolePunchError('bad_request', 'no socket to detach');
     this.#detached = true;
     this.#driver?.stop();
-    this.#driver?.detach(MAIN_SOCKET);
+    this.#driver?.detach(this.#run?.core.gameSocket ?? MAIN_SOCKET);
     return socket;
   }
 

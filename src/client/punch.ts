@@ -4,6 +4,7 @@
  * No clock, no socket: `now` comes in, datagrams go out through `send`.
  */
 
+import { MAIN_SOCKET, type SocketId } from '../core/index.js';
 import type { Endpoint } from '../protocol/index.js';
 import {
   encodePunch,
@@ -37,12 +38,38 @@ export const PUNCH_LINGER_MS = 5_000;
 /** Peer-reflexive candidates remembered per peer (a spray of spoofed sources cannot grow it). */
 export const MAX_REFLEXIVE_CANDIDATES = 4;
 
-/** How a peer is reached: a punched candidate, or `relay` (a port on the server's relay). */
-export type PunchPath = 'public' | 'local' | 'predicted' | 'reflexive' | 'relay';
+/**
+ * Birthday probing (docs/protocol-v2.md §6, "Strategy"), for a pair where one side's NAT
+ * maps every destination to a random port (`edm-random`, the hard side) and the other's
+ * mapping is endpoint-independent (`eim`, the easy side). The hard side opens this many
+ * extra sockets (ids 1..BIRTHDAY_SOCKETS) and punches the easy side's public endpoint from
+ * each, so its NAT holds that many mappings towards it.
+ */
+export const BIRTHDAY_SOCKETS = 256;
+/** The hard side punches from every birthday socket this many times... */
+export const BIRTHDAY_HARD_ROUNDS = 4;
+/** ...this far apart (256 datagrams a round: 1024 in 0.75 s, ≈ 1365/s at most). */
+export const BIRTHDAY_HARD_INTERVAL_MS = 250;
+/** The easy side probes random ports (1024–65535) of the hard side's public address... */
+export const BIRTHDAY_PROBE_BUDGET = 4096;
+/** ...at this rate at most (probes per second)... */
+export const BIRTHDAY_PROBE_RATE = 1000;
+/** ...in batches this often. */
+export const BIRTHDAY_TICK_MS = 10;
+/** The `candidate` byte of the easy side's birthday probes: never a real index (≤ 254). */
+export const BIRTHDAY_CANDIDATE = 255;
+
+/**
+ * How a peer is reached: a punched candidate, a birthday hit (`birthday`) or `relay` (a
+ * port on the server's relay).
+ */
+export type PunchPath = 'public' | 'local' | 'predicted' | 'reflexive' | 'birthday' | 'relay';
 
 export interface PunchCandidate {
   readonly endpoint: Endpoint;
   readonly kind: PunchPath;
+  /** Our socket that punches it (`MAIN_SOCKET` but for a hard side's birthday socket). */
+  readonly socket: SocketId;
 }
 
 export interface ConfirmedPeer {
@@ -92,6 +119,24 @@ interface PeerState {
   heard: boolean;
   /** The server said it is gone (`left` ends the punching to it at once). */
   gone: PeerLeftWhy | undefined;
+  /** Our socket its confirmation came through. */
+  socket: SocketId;
+}
+
+/** The easy side's birthday probes towards one peer. */
+interface BirthdayEasy {
+  readonly peer: PeerState;
+  readonly startedAt: number;
+  sent: number;
+  nextAt: number;
+}
+
+/** The hard side's birthday punches towards one peer, from `sockets`. */
+interface BirthdayHard {
+  readonly peer: PeerState;
+  readonly sockets: readonly SocketId[];
+  rounds: number;
+  nextAt: number;
 }
 
 export interface PunchAttemptOptions {
@@ -100,7 +145,10 @@ export interface PunchAttemptOptions {
   readonly peers: readonly V2Peer[];
   readonly now: number;
   readonly budgetMs?: number;
-  readonly send: (to: Endpoint, data: Uint8Array) => void;
+  /** Sends `data` to `to` from our socket `socket` (absent: `MAIN_SOCKET`). */
+  readonly send: (to: Endpoint, data: Uint8Array, socket?: SocketId) => void;
+  /** Uniform in [0, 1): the easy side's birthday probe ports. Default `Math.random`. */
+  readonly random?: () => number;
   /**
    * A peer confirmed through the relay got a direct path later (within the budget): the game
    * should move its traffic there.
@@ -113,7 +161,16 @@ export type PunchMessage = Extract<V2Message, { type: 'punch' | 'punch_ack' }>;
 export class PunchAttempt {
   readonly #self: string;
   readonly #key: Uint8Array;
-  readonly #send: (to: Endpoint, data: Uint8Array) => void;
+  readonly #send: (to: Endpoint, data: Uint8Array, socket?: SocketId) => void;
+  readonly #random: () => number;
+  #birthdayEasy: BirthdayEasy | undefined;
+  #birthdayHard: BirthdayHard | undefined;
+  /** The hard side's birthday sockets (kept after its punches end: hits still count). */
+  readonly #hardSockets = new Set<SocketId>();
+  /** Birthday probes the easy side sent (bounded by `BIRTHDAY_PROBE_BUDGET`). */
+  birthdayProbes = 0;
+  /** Birthday punches the hard side sent from its extra sockets. */
+  birthdayPunches = 0;
   readonly #onDirect: ((peer: ConfirmedPeer, relayed: ConfirmedPeer) => void) | undefined;
   readonly #peers = new Map<string, PeerState>();
   readonly #startedAt: number;
@@ -135,6 +192,7 @@ export class PunchAttempt {
     this.#self = options.selfName;
     this.#key = options.punchKey;
     this.#send = options.send;
+    this.#random = options.random ?? Math.random;
     this.#onDirect = options.onDirect;
     this.#startedAt = options.now;
     this.#failAt = options.now + (options.budgetMs ?? PUNCH_BUDGET_MS);
@@ -150,6 +208,7 @@ export class PunchAttempt {
         confirmed: undefined,
         heard: false,
         gone: undefined,
+        socket: MAIN_SOCKET,
       };
       addCandidate(state, info.publicEndpoint, 'public');
       for (const c of info.candidates) addCandidate(state, c, 'local');
@@ -219,8 +278,110 @@ export class PunchAttempt {
     return n;
   }
 
+  /**
+   * We are the easy side (`eim`) of a birthday pair with `name` (`edm-random`): from now on
+   * probe random ports of its public address, `BIRTHDAY_PROBE_RATE` a second at most, up to
+   * `BIRTHDAY_PROBE_BUDGET` probes, until it is confirmed. Normal punching goes on.
+   */
+  startBirthdayEasy(now: number, name: string): boolean {
+    const peer = this.#peers.get(name);
+    if (peer === undefined || this.#state !== 'punching') return false;
+    this.#birthdayEasy = { peer, startedAt: now, sent: 0, nextAt: now };
+    this.handleTimeout(now);
+    return true;
+  }
+
+  /**
+   * We are the hard side (`edm-random`) of a birthday pair with `name` (`eim`): punch its
+   * public endpoint from each of `sockets` (already asked to be bound),
+   * `BIRTHDAY_HARD_ROUNDS` times. A punch or ack that arrives on one of them confirms the peer
+   * with path `birthday` through that socket (`socketOf`).
+   */
+  startBirthdayHard(now: number, name: string, sockets: readonly SocketId[]): boolean {
+    const peer = this.#peers.get(name);
+    if (peer === undefined || this.#state !== 'punching') return false;
+    this.#birthdayHard = { peer, sockets, rounds: 0, nextAt: now };
+    for (const socket of sockets) this.#hardSockets.add(socket);
+    this.handleTimeout(now);
+    return true;
+  }
+
+  /** The socket a confirmed peer was confirmed through (`MAIN_SOCKET` unless `birthday`). */
+  socketOf(name: string): SocketId {
+    return this.#peers.get(name)?.socket ?? MAIN_SOCKET;
+  }
+
+  /** Birthday probing or punching is still going on. */
+  get birthdayActive(): boolean {
+    return this.#birthdayEasy !== undefined || this.#birthdayHard !== undefined;
+  }
+
+  #birthdayTick(now: number): void {
+    const easy = this.#birthdayEasy;
+    if (easy !== undefined) {
+      if (this.#state !== 'punching' || easy.peer.confirmed || easy.peer.gone === 'left') {
+        this.#birthdayEasy = undefined;
+      } else if (now >= easy.nextAt) {
+        const allowed = Math.min(
+          BIRTHDAY_PROBE_BUDGET,
+          Math.floor(((now - easy.startedAt) * BIRTHDAY_PROBE_RATE) / 1000) +
+            Math.floor((BIRTHDAY_PROBE_RATE * BIRTHDAY_TICK_MS) / 1000),
+        );
+        const address = easy.peer.info.publicEndpoint.address;
+        while (easy.sent < allowed) {
+          const port = 1024 + Math.floor(this.#random() * (65536 - 1024));
+          easy.sent++;
+          this.birthdayProbes++;
+          this.#sendTo(
+            { address, port },
+            {
+              type: 'punch',
+              requestId: this.#seq++,
+              from: this.#self,
+              to: easy.peer.info.name,
+              candidate: BIRTHDAY_CANDIDATE,
+              sentAt: Math.floor(now) >>> 0,
+            },
+          );
+        }
+        if (easy.sent >= BIRTHDAY_PROBE_BUDGET) this.#birthdayEasy = undefined;
+        else easy.nextAt = now + BIRTHDAY_TICK_MS;
+      }
+    }
+    const hard = this.#birthdayHard;
+    if (hard !== undefined) {
+      if (this.#state !== 'punching' || hard.peer.confirmed || hard.peer.gone === 'left') {
+        this.#birthdayHard = undefined;
+      } else if (now >= hard.nextAt) {
+        hard.rounds++;
+        for (const socket of hard.sockets) {
+          this.birthdayPunches++;
+          this.#sendTo(
+            hard.peer.info.publicEndpoint,
+            {
+              type: 'punch',
+              requestId: this.#seq++,
+              from: this.#self,
+              to: hard.peer.info.name,
+              candidate: 0,
+              sentAt: Math.floor(now) >>> 0,
+            },
+            socket,
+          );
+        }
+        if (hard.rounds >= BIRTHDAY_HARD_ROUNDS) this.#birthdayHard = undefined;
+        else hard.nextAt = now + BIRTHDAY_HARD_INTERVAL_MS;
+      }
+    }
+  }
+
   nextDeadline(): number {
-    if (this.#state === 'punching') return Math.min(this.#nextRoundAt, this.#failAt);
+    if (this.#state === 'punching') {
+      let next = Math.min(this.#nextRoundAt, this.#failAt);
+      if (this.#birthdayEasy) next = Math.min(next, this.#birthdayEasy.nextAt);
+      if (this.#birthdayHard) next = Math.min(next, this.#birthdayHard.nextAt);
+      return next;
+    }
     if (this.#upgrading()) return Math.min(this.#nextRoundAt, this.#failAt);
     return Number.POSITIVE_INFINITY;
   }
@@ -253,7 +414,7 @@ export class PunchAttempt {
     if (index >= 0) {
       // A punch through the relay arrived first and made it a reflexive candidate.
       const c = peer.candidates[index] as PunchCandidate;
-      peer.candidates[index] = { endpoint: c.endpoint, kind: 'relay' };
+      peer.candidates[index] = { endpoint: c.endpoint, kind: 'relay', socket: MAIN_SOCKET };
       if (c.kind === 'reflexive') peer.reflexive--;
     } else index = addCandidate(peer, relay, 'relay');
     if (index >= 0 && !peer.confirmed && this.#state === 'punching') this.#punch(now, peer, index);
@@ -279,6 +440,7 @@ export class PunchAttempt {
       if (this.#state === 'punching') this.#settle(now);
       return;
     }
+    this.#birthdayTick(now);
     if (now < this.#nextRoundAt) return;
     this.#round++;
     if (this.#round === PREDICT_AFTER_ROUNDS + 1) this.#addPredictions();
@@ -304,7 +466,7 @@ export class PunchAttempt {
    * Handles a decoded peer message that arrived from `from`. Returns true when it
    * changed the outcome (a peer got confirmed, or all are).
    */
-  handle(now: number, from: Endpoint, msg: PunchMessage): boolean {
+  handle(now: number, from: Endpoint, msg: PunchMessage, socket: SocketId = MAIN_SOCKET): boolean {
     this.#lastNow = now;
     if (this.#state === 'failed' || now > this.#lingerUntil) return false;
     const peer = this.#peers.get(msg.from);
@@ -317,21 +479,29 @@ export class PunchAttempt {
       return false;
     }
     if (msg.type === 'punch') {
-      this.#sendTo(from, {
-        type: 'punch_ack',
-        requestId: this.#seq++,
-        from: this.#self,
-        to: peer.info.name,
-        candidate: msg.candidate,
-        sentAt: msg.sentAt,
-      });
+      // Answered from the socket it arrived on: only that socket's mapping lets it through.
+      this.#sendTo(
+        from,
+        {
+          type: 'punch_ack',
+          requestId: this.#seq++,
+          from: this.#self,
+          to: peer.info.name,
+          candidate: msg.candidate,
+          sentAt: msg.sentAt,
+        },
+        socket,
+      );
       peer.heard = true;
       const upgrade = peer.confirmed?.path === 'relay' && this.#upgrading();
       if ((peer.confirmed || this.#state !== 'punching') && !upgrade) return false;
       if (upgrade && peer.relay !== undefined && sameAddress(peer.relay, from)) return false;
-      // The peer reached us from here: a mapping towards us exists, punch straight back.
-      let index = indexOf(peer, from);
-      if (index < 0 && peer.reflexive < MAX_REFLEXIVE_CANDIDATES) {
+      // The peer reached us from here: a mapping towards us exists, punch straight back (from
+      // the socket it reached: a birthday socket's hit is a candidate of its own).
+      let index = indexOf(peer, from, socket);
+      if (index < 0 && socket !== MAIN_SOCKET) {
+        if (this.#isBirthdaySocket(socket)) index = addCandidate(peer, from, 'birthday', socket);
+      } else if (index < 0 && peer.reflexive < MAX_REFLEXIVE_CANDIDATES) {
         peer.reflexive++;
         index = addCandidate(peer, from, 'reflexive');
       }
@@ -339,8 +509,10 @@ export class PunchAttempt {
       return false;
     }
     const relay = peer.relay ?? peer.granted;
-    const viaRelay = relay !== undefined && sameAddress(relay, from);
-    const candidate = peer.candidates[msg.candidate];
+    const viaRelay = relay !== undefined && sameAddress(relay, from) && socket === MAIN_SOCKET;
+    // An ack on a birthday socket, or one that echoes a birthday probe: the birthday path.
+    const birthday = socket !== MAIN_SOCKET || msg.candidate === BIRTHDAY_CANDIDATE;
+    const candidate = birthday ? undefined : peer.candidates[msg.candidate];
     const confirmed: ConfirmedPeer = {
       name: peer.info.name,
       nickname: peer.info.nickname,
@@ -350,9 +522,11 @@ export class PunchAttempt {
       // Where the ack came from decides: through the relay's port it is the relay path.
       path: viaRelay
         ? 'relay'
-        : candidate?.kind === 'relay'
-          ? 'reflexive'
-          : (candidate?.kind ?? 'reflexive'),
+        : birthday
+          ? 'birthday'
+          : candidate?.kind === 'relay'
+            ? 'reflexive'
+            : (candidate?.kind ?? 'reflexive'),
       rttMs: Math.max(0, (Math.floor(now) - msg.sentAt) >>> 0),
     };
     const relayed = peer.confirmed;
@@ -364,7 +538,9 @@ export class PunchAttempt {
       return true;
     }
     if (this.#state !== 'punching') return false;
+    if (socket !== MAIN_SOCKET && !this.#isBirthdaySocket(socket)) return false;
     peer.confirmed = confirmed;
+    peer.socket = socket;
     for (const p of this.#peers.values()) if (!p.confirmed && p.gone !== 'left') return true;
     this.#finish(now);
     return true;
@@ -389,17 +565,26 @@ export class PunchAttempt {
     this.#lingerUntil = Math.max(now, relayed ? this.#failAt : now) + PUNCH_LINGER_MS;
   }
 
+  /** One of the hard side's birthday sockets (anything else on another socket is ignored). */
+  #isBirthdaySocket(socket: SocketId): boolean {
+    return this.#hardSockets.has(socket);
+  }
+
   #punch(now: number, peer: PeerState, index: number): void {
     const c = peer.candidates[index];
     if (c === undefined) return;
-    this.#sendTo(c.endpoint, {
-      type: 'punch',
-      requestId: this.#seq++,
-      from: this.#self,
-      to: peer.info.name,
-      candidate: index,
-      sentAt: Math.floor(now) >>> 0,
-    });
+    this.#sendTo(
+      c.endpoint,
+      {
+        type: 'punch',
+        requestId: this.#seq++,
+        from: this.#self,
+        to: peer.info.name,
+        candidate: index,
+        sentAt: Math.floor(now) >>> 0,
+      },
+      c.socket,
+    );
   }
 
   #sendTo(
@@ -412,9 +597,12 @@ export class PunchAttempt {
       candidate: number;
       sentAt: number;
     },
+    socket: SocketId = MAIN_SOCKET,
   ): void {
     this.sent++;
-    this.#send(to, encodePunch(this.#key, fields));
+    const data = encodePunch(this.#key, fields);
+    if (socket === MAIN_SOCKET) this.#send(to, data);
+    else this.#send(to, data, socket);
   }
 
   #addPredictions(): void {
@@ -432,16 +620,21 @@ export class PunchAttempt {
 }
 
 /** Adds a candidate unless known; returns its index (-1 when the list is full). */
-function addCandidate(peer: PeerState, endpoint: Endpoint, kind: PunchPath): number {
-  const key = endpointKey(endpoint);
-  if (peer.known.has(key)) return indexOf(peer, endpoint);
+function addCandidate(
+  peer: PeerState,
+  endpoint: Endpoint,
+  kind: PunchPath,
+  socket: SocketId = MAIN_SOCKET,
+): number {
+  const key = `${socket}/${endpointKey(endpoint)}`;
+  if (peer.known.has(key)) return indexOf(peer, endpoint, socket);
   // The candidate index travels as a u8.
   // Only unicast IP literals (src/protocol/address.ts): never a broadcast, multicast or
   // unspecified address, nor a name to look up, whatever the server list said.
   if (!isUnicastEndpoint(endpoint)) return -1;
   if (peer.candidates.length >= 255) return -1;
   peer.known.add(key);
-  peer.candidates.push({ endpoint, kind });
+  peer.candidates.push({ endpoint, kind, socket });
   return peer.candidates.length - 1;
 }
 
@@ -449,8 +642,11 @@ function sameAddress(a: Endpoint, b: Endpoint): boolean {
   return a.port === b.port && unmappedAddress(a.address) === unmappedAddress(b.address);
 }
 
-function indexOf(peer: PeerState, endpoint: Endpoint): number {
+function indexOf(peer: PeerState, endpoint: Endpoint, socket: SocketId = MAIN_SOCKET): number {
   return peer.candidates.findIndex(
-    (c) => c.endpoint.port === endpoint.port && c.endpoint.address === endpoint.address,
+    (c) =>
+      c.socket === socket &&
+      c.endpoint.port === endpoint.port &&
+      c.endpoint.address === endpoint.address,
   );
 }

@@ -5,7 +5,7 @@
  * clock or touches a socket: the shell (HolePunchClient, through UdpDriver) or the simulator
  * feeds it `now` and datagrams and carries out what `poll()` hands back (`Core`).
  */
-import { type Core, type SocketId, type Work, WorkQueue } from '../core/index.js';
+import { type Core, MAIN_SOCKET, type SocketId, type Work, WorkQueue } from '../core/index.js';
 import { HolePunchError } from '../errors.js';
 import type { Endpoint } from '../protocol/index.js';
 import {
@@ -22,6 +22,7 @@ import {
   MAX_REASON_BYTES,
   MAX_SESSION_BYTES,
   MIN_PLAYERS,
+  type NatClass,
   type PushAuth,
   padRegisterRequest,
   sameEndpoint,
@@ -32,6 +33,7 @@ import {
   verifyPushTag,
 } from '../protocol/index.js';
 import {
+  BIRTHDAY_SOCKETS,
   type ConfirmedPeer,
   type FailedPeer,
   type PeerFailureCause,
@@ -67,6 +69,49 @@ export const GOODBYE_MAX_TRIES = 4;
  * a direct path impossible).
  */
 export const RELAY_DELAY_MS = 500;
+/**
+ * A birthday pair (docs/protocol-v2.md §6, "Strategy") asks the relay this long after the
+ * peers arrived instead of `RELAY_DELAY_MS`: birthday probing needs about a second (a few at
+ * heavy loss), and a pair relayed first would stay on the relay's socket.
+ */
+export const BIRTHDAY_RELAY_DELAY_MS = 3_000;
+/**
+ * NAT classification while registering: a `probe` to the server's main port, then one to
+ * its alternate port, each re-sent this often until answered...
+ */
+export const CLASSIFY_RETRY_MS = 25;
+/** ...for at most this long from the start (then the class is `unknown`)... */
+export const CLASSIFY_WITHIN_MS = 400;
+/** ...and at most this many probes in all (64 bytes each). */
+export const CLASSIFY_MAX_PROBES = 16;
+/** Two public ports at most this far apart are `edm-sequential` (port prediction's range). */
+export const SEQUENTIAL_PORT_DELTA = 16;
+
+/** The NAT class from the public ports towards the server's main and alternate port. */
+export function natClassOf(mainPort: number, altPort: number): NatClass {
+  if (mainPort === altPort) return 'eim';
+  return Math.abs(mainPort - altPort) <= SEQUENTIAL_PORT_DELTA ? 'edm-sequential' : 'edm-random';
+}
+
+/**
+ * What to do with one peer, from both NAT classes (ours first) and the session size:
+ * - `relay`: no direct path is to be expected (a random-port side against another
+ *   port-dependent side, or a random-port side in a session of more than two): ask the
+ *   relay at once, and punch all the same;
+ * - `birthday-easy` / `birthday-hard`: one side `eim`, the other `edm-random`, two players;
+ * - `punch`: everything else, as without classes (`unknown` on either side included).
+ */
+export type PeerStrategy = 'punch' | 'relay' | 'birthday-easy' | 'birthday-hard';
+
+export function peerStrategy(self: NatClass, peer: NatClass, peerCount: number): PeerStrategy {
+  if (self === 'unknown' || peer === 'unknown') return 'punch';
+  if (self !== 'edm-random' && peer !== 'edm-random') return 'punch';
+  if (self === 'eim' || peer === 'eim') {
+    if (peerCount !== 1) return 'relay';
+    return self === 'eim' ? 'birthday-easy' : 'birthday-hard';
+  }
+  return 'relay';
+}
 
 export interface TraversalOptions {
   readonly server: Endpoint;
@@ -89,6 +134,13 @@ export interface TraversalOptions {
   readonly relay?: boolean;
   /** Default `RELAY_DELAY_MS`. */
   readonly relayDelayMs?: number;
+  /**
+   * Measure our NAT class before registering (two `probe`s, at most `CLASSIFY_WITHIN_MS`)
+   * and send it in `host`/`join`. Default false in the core; `HolePunchClient` turns it on.
+   */
+  readonly classifyNat?: boolean;
+  /** Choose the strategy per peer from both NAT classes (default true). */
+  readonly natStrategy?: boolean;
   /**
    * Fail unless every peer is reached. Default false: succeed when at least one peer is
    * reached, and list the others in the `punched` event's `failed` with their cause.
@@ -130,6 +182,17 @@ export type TraversalEvent =
    * game sees the same source as on a raw socket.
    */
   | { type: 'data'; from: Endpoint; data: Uint8Array };
+
+/** NAT classification under way (`classifyNat`). */
+interface Classify {
+  readonly until: number;
+  nextAt: number;
+  sent: number;
+  /** Request id of the probe to the main port, then of the one to the alternate port. */
+  id: number;
+  to: Endpoint;
+  mainPort: number | undefined;
+}
 
 type RequestKind = 'register' | 'start' | 'keepalive' | 'leave' | 'close' | 'relay';
 
@@ -221,6 +284,14 @@ export class Traversal implements Core<TraversalEvent> {
   #lobbySize = '';
   /** The last lobby was full: a server with AUTOSTART `n` then waits for the host. */
   #lobbyFull = false;
+  #nat: NatClass = 'unknown';
+  #classify: Classify | undefined;
+  /** Our birthday sockets (hard side), open until the punch settles. */
+  #birthdaySockets: SocketId[] = [];
+  /** The socket the game's datagrams leave from: a birthday hit's socket, or the main one. */
+  #gameSocket: SocketId = MAIN_SOCKET;
+  /** The strategy chosen for each peer (by name), for reports and tests. */
+  readonly strategies = new Map<string, PeerStrategy>();
 
   constructor(options: TraversalOptions) {
     checkTraversalInput(options);
@@ -247,12 +318,29 @@ export class Traversal implements Core<TraversalEvent> {
     return this.#punch;
   }
 
+  /** Our NAT class as measured while registering (`unknown` without `classifyNat`). */
+  get nat(): NatClass {
+    return this.#nat;
+  }
+
+  /**
+   * The socket the game's traffic uses: `MAIN_SOCKET`, or after a `birthday` win on the hard
+   * side that birthday socket (the driver keeps it open; `sendGame` sends from it and its
+   * datagrams come out as `data`).
+   */
+  get gameSocket(): SocketId {
+    return this.#gameSocket;
+  }
+
   poll(): Work<TraversalEvent> | undefined {
     return this.#work.poll();
   }
 
-  /** A client opens no sockets of its own (no `bind` work): nothing to answer. */
-  bound(_now: number, _socket: SocketId, _ok: boolean): void {}
+  /** A birthday socket that could not be bound is left out (the others still try). */
+  bound(_now: number, socket: SocketId, ok: boolean): void {
+    if (ok || socket === MAIN_SOCKET) return;
+    this.#birthdaySockets = this.#birthdaySockets.filter((s) => s !== socket);
+  }
 
   /**
    * One game datagram to a peer at `to`, as `punched` (or the game) addressed it: a relayed
@@ -261,7 +349,7 @@ export class Traversal implements Core<TraversalEvent> {
    */
   sendGame(to: Endpoint, data: Uint8Array): void {
     const target = unmapped(to);
-    this.#send(this.#direct.get(endpointKey(target)) ?? target, data);
+    this.#send(this.#direct.get(endpointKey(target)) ?? target, data, this.#gameSocket);
   }
 
   start(now: number): void {
@@ -272,6 +360,64 @@ export class Traversal implements Core<TraversalEvent> {
     this.#sessionWaitUntil = now + SESSION_WAIT_MS;
     const t = this.#o.timeoutMs;
     if (t !== undefined && Number.isFinite(t)) this.#deadline = now + t;
+    if (this.#o.classifyNat) {
+      const id = this.#id();
+      this.#classify = {
+        until: now + CLASSIFY_WITHIN_MS,
+        nextAt: now,
+        sent: 0,
+        id,
+        to: this.#o.server,
+        mainPort: undefined,
+      };
+      this.#classifyTick(now);
+      return;
+    }
+    this.#register(now);
+  }
+
+  /** Classification: (re)sends the current probe, or gives up and registers. */
+  #classifyTick(now: number): void {
+    const c = this.#classify;
+    if (c === undefined || now < c.nextAt) return;
+    if (now >= c.until || c.sent >= CLASSIFY_MAX_PROBES) {
+      this.#classified(now, 'unknown');
+      return;
+    }
+    c.sent++;
+    c.nextAt = now + CLASSIFY_RETRY_MS;
+    this.#send(
+      c.to,
+      encodeV2({ type: 'probe', requestId: c.id, changeAddress: false, changePort: false }),
+    );
+  }
+
+  /** A `probe_reply` from the server's main or alternate port, for our current probe. */
+  #onProbeReply(now: number, from: Endpoint, msg: Extract<V2Message, { type: 'probe_reply' }>) {
+    const c = this.#classify;
+    if (c === undefined || msg.requestId !== c.id || !sameEndpoint(from, c.to)) return;
+    if (c.mainPort === undefined) {
+      c.mainPort = msg.observed.port;
+      if (msg.altPort === 0 || msg.altPort === this.#o.server.port) {
+        this.#classified(now, 'unknown');
+        return;
+      }
+      c.id = this.#id();
+      c.to = { address: this.#o.server.address, port: msg.altPort };
+      c.nextAt = now;
+      this.#classifyTick(now);
+      return;
+    }
+    this.#classified(now, natClassOf(c.mainPort, msg.observed.port));
+  }
+
+  #classified(now: number, nat: NatClass): void {
+    this.#classify = undefined;
+    this.#nat = nat;
+    if (this.#state === 'registering') this.#register(now);
+  }
+
+  #register(now: number): void {
     const id = this.#id();
     const base = {
       requestId: id,
@@ -280,6 +426,7 @@ export class Traversal implements Core<TraversalEvent> {
       nickname: this.#o.nickname,
       // The server refuses a host/join with any candidate that is not a unicast IP literal.
       candidates: this.#o.localCandidates.filter(isUnicastEndpoint),
+      ...(this.#nat === 'unknown' ? {} : { nat: this.#nat }),
     };
     // Padded: the server's `registered` may be no larger than 3× the request.
     const bytes = padRegisterRequest(
@@ -338,6 +485,7 @@ export class Traversal implements Core<TraversalEvent> {
 
   nextDeadline(): number {
     let next = Math.min(this.#deadline, this.#keepaliveAt, this.#relayAt);
+    if (this.#classify) next = Math.min(next, this.#classify.nextAt);
     for (const p of this.#pending.values()) next = Math.min(next, p.nextAt);
     for (const r of this.#relays.values())
       if (r.phase === 'binding') next = Math.min(next, r.nextBindAt);
@@ -369,6 +517,7 @@ export class Traversal implements Core<TraversalEvent> {
         );
       return;
     }
+    this.#classifyTick(now);
     if (now >= this.#relayAt) this.requestRelay(now);
     for (const r of this.#relays.values()) {
       if (r.phase !== 'binding' || now < r.nextBindAt) continue;
@@ -413,9 +562,13 @@ export class Traversal implements Core<TraversalEvent> {
    * The game's datagrams come out as `data` events in every state, so one socket serves
    * the protocol and the game from registration to the end of play.
    */
-  handle(now: number, sender: Endpoint, data: Uint8Array, _socket?: SocketId): void {
+  handle(now: number, sender: Endpoint, data: Uint8Array, socket: SocketId = MAIN_SOCKET): void {
     if (!hasV2Prefix(data)) {
-      this.#work.event({ type: 'data', from: sender, data });
+      // Game data on the main socket or the game's birthday socket; a closed or losing
+      // birthday socket's leftovers are nobody's.
+      if (socket === MAIN_SOCKET || socket === this.#gameSocket) {
+        this.#work.event({ type: 'data', from: sender, data });
+      }
       return;
     }
     const decoded = decodeV2(data);
@@ -429,8 +582,13 @@ export class Traversal implements Core<TraversalEvent> {
     }
     if (msg.type === 'punch' || msg.type === 'punch_ack') {
       if (this.#punch?.answering) {
-        if (this.#punch.handle(now, from, msg)) this.#checkPunch(now);
+        if (this.#punch.handle(now, from, msg, socket)) this.#checkPunch(now);
       }
+      return;
+    }
+    if (socket !== MAIN_SOCKET) return;
+    if (msg.type === 'probe_reply') {
+      this.#onProbeReply(now, from, msg);
       return;
     }
     if (!sameEndpoint(from, this.#o.server)) return;
@@ -662,7 +820,8 @@ export class Traversal implements Core<TraversalEvent> {
       peers,
       now,
       budgetMs: this.#o.punchBudgetMs ?? PUNCH_BUDGET_MS,
-      send: (to, data) => this.#send(to, data),
+      random: this.#o.random,
+      send: (to, data, socket) => this.#send(to, data, socket),
       onDirect: (peer, previous) => {
         if (this.#state !== 'punched') return;
         this.#direct.set(endpointKey(unmapped(previous)), {
@@ -672,10 +831,38 @@ export class Traversal implements Core<TraversalEvent> {
         this.#work.event({ type: 'pathChanged', peer, previous });
       },
     });
+    const budget = this.#o.punchBudgetMs ?? PUNCH_BUDGET_MS;
+    let relayDelay = this.#o.relayDelayMs ?? RELAY_DELAY_MS;
+    const relayNow: string[] = [];
+    for (const p of peers) {
+      const strategy =
+        (this.#o.natStrategy ?? true)
+          ? peerStrategy(this.#nat, p.nat ?? 'unknown', peers.length)
+          : 'punch';
+      this.strategies.set(p.name, strategy);
+      if (strategy === 'relay') relayNow.push(p.name);
+      else if (strategy === 'birthday-easy') {
+        relayDelay = Math.max(relayDelay, BIRTHDAY_RELAY_DELAY_MS);
+        this.#punch.startBirthdayEasy(now, p.name);
+      } else if (strategy === 'birthday-hard') {
+        relayDelay = Math.max(relayDelay, BIRTHDAY_RELAY_DELAY_MS);
+        // Sockets 1..BIRTHDAY_SOCKETS on any port; node:dgram (and the simulator) send what
+        // follows a bind from the new socket once it is bound.
+        for (let socket = 1; socket <= BIRTHDAY_SOCKETS; socket++) {
+          this.#work.push({ type: 'bind', socket, port: 0 });
+          this.#birthdaySockets.push(socket);
+        }
+        this.#punch.startBirthdayHard(now, p.name, this.#birthdaySockets);
+      }
+    }
     if (this.#o.relay ?? true) {
       // A short punch budget asks sooner: the relay must have time to work within it.
-      const budget = this.#o.punchBudgetMs ?? PUNCH_BUDGET_MS;
-      this.#relayAt = now + Math.min(this.#o.relayDelayMs ?? RELAY_DELAY_MS, budget / 2);
+      this.#relayAt = now + Math.min(relayDelay, budget / 2);
+      // Both NATs pick a port per destination: no direct path to expect, relay at once.
+      if (relayNow.length > 0) {
+        this.requestRelay(now, relayNow);
+        this.#relayAt = now + Math.min(relayDelay, budget / 2);
+      }
     }
     this.#checkPunch(now);
   }
@@ -776,6 +963,7 @@ export class Traversal implements Core<TraversalEvent> {
     const punch = this.#punch;
     if (punch === undefined) return;
     const peers = punch.confirmed;
+    this.#closeBirthdaySockets(punch);
     // Allocations not working by now are of no use: stop asking and binding.
     this.#relayAt = Number.POSITIVE_INFINITY;
     for (const [name, r] of [...this.#relays]) {
@@ -803,6 +991,23 @@ export class Traversal implements Core<TraversalEvent> {
       peers.length > 0 ? `reached ${peers.map((p) => p.name).join(', ')} but not all: ` : '';
     const gone = failed.every((f) => f.cause === 'left' || f.cause === 'silent');
     this.#failAndLeave(now, gone ? 'peer_left' : 'punch_failed', `${reached}${why} (${stats})`);
+  }
+
+  /**
+   * The punch settled: a peer confirmed through a birthday socket makes that socket the
+   * game's (`gameSocket`); every other birthday socket is closed.
+   */
+  #closeBirthdaySockets(punch: PunchAttempt | undefined): void {
+    if (this.#birthdaySockets.length === 0) return;
+    let keep: SocketId = MAIN_SOCKET;
+    for (const p of punch?.confirmed ?? []) {
+      if (p.path === 'birthday') keep = punch?.socketOf(p.name) ?? MAIN_SOCKET;
+    }
+    this.#gameSocket = keep;
+    for (const socket of this.#birthdaySockets) {
+      if (socket !== keep) this.#work.push({ type: 'unbind', socket });
+    }
+    this.#birthdaySockets = [];
   }
 
   /** One unreached peer and its cause, in words. */
@@ -868,6 +1073,8 @@ export class Traversal implements Core<TraversalEvent> {
     this.#deadline = Number.POSITIVE_INFINITY;
     this.#relayAt = Number.POSITIVE_INFINITY;
     this.#relays.clear();
+    this.#classify = undefined;
+    this.#closeBirthdaySockets(undefined);
     if (this.#punch && this.#punch.state === 'punching') this.#punch = undefined;
     else this.#punch?.stopUpgrading();
   }
@@ -890,8 +1097,9 @@ export class Traversal implements Core<TraversalEvent> {
    * Every datagram leaves through here. Addresses go out unmapped, as the peer itself would
    * write them: a candidate or a game address in IPv4-mapped form reaches the same host.
    */
-  #send(to: Endpoint, data: Uint8Array): void {
-    this.#work.send(unmapped(to), data);
+  #send(to: Endpoint, data: Uint8Array, socket: SocketId = MAIN_SOCKET): void {
+    if (socket === MAIN_SOCKET) this.#work.send(unmapped(to), data);
+    else this.#work.send(unmapped(to), data, socket);
   }
 
   #id(): number {
