@@ -171,6 +171,11 @@ export class PunchAttempt {
   birthdayProbes = 0;
   /** Birthday punches the hard side sent from its extra sockets. */
   birthdayPunches = 0;
+  /**
+   * Birthday sockets a valid punch or ack from a peer arrived on, in order: the peer may have
+   * confirmed us at any of their mappings, so they stay open (`Traversal`).
+   */
+  readonly hitSockets: SocketId[] = [];
   readonly #onDirect: ((peer: ConfirmedPeer, relayed: ConfirmedPeer) => void) | undefined;
   readonly #peers = new Map<string, PeerState>();
   readonly #startedAt: number;
@@ -477,6 +482,9 @@ export class PunchAttempt {
     ) {
       this.rejected++;
       return false;
+    }
+    if (this.#isBirthdaySocket(socket) && !this.hitSockets.includes(socket)) {
+      this.hitSockets.push(socket);
     }
     if (msg.type === 'punch') {
       // Answered from the socket it arrived on: only that socket's mapping lets it through.

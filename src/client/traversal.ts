@@ -290,6 +290,8 @@ export class Traversal implements Core<TraversalEvent> {
   #birthdaySockets: SocketId[] = [];
   /** The socket the game's datagrams leave from: a birthday hit's socket, or the main one. */
   #gameSocket: SocketId = MAIN_SOCKET;
+  /** Birthday sockets kept open after the punch (hit by the peer): their datagrams are game data. */
+  readonly #keptSockets = new Set<SocketId>();
   /** The strategy chosen for each peer (by name), for reports and tests. */
   readonly strategies = new Map<string, PeerStrategy>();
 
@@ -566,7 +568,7 @@ export class Traversal implements Core<TraversalEvent> {
     if (!hasV2Prefix(data)) {
       // Game data on the main socket or the game's birthday socket; a closed or losing
       // birthday socket's leftovers are nobody's.
-      if (socket === MAIN_SOCKET || socket === this.#gameSocket) {
+      if (socket === MAIN_SOCKET || this.#keptSockets.has(socket)) {
         this.#work.event({ type: 'data', from: sender, data });
       }
       return;
@@ -995,17 +997,25 @@ export class Traversal implements Core<TraversalEvent> {
 
   /**
    * The punch settled: a peer confirmed through a birthday socket makes that socket the
-   * game's (`gameSocket`); every other birthday socket is closed.
+   * game's (`gameSocket`). Both sides confirm on their own, so the peer may have confirmed
+   * us at another of our mappings than the one we confirmed it through: every birthday
+   * socket the peer's punches or acks reached stays open (its datagrams are game data; the
+   * first hit is the game's socket when we confirmed the peer on the main socket, because an
+   * `eim` peer accepts us from wherever it already sent to), every other one is closed.
    */
   #closeBirthdaySockets(punch: PunchAttempt | undefined): void {
     if (this.#birthdaySockets.length === 0) return;
-    let keep: SocketId = MAIN_SOCKET;
+    const hits = punch?.hitSockets ?? [];
+    let keep: SocketId = hits[0] ?? MAIN_SOCKET;
     for (const p of punch?.confirmed ?? []) {
-      if (p.path === 'birthday') keep = punch?.socketOf(p.name) ?? MAIN_SOCKET;
+      if (p.path === 'birthday') keep = punch?.socketOf(p.name) ?? keep;
+      if (p.path === 'relay') keep = MAIN_SOCKET;
     }
     this.#gameSocket = keep;
     for (const socket of this.#birthdaySockets) {
-      if (socket !== keep) this.#work.push({ type: 'unbind', socket });
+      if (socket === keep || (keep !== MAIN_SOCKET && hits.includes(socket))) {
+        this.#keptSockets.add(socket);
+      } else this.#work.push({ type: 'unbind', socket });
     }
     this.#birthdaySockets = [];
   }
