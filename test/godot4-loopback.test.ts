@@ -43,6 +43,8 @@ interface GodotPlayer {
   readonly maxPlayers?: number;
   /** The addon's socket talks to the server (main and relay ports) only. */
   readonly dropDirect?: boolean;
+  /** The addon's enet_redundancy (copies of each ENet datagram; default 1). */
+  readonly redundancy?: number;
 }
 
 let sessionCounter = 0;
@@ -59,6 +61,7 @@ async function spawnGodot(server: number, session: string, p: GodotPlayer): Prom
     max_players: p.maxPlayers ?? 2,
     after: p.after,
     drop_direct: p.dropDirect === true,
+    enet_redundancy: p.redundancy ?? 1,
     timeout_ms: 20_000,
     deadline_ms: PLAYER_DEADLINE_MS,
   };
@@ -227,53 +230,63 @@ describe('the Godot 4 addon on loopback', { skip: skipUnless(reasons, 'Godot 4')
     assert.equal(cli.peers[0]?.port, peer?.port, 'one relay port per pair');
   });
 
-  it('relay: two Godot players without a direct path, ENet connects through the relay and an RPC round-trips both ways', async () => {
-    assert.ok(server);
-    const s = session();
-    const host = await spawnGodot(server.port, s, {
-      name: 'rg0',
-      host: true,
-      after: 'enet',
-      dropDirect: true,
+  for (const redundancy of [1, 2]) {
+    it(`relay: two Godot players without a direct path, ENet connects through the relay and an RPC round-trips both ways${redundancy > 1 ? `, each ENet datagram sent ${redundancy} times` : ''}`, async () => {
+      assert.ok(server);
+      const s = session();
+      const host = await spawnGodot(server.port, s, {
+        name: 'rg0',
+        host: true,
+        after: 'enet',
+        dropDirect: true,
+        redundancy,
+      });
+      procs.push(host);
+      await host.waitForLine((l) => l.signal === 'session_registered', 15_000);
+      const join = await spawnGodot(server.port, s, {
+        name: 'rg1',
+        host: false,
+        after: 'enet',
+        dropDirect: true,
+        redundancy,
+      });
+      procs.push(join);
+      const joined = await checkGodot('relay: 2 Godot players, joiner', join, 'rpc_ok');
+      const hosted = await checkGodot('relay: 2 Godot players, host', host, 'rpc_ok');
+      type Res = {
+        local_port: number;
+        host_address: string;
+        host_port: number;
+        peers: { address: string; port: number; path: string }[];
+      };
+      const j = joined.result as Res;
+      const h = hosted.result as Res;
+      assert.equal(j.peers[0]?.path, 'relay', JSON.stringify(j));
+      assert.equal(h.peers[0]?.path, 'relay', JSON.stringify(h));
+      // The joiner's hole_punched names the relay: the server's address and the relay port.
+      const signal = join.lines.find((l) => l.signal === 'hole_punched')?.args as [
+        number,
+        number,
+        string,
+      ];
+      assert.deepEqual(signal, [j.local_port, j.peers[0]?.port, '127.0.0.1']);
+      assert.notEqual(j.host_port, h.local_port, 'ENet went to the relay, not to the host');
+      assert.equal(j.peers[0]?.port, h.peers[0]?.port, 'one relay port per pair');
+      assert.ok(
+        join.lines.some((l) => l.godot === 'enet_connected'),
+        'ENet connected through the relay',
+      );
     });
-    procs.push(host);
-    await host.waitForLine((l) => l.signal === 'session_registered', 15_000);
-    const join = await spawnGodot(server.port, s, {
-      name: 'rg1',
-      host: false,
-      after: 'enet',
-      dropDirect: true,
-    });
-    procs.push(join);
-    const joined = await checkGodot('relay: 2 Godot players, joiner', join, 'rpc_ok');
-    const hosted = await checkGodot('relay: 2 Godot players, host', host, 'rpc_ok');
-    type Res = {
-      local_port: number;
-      host_address: string;
-      host_port: number;
-      peers: { address: string; port: number; path: string }[];
-    };
-    const j = joined.result as Res;
-    const h = hosted.result as Res;
-    assert.equal(j.peers[0]?.path, 'relay', JSON.stringify(j));
-    assert.equal(h.peers[0]?.path, 'relay', JSON.stringify(h));
-    // The joiner's hole_punched names the relay: the server's address and the relay port.
-    const signal = join.lines.find((l) => l.signal === 'hole_punched')?.args as [
-      number,
-      number,
-      string,
-    ];
-    assert.deepEqual(signal, [j.local_port, j.peers[0]?.port, '127.0.0.1']);
-    assert.notEqual(j.host_port, h.local_port, 'ENet went to the relay, not to the host');
-    assert.equal(j.peers[0]?.port, h.peers[0]?.port, 'one relay port per pair');
-    assert.ok(
-      join.lines.some((l) => l.godot === 'enet_connected'),
-      'ENet connected through the relay',
-    );
-  });
+  }
 
-  for (const n of [2, 4]) {
-    it(`${n} Godot players punch every pair, then ENet connects and an RPC round-trips both ways`, async () => {
+  /** Copies per player (host first); a mix checks that plain ENet and redundancy interoperate. */
+  const REDUNDANCY_MIX = [2, 2, 1, 3];
+  for (const [n, redundant] of [
+    [2, false],
+    [4, false],
+    [4, true],
+  ] as const) {
+    it(`${n} Godot players punch every pair, then ENet connects and an RPC round-trips both ways${redundant ? ` (enet_redundancy ${REDUNDANCY_MIX.join('/')})` : ''}`, async () => {
       assert.ok(server);
       const s = session();
       const players: Proc[] = [];
@@ -282,6 +295,7 @@ describe('the Godot 4 addon on loopback', { skip: skipUnless(reasons, 'Godot 4')
         host: true,
         after: 'enet',
         maxPlayers: n,
+        redundancy: redundant ? REDUNDANCY_MIX[0] : 1,
       });
       players.push(host);
       procs.push(host);
@@ -292,6 +306,7 @@ describe('the Godot 4 addon on loopback', { skip: skipUnless(reasons, 'Godot 4')
           host: false,
           after: 'enet',
           maxPlayers: n,
+          redundancy: redundant ? REDUNDANCY_MIX[i] : 1,
         });
         players.push(p);
         procs.push(p);

@@ -35,6 +35,7 @@ signal traversal_succeeded(result: Dictionary)
 # has no global class cache.
 const Traversal := preload("holepunch_traversal.gd")
 const Codec := preload("holepunch_codec.gd")
+const Redundancy := preload("holepunch_redundancy.gd")
 
 ## The rendezvous server's address (IP or host name).
 @export var rendevouz_address: String = ""
@@ -62,6 +63,11 @@ const Codec := preload("holepunch_codec.gd")
 ## 500 ms after the peer list, in parallel with the punch). False: such peers fail with their
 ## cause.
 @export var use_relay: bool = true
+## How many times [method create_enet_peer]'s ENet sends each datagram to the peers. 1: once,
+## plain ENet on the punched port. 2-4: that many copies, through a forwarder that keeps the
+## punched port (ENet runs on loopback behind it), for very lossy paths; costs that many
+## times the upload. See docs/godot.md, "ENet on a very lossy path".
+@export_range(1, 4) var enet_redundancy: int = 1
 ## Kept from the original for compatibility; v2 predicts ports on its own (+-8).
 @export var port_cascade_range: int = 10
 ## Kept from the original for compatibility; v2 retransmits on its own.
@@ -90,6 +96,8 @@ var _session: String = ""
 var _punched_event: Dictionary = {}
 var _punched_at: int = -1
 var _bound_port: int = 0
+var _redundancy: Redundancy = null
+var _redundancy_peer: WeakRef = null
 
 
 func _ready() -> void:
@@ -98,6 +106,7 @@ func _ready() -> void:
 
 func _exit_tree() -> void:
 	_close_socket()
+	_close_redundancy()
 
 
 ## Starts registering with the server: the host creates session [param key], others join it.
@@ -174,6 +183,8 @@ func create_enet_peer(channel_count: int = 0) -> ENetMultiplayerPeer:
 	if last_result.is_empty():
 		push_error("HolePunch.create_enet_peer: nothing punched yet")
 		return null
+	if enet_redundancy > 1:
+		return _create_redundant_enet_peer(channel_count, enet_redundancy)
 	var peer := ENetMultiplayerPeer.new()
 	var err: Error
 	if last_result.is_host:
@@ -185,6 +196,14 @@ func create_enet_peer(channel_count: int = 0) -> ENetMultiplayerPeer:
 		push_error("HolePunch.create_enet_peer: %s" % error_string(err))
 		return null
 	return peer
+
+
+## With [member enet_redundancy] above 1, after [method create_enet_peer]: datagrams
+## [code]received[/code] from peers and handed to ENet, [code]duplicates[/code] dropped,
+## [code]from_enet[/code] (sent by ENet) and [code]sent[/code] to peers, copies included, so
+## far; empty otherwise.
+func get_redundancy_stats() -> Dictionary:
+	return _redundancy.get_stats() if _redundancy != null else {}
 
 
 ## Whether peers without a direct path are reached through the server's transparent relay
@@ -201,7 +220,11 @@ func is_server_endpoint(address: String, port: int) -> bool:
 
 
 func _process(_delta: float) -> void:
+	if _redundancy != null:
+		_watch_redundancy()
 	if _udp == null or _traversal == null:
+		if _redundancy != null:
+			return
 		set_process(false)
 		return
 	var now := Time.get_ticks_msec()
@@ -307,6 +330,7 @@ func _send(address: String, port: int, data: PackedByteArray) -> void:
 
 func _reset() -> void:
 	_close_socket()
+	_close_redundancy()
 	_traversal = null
 	last_error_code = ""
 	last_result = {}
@@ -318,6 +342,51 @@ func _close_socket() -> void:
 	if _udp != null:
 		_udp.close()
 		_udp = null
+
+
+## ENet on loopback behind a forwarder that owns the punched port and sends [param copies]
+## of every datagram (see holepunch_redundancy.gd).
+func _create_redundant_enet_peer(channel_count: int, copies: int) -> ENetMultiplayerPeer:
+	_close_redundancy()
+	var proxy := Redundancy.new()
+	var peer := ENetMultiplayerPeer.new()
+	var err: Error
+	if last_result.is_host:
+		peer.set_bind_ip(Redundancy.LOOPBACK)
+		err = peer.create_server(0, max_player_count - 1, channel_count)
+		if err == OK:
+			err = proxy.open(last_result.local_port, peer.host.get_local_port(), copies)
+	else:
+		err = proxy.open(last_result.local_port, 0, copies)
+		if err == OK:
+			var port := proxy.add_remote(last_result.host_address, last_result.host_port)
+			err = ERR_CANT_CREATE if port == 0 else peer.create_client(Redundancy.LOOPBACK,
+					port, channel_count)
+	if err != OK:
+		proxy.close()
+		peer.close()
+		push_error("HolePunch.create_enet_peer: %s" % error_string(err))
+		return null
+	proxy.start()
+	_redundancy = proxy
+	_redundancy_peer = weakref(peer)
+	set_process(true)
+	return peer
+
+
+## Stops the forwarder once its ENet peer is closed or gone.
+func _watch_redundancy() -> void:
+	var peer: ENetMultiplayerPeer = _redundancy_peer.get_ref() if _redundancy_peer else null
+	if peer == null or peer.get_connection_status() \
+			== MultiplayerPeer.CONNECTION_DISCONNECTED:
+		_close_redundancy()
+
+
+func _close_redundancy() -> void:
+	if _redundancy != null:
+		_redundancy.close()
+		_redundancy = null
+	_redundancy_peer = null
 
 
 static func _resolve(address: String) -> String:

@@ -10,6 +10,8 @@ extends Node
 ##          still retransmit what they are missing),
 ##          "udp_echo" (bind the released port with the game's own PacketPeerUDP and run the
 ##          holepunch-client CLI's hp-test ping/pong with every peer), or "none";
+##   enet_redundancy (default 1: the addon's enet_redundancy; its forwarder's counts are
+##          printed at the end);
 ##   use_relay (default true); drop_direct: the addon's socket drops every datagram to or
 ##          from anything but the server's main port and our relay ports, so no direct path
 ##          exists (the game's transport after hole_punched is not filtered).
@@ -48,6 +50,7 @@ func _ready() -> void:
 	_hp.max_player_count = int(_config.get("max_players", 2))
 	_hp.traversal_timeout_ms = int(_config.get("timeout_ms", 20000))
 	_hp.use_relay = bool(_config.get("use_relay", true))
+	_hp.enet_redundancy = int(_config.get("enet_redundancy", 1))
 	if bool(_config.get("drop_direct", false)):
 		_hp.drop_datagram = func(_direction: String, address: String, port: int,
 				_data: PackedByteArray) -> bool:
@@ -236,6 +239,8 @@ func _end(reason: String, code: int, grace_s: float = 0.3) -> void:
 	_done = true
 	_line({"godot": "end", "reason": reason, "code": code})
 	await get_tree().create_timer(grace_s).timeout
+	if _hp.enet_redundancy > 1:
+		_line({"godot": "redundancy", "stats": _hp.get_redundancy_stats()})
 	multiplayer.multiplayer_peer = null
 	get_tree().quit(code)
 
