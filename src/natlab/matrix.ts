@@ -75,7 +75,7 @@ export interface TrialResult {
   readonly joinAt: string;
   readonly expectation: PairExpectation;
   readonly ok: boolean;
-  /** The path each side says it punched (`public`, `local`, `predicted`). */
+  /** The path each side says it punched (`public`, `local`, `predicted`, `reflexive`, `birthday`, `relay`). */
   readonly hostPath: string | undefined;
   readonly joinPath: string | undefined;
   /** From the joiner's start until both sides printed `punched` (includes process start). */
@@ -208,7 +208,11 @@ export function matrixPairs(
  * two hosts behind one NAT share its fixed local port (the second is moved to another port).
  */
 export function expectationFor(client: ClientKind, pair: MatrixPair): PairExpectation {
-  if (client === 'v2') return pair.sameNat !== undefined ? 'direct' : expectPair(pair.a, pair.b);
+  if (client === 'v2') {
+    if (pair.sameNat !== undefined || isPair(pair, BIRTHDAY_PAIRS)) return 'direct';
+    if (isPair(pair, BIRTHDAY_RACY_PAIRS)) return 'racy';
+    return expectPair(pair.a, pair.b);
+  }
   if (pair.sameNat !== undefined) return 'relay-only';
   const keeps = (t: NatType) =>
     NAT_BEHAVIOUR[t].keepsPort && NAT_BEHAVIOUR[t].mapping === 'endpoint-independent';
@@ -217,6 +221,27 @@ export function expectationFor(client: ClientKind, pair: MatrixPair): PairExpect
   if (NAT_BEHAVIOUR[pair.a].remapsOnCollision || NAT_BEHAVIOUR[pair.b].remapsOnCollision)
     return 'racy';
   return expectPair(pair.a, pair.b);
+}
+
+/**
+ * Pairs the v2 client reaches directly by birthday probing (docs/protocol-v2.md §6,
+ * "Strategy") although RFC 4787 alone says relay: a random-port side against an
+ * endpoint-independent mapping with a port-dependent filter. Only the pairs measured in the
+ * lab (docs/natlab.md, "Birthday probing") are listed; the other endpoint-independent types
+ * with such a filter (`fast-expiry`, `double-nat`) are not claimed.
+ */
+const BIRTHDAY_PAIRS: readonly (readonly [NatType, NatType])[] = [['port-restricted', 'symmetric']];
+/**
+ * Measured both ways: birthday probing against `port-restricted-accepting` fails without the
+ * relay (its router re-maps the host's port when the hard side's punches arrive first) and
+ * found a direct path with it.
+ */
+const BIRTHDAY_RACY_PAIRS: readonly (readonly [NatType, NatType])[] = [
+  ['port-restricted-accepting', 'symmetric'],
+];
+
+function isPair(pair: MatrixPair, pairs: readonly (readonly [NatType, NatType])[]): boolean {
+  return pairs.some(([x, y]) => (pair.a === x && pair.b === y) || (pair.a === y && pair.b === x));
 }
 
 let sessionCounter = 0;
