@@ -94,6 +94,24 @@ describe('npm run bench, smoke mode', () => {
     }
     if (json.punch_ms_p50 === null) assert.equal(typeof json.punch_unavailable_reason, 'string');
 
+    // Loopback: a Godot 4 addon host beside a Node CLI host, same server, same phase. The Node
+    // runs need nothing; Godot needs root and its chroot, which CI has (there it must run).
+    assert.equal(json.loopback_punch_runs, 1);
+    assert.equal(json.loopback_punch_failures, 0, 'the Node loopback run punched');
+    positive(json, 'loopback_punch_ms_p50');
+    for (const field of ['godot_punch_ms_p50', 'godot_punch_ms_p99', 'godot_handover_ms_p50']) {
+      assert.ok(field in json, `${field} is present`);
+    }
+    if (process.env.CI === 'true' || json.godot_punch_ms_p50 !== null) {
+      assert.equal(json.godot_unavailable_reason, null, String(json.godot_unavailable_reason));
+      assert.equal(json.godot_punch_runs, 1);
+      assert.equal(json.godot_punch_failures, 0, 'the Godot run punched');
+      // The addon waits handover_ms (400 ms by default) before hole_punched; Node does not.
+      assert.ok(positive(json, 'godot_punch_ms_p50') >= positive(json, 'godot_handover_ms_p50'));
+    } else {
+      assert.equal(typeof json.godot_unavailable_reason, 'string');
+    }
+
     // The attack phase: floods beside legit lobbies, and the worst memory attack survived.
     assert.equal(json.attack_heap_mb, 96);
     const attacks = json.attacks as { kind: string; sent_per_s: number; v2_completed: number }[];

@@ -11,6 +11,7 @@ import {
   runAttackPhase,
 } from './attack-phase.js';
 import { type BenchChild, freeUdpPort, startChild } from './child.js';
+import { type GodotPunchOutcome, measureGodotPunch } from './godot.js';
 import { LOAD_ADDRESS, type LoadResult, openIdleSessions, runClosedLoop } from './lobby-load.js';
 import { type CpuSnapshot, cpuBetween, rssBytes, snapshotCpu } from './process-stats.js';
 import { newestProfile, type ProfileSummary, summariseProfile } from './profile.js';
@@ -53,6 +54,8 @@ export interface BenchPlan {
   readonly simRuns: number;
   readonly labRuns: number;
   readonly legacyLabRuns: number;
+  /** Loopback runs of a Godot 4 addon host, and as many of a Node CLI host (./godot.ts). */
+  readonly godotRuns: number;
   /** Set to profile the server under the 2-player load into this directory. */
   readonly profileDir?: string | undefined;
   /** One-source floods beside legit lobbies, and the long worst-case memory attack. */
@@ -76,6 +79,7 @@ export const FULL_PLAN: BenchPlan = {
   simRuns: 300,
   labRuns: 20,
   legacyLabRuns: 5,
+  godotRuns: 5,
   attacks: {
     kinds: ATTACK_KINDS,
     floodMs: 3000,
@@ -100,6 +104,7 @@ export const SMOKE_PLAN: BenchPlan = {
   simRuns: 20,
   labRuns: 0,
   legacyLabRuns: 0,
+  godotRuns: 1,
   // Seconds, for CI: two floods and a 1 s memory attack (figures not meaningful).
   attacks: {
     kinds: ['v2_keepalive', 'legacy_rs'],
@@ -426,6 +431,7 @@ export async function runBench(plan: BenchPlan): Promise<BenchResult> {
           v2: { ok: false as const, reason: 'skipped in smoke mode' },
           legacy: { ok: false as const, reason: 'skipped in smoke mode' },
         };
+  const godot: GodotPunchOutcome = await measureGodotPunch(plan.godotRuns);
   const attacks: AttackPhaseFigures = await runAttackPhase(plan.attacks);
   const profile =
     plan.profileDir === undefined ? undefined : await profilePhase(plan, plan.profileDir);
@@ -442,6 +448,7 @@ export async function runBench(plan: BenchPlan): Promise<BenchResult> {
     memory,
     sim,
     lab,
+    godot,
     attacks,
     profile,
     elapsedMs: performance.now() - startedAt,

@@ -1,7 +1,8 @@
 /**
  * The benchmark of issue 6 (`npm run bench`; method and a sample run in docs/performance.md):
  * complete legacy lobbies against the server and a same-I/O echo reference, idle-session
- * memory, and time-to-punch in the simulator and the NAT lab.
+ * memory, time-to-punch in the simulator and the NAT lab, and the Godot 4 addon's beside the
+ * Node client's on loopback.
  *
  *   import { FULL_PLAN, runBench } from './bench/index.js';
  *   const { table, json } = await runBench(FULL_PLAN);  // json: the fields of the last line

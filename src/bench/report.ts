@@ -5,6 +5,7 @@
 import { availableParallelism } from 'node:os';
 import { type AttackPhaseFigures, attackReport } from './attack-phase.js';
 import type { BenchPlan, MemoryFigures } from './bench.js';
+import type { GodotPunchOutcome } from './godot.js';
 import type { ProfileSummary } from './profile.js';
 import type { LabPunchOutcome, PunchOutcome } from './punch.js';
 
@@ -51,6 +52,8 @@ export interface ReportInput {
   readonly memory: MemoryFigures;
   readonly sim: PunchOutcome;
   readonly lab: LabPunchOutcome;
+  /** Loopback: a Godot 4 addon host and, in the same phase, a Node CLI host. */
+  readonly godot: GodotPunchOutcome;
   /** The one-source floods and the worst memory attack (docs/security.md). */
   readonly attacks: AttackPhaseFigures;
   readonly profile: ProfileSummary | undefined;
@@ -184,6 +187,8 @@ export function buildReport(input: ReportInput): { table: string; json: Record<s
   const sim = punchFields(input.sim);
   const labV2 = punchFields(input.lab.v2);
   const labLegacy = punchFields(input.lab.legacy);
+  const godot = punchFields(input.godot.godot);
+  const loopback = punchFields(input.godot.node);
 
   const attacks = attackReport(input.attacks);
   const json = {
@@ -234,6 +239,16 @@ export function buildReport(input: ReportInput): { table: string; json: Record<s
     legacy_punch_runs: labLegacy.runs,
     legacy_punch_failures: labLegacy.failures,
     punch_unavailable_reason: labV2.reason ?? labLegacy.reason,
+    godot_punch_ms_p50: godot.p50,
+    godot_punch_ms_p99: godot.p99,
+    godot_handover_ms_p50: round(quantile(input.godot.godotHandoverMs, 0.5), 1),
+    godot_punch_runs: godot.runs,
+    godot_punch_failures: godot.failures,
+    godot_unavailable_reason: godot.reason,
+    loopback_punch_ms_p50: loopback.p50,
+    loopback_punch_ms_p99: loopback.p99,
+    loopback_punch_runs: loopback.runs,
+    loopback_punch_failures: loopback.failures,
     sim_punch_ms_p50: sim.p50,
     sim_punch_ms_p99: sim.p99,
     sim_punch_runs: sim.runs,
@@ -401,6 +416,14 @@ export function buildReport(input: ReportInput): { table: string; json: Record<s
         targets.punch_ms_p50.rule,
         passText(targets.punch_ms_p50),
       ],
+      [
+        'loopback time-to-punch p50 / p99 ms',
+        `Godot 4 host ${show(godot.p50)} / ${show(godot.p99)}`,
+        `Node host ${show(loopback.p50)} / ${show(loopback.p99)}`,
+        '',
+        `Godot hand-over p50 ${show(json.godot_handover_ms_p50)}`,
+        '',
+      ],
     ]),
   ];
   const notes: string[] = [];
@@ -416,6 +439,8 @@ export function buildReport(input: ReportInput): { table: string; json: Record<s
   if (labLegacy.reason !== null && labLegacy.reason !== labV2.reason) {
     notes.push(`NAT lab legacy punch: ${labLegacy.reason}`);
   }
+  if (godot.reason !== null) notes.push(`Godot punch: ${godot.reason}`);
+  if (loopback.reason !== null) notes.push(`loopback Node punch: ${loopback.reason}`);
   if (!memory.gcForced) notes.push('memory: GC could not be forced; RSS read after settling only');
   if (memory.failed > 0) {
     notes.push(

@@ -32,6 +32,18 @@ export {
   SERVER_ALT_ADDRESS,
 } from './addresses.js';
 export {
+  GODOT4_ADDON_DIR,
+  GODOT4_DRIVER_DIR,
+  GODOT4_ROOT,
+  type Godot4Project,
+  godot4Argv,
+  godot4ScriptErrors,
+  godot4UnavailableReasons,
+  makeGodot4Project,
+  REPO_ROOT,
+  removeGodot4Projects,
+} from './godot4.js';
+export {
   type JsonLine,
   type JsonProcess,
   type ProcessResult,
@@ -51,6 +63,7 @@ export {
   type SiteSpec,
 } from './lab.js';
 export { labNamespaces, removeLeftovers } from './leftovers.js';
+export { type SpawnJson, startLoopbackServer } from './loopback.js';
 export {
   CLIENT_KINDS,
   type ClientKind,
