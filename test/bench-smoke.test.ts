@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { BENCH_RUN_PATH } from '../src/cli/index.js';
 
 const RUN_SCRIPT = BENCH_RUN_PATH;
-/** The smoke run takes ~15 s alone (attacks ~9 s); a loaded CI machine gets generous headroom. */
+/** The smoke run takes ~25 s alone (attacks ~9 s, the NAT lab ~8 s); a loaded CI machine gets generous headroom. */
 const SMOKE_LIMIT_MS = 90_000;
 
 interface SmokeRun {
@@ -94,6 +94,22 @@ describe('npm run bench, smoke mode', () => {
     }
     if (json.punch_ms_p50 === null) assert.equal(typeof json.punch_unavailable_reason, 'string');
 
+    // The hard-NAT pairs of issue #13 (one run each in smoke): birthday probing with the relay
+    // off, and two random-port sides through the relay. The lab needs root, which CI has.
+    for (const pair of ['birthday', 'relay']) {
+      for (const suffix of ['ms_p50', 'ms_p99', 'runs', 'failures', 'paths']) {
+        assert.ok(`lab_${pair}_${suffix}` in json, `lab_${pair}_${suffix} is present`);
+      }
+      const reason = json[`lab_${pair}_unavailable_reason`];
+      if (process.env.CI === 'true' || json[`lab_${pair}_runs`] !== 0) {
+        assert.ok(!String(reason).startsWith('NAT lab'), `the ${pair} pair ran: ${reason}`);
+        assert.equal(json[`lab_${pair}_runs`], 1);
+      } else {
+        assert.equal(typeof reason, 'string');
+      }
+    }
+    assert.ok('lab_birthday_direct_share' in json && 'lab_relay_success_share' in json);
+
     // Loopback: a Godot 4 addon host beside a Node CLI host, same server, same phase. The Node
     // runs need nothing; Godot needs root and its chroot, which CI has (there it must run).
     assert.equal(json.loopback_punch_runs, 1);
@@ -128,6 +144,8 @@ describe('npm run bench, smoke mode', () => {
       'rss_bytes_per_idle_session',
       'sim_punch_ms_p50',
       'punch_ms_p50',
+      'lab_birthday_direct_share',
+      'lab_relay_ms_p50',
     ]) {
       assert.ok(name in targets, `target ${name} is reported`);
       assert.ok([true, false, null].includes(targets[name]?.pass ?? null));

@@ -54,6 +54,8 @@ export interface BenchPlan {
   readonly simRuns: number;
   readonly labRuns: number;
   readonly legacyLabRuns: number;
+  /** NAT lab runs of each hard-NAT pair (birthday, relay-only), in the same lab. */
+  readonly hardLabRuns: number;
   /** Loopback runs of a Godot 4 addon host, and as many of a Node CLI host (./godot.ts). */
   readonly godotRuns: number;
   /** Set to profile the server under the 2-player load into this directory. */
@@ -79,6 +81,7 @@ export const FULL_PLAN: BenchPlan = {
   simRuns: 300,
   labRuns: 20,
   legacyLabRuns: 5,
+  hardLabRuns: 10,
   godotRuns: 5,
   attacks: {
     kinds: ATTACK_KINDS,
@@ -104,6 +107,8 @@ export const SMOKE_PLAN: BenchPlan = {
   simRuns: 20,
   labRuns: 0,
   legacyLabRuns: 0,
+  // One run of each hard-NAT pair keeps the lab's code path alive (~10 s with the lab's build).
+  hardLabRuns: 1,
   godotRuns: 1,
   // Seconds, for CI: two floods and a 1 s memory attack (figures not meaningful).
   attacks: {
@@ -424,13 +429,15 @@ export async function runBench(plan: BenchPlan): Promise<BenchResult> {
   }
   const memory = await memoryPhase(plan);
   const sim: PunchOutcome = await measureSimPunch(plan.simRuns);
+  const skipped = { ok: false as const, reason: 'skipped in smoke mode' };
   const lab =
-    plan.labRuns > 0
-      ? await measureLabPunch(plan.labRuns, plan.legacyLabRuns)
-      : {
-          v2: { ok: false as const, reason: 'skipped in smoke mode' },
-          legacy: { ok: false as const, reason: 'skipped in smoke mode' },
-        };
+    plan.labRuns + plan.legacyLabRuns + plan.hardLabRuns > 0
+      ? await measureLabPunch({
+          v2: plan.labRuns,
+          legacy: plan.legacyLabRuns,
+          hard: plan.hardLabRuns,
+        })
+      : { v2: skipped, legacy: skipped, birthday: skipped, relay: skipped };
   const godot: GodotPunchOutcome = await measureGodotPunch(plan.godotRuns);
   const attacks: AttackPhaseFigures = await runAttackPhase(plan.attacks);
   const profile =

@@ -7,7 +7,7 @@ import { type AttackPhaseFigures, attackReport } from './attack-phase.js';
 import type { BenchPlan, MemoryFigures } from './bench.js';
 import type { GodotPunchOutcome } from './godot.js';
 import type { ProfileSummary } from './profile.js';
-import type { LabPunchOutcome, PunchOutcome } from './punch.js';
+import type { HardPairOutcome, LabPunchOutcome, PunchOutcome } from './punch.js';
 
 /** A process counts as the bottleneck when it used at least this share of one core. */
 const SATURATED_CORE_SHARE = 0.9;
@@ -127,6 +127,27 @@ function punchFields(outcome: PunchOutcome): {
   };
 }
 
+/** A hard-NAT pair: the time fields plus the share of runs that punched (directly) and paths. */
+function hardPairFields(outcome: HardPairOutcome): ReturnType<typeof punchFields> & {
+  successShare: number | null;
+  directShare: number | null;
+  paths: Readonly<Record<string, number>> | null;
+  fromSpawnP50: number | null;
+} {
+  const times = punchFields(outcome);
+  if (!outcome.ok || outcome.figures.runs === 0) {
+    return { ...times, successShare: null, directShare: null, paths: null, fromSpawnP50: null };
+  }
+  const { runs, failures, direct, paths, fromSpawnMs } = outcome.figures;
+  return {
+    ...times,
+    successShare: round((runs - failures) / runs, 3),
+    directShare: round(direct / runs, 3),
+    paths,
+    fromSpawnP50: round(quantile(fromSpawnMs, 0.5), 1),
+  };
+}
+
 interface Target {
   readonly rule: string;
   readonly value: number | null;
@@ -169,6 +190,15 @@ function show(value: number | null, unit = ''): string {
   return value === null ? 'n/a' : `${value}${unit}`;
 }
 
+/** `paths host/join ×n, …`, most frequent first. */
+function pathsText(paths: Readonly<Record<string, number>> | null): string {
+  if (paths === null) return '';
+  const parts = Object.entries(paths)
+    .sort((a, b) => b[1] - a[1])
+    .map(([path, n]) => `${path}×${n}`);
+  return parts.length === 0 ? '' : `paths ${parts.join(', ')}`;
+}
+
 function passText(t: Target): string {
   if (t.pass === null) return 'not measured';
   return t.pass ? 'PASS' : 'FAIL';
@@ -189,6 +219,8 @@ export function buildReport(input: ReportInput): { table: string; json: Record<s
   const labLegacy = punchFields(input.lab.legacy);
   const godot = punchFields(input.godot.godot);
   const loopback = punchFields(input.godot.node);
+  const birthday = hardPairFields(input.lab.birthday);
+  const relay = hardPairFields(input.lab.relay);
 
   const attacks = attackReport(input.attacks);
   const json = {
@@ -239,6 +271,21 @@ export function buildReport(input: ReportInput): { table: string; json: Record<s
     legacy_punch_runs: labLegacy.runs,
     legacy_punch_failures: labLegacy.failures,
     punch_unavailable_reason: labV2.reason ?? labLegacy.reason,
+    lab_birthday_direct_share: birthday.directShare,
+    lab_birthday_ms_p50: birthday.p50,
+    lab_birthday_ms_p99: birthday.p99,
+    lab_birthday_runs: birthday.runs,
+    lab_birthday_failures: birthday.failures,
+    lab_birthday_paths: birthday.paths,
+    lab_birthday_unavailable_reason: birthday.reason,
+    lab_relay_success_share: relay.successShare,
+    lab_relay_ms_p50: relay.p50,
+    lab_relay_ms_p99: relay.p99,
+    lab_relay_from_spawn_ms_p50: relay.fromSpawnP50,
+    lab_relay_runs: relay.runs,
+    lab_relay_failures: relay.failures,
+    lab_relay_paths: relay.paths,
+    lab_relay_unavailable_reason: relay.reason,
     godot_punch_ms_p50: godot.p50,
     godot_punch_ms_p99: godot.p99,
     godot_handover_ms_p50: round(quantile(input.godot.godotHandoverMs, 0.5), 1),
@@ -310,6 +357,13 @@ export function buildReport(input: ReportInput): { table: string; json: Record<s
       '≤ legacy_punch_ms_p50 / 10',
       (v, r) => v <= r,
     ),
+    lab_birthday_direct_share: target(
+      json.lab_birthday_direct_share,
+      0.95,
+      '≥ 0.95',
+      (v, r) => v >= r,
+    ),
+    lab_relay_ms_p50: target(json.lab_relay_ms_p50, 1500, '≤ 1500', (v, r) => v <= r),
   };
 
   const phaseRows = json.phases.map((p) => [
@@ -417,6 +471,22 @@ export function buildReport(input: ReportInput): { table: string; json: Record<s
         passText(targets.punch_ms_p50),
       ],
       [
+        'NAT lab birthday pair (pr host, sym join, no relay): direct share, p50 / p99 ms',
+        `direct ${show(birthday.directShare)} (${birthday.runs} runs), ${show(birthday.p50)} / ${show(birthday.p99)}`,
+        pathsText(birthday.paths),
+        '',
+        targets.lab_birthday_direct_share.rule,
+        passText(targets.lab_birthday_direct_share),
+      ],
+      [
+        'NAT lab relay-only pair (sym, sym, relay): connected, p50 / p99 ms',
+        `ok ${show(relay.successShare)} (${relay.runs} runs), ${show(relay.p50)} / ${show(relay.p99)}`,
+        `${pathsText(relay.paths)}; from joiner spawn p50 ${show(relay.fromSpawnP50)}`,
+        '',
+        `p50 ${targets.lab_relay_ms_p50.rule}`,
+        passText(targets.lab_relay_ms_p50),
+      ],
+      [
         'loopback time-to-punch p50 / p99 ms',
         `Godot 4 host ${show(godot.p50)} / ${show(godot.p99)}`,
         `Node host ${show(loopback.p50)} / ${show(loopback.p99)}`,
@@ -438,6 +508,12 @@ export function buildReport(input: ReportInput): { table: string; json: Record<s
   if (labV2.reason !== null) notes.push(`NAT lab punch: ${labV2.reason}`);
   if (labLegacy.reason !== null && labLegacy.reason !== labV2.reason) {
     notes.push(`NAT lab legacy punch: ${labLegacy.reason}`);
+  }
+  if (birthday.reason !== null && birthday.reason !== labV2.reason) {
+    notes.push(`NAT lab birthday pair: ${birthday.reason}`);
+  }
+  if (relay.reason !== null && relay.reason !== labV2.reason) {
+    notes.push(`NAT lab relay-only pair: ${relay.reason}`);
   }
   if (godot.reason !== null) notes.push(`Godot punch: ${godot.reason}`);
   if (loopback.reason !== null) notes.push(`loopback Node punch: ${loopback.reason}`);
