@@ -7,6 +7,8 @@ import {
   BIRTHDAY_PROBE_RATE,
   BIRTHDAY_SOCKETS,
   PunchAttempt,
+  SWEEP_EVERY_ROUNDS,
+  SWEEP_PORT_RANGE,
 } from '../src/client/punch.js';
 import type { TraversalEvent } from '../src/client/traversal.js';
 import {
@@ -15,6 +17,8 @@ import {
   CLASSIFY_WITHIN_MS,
   natClassOf,
   peerStrategy,
+  SEQUENTIAL_PORT_DELTA,
+  SEQUENTIAL_RELAY_DELAY_MS,
   Traversal,
 } from '../src/client/traversal.js';
 import { drain, type Work } from '../src/core/contract.js';
@@ -137,7 +141,11 @@ describe('NAT classes and the strategy they choose', () => {
     assert.equal(peerStrategy('eim', 'eim', 1), 'punch');
     assert.equal(peerStrategy('unknown', 'edm-random', 1), 'punch', 'unknown behaves as today');
     assert.equal(peerStrategy('edm-random', 'unknown', 1), 'punch');
-    assert.equal(peerStrategy('edm-sequential', 'eim', 1), 'punch');
+    assert.equal(peerStrategy('edm-sequential', 'eim', 1), 'sequential-hard');
+    assert.equal(peerStrategy('eim', 'edm-sequential', 1), 'sequential-easy');
+    assert.equal(peerStrategy('eim', 'edm-sequential', 3), 'sequential-easy', 'any session size');
+    assert.equal(peerStrategy('edm-sequential', 'edm-sequential', 1), 'punch');
+    assert.equal(peerStrategy('unknown', 'edm-sequential', 1), 'punch');
     assert.equal(peerStrategy('eim', 'edm-random', 1), 'birthday-easy');
     assert.equal(peerStrategy('edm-random', 'eim', 1), 'birthday-hard');
     assert.equal(peerStrategy('edm-random', 'edm-random', 1), 'relay');
@@ -335,5 +343,111 @@ describe('NAT classes and the strategy they choose', () => {
     const data = drain(t).find((w) => w.type === 'event' && w.event.type === 'data');
     assert.ok(data, 'game data from the birthday socket');
     assert.ok(BIRTHDAY_RELAY_DELAY_MS > 1000);
+  });
+
+  it('classifies ports up to the sweep range apart as edm-sequential (a busy or wrapping pool)', () => {
+    assert.equal(SEQUENTIAL_PORT_DELTA, SWEEP_PORT_RANGE);
+    assert.equal(natClassOf(40063, 40000), 'edm-sequential', "the lab's 64-port pool wrapped");
+    assert.equal(natClassOf(40000, 40000 + SWEEP_PORT_RANGE + 1), 'edm-random');
+  });
+
+  it('the easy side sweeps ±SWEEP_PORT_RANGE of a sequential peer at once, every few rounds, and delays the relay', () => {
+    const t = traversal();
+    let work = toPeers(t, 40000, 40000, 'edm-sequential');
+    assert.equal(t.strategies.get('h'), 'sequential-easy');
+    const swept = (w: W[]) =>
+      sends(w).filter(
+        (s) => s.msg.type === 'punch' && s.to.address === '192.0.2.9' && s.to.port !== 5555,
+      );
+    const first = swept(work);
+    const ports = new Set(first.map((s) => s.to.port));
+    assert.equal(ports.size, 2 * SWEEP_PORT_RANGE, 'every port of the window in the first round');
+    assert.ok(ports.has(5555 + SWEEP_PORT_RANGE) && ports.has(5555 - SWEEP_PORT_RANGE));
+    assert.ok(!ports.has(5555 + SWEEP_PORT_RANGE + 1));
+    let total = first.length;
+    let sweeps = 1;
+    let relayAt: number | undefined;
+    let lastSweepAt = 20;
+    let minGap = Number.POSITIVE_INFINITY;
+    for (let now = 25; now <= 20 + 8_000; now += 5) {
+      t.handleTimeout(now);
+      work = drain(t);
+      const s = swept(work);
+      if (s.length > 0) {
+        assert.equal(s.length, 2 * SWEEP_PORT_RANGE, 'whole sweeps only');
+        sweeps++;
+        minGap = Math.min(minGap, now - lastSweepAt);
+        lastSweepAt = now;
+      }
+      total += s.length;
+      if (relayAt === undefined && sends(work).some((x) => x.msg.type === 'relay_allocate')) {
+        relayAt = now;
+      }
+    }
+    assert.ok(minGap >= 50 * SWEEP_EVERY_ROUNDS, `sweeps ${minGap} ms apart at least`);
+    assert.ok(total <= 2_000, `${total} sweep datagrams in the 8 s budget (${sweeps} sweeps)`);
+    assert.ok(
+      relayAt !== undefined && relayAt >= 20 + SEQUENTIAL_RELAY_DELAY_MS,
+      `relay at ${relayAt}`,
+    );
+  });
+
+  it('the sequential side predicts nothing towards an eim peer (its port is kept)', () => {
+    const t = traversal();
+    toPeers(t, 40000, 40001, 'eim');
+    assert.equal(t.nat, 'edm-sequential');
+    assert.equal(t.strategies.get('h'), 'sequential-hard');
+    const others = new Set<number>();
+    for (let now = 25; now <= 2_000; now += 5) {
+      t.handleTimeout(now);
+      for (const s of sends(drain(t))) {
+        if (s.msg.type === 'punch' && s.to.address === '192.0.2.9') others.add(s.to.port);
+        assert.notEqual(s.msg.type, 'relay_allocate', 'no relay before the sequential delay');
+      }
+    }
+    assert.deepEqual([...others], [5555], 'only the public port');
+  });
+
+  it('a punch from a swept port makes it a candidate punched every round', () => {
+    const sent: { to: Endpoint; candidate: number }[] = [];
+    const punch = new PunchAttempt({
+      selfName: 'j',
+      punchKey: KEY,
+      peers: [
+        {
+          name: 'h',
+          nickname: '',
+          isHost: true,
+          publicEndpoint: { address: '192.0.2.9', port: 40000 },
+          candidates: [],
+          nat: 'edm-sequential',
+        },
+      ],
+      now: 0,
+      send: (to, data) => {
+        const d = decodeV2(data);
+        if (d.ok && d.msg.type === 'punch') sent.push({ to, candidate: d.msg.candidate });
+      },
+    });
+    assert.ok(punch.setPrediction(0, 'h', 'sweep'));
+    const from = { address: '192.0.2.9', port: 40007 };
+    const msg = decodeV2(
+      encodePunch(KEY, {
+        type: 'punch',
+        requestId: 1,
+        from: 'h',
+        to: 'j',
+        candidate: 0,
+        sentAt: 0,
+      }),
+    );
+    assert.ok(msg.ok && msg.msg.type === 'punch');
+    if (!msg.ok || msg.msg.type !== 'punch') return;
+    punch.handle(10, from, msg.msg);
+    sent.length = 0;
+    for (let now = 50; now <= 150; now += 50) punch.handleTimeout(now);
+    const hits = sent.filter((s) => s.to.port === 40007).length;
+    assert.equal(hits, 3, 'every round, not only on sweep rounds');
+    assert.equal(sent.filter((s) => s.to.port === 40030).length, 0, 'other sweep ports wait');
   });
 });

@@ -27,6 +27,27 @@ export const PREDICT_AFTER_ROUNDS = 8;
 /** Port prediction tries the ports this far on either side of the observed public port. */
 export const PREDICT_PORT_RANGE = 8;
 /**
+ * Against a peer whose NAT is `edm-sequential` (docs/protocol-v2.md §6, "Strategy"), an `eim`
+ * side sweeps this many ports on either side of the peer's public port from the first round:
+ * the peer's mapping towards us is the next free port after the one the server saw, pushed
+ * further by every other new flow behind that NAT (its classification probes, LAN candidates,
+ * relay binds, other hosts), and a small pool may wrap.
+ */
+export const SWEEP_PORT_RANGE = 64;
+/**
+ * The sweep goes out on every this-many-th punch round only (one sweep a 200 ms at first, one
+ * a 800 ms later): each sweep datagram only has to open our own NAT's filter for the peer's
+ * punches, which the peer repeats every round. At most 129 datagrams a sweep, ≈ 650/s.
+ */
+export const SWEEP_EVERY_ROUNDS = 4;
+/**
+ * How a peer's ports are predicted: `late` (±`PREDICT_PORT_RANGE` after
+ * `PREDICT_AFTER_ROUNDS`, the default), `sweep` (±`SWEEP_PORT_RANGE` at once, every
+ * `SWEEP_EVERY_ROUNDS`-th round) or `none` (an `eim` peer keeps its port: predicting it only
+ * spends our own mappings).
+ */
+export type PredictMode = 'late' | 'sweep' | 'none';
+/**
  * Default total time for punching, from the peer list to the last confirmation. 8 s keeps a
  * relay-only pair (symmetric on one side, port-dependent filter on the other) failing within
  * 10 s of start, while the simulator at 30 % loss with 4 players still confirms every pair
@@ -70,6 +91,8 @@ export interface PunchCandidate {
   readonly kind: PunchPath;
   /** Our socket that punches it (`MAIN_SOCKET` but for a hard side's birthday socket). */
   readonly socket: SocketId;
+  /** A sweep port: punched on every `SWEEP_EVERY_ROUNDS`-th round only. */
+  readonly sweep?: boolean;
 }
 
 export interface ConfirmedPeer {
@@ -121,6 +144,9 @@ interface PeerState {
   gone: PeerLeftWhy | undefined;
   /** Our socket its confirmation came through. */
   socket: SocketId;
+  predict: PredictMode;
+  /** The round the sweep started in (sweep ports go out then and every few rounds after). */
+  sweepFrom: number;
 }
 
 /** The easy side's birthday probes towards one peer. */
@@ -214,6 +240,8 @@ export class PunchAttempt {
         heard: false,
         gone: undefined,
         socket: MAIN_SOCKET,
+        predict: 'late',
+        sweepFrom: 0,
       };
       addCandidate(state, info.publicEndpoint, 'public');
       for (const c of info.candidates) addCandidate(state, c, 'local');
@@ -308,6 +336,34 @@ export class PunchAttempt {
     this.#birthdayHard = { peer, sockets, rounds: 0, nextAt: now };
     for (const socket of sockets) this.#hardSockets.add(socket);
     this.handleTimeout(now);
+    return true;
+  }
+
+  /**
+   * How `name`'s ports are predicted (`PredictMode`). `sweep` adds the sweep ports now and
+   * sends them in the next round; `none` and `sweep` skip the late ±`PREDICT_PORT_RANGE`.
+   */
+  setPrediction(now: number, name: string, mode: PredictMode): boolean {
+    const peer = this.#peers.get(name);
+    if (peer === undefined || this.#state !== 'punching') return false;
+    peer.predict = mode;
+    if (mode !== 'sweep') return true;
+    // This round (already punched) counts as the first sweep round: the sweep goes out now.
+    peer.sweepFrom = this.#round;
+    const base = peer.info.publicEndpoint;
+    for (let d = 1; d <= SWEEP_PORT_RANGE; d++) {
+      for (const port of [base.port + d, base.port - d]) {
+        if (port < 1 || port > 65535) continue;
+        const index = addCandidate(
+          peer,
+          { address: base.address, port },
+          'predicted',
+          MAIN_SOCKET,
+          true,
+        );
+        if (index >= 0 && !peer.confirmed) this.#punch(now, peer, index);
+      }
+    }
     return true;
   }
 
@@ -453,9 +509,13 @@ export class PunchAttempt {
       if (peer.gone === 'left') continue;
       const relayed = peer.confirmed?.path === 'relay';
       if (peer.confirmed && !relayed) continue;
+      const sweepRound =
+        this.#round >= peer.sweepFrom && (this.#round - peer.sweepFrom) % SWEEP_EVERY_ROUNDS === 0;
       for (let i = 0; i < peer.candidates.length; i++) {
+        const c = peer.candidates[i];
         // A relayed peer: only the direct candidates (the relay path is known to work).
-        if (relayed && peer.candidates[i]?.kind === 'relay') continue;
+        if (relayed && c?.kind === 'relay') continue;
+        if (c?.sweep === true && !sweepRound) continue;
         this.#punch(now, peer, i);
       }
     }
@@ -507,6 +567,15 @@ export class PunchAttempt {
       // The peer reached us from here: a mapping towards us exists, punch straight back (from
       // the socket it reached: a birthday socket's hit is a candidate of its own).
       let index = indexOf(peer, from, socket);
+      const swept = peer.candidates[index];
+      if (swept?.sweep === true) {
+        // The sweep found the peer's mapping: punch it every round from now on.
+        peer.candidates[index] = {
+          endpoint: swept.endpoint,
+          kind: swept.kind,
+          socket: swept.socket,
+        };
+      }
       if (index < 0 && socket !== MAIN_SOCKET) {
         if (this.#isBirthdaySocket(socket)) index = addCandidate(peer, from, 'birthday', socket);
       } else if (index < 0 && peer.reflexive < MAX_REFLEXIVE_CANDIDATES) {
@@ -615,7 +684,7 @@ export class PunchAttempt {
 
   #addPredictions(): void {
     for (const peer of this.#peers.values()) {
-      if (peer.confirmed) continue;
+      if (peer.confirmed || peer.predict !== 'late') continue;
       const base = peer.info.publicEndpoint;
       for (let d = 1; d <= PREDICT_PORT_RANGE; d++) {
         for (const port of [base.port + d, base.port - d]) {
@@ -633,6 +702,7 @@ function addCandidate(
   endpoint: Endpoint,
   kind: PunchPath,
   socket: SocketId = MAIN_SOCKET,
+  sweep = false,
 ): number {
   const key = `${socket}/${endpointKey(endpoint)}`;
   if (peer.known.has(key)) return indexOf(peer, endpoint, socket);
@@ -642,7 +712,7 @@ function addCandidate(
   if (!isUnicastEndpoint(endpoint)) return -1;
   if (peer.candidates.length >= 255) return -1;
   peer.known.add(key);
-  peer.candidates.push({ endpoint, kind, socket });
+  peer.candidates.push(sweep ? { endpoint, kind, socket, sweep } : { endpoint, kind, socket });
   return peer.candidates.length - 1;
 }
 

@@ -39,6 +39,7 @@ import {
   type PeerFailureCause,
   PUNCH_BUDGET_MS,
   PunchAttempt,
+  SWEEP_PORT_RANGE,
 } from './punch.js';
 
 /** First retransmission of an unanswered request; doubles up to `REQUEST_RETRY_MAX_MS`. */
@@ -76,6 +77,13 @@ export const RELAY_DELAY_MS = 500;
  */
 export const BIRTHDAY_RELAY_DELAY_MS = 3_000;
 /**
+ * A sequential pair (`sequential-easy` / `sequential-hard`) asks the relay this long after
+ * the peers arrived: the easy side's sweep opens its filter within a round, but each punch
+ * of the sequential side needs both uplinks (≈ 0.24 a round trip at the lab's 30 % loss),
+ * and a pair relayed first reports the relay even when the direct path follows.
+ */
+export const SEQUENTIAL_RELAY_DELAY_MS = 2_000;
+/**
  * NAT classification while registering: a `probe` to the server's main port, then one to
  * its alternate port, each re-sent this often until answered...
  */
@@ -84,8 +92,12 @@ export const CLASSIFY_RETRY_MS = 25;
 export const CLASSIFY_WITHIN_MS = 400;
 /** ...and at most this many probes in all (64 bytes each). */
 export const CLASSIFY_MAX_PROBES = 16;
-/** Two public ports at most this far apart are `edm-sequential` (port prediction's range). */
-export const SEQUENTIAL_PORT_DELTA = 16;
+/**
+ * Two public ports at most this far apart are `edm-sequential`: the sweep's range
+ * (`SWEEP_PORT_RANGE`). Other flows behind a busy sequential NAT may come between the two
+ * probes (the lab's 64-port pool also wraps); two random ports are this close once in ≈ 500.
+ */
+export const SEQUENTIAL_PORT_DELTA = SWEEP_PORT_RANGE;
 
 /** The NAT class from the public ports towards the server's main and alternate port. */
 export function natClassOf(mainPort: number, altPort: number): NatClass {
@@ -99,12 +111,24 @@ export function natClassOf(mainPort: number, altPort: number): NatClass {
  *   port-dependent side, or a random-port side in a session of more than two): ask the
  *   relay at once, and punch all the same;
  * - `birthday-easy` / `birthday-hard`: one side `eim`, the other `edm-random`, two players;
+ * - `sequential-easy` / `sequential-hard`: one side `eim`, the other `edm-sequential`: the
+ *   easy side sweeps ±`SWEEP_PORT_RANGE` ports of the hard side's public port from the first
+ *   round, the hard side predicts nothing (the easy side keeps its port), and the relay waits
+ *   `SEQUENTIAL_RELAY_DELAY_MS`;
  * - `punch`: everything else, as without classes (`unknown` on either side included).
  */
-export type PeerStrategy = 'punch' | 'relay' | 'birthday-easy' | 'birthday-hard';
+export type PeerStrategy =
+  | 'punch'
+  | 'relay'
+  | 'birthday-easy'
+  | 'birthday-hard'
+  | 'sequential-easy'
+  | 'sequential-hard';
 
 export function peerStrategy(self: NatClass, peer: NatClass, peerCount: number): PeerStrategy {
   if (self === 'unknown' || peer === 'unknown') return 'punch';
+  if (self === 'eim' && peer === 'edm-sequential') return 'sequential-easy';
+  if (self === 'edm-sequential' && peer === 'eim') return 'sequential-hard';
   if (self !== 'edm-random' && peer !== 'edm-random') return 'punch';
   if (self === 'eim' || peer === 'eim') {
     if (peerCount !== 1) return 'relay';
@@ -843,7 +867,10 @@ export class Traversal implements Core<TraversalEvent> {
           : 'punch';
       this.strategies.set(p.name, strategy);
       if (strategy === 'relay') relayNow.push(p.name);
-      else if (strategy === 'birthday-easy') {
+      else if (strategy === 'sequential-easy' || strategy === 'sequential-hard') {
+        relayDelay = Math.max(relayDelay, SEQUENTIAL_RELAY_DELAY_MS);
+        this.#punch.setPrediction(now, p.name, strategy === 'sequential-easy' ? 'sweep' : 'none');
+      } else if (strategy === 'birthday-easy') {
         relayDelay = Math.max(relayDelay, BIRTHDAY_RELAY_DELAY_MS);
         this.#punch.startBirthdayEasy(now, p.name);
       } else if (strategy === 'birthday-hard') {
