@@ -145,7 +145,13 @@ describe('NAT classes and the strategy they choose', () => {
     assert.equal(peerStrategy('eim', 'edm-sequential', 1), 'sequential-easy');
     assert.equal(peerStrategy('eim', 'edm-sequential', 3), 'sequential-easy', 'any session size');
     assert.equal(peerStrategy('edm-sequential', 'edm-sequential', 1), 'punch');
-    assert.equal(peerStrategy('unknown', 'edm-sequential', 1), 'punch');
+    assert.equal(
+      peerStrategy('unknown', 'edm-sequential', 1),
+      'sequential-easy',
+      'unknown as easy',
+    );
+    assert.equal(peerStrategy('edm-sequential', 'unknown', 1), 'sequential-hard');
+    assert.equal(peerStrategy('unknown', 'eim', 1), 'punch');
     assert.equal(peerStrategy('eim', 'edm-random', 1), 'birthday-easy');
     assert.equal(peerStrategy('edm-random', 'eim', 1), 'birthday-hard');
     assert.equal(peerStrategy('edm-random', 'edm-random', 1), 'relay');
