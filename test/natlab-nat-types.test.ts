@@ -45,6 +45,19 @@ describe('NAT lab rules and expectations (no root needed)', () => {
     );
   });
 
+  it('the v2 client is expected direct between symmetric-sequential and a port-keeping port-dependent filter (the sweep, measured), the legacy client not', () => {
+    const pairs = matrixPairs(
+      ['port-restricted', 'symmetric-sequential', 'fast-expiry', 'double-nat'],
+      false,
+    ).filter((p) => [p.a, p.b].includes('symmetric-sequential') && p.a !== p.b);
+    assert.equal(pairs.length, 3);
+    for (const p of pairs) {
+      assert.equal(expectPair(p.a, p.b), 'racy', `${p.id} by RFC 4787 alone`);
+      assert.equal(expectationFor('v2', p), 'direct', p.id);
+      assert.notEqual(expectationFor('legacy', p), 'direct', p.id);
+    }
+  });
+
   it('the matrix lab fits the address plan: two sites per type plus the two same-NAT sites', () => {
     const spec = matrixLabSpec();
     assert.equal(spec.sites.length, 2 * MATRIX_NAT_TYPES.length + 2);

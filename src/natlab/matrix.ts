@@ -211,6 +211,7 @@ export function expectationFor(client: ClientKind, pair: MatrixPair): PairExpect
   if (client === 'v2') {
     if (pair.sameNat !== undefined || isPair(pair, BIRTHDAY_PAIRS)) return 'direct';
     if (isPair(pair, BIRTHDAY_RACY_PAIRS)) return 'racy';
+    if (isPair(pair, SWEEP_PAIRS)) return 'direct';
     return expectPair(pair.a, pair.b);
   }
   if (pair.sameNat !== undefined) return 'relay-only';
@@ -231,6 +232,17 @@ export function expectationFor(client: ClientKind, pair: MatrixPair): PairExpect
  * with such a filter (`fast-expiry`, `double-nat`) are not claimed.
  */
 const BIRTHDAY_PAIRS: readonly (readonly [NatType, NatType])[] = [['port-restricted', 'symmetric']];
+/**
+ * Pairs the v2 client reaches directly by the sweep (docs/protocol-v2.md §6, "Strategy"):
+ * `symmetric-sequential` against an endpoint-independent mapping with a port-dependent
+ * filter, racy by RFC 4787 alone (the sequential side's next port must be guessed). Measured
+ * in the lab with and without the relay (docs/natlab.md, "Sequential ports").
+ */
+const SWEEP_PAIRS: readonly (readonly [NatType, NatType])[] = [
+  ['port-restricted', 'symmetric-sequential'],
+  ['fast-expiry', 'symmetric-sequential'],
+  ['double-nat', 'symmetric-sequential'],
+];
 /**
  * Measured both ways: birthday probing against `port-restricted-accepting` fails without the
  * relay (its router re-maps the host's port when the hard side's punches arrive first) and
