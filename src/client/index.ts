@@ -20,6 +20,7 @@ export {
   type PeerFailureCause,
   PREDICT_AFTER_ROUNDS,
   PREDICT_PORT_RANGE,
+  type PredictMode,
   PUNCH_BUDGET_MS,
   PUNCH_INTERVAL_MAX_MS,
   PUNCH_INTERVAL_MS,
@@ -29,6 +30,8 @@ export {
   type PunchCandidate,
   type PunchMessage,
   type PunchPath,
+  SWEEP_EVERY_ROUNDS,
+  SWEEP_PORT_RANGE,
 } from './punch.js';
 export {
   checkTraversalInput,
@@ -36,6 +39,7 @@ export {
   RELAY_DELAY_MS,
   REQUEST_RETRY_FIRST_MS,
   REQUEST_RETRY_MAX_MS,
+  SEQUENTIAL_RELAY_DELAY_MS,
   SERVER_SILENCE_LIMIT_MS,
   SESSION_WAIT_MS,
   Traversal,
