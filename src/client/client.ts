@@ -164,8 +164,9 @@ class CurrentTraversal implements Core<TraversalEvent> {
   }
 
   handle(now: number, from: Endpoint, data: Uint8Array, socket?: SocketId): void {
-    const sender = { address: unmappedAddress(from.address), port: from.port };
-    if (this.#drop?.('in', sender, data)) return;
+    const drop = this.#drop;
+    // Only the testing aid needs the unmapped sender: no object per datagram without it.
+    if (drop?.('in', { address: unmappedAddress(from.address), port: from.port }, data)) return;
     this.traversal?.handle(now, from, data, socket);
   }
 

@@ -46,11 +46,6 @@ export class UdpDriver<E> {
   #pendingSends = 0;
   #tracking = false;
   #onSendsDone: (() => void) | undefined;
-  readonly #afterTrackedSend = (error: Error | null): void => {
-    this.#pendingSends--;
-    if (error) this.#options.onSendError?.(error, MAIN_SOCKET);
-    if (this.#pendingSends === 0) this.#onSendsDone?.();
-  };
 
   constructor(options: UdpDriverOptions<E>) {
     this.#core = options.core;
@@ -179,7 +174,8 @@ export class UdpDriver<E> {
     try {
       if (this.#tracking) {
         this.#pendingSends++;
-        socket.send(data, port, address, this.#afterTrackedSend);
+        // A closure per send only while tracking (shutdown), so an error names its socket.
+        socket.send(data, port, address, (error) => this.#trackedSendDone(error, id));
       } else {
         socket.send(data, port, address);
       }
@@ -187,6 +183,12 @@ export class UdpDriver<E> {
       if (this.#tracking) this.#pendingSends--;
       this.#options.onSendError?.(error, id);
     }
+  }
+
+  #trackedSendDone(error: Error | null, id: SocketId): void {
+    this.#pendingSends--;
+    if (error) this.#options.onSendError?.(error, id);
+    if (this.#pendingSends === 0) this.#onSendsDone?.();
   }
 
   #bind(id: SocketId, port: number): void {
