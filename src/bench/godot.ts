@@ -109,6 +109,29 @@ interface RunResult {
   readonly handoverMs?: number;
 }
 
+/**
+ * The second half of a run, once the host registered: a CLI joiner, both waited for until
+ * they punched or failed, then both stopped.
+ */
+async function joinAndFinish(
+  children: Children,
+  host: JsonProcess,
+  hostEnded: (line: JsonLine) => boolean,
+  session: string,
+  port: number,
+): Promise<{ join: JsonProcess; joinSpawnedAt: number; hostExit: Awaited<JsonProcess['exited']> }> {
+  const joinSpawnedAt = performance.now();
+  const join = children.spawn(cliArgv('join', session, port), PROCESS_LIMIT_MS);
+  await Promise.all([
+    host.waitForLine(hostEnded, PUNCH_WAIT_MS),
+    join.waitForLine(cliEnded, PUNCH_WAIT_MS),
+  ]);
+  host.kill();
+  join.kill();
+  const [hostExit] = await Promise.all([host.exited, join.exited]);
+  return { join, joinSpawnedAt, hostExit };
+}
+
 /** One Godot host + CLI joiner run; undefined when either did not punch. */
 async function godotRun(
   children: Children,
@@ -137,15 +160,13 @@ async function godotRun(
     REGISTER_WAIT_MS,
   );
   if (registered?.signal !== 'session_registered') return undefined;
-  const joinSpawnedAt = performance.now();
-  const join = children.spawn(cliArgv('join', session, port), PROCESS_LIMIT_MS);
-  await Promise.all([
-    host.waitForLine(godotEnded, PUNCH_WAIT_MS),
-    join.waitForLine(cliEnded, PUNCH_WAIT_MS),
-  ]);
-  host.kill();
-  join.kill();
-  const [hostExit] = await Promise.all([host.exited, join.exited]);
+  const { join, joinSpawnedAt, hostExit } = await joinAndFinish(
+    children,
+    host,
+    godotEnded,
+    session,
+    port,
+  );
   const errors = godot4ScriptErrors(hostExit.stderr);
   if (errors.length > 0) throw new Error(`GDScript errors: ${errors.join('; ')}`);
   const hostPunched = lineAt(host, hostSpawnedAt, (l) => l.godot === 'punched');
@@ -171,15 +192,7 @@ async function nodeRun(children: Children, port: number): Promise<RunResult | un
   if (registered === undefined || !isCliEvent(registered, 'client', 'registered')) {
     return undefined;
   }
-  const joinSpawnedAt = performance.now();
-  const join = children.spawn(cliArgv('join', session, port), PROCESS_LIMIT_MS);
-  await Promise.all([
-    host.waitForLine(cliEnded, PUNCH_WAIT_MS),
-    join.waitForLine(cliEnded, PUNCH_WAIT_MS),
-  ]);
-  host.kill();
-  join.kill();
-  await Promise.all([host.exited, join.exited]);
+  const { join, joinSpawnedAt } = await joinAndFinish(children, host, cliEnded, session, port);
   const hostPunched = cliPunched(host, hostSpawnedAt);
   const joinPunched = cliPunched(join, joinSpawnedAt);
   if (hostPunched === undefined || joinPunched === undefined) return undefined;
