@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import dgram from 'node:dgram';
+import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { flood, legitLoad, percentile } from '../src/bench/attack.js';
+import { ATTACK_KINDS, LEGIT_PROBE, legitLoad, percentile } from '../src/bench/attack.js';
+import { type BenchChild, freeUdpPort, startChild } from '../src/bench/child.js';
+import { floodInChild, startFlood } from '../src/bench/flood-process.js';
 import { SERVER_CLI_PATH } from '../src/cli/index.js';
 import { drain } from '../src/core/index.js';
 import { decodeV2, encodeV2, padRegisterRequest } from '../src/protocol/v2.js';
 import { RendezvousServer } from '../src/server/rendezvous.js';
+import { RECEIVE_BUFFER_BYTES } from '../src/server/shell.js';
 import { DEFAULT_SOURCE_LIMITS, UNLIMITED_SOURCES } from '../src/server/source-limits.js';
 
 /**
@@ -218,25 +220,34 @@ describe('replies to unvalidated sources stay within 3x', () => {
   });
 });
 
-const CLI = SERVER_CLI_PATH;
-
-async function freePort(): Promise<number> {
-  const s = dgram.createSocket('udp4');
-  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
-  const port = s.address().port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
+/**
+ * The server's receive buffer (4 MiB asked) is capped at `net.core.rmem_max`; the kernel
+ * default (208 KiB) holds only a few milliseconds of a fast flood. `.ci/run` raises it as
+ * docs/operations.md tells operators to.
+ */
+function rmemMax(): number {
+  try {
+    return Number(readFileSync('/proc/sys/net/core/rmem_max', 'latin1'));
+  } catch {
+    return 0;
+  }
 }
+const FULL_BUFFER = rmemMax() >= RECEIVE_BUFFER_BYTES;
+/**
+ * Each request type's flood, capped at a rate that holds on the 2-core CI machine beside the
+ * flood generator (as fast as one source sends here, 110,000-200,000/s, a few floods in ten
+ * runs overrun the server: docs/security.md). With the kernel's default buffer, 40,000/s.
+ */
+const FLOOD_RATE = FULL_BUFFER ? 100_000 : 40_000;
+const FLOOD_MS = 2000;
 
-async function spawnServer(
-  extra: readonly string[],
-): Promise<{ child: ChildProcess; port: number }> {
-  const port = await freePort();
-  const child = spawn(
-    process.execPath,
+async function spawnServer(extra: readonly string[]): Promise<BenchChild> {
+  const port = await freeUdpPort();
+  return startChild(
+    'attacked server',
     [
       '--max-old-space-size=96',
-      CLI,
+      SERVER_CLI_PATH,
       String(port),
       'y',
       '--host',
@@ -245,10 +256,8 @@ async function spawnServer(
       'silent',
       ...extra,
     ],
-    { stdio: 'ignore' },
+    { ipc: false, port },
   );
-  await new Promise((r) => setTimeout(r, 700));
-  return { child, port };
 }
 
 /** Flooding the real server from one loopback socket; bounded: a few seconds per attack. */
@@ -257,16 +266,16 @@ describe('the server under a one-source flood (CLI, --max-old-space-size=96)', {
 }, () => {
   it('the worst memory attack for 8 s, with and without per-source limits: alive, and serving with them', async () => {
     for (const extra of [[], ['--no-source-limits']]) {
-      const { child, port } = await spawnServer(extra);
+      const server = await spawnServer(extra);
       try {
-        await flood('v2_memory', port, performance.now() + 8000);
-        assert.equal(child.exitCode, null, `died with ${extra.join(' ')}`);
+        await floodInChild('v2_memory', server.port, 8000);
+        assert.ok(server.alive(), `died with ${extra.join(' ')}`);
         if (extra.length === 0) {
-          const v2 = await legitLoad('v2', port, performance.now() + 500, {
+          const v2 = await legitLoad('v2', server.port, performance.now() + 500, {
             firstId: 1,
             maxLobbies: 20,
           });
-          const legacy = await legitLoad('legacy', port, performance.now() + 500, {
+          const legacy = await legitLoad('legacy', server.port, performance.now() + 500, {
             firstId: 1,
             maxLobbies: 20,
           });
@@ -274,63 +283,58 @@ describe('the server under a one-source flood (CLI, --max-old-space-size=96)', {
           assert.ok(legacy.completed > 0 && legacy.failed === 0, JSON.stringify(legacy));
         }
       } finally {
-        child.kill();
+        await server.stop();
       }
     }
   });
 
-  /**
-   * The rate this holds at on the 2-core CI machine. Above ~110,000/s from one source the
-   * kernel drops datagrams at the server's full socket buffer before any check, and legacy
-   * lobbies (which never retransmit) can fail: docs/security.md gives those figures.
-   */
-  const FLOOD_RATE = 40_000;
-
-  it(`legit lobbies of both protocols keep completing under floods of ${FLOOD_RATE} datagrams/s, p99 within 10x`, async () => {
-    const { child, port } = await spawnServer([]);
+  it(`legit lobbies of both protocols keep completing under a flood of each request type (up to ${FLOOD_RATE}/s), p99 within 10x`, async (t) => {
+    if (process.env.CI === 'true') {
+      assert.ok(FULL_BUFFER, `net.core.rmem_max is ${rmemMax()}: .ci/run raises it to 4 MiB`);
+    }
+    if (!FULL_BUFFER)
+      t.diagnostic(`net.core.rmem_max ${rmemMax()} < 4 MiB: floods at ${FLOOD_RATE}/s`);
+    const server = await spawnServer([]);
     try {
       let id = 1;
       const nextId = (): number => {
         id += 100_000;
         return id;
       };
-      const both = async (ms: number) => {
+      const both = (ms: number, onSession?: (name: string) => void) => {
         const until = performance.now() + ms;
         return Promise.all([
-          legitLoad('v2', port, until, { firstId: nextId(), concurrency: 2 }),
-          legitLoad('legacy', port, until, { firstId: nextId(), concurrency: 2 }),
+          legitLoad('v2', server.port, until, {
+            firstId: nextId(),
+            ...LEGIT_PROBE,
+            ...(onSession === undefined ? {} : { onSession }),
+          }),
+          legitLoad('legacy', server.port, until, { firstId: nextId(), ...LEGIT_PROBE }),
         ]);
       };
-      const base = await both(1000);
+      const base = await both(FLOOD_MS);
       // 10x the unflooded p99, with a floor of 5 ms: loopback p99 is noise below that.
       const bound = (i: 0 | 1) => 10 * Math.max(5, percentile(base[i].latenciesMs, 99));
-      for (const kind of ['v2_host', 'v2_lobby_lock', 'legacy_rs'] as const) {
+      for (const kind of ATTACK_KINDS) {
         const names: string[] = [];
-        const until = performance.now() + 1500;
-        const [, v2, legacy] = await Promise.all([
-          flood(kind, port, until, {
-            sessionsToLock: () => names.slice(-4),
-            ratePerS: FLOOD_RATE,
-          }),
-          legitLoad('v2', port, until, {
-            firstId: nextId(),
-            concurrency: 2,
-            onSession: (n) => names.push(n),
-          }),
-          legitLoad('legacy', port, until, { firstId: nextId(), concurrency: 2 }),
-        ]);
+        const running = await startFlood(kind, server.port, FLOOD_MS, {
+          sessionsToLock: () => names.slice(-4),
+          ratePerS: FLOOD_RATE,
+        });
+        const [v2, legacy] = await both(FLOOD_MS, (n) => names.push(n));
+        const attack = await running.result;
+        const rate = Math.round((attack.sent * 1000) / attack.durationMs);
         for (const [i, r] of [v2, legacy].entries()) {
-          assert.equal(r.failed, 0, `${kind}: ${JSON.stringify({ ...r, latenciesMs: undefined })}`);
-          assert.ok(r.completed > 0, kind);
-          assert.ok(
-            percentile(r.latenciesMs, 99) <= bound(i as 0 | 1),
-            `${kind}: p99 ${percentile(r.latenciesMs, 99)} > ${bound(i as 0 | 1)}`,
-          );
+          const p99 = percentile(r.latenciesMs, 99);
+          const what = `${kind} at ${rate}/s: ${JSON.stringify({ ...r, latenciesMs: undefined, p99 })}`;
+          assert.equal(r.failed, 0, what);
+          assert.ok(r.completed > 0, what);
+          assert.ok(p99 <= bound(i as 0 | 1), `${what} > ${bound(i as 0 | 1)}`);
         }
       }
-      assert.equal(child.exitCode, null);
+      assert.ok(server.alive());
     } finally {
-      child.kill();
+      await server.stop();
     }
   });
 });

@@ -8,14 +8,20 @@
  */
 import { readFileSync } from 'node:fs';
 import { SERVER_CLI_PATH } from '../cli/index.js';
-import { type AttackKind, flood, type LegitFigures, legitLoad, percentile } from './attack.js';
+import {
+  type AttackKind,
+  type AttackResult,
+  LEGIT_PROBE,
+  type LegitFigures,
+  legitLoad,
+  percentile,
+} from './attack.js';
 import { type BenchChild, freeUdpPort, startChild } from './child.js';
+import { floodInChild, startFlood } from './flood-process.js';
 import { cpuMicros, rssBytes } from './process-stats.js';
 
 /** The heap limit the attacked server runs with: a small VPS's share for one service. */
 export const ATTACK_HEAP_MB = 96;
-/** Legit lobbies of each protocol in flight beside a flood (as test/abuse.test.ts). */
-const LEGIT_CONCURRENCY = 2;
 /** Quiet time after each flood, so the next starts on drained socket buffers. */
 const SETTLE_MS = 300;
 /** RSS of the server under the memory attack is read this often. */
@@ -121,15 +127,6 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** The kernel's count of UDP datagrams dropped on full receive buffers (Linux), or NaN. */
 export function udpRcvbufErrors(): number {
   try {
@@ -161,10 +158,10 @@ async function legitBoth(
   return Promise.all([
     legitLoad('v2', port, until, {
       firstId: legitIds(),
-      concurrency: LEGIT_CONCURRENCY,
+      ...LEGIT_PROBE,
       ...(onSession === undefined ? {} : { onSession }),
     }),
-    legitLoad('legacy', port, until, { firstId: legitIds(), concurrency: LEGIT_CONCURRENCY }),
+    legitLoad('legacy', port, until, { firstId: legitIds(), ...LEGIT_PROBE }),
   ]);
 }
 
@@ -173,16 +170,15 @@ async function memoryAttack(sourceLimits: boolean, ms: number): Promise<MemoryAt
   try {
     let peak = rssBytes(server.pid);
     const poll = setInterval(() => {
-      if (alive(server.pid)) peak = Math.max(peak, rssBytes(server.pid));
+      if (server.alive()) peak = Math.max(peak, rssBytes(server.pid));
     }, RSS_POLL_MS);
-    const startedAt = performance.now();
-    let result: Awaited<ReturnType<typeof flood>>;
+    let result: AttackResult;
     try {
-      result = await flood('v2_memory', server.port, startedAt + ms);
+      result = await floodInChild('v2_memory', server.port, ms);
     } finally {
       clearInterval(poll);
     }
-    const isAlive = alive(server.pid);
+    const isAlive = server.alive();
     const endRss = isAlive ? rssBytes(server.pid) : Number.NaN;
     const gc = isAlive ? await server.collectGarbage() : undefined;
     const [v2After, legacyAfter] = isAlive
@@ -207,7 +203,7 @@ async function memoryAttack(sourceLimits: boolean, ms: number): Promise<MemoryAt
       peakRssBytes: peak,
       endRssBytes: endRss,
       endHeapBytes: gc?.heapUsed ?? Number.NaN,
-      alive: isAlive && alive(server.pid),
+      alive: isAlive && server.alive(),
       v2After: summary(v2After),
       legacyAfter: summary(legacyAfter),
     };
@@ -225,17 +221,19 @@ export async function runAttackPhase(plan: AttackPlan): Promise<AttackPhaseFigur
     for (const kind of plan.kinds) {
       await sleep(SETTLE_MS);
       const names: string[] = [];
-      const until = performance.now() + plan.floodMs;
       const drops = udpRcvbufErrors();
       const cpu = cpuMicros(server.pid);
-      const [attack, [v2, legacy]] = await Promise.all([
-        flood(kind, server.port, until, { sessionsToLock: () => names.slice(-4) }).then((a) => ({
-          ...a,
-          cpuUs: cpuMicros(server.pid) - cpu,
-          drops: udpRcvbufErrors() - drops,
-        })),
-        legitBoth(server.port, until, (n) => names.push(n)),
-      ]);
+      const running = await startFlood(kind, server.port, plan.floodMs, {
+        sessionsToLock: () => names.slice(-4),
+      });
+      const [v2, legacy] = await legitBoth(server.port, performance.now() + plan.floodMs, (n) =>
+        names.push(n),
+      );
+      const attack = {
+        ...(await running.result),
+        cpuUs: cpuMicros(server.pid) - cpu,
+        drops: udpRcvbufErrors() - drops,
+      };
       floods.push({
         kind,
         sentPerS: (attack.sent * 1000) / attack.durationMs,
@@ -357,7 +355,7 @@ export function attackReport(f: AttackPhaseFigures): {
   ];
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
   const lines = [
-    `Attacks: the CLI server with per-source limits, --max-old-space-size=${f.heapMb}; legit lobbies (2+2 in flight) beside each flood`,
+    `Attacks: the CLI server with per-source limits, --max-old-space-size=${f.heapMb}; legit lobbies of each protocol started ${LEGIT_PROBE.ratePerS}/s beside each flood, which runs in its own process at nice 19`,
     ...rows.map((r) =>
       r
         .map((c, i) => c.padEnd(widths[i] ?? 0))

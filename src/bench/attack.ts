@@ -12,6 +12,13 @@ import { encodeV2, type V2Message } from '../protocol/index.js';
 export const ATTACKER_ADDRESS = '127.0.0.66';
 /** A legit step unanswered this long fails the lobby. */
 export const LEGIT_TIMEOUT_MS = 3000;
+/**
+ * The legit lobbies measured beside a flood: started at a steady rate (open loop), a few in
+ * flight. Back-to-back lobbies (thousands a second) would measure the server's garbage
+ * collection of its own lobby churn (stalls of 30-70 ms with no flood at all) instead of the
+ * flood; this rate is still far above what one server's players create.
+ */
+export const LEGIT_PROBE = { ratePerS: 100, concurrency: 4 } as const;
 /** Datagrams the attacker sends before it yields to the event loop once. */
 const FLOOD_BATCH = 64;
 
@@ -378,6 +385,8 @@ export async function legitLoad(
   options: {
     concurrency?: number;
     maxLobbies?: number;
+    /** Lobbies a second this load starts at most (default: back to back). */
+    ratePerS?: number;
     firstId: number;
     onSession?: (name: string) => void;
   },
@@ -387,8 +396,15 @@ export async function legitLoad(
   let next = options.firstId;
   let started = 0;
   const max = options.maxLobbies ?? 1_000_000;
+  const startedAt = performance.now();
   const worker = async (): Promise<void> => {
     while (performance.now() < until && started < max) {
+      // Open loop: lobby k starts at k / ratePerS whatever the server's latency.
+      const due =
+        options.ratePerS === undefined ? 0 : startedAt + (started * 1000) / options.ratePerS;
+      const wait = due - performance.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      if (performance.now() >= until) break;
       started++;
       const id = next++;
       const name = `legit${id}`;

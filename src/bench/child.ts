@@ -25,6 +25,8 @@ export interface BenchChild {
   readonly port: number;
   /** Asks the child (preloaded with gc-hook) to collect garbage; resolves with its memory. */
   collectGarbage(): Promise<GcReport | undefined>;
+  /** Whether the process is still running. */
+  alive(): boolean;
   /** SIGTERM, then SIGKILL if it lingers; resolves when the process is gone. */
   stop(): Promise<void>;
 }
@@ -159,10 +161,12 @@ export async function startChild(
   const pid = child.pid;
   if (pid === undefined) throw new Error(`${name} has no pid`);
 
+  const alive = (): boolean => child.exitCode === null && child.signalCode === null;
   return {
     name,
     pid,
     port,
+    alive,
     async collectGarbage() {
       if (!withIpc || !child.connected) return undefined;
       const reply = new Promise<GcReport | undefined>((resolve) => {
@@ -176,7 +180,7 @@ export async function startChild(
       return reply;
     },
     async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
+      if (!alive()) return;
       const exited = once(child, 'exit');
       child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
