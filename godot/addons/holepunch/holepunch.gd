@@ -12,9 +12,14 @@ extends Node
 ## transport binds it at once, or call [method create_enet_peer] for a ready
 ## [ENetMultiplayerPeer] on the punched path. A peer without a direct path is reached
 ## through the server's transparent relay (path "relay"): its address and port are then the
-## relay's, and the game's transport sends raw datagrams there unchanged. See docs/godot.md.
+## relay's, and the game's transport sends raw datagrams there unchanged. Before registering
+## the node measures its NAT's class ([member use_nat_strategy]) and picks a strategy per peer
+## from both classes, as the TypeScript client does: behind a random-port (symmetric) NAT
+## against an endpoint-independent one it probes with many sockets (path "birthday"), and
+## the port it hands over is the socket that won. See docs/godot.md.
 
-## The hole is punched. [param my_port] is the local UDP port to bind (now free);
+## The hole is punched. [param my_port] is the local UDP port to bind (now free; after a
+## birthday win on this side, not the one the traversal registered from);
 ## [param hosts_port] and [param hosts_address] are where the host is reached (for the host
 ## itself: its own port and ""); when the host is relayed, the server's address and the
 ## relay port.
@@ -63,6 +68,13 @@ const Redundancy := preload("holepunch_redundancy.gd")
 ## 500 ms after the peer list, in parallel with the punch). False: such peers fail with their
 ## cause.
 @export var use_relay: bool = true
+## Measure this side's NAT class before registering (two probes to the server's main and
+## alternate ports, at most 400 ms; a server without an alternate port answers at once and the
+## class stays "unknown"), send it to the peers, and choose the strategy per peer from both
+## classes: relay at once when no direct path is to be expected, birthday probing (up to 256
+## extra UDP sockets for a second or two on the random-port side) or a port sweep against a
+## sequential NAT. False: always "unknown", plain punching. See docs/godot.md, "NAT classes".
+@export var use_nat_strategy: bool = true
 ## How many times [method create_enet_peer]'s ENet sends each datagram to the peers. 1: once,
 ## plain ENet on the punched port. 2-4: that many copies, through a forwarder that keeps the
 ## punched port (ENet runs on loopback behind it), for very lossy paths; costs that many
@@ -77,10 +89,12 @@ const Redundancy := preload("holepunch_redundancy.gd")
 ## session_full, name_taken, punch_failed, timeout, server_unreachable, socket_error, ...
 var last_error_code: String = ""
 ## The last success: local_port, public_address, public_port, is_host, host_address,
-## host_port, elapsed_ms, punch_ms (from the peer list to punched), handover_ms, peers (each:
-## name, nickname, is_host, address, port, path = public/local/predicted/reflexive/relay,
-## rtt_ms; a relayed peer's address and port are the relay's) and failed (each: name,
-## nickname, is_host, cause, relay = what became of the relay to it).
+## host_port, elapsed_ms, punch_ms (from the peer list to punched), handover_ms, nat (this
+## side's measured NAT class: eim, edm-sequential, edm-random or unknown), peers (each: name,
+## nickname, is_host, address, port, path = public/local/predicted/reflexive/birthday/relay,
+## rtt_ms, nat = the peer's class, strategy = the one chosen for it; a relayed peer's address
+## and port are the relay's) and failed (each: name, nickname, is_host, cause, relay = what
+## became of the relay to it).
 var last_result: Dictionary = {}
 ## Whether this player hosts the current session.
 var is_host: bool = false
@@ -90,6 +104,9 @@ var is_host: bool = false
 var drop_datagram: Callable
 
 var _udp: PacketPeerUDP = null
+## The birthday sockets the traversal opened (hard side), by socket id: closed when the punch
+## settles, but for the ones the peer reached, which go at the hand-over.
+var _birthday: Dictionary = {}
 var _traversal: Traversal = null
 var _server_ip: String = ""
 var _session: String = ""
@@ -148,8 +165,13 @@ func start_traversal(key: String, is_player_host: bool, player_name: String,
 		"require_all_peers": require_all_peers,
 		"require_host": not is_player_host,
 		"relay": use_relay,
+		"classify_nat": use_nat_strategy,
+		"nat_strategy": use_nat_strategy,
 	})
 	_traversal.send = _send
+	_traversal.send_from = _send_from
+	_traversal.open_socket = _open_birthday_socket
+	_traversal.close_socket = _close_birthday_socket
 	_traversal.on_event = _on_event
 	_traversal.start(Time.get_ticks_msec())
 	set_process(true)
@@ -235,6 +257,8 @@ func _process(_delta: float) -> void:
 		if drop_datagram.is_valid() and drop_datagram.call("in", address, port, data):
 			continue
 		_traversal.handle(now, address, port, data)
+	for socket: int in _birthday.keys():
+		_receive_birthday(now, socket)
 	if _traversal == null:
 		return
 	_traversal.handle_timeout(now)
@@ -269,13 +293,20 @@ func _maybe_hand_over(now: int) -> void:
 		return
 	var event := _punched_event
 	var local := _bound_port
+	# A birthday win on our side: the game's transport must use the socket that won.
+	var game: PacketPeerUDP = _birthday.get(_traversal.game_socket)
+	if game != null:
+		local = game.get_local_port()
 	var host_address := ""
 	var host_port := local
 	var peers: Array[Dictionary] = []
 	# The path of each peer is fixed now: a relayed peer whose direct path confirmed during the
 	# wait is handed over direct; after this nothing changes it (ENet binds one address).
 	_traversal.stop_punching()
-	for p: Dictionary in _traversal.confirmed_peers():
+	for confirmed: Dictionary in _traversal.confirmed_peers():
+		var p := confirmed.duplicate()
+		p.nat = _traversal.peer_nat(p.name)
+		p.strategy = _traversal.strategies.get(p.name, "punch")
 		peers.append(p)
 		if p.is_host:
 			host_address = p.address
@@ -290,6 +321,7 @@ func _maybe_hand_over(now: int) -> void:
 		"elapsed_ms": event.elapsed_ms,
 		"punch_ms": event.punch_ms,
 		"handover_ms": now - _punched_at,
+		"nat": _traversal.nat,
 		"peers": peers,
 		"failed": event.failed,
 	}
@@ -328,6 +360,46 @@ func _send(address: String, port: int, data: PackedByteArray) -> void:
 	_udp.put_packet(data)
 
 
+## Sends from birthday socket [param socket] (see holepunch_traversal.gd).
+func _send_from(socket: int, address: String, port: int, data: PackedByteArray) -> void:
+	var udp: PacketPeerUDP = _birthday.get(socket)
+	if udp == null or data.is_empty():
+		return
+	if drop_datagram.is_valid() and drop_datagram.call("out", address, port, data):
+		return
+	udp.set_dest_address(address, port)
+	udp.put_packet(data)
+
+
+## Binds birthday socket [param socket] on any free port (the traversal's hard side).
+func _open_birthday_socket(socket: int) -> bool:
+	var udp := PacketPeerUDP.new()
+	if udp.bind(0, "*") != OK:
+		return false
+	_birthday[socket] = udp
+	return true
+
+
+func _close_birthday_socket(socket: int) -> void:
+	var udp: PacketPeerUDP = _birthday.get(socket)
+	if udp != null:
+		udp.close()
+	_birthday.erase(socket)
+
+
+## Hands what arrived on birthday socket [param socket] to the traversal (which may close it).
+func _receive_birthday(now: int, socket: int) -> void:
+	var udp: PacketPeerUDP = _birthday.get(socket)
+	while udp != null and _traversal != null and _birthday.has(socket) \
+			and udp.get_available_packet_count() > 0:
+		var data := udp.get_packet()
+		var address := _plain(udp.get_packet_ip())
+		var port := udp.get_packet_port()
+		if drop_datagram.is_valid() and drop_datagram.call("in", address, port, data):
+			continue
+		_traversal.handle(now, address, port, data, socket)
+
+
 func _reset() -> void:
 	_close_socket()
 	_close_redundancy()
@@ -342,6 +414,8 @@ func _close_socket() -> void:
 	if _udp != null:
 		_udp.close()
 		_udp = null
+	for socket: int in _birthday.keys():
+		_close_birthday_socket(socket)
 
 
 ## ENet on loopback behind a forwarder that owns the punched port and sends [param copies]

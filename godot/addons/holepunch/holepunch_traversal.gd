@@ -10,6 +10,13 @@ extends RefCounted
 ## game's transport later uses the same NAT mapping), and a punch answered through it confirms
 ## the peer with path "relay" at the server's address and the relay port.
 ##
+## With [code]classify_nat[/code] it measures its NAT's mapping class before registering (two
+## [code]probe[/code]s, to the server's main and alternate ports), sends it in
+## [code]host[/code]/[code]join[/code], and picks a strategy per peer from both classes
+## ([method peer_strategy]): relay at once, birthday probing (the hard side punches from
+## [constant BIRTHDAY_SOCKETS] extra sockets, asked of its owner through [member open_socket];
+## the winner is [member game_socket]), or a port sweep against a sequential NAT.
+##
 ## Events go to [member on_event] as Dictionaries with a [code]type[/code]:
 ## [code]registered[/code] (observed), [code]lobby[/code] (nicknames, max_players),
 ## [code]peers[/code] (peers), [code]punched[/code] (peers, failed, elapsed_ms, punch_ms),
@@ -45,9 +52,56 @@ const MAX_REFLEXIVE_CANDIDATES := 4
 ## for (at most half the punch budget), as the TS core does.
 const RELAY_DELAY_MS := 500
 const U32 := 0x100000000
+## The socket the traversal registers and punches from; birthday sockets are 1..256.
+const MAIN_SOCKET := 0
+
+# NAT classes and the strategy from both (docs/protocol-v2.md section 6, "Strategy from both
+# NAT classes", where each rule and bound is defined once; the names and values are the
+# TypeScript core's, src/client/traversal.ts and src/client/punch.ts).
+
+## Classification: each probe is re-sent this often until answered...
+const CLASSIFY_RETRY_MS := 25
+## ...for at most this long from the start (then the class is "unknown")...
+const CLASSIFY_WITHIN_MS := 400
+## ...and at most this many probes in all (64 bytes each).
+const CLASSIFY_MAX_PROBES := 16
+## Against an edm-sequential peer the easy side sweeps this many ports on either side of the
+## peer's public port from the first round...
+const SWEEP_PORT_RANGE := 64
+## ...on every this-many-th punch round.
+const SWEEP_EVERY_ROUNDS := 4
+## Two public ports at most this far apart are "edm-sequential" (the sweep's range).
+const SEQUENTIAL_PORT_DELTA := SWEEP_PORT_RANGE
+## A sequential pair asks the relay this long after the peer list (not RELAY_DELAY_MS).
+const SEQUENTIAL_RELAY_DELAY_MS := 3000
+## A birthday pair asks the relay this long after the peer list: probing needs about a second.
+const BIRTHDAY_RELAY_DELAY_MS := 3000
+## Birthday probing, hard side (edm-random): this many extra sockets (ids 1..256, any port),
+## each punching the easy side's public endpoint...
+const BIRTHDAY_SOCKETS := 256
+## ...this many times...
+const BIRTHDAY_HARD_ROUNDS := 4
+## ...this far apart.
+const BIRTHDAY_HARD_INTERVAL_MS := 250
+## Easy side (eim): at most this many probes to random ports (1024-65535) of the hard side...
+const BIRTHDAY_PROBE_BUDGET := 4096
+## ...at this rate at most (probes per second)...
+const BIRTHDAY_PROBE_RATE := 1000
+## ...in batches this often.
+const BIRTHDAY_TICK_MS := 10
+## The candidate byte of the easy side's birthday probes: never a real index (at most 254).
+const BIRTHDAY_CANDIDATE := 255
 
 ## [code]func(address: String, port: int, data: PackedByteArray)[/code].
 var send: Callable
+## [code]func(socket: int, address: String, port: int, data: PackedByteArray)[/code]: sends
+## from birthday socket [param socket] (1..[constant BIRTHDAY_SOCKETS]).
+var send_from: Callable
+## [code]func(socket: int) -> bool[/code]: binds birthday socket [param socket] on any free
+## port; false when it cannot (it is left out).
+var open_socket: Callable
+## [code]func(socket: int)[/code]: closes birthday socket [param socket].
+var close_socket: Callable
 ## [code]func(event: Dictionary)[/code].
 var on_event: Callable
 
@@ -56,6 +110,16 @@ var state := "idle"
 var observed := {}
 ## lobby, closed and peer_left from the server's address without our token's tag: ignored.
 var forged_pushes := 0
+## Our NAT class as measured while registering ("unknown" without classify_nat): one of
+## [code]Codec.NAT_CLASSES[/code].
+var nat := "unknown"
+## The socket the game's traffic must use: [constant MAIN_SOCKET], or after a birthday win on
+## the hard side the birthday socket that reached the peer (kept open until the hand-over).
+var game_socket := MAIN_SOCKET
+## The strategy chosen for each peer (by name): see [method peer_strategy].
+var strategies := {}
+## The server's alternate port as its probe_reply named it (0: none or not asked).
+var server_alt_port := 0
 
 var _o: Dictionary
 var _next_id := 1
@@ -81,13 +145,20 @@ var _relays := {}
 var _relay_at: float = INF
 ## Peers the relay could not be had for, with the server's word.
 var _relay_failures := {}
+## Classification under way: {until, next_at, sent, id (the current probe's), port (the
+## server port it goes to), main_port (-1 until the main port answered)}; empty otherwise.
+var _classify := {}
+## Our birthday sockets (hard side), open until the punch settles.
+var _birthday_sockets: Array[int] = []
 
 
 ## [param options]: server_address, server_port, session, is_host, name, nickname,
 ## max_players, local_candidates (Array of endpoints), timeout_ms (0: none),
 ## punch_budget_ms, require_all_peers, require_host (a joiner fails unless it reached the
 ## host, whom the game's transport needs), relay (default true: reach peers without a direct
-## path through the server's relay), relay_delay_ms (default [constant RELAY_DELAY_MS]).
+## path through the server's relay), relay_delay_ms (default [constant RELAY_DELAY_MS]),
+## classify_nat (default false: measure our NAT class before registering), nat_strategy
+## (default true: choose the strategy per peer from both NAT classes).
 func _init(options: Dictionary) -> void:
 	_o = options
 	var rng := RandomNumberGenerator.new()
@@ -110,6 +181,36 @@ static func check_input(session: String, name: String, nickname: String,
 	return ""
 
 
+## The NAT class from our public ports towards the server's main and alternate port.
+static func nat_class_of(main_port: int, alt_port: int) -> String:
+	if main_port == alt_port:
+		return "eim"
+	return "edm-sequential" if absi(main_port - alt_port) <= SEQUENTIAL_PORT_DELTA \
+			else "edm-random"
+
+
+## What to do with one peer, from both NAT classes (ours first) and the number of peers:
+## "relay" (ask the relay at once, and punch all the same), "birthday-easy" /
+## "birthday-hard" (eim against edm-random, two players), "sequential-easy" (sweep) /
+## "sequential-hard" (predict nothing), or "punch" (everything else).
+static func peer_strategy(own: String, peer: String, peer_count: int) -> String:
+	# An unknown side against a sequential one counts as easy (classification fails mostly on
+	# loss, not on hard NATs): were it hard after all, the pair needs the relay anyway.
+	if (own == "eim" or own == "unknown") and peer == "edm-sequential":
+		return "sequential-easy"
+	if own == "edm-sequential" and (peer == "eim" or peer == "unknown"):
+		return "sequential-hard"
+	if own == "unknown" or peer == "unknown":
+		return "punch"
+	if own != "edm-random" and peer != "edm-random":
+		return "punch"
+	if own == "eim" or peer == "eim":
+		if peer_count != 1:
+			return "relay"
+		return "birthday-easy" if own == "eim" else "birthday-hard"
+	return "relay"
+
+
 func start(now: int) -> void:
 	if state != "idle":
 		return
@@ -119,6 +220,15 @@ func start(now: int) -> void:
 	_session_wait_until = now + SESSION_WAIT_MS
 	if int(_o.get("timeout_ms", 0)) > 0:
 		_deadline = now + int(_o.timeout_ms)
+	if bool(_o.get("classify_nat", false)):
+		_classify = {"until": now + CLASSIFY_WITHIN_MS, "next_at": now, "sent": 0, "id": _id(),
+				"port": int(_o.server_port), "main_port": -1}
+		_classify_tick(now)
+		return
+	_register(now)
+
+
+func _register(now: int) -> void:
 	var id := _id()
 	var msg := {
 		"type": "host" if _o.is_host else "join",
@@ -128,8 +238,48 @@ func start(now: int) -> void:
 		"nickname": _o.nickname,
 		"candidates": _o.get("local_candidates", []),
 		"maxPlayers": int(_o.get("max_players", 2)),
+		"nat": nat,
 	}
 	_request(now, "register", id, Codec.encode(msg))
+
+
+## Classification: (re)sends the current probe, or gives up and registers.
+func _classify_tick(now: int) -> void:
+	if _classify.is_empty() or now < _classify.next_at:
+		return
+	if now >= _classify.until or _classify.sent >= CLASSIFY_MAX_PROBES:
+		_classified(now, "unknown")
+		return
+	_classify.sent += 1
+	_classify.next_at = now + CLASSIFY_RETRY_MS
+	send.call(_o.server_address, _classify.port, Codec.encode({"type": "probe",
+			"requestId": _classify.id, "changeAddress": false, "changePort": false}))
+
+
+## A probe_reply from the server's main or alternate port, for our current probe.
+func _on_probe_reply(now: int, address: String, port: int, msg: Dictionary) -> void:
+	if _classify.is_empty() or msg.requestId != _classify.id \
+			or address != _o.server_address or port != _classify.port:
+		return
+	if _classify.main_port < 0:
+		_classify.main_port = msg.observed.port
+		server_alt_port = msg.altPort
+		if msg.altPort == 0 or msg.altPort == int(_o.server_port):
+			_classified(now, "unknown")
+			return
+		_classify.id = _id()
+		_classify.port = msg.altPort
+		_classify.next_at = now
+		_classify_tick(now)
+		return
+	_classified(now, nat_class_of(_classify.main_port, msg.observed.port))
+
+
+func _classified(now: int, measured: String) -> void:
+	_classify = {}
+	nat = measured
+	if state == "registering":
+		_register(now)
 
 
 ## Host: ask the server to exchange peers now (the original's finalize_peers).
@@ -195,6 +345,7 @@ func handle_timeout(now: int) -> void:
 			_fail_and_leave(now, "timeout",
 					"no connection to all peers within %d ms" % int(_o.timeout_ms))
 		return
+	_classify_tick(now)
 	if now >= _relay_at:
 		request_relay(now)
 	for r: Dictionary in _relays.values():
@@ -229,19 +380,26 @@ func handle_timeout(now: int) -> void:
 		_check_punch(now)
 
 
-## One datagram that arrived on the socket. Returns false if it is not v2.
-func handle(now: int, address: String, port: int, data: PackedByteArray) -> bool:
+## One datagram that arrived on [param socket] (the main one, or a birthday socket). Returns
+## false if it is not v2.
+func handle(now: int, address: String, port: int, data: PackedByteArray,
+		socket: int = MAIN_SOCKET) -> bool:
 	var decoded := Codec.decode(data)
 	if not decoded.ok:
 		return false
 	var msg: Dictionary = decoded.msg
+	if msg.type == "punch" or msg.type == "punch_ack":
+		if _punch != null and _punch.answering():
+			if _punch.handle(now, address, port, msg, socket):
+				_check_punch(now)
+		return true
+	if socket != MAIN_SOCKET:
+		return true
 	if msg.type == "relay_bound":
 		_relay_bound(now, address, port, msg.id)
 		return true
-	if msg.type == "punch" or msg.type == "punch_ack":
-		if _punch != null and _punch.answering():
-			if _punch.handle(now, address, port, msg):
-				_check_punch(now)
+	if msg.type == "probe_reply":
+		_on_probe_reply(now, address, port, msg)
 		return true
 	if address != _o.server_address or port != int(_o.server_port):
 		return true
@@ -404,11 +562,39 @@ func _on_peers(now: int, msg: Dictionary) -> void:
 			_pending.erase(p.id)
 	_emit({"type": "peers", "peers": peers})
 	var budget := int(_o.get("punch_budget_ms", PUNCH_BUDGET_MS))
-	_punch = _Punch.new(_o.name, msg.punchKey, peers, now, budget, send)
+	_punch = _Punch.new(_o.name, msg.punchKey, peers, now, budget, _send_on)
 	_punch.on_direct = _on_direct
+	var relay_delay := int(_o.get("relay_delay_ms", RELAY_DELAY_MS))
+	var relay_now: Array[String] = []
+	for p: Dictionary in peers:
+		var strategy := "punch"
+		if bool(_o.get("nat_strategy", true)):
+			strategy = peer_strategy(nat, String(p.get("nat", "unknown")), peers.size())
+		strategies[p.name] = strategy
+		match strategy:
+			"relay":
+				relay_now.append(p.name)
+			"sequential-easy", "sequential-hard":
+				relay_delay = maxi(relay_delay, SEQUENTIAL_RELAY_DELAY_MS)
+				_punch.set_prediction(now, p.name,
+						"sweep" if strategy == "sequential-easy" else "none")
+			"birthday-easy":
+				relay_delay = maxi(relay_delay, BIRTHDAY_RELAY_DELAY_MS)
+				_punch.start_birthday_easy(now, p.name)
+			"birthday-hard":
+				relay_delay = maxi(relay_delay, BIRTHDAY_RELAY_DELAY_MS)
+				for socket in range(1, BIRTHDAY_SOCKETS + 1):
+					# A socket that cannot be bound is left out; the others still try.
+					if open_socket.is_valid() and bool(open_socket.call(socket)):
+						_birthday_sockets.append(socket)
+				_punch.start_birthday_hard(now, p.name, _birthday_sockets)
 	if bool(_o.get("relay", true)):
 		# A short punch budget asks sooner: the relay must have time to work within it.
-		_relay_at = now + mini(int(_o.get("relay_delay_ms", RELAY_DELAY_MS)), budget / 2)
+		_relay_at = now + mini(relay_delay, budget / 2)
+		# Both NATs pick a port per destination: no direct path to expect, relay at once.
+		if not relay_now.is_empty():
+			request_relay(now, relay_now)
+			_relay_at = now + mini(relay_delay, budget / 2)
 	_check_punch(now)
 
 
@@ -474,6 +660,16 @@ func _on_direct(peer: Dictionary, previous: Dictionary) -> void:
 		_emit({"type": "path_changed", "peer": peer, "previous": previous})
 
 
+## The NAT class [param name]'s host/join carried, as the server passed it on ("unknown"
+## when it sent none).
+func peer_nat(name: String) -> String:
+	for i: int in _peer_parts:
+		var p: Dictionary = _peer_parts[i]
+		if p.name == name:
+			return String(p.get("nat", "unknown"))
+	return "unknown"
+
+
 ## Every peer reached so far, as now (a relayed peer that got a direct path since the punched
 ## event is reported direct).
 func confirmed_peers() -> Array[Dictionary]:
@@ -483,12 +679,12 @@ func confirmed_peers() -> Array[Dictionary]:
 	return out
 
 
-## Whether [param address]:[param port] is the server (its main port or one of our relay
-## ports): the rest is peers' direct paths.
+## Whether [param address]:[param port] is the server (its main or alternate port, or one of
+## our relay ports): the rest is peers' direct paths.
 func is_server_endpoint(address: String, port: int) -> bool:
 	if address != _o.server_address:
 		return false
-	if port == int(_o.server_port):
+	if port == int(_o.server_port) or (server_alt_port != 0 and port == server_alt_port):
 		return true
 	for r: Dictionary in _relays.values():
 		if r.port == port:
@@ -516,6 +712,7 @@ func _check_punch(now: int) -> void:
 ## require_all_peers) at least one; a joiner with require_host also needs the host.
 func _settle(now: int) -> void:
 	var peers := _punch.confirmed()
+	_close_birthday_sockets(true)
 	# Allocations not working by now are of no use: stop asking and binding.
 	_relay_at = INF
 	for name: String in _relays.keys():
@@ -591,6 +788,8 @@ func _stop(new_state: String) -> void:
 	_deadline = INF
 	_relay_at = INF
 	_relays.clear()
+	_classify = {}
+	_close_birthday_sockets(false)
 	if _punch != null and _punch.state == "punching":
 		_punch = null
 	elif _punch != null:
@@ -605,6 +804,42 @@ func _request(now: int, kind: String, id: int, bytes: PackedByteArray,
 	_pending[id] = {"kind": kind, "id": id, "bytes": bytes, "next_at": now + REQUEST_RETRY_FIRST_MS,
 			"interval": REQUEST_RETRY_FIRST_MS * 2, "tries": 1, "peer": peer}
 	send.call(_o.server_address, _o.server_port, bytes)
+
+
+## The punch settled (or, [param settled] false, the traversal stopped): a peer confirmed
+## through a birthday socket makes that socket the game's ([member game_socket]). Both sides
+## confirm on their own, so the peer may have confirmed us at another of our mappings: every
+## birthday socket its punches or acks reached stays open until the hand-over (the first one
+## is the game's when we confirmed the peer on the main socket: an eim peer accepts us from
+## wherever it already sent to), every other one is closed now.
+func _close_birthday_sockets(settled: bool) -> void:
+	if _birthday_sockets.is_empty():
+		return
+	var hits: Array[int] = []
+	if settled and _punch != null:
+		hits = _punch.hit_sockets
+	var keep: int = hits[0] if not hits.is_empty() else MAIN_SOCKET
+	if settled and _punch != null:
+		for p: Dictionary in _punch.confirmed():
+			if p.path == "birthday":
+				keep = _punch.socket_of(p.name)
+			elif p.path == "relay":
+				keep = MAIN_SOCKET
+	game_socket = keep
+	for socket in _birthday_sockets:
+		var kept := socket == keep or (keep != MAIN_SOCKET and hits.has(socket))
+		if not kept and close_socket.is_valid():
+			close_socket.call(socket)
+	_birthday_sockets = []
+
+
+## Sends from [param socket]: the main one through [member send], a birthday socket through
+## [member send_from].
+func _send_on(socket: int, address: String, port: int, data: PackedByteArray) -> void:
+	if socket == MAIN_SOCKET:
+		send.call(address, port, data)
+	elif send_from.is_valid():
+		send_from.call(socket, address, port, data)
 
 
 func _id() -> int:
@@ -628,16 +863,32 @@ class _Punch:
 	var rejected := 0
 	var last_punch_at := -1
 	var started_at := 0
+	## Birthday probes the easy side sent, and punches the hard side sent from its sockets.
+	var birthday_probes := 0
+	var birthday_punches := 0
+	## Birthday sockets a valid punch or ack from a peer arrived on, in order: the peer may
+	## have confirmed us at any of their mappings.
+	var hit_sockets: Array[int] = []
 	## [code]func(peer: Dictionary, previous: Dictionary)[/code]: a relayed peer got a direct
 	## path (within the budget).
 	var on_direct: Callable
 
 	var _self_name: String
 	var _key: PackedByteArray
+	## [code]func(socket: int, address: String, port: int, data: PackedByteArray)[/code].
 	var _send: Callable
-	## name -> {info, candidates: [{address, port, kind}], reflexive, confirmed, heard, gone,
-	## relay: {address, port} once our bind to it was acknowledged}
+	## name -> {info, candidates: [{address, port, kind, socket, sweep}], reflexive,
+	## confirmed, heard, gone, relay: {address, port} once our bind to it was acknowledged,
+	## socket (ours its confirmation came through), predict ("late", "sweep" or "none"),
+	## sweep_from (the round the sweep started in)}
 	var _peers := {}
+	## The easy side's birthday probes: {peer, started_at, sent, next_at}; empty when none.
+	var _birthday_easy := {}
+	## The hard side's birthday punches: {peer, sockets, rounds, next_at}; empty when none.
+	var _birthday_hard := {}
+	## The hard side's birthday sockets (kept after its punches end: hits still count).
+	var _hard_sockets := {}
+	var _rng := RandomNumberGenerator.new()
 	var _order: Array[String] = []
 	var _fail_at: int
 	var _round := 0
@@ -656,9 +907,11 @@ class _Punch:
 		_fail_at = now + budget_ms
 		_next_round_at = now
 		started_at = now
+		_rng.randomize()
 		for info: Dictionary in peers:
 			var peer := {"info": info, "candidates": [], "reflexive": 0, "confirmed": {},
-					"heard": false, "gone": "", "relay": {}}
+					"heard": false, "gone": "", "relay": {}, "socket": MAIN_SOCKET,
+					"predict": "late", "sweep_from": 0}
 			_add_candidate(peer, info.publicEndpoint.address, info.publicEndpoint.port, "public")
 			for c: Dictionary in info.candidates:
 				_add_candidate(peer, c.address, c.port, "local")
@@ -708,6 +961,7 @@ class _Punch:
 			if peer.candidates[index].kind == "reflexive":
 				peer.reflexive -= 1
 			peer.candidates[index].kind = "relay"
+			peer.candidates[index].sweep = false
 		else:
 			index = _add_candidate(peer, address, port, "relay")
 		if index >= 0 and peer.confirmed.is_empty() and state == "punching":
@@ -749,6 +1003,57 @@ class _Punch:
 					"is_host": p.info.isHost, "cause": cause})
 		return out
 
+	## We are the easy side (eim) of a birthday pair with [param name] (edm-random): from now
+	## on probe random ports of its public address, [constant BIRTHDAY_PROBE_RATE] a second at
+	## most, up to [constant BIRTHDAY_PROBE_BUDGET], until it is confirmed.
+	func start_birthday_easy(now: int, name: String) -> bool:
+		if not _peers.has(name) or state != "punching":
+			return false
+		_birthday_easy = {"peer": _peers[name], "started_at": now, "sent": 0, "next_at": now}
+		handle_timeout(now)
+		return true
+
+	## We are the hard side (edm-random) of a birthday pair with [param name] (eim): punch its
+	## public endpoint from each of [param sockets] (already bound),
+	## [constant BIRTHDAY_HARD_ROUNDS] times. A punch or ack that arrives on one of them
+	## confirms the peer with path "birthday" through that socket ([method socket_of]).
+	func start_birthday_hard(now: int, name: String, sockets: Array[int]) -> bool:
+		if not _peers.has(name) or state != "punching":
+			return false
+		_birthday_hard = {"peer": _peers[name], "sockets": sockets.duplicate(), "rounds": 0,
+				"next_at": now}
+		for socket in sockets:
+			_hard_sockets[socket] = true
+		handle_timeout(now)
+		return true
+
+	## How [param name]'s ports are predicted: "late" (+-PREDICT_PORT_RANGE after
+	## PREDICT_AFTER_ROUNDS), "sweep" (+-SWEEP_PORT_RANGE at once, every SWEEP_EVERY_ROUNDS-th
+	## round) or "none" (an eim peer keeps its port).
+	func set_prediction(now: int, name: String, mode: String) -> bool:
+		if not _peers.has(name) or state != "punching":
+			return false
+		var peer: Dictionary = _peers[name]
+		peer.predict = mode
+		if mode != "sweep":
+			return true
+		# This round (already punched) counts as the first sweep round: the sweep goes out now.
+		peer.sweep_from = _round
+		var base: Dictionary = peer.info.publicEndpoint
+		for d in range(1, SWEEP_PORT_RANGE + 1):
+			for port: int in [base.port + d, base.port - d]:
+				if port < 1 or port > 65535:
+					continue
+				var index := _add_candidate(peer, base.address, port, "predicted",
+						MAIN_SOCKET, true)
+				if index >= 0 and peer.confirmed.is_empty():
+					_punch(now, peer, index)
+		return true
+
+	## The socket a confirmed peer was confirmed through (MAIN_SOCKET unless "birthday").
+	func socket_of(name: String) -> int:
+		return int(_peers[name].socket) if _peers.has(name) else MAIN_SOCKET
+
 	func candidate_count() -> int:
 		var n := 0
 		for name in _order:
@@ -781,6 +1086,7 @@ class _Punch:
 			if state == "punching":
 				_settle(now)
 			return
+		_birthday_tick(now)
 		if now < _next_round_at:
 			return
 		_round += 1
@@ -793,9 +1099,14 @@ class _Punch:
 			var relayed: bool = peer.confirmed.get("path", "") == "relay"
 			if not peer.confirmed.is_empty() and not relayed:
 				continue
+			var sweep_round: bool = _round >= peer.sweep_from \
+					and (_round - peer.sweep_from) % SWEEP_EVERY_ROUNDS == 0
 			for i in peer.candidates.size():
+				var c: Dictionary = peer.candidates[i]
 				# A relayed peer: only the direct candidates (the relay path is known to work).
-				if relayed and peer.candidates[i].kind == "relay":
+				if relayed and c.kind == "relay":
+					continue
+				if c.sweep and not sweep_round:
 					continue
 				_punch(now, peer, i)
 		var interval := PUNCH_INTERVAL_MS
@@ -804,8 +1115,10 @@ class _Punch:
 			interval = mini(PUNCH_INTERVAL_MS * int(pow(2, slow)), PUNCH_INTERVAL_MAX_MS)
 		_next_round_at = now + interval
 
-	## A decoded peer message from address:port; true when it changed the outcome.
-	func handle(now: int, address: String, port: int, msg: Dictionary) -> bool:
+	## A decoded peer message from address:port that arrived on our [param socket]; true
+	## when it changed the outcome.
+	func handle(now: int, address: String, port: int, msg: Dictionary,
+			socket: int = MAIN_SOCKET) -> bool:
 		_last_now = now
 		if state == "failed" or now > _linger_until:
 			return false
@@ -814,10 +1127,13 @@ class _Punch:
 			rejected += 1
 			return false
 		var peer: Dictionary = _peers[msg.from]
+		if _hard_sockets.has(socket) and not hit_sockets.has(socket):
+			hit_sockets.append(socket)
 		if msg.type == "punch":
+			# Answered from the socket it arrived on: only that socket's mapping lets it through.
 			_send_to(address, port, {"type": "punch_ack", "requestId": _next_seq(),
 					"from": _self_name, "to": peer.info.name, "candidate": msg.candidate,
-					"sentAt": msg.sentAt})
+					"sentAt": msg.sentAt}, socket)
 			peer.heard = true
 			last_punch_at = now
 			var upgrade: bool = peer.confirmed.get("path", "") == "relay" and upgrading()
@@ -825,19 +1141,30 @@ class _Punch:
 				return false
 			if upgrade and _via_relay(peer, address, port):
 				return false
-			# The peer reached us from here: a mapping towards us exists, punch straight back.
-			var index := _index_of(peer, address, port)
-			if index < 0 and peer.reflexive < MAX_REFLEXIVE_CANDIDATES:
+			# The peer reached us from here: a mapping towards us exists, punch straight back
+			# (from the socket it reached: a birthday socket's hit is a candidate of its own).
+			var index := _index_of(peer, address, port, socket)
+			if index >= 0 and peer.candidates[index].sweep:
+				# The sweep found the peer's mapping: punch it every round from now on.
+				peer.candidates[index].sweep = false
+			if index < 0 and socket != MAIN_SOCKET:
+				if _hard_sockets.has(socket):
+					index = _add_candidate(peer, address, port, "birthday", socket)
+			elif index < 0 and peer.reflexive < MAX_REFLEXIVE_CANDIDATES:
 				peer.reflexive += 1
 				index = _add_candidate(peer, address, port, "reflexive")
 			if index >= 0:
 				_punch(now, peer, index)
 			return false
-		var via_relay := _via_relay(peer, address, port)
+		var via_relay := socket == MAIN_SOCKET and _via_relay(peer, address, port)
+		# An ack on a birthday socket, or one that echoes a birthday probe: the birthday path.
+		var birthday: bool = socket != MAIN_SOCKET or msg.candidate == BIRTHDAY_CANDIDATE
 		# Where the ack came from decides: through the relay's port it is the relay path.
 		var path := "reflexive"
 		if via_relay:
 			path = "relay"
+		elif birthday:
+			path = "birthday"
 		elif msg.candidate < peer.candidates.size() \
 				and peer.candidates[msg.candidate].kind != "relay":
 			path = peer.candidates[msg.candidate].kind
@@ -855,7 +1182,10 @@ class _Punch:
 			return true
 		if state != "punching":
 			return false
+		if socket != MAIN_SOCKET and not _hard_sockets.has(socket):
+			return false
 		peer.confirmed = confirmed
+		peer.socket = socket
 		for name in _order:
 			var p: Dictionary = _peers[name]
 			if p.confirmed.is_empty() and p.gone != "left":
@@ -884,11 +1214,53 @@ class _Punch:
 		var c: Dictionary = peer.candidates[index]
 		_send_to(c.address, c.port, {"type": "punch", "requestId": _next_seq(),
 				"from": _self_name, "to": peer.info.name, "candidate": index,
-				"sentAt": posmod(now, U32)})
+				"sentAt": posmod(now, U32)}, c.socket)
 
-	func _send_to(address: String, port: int, fields: Dictionary) -> void:
+	func _send_to(address: String, port: int, fields: Dictionary,
+			socket: int = MAIN_SOCKET) -> void:
 		sent += 1
-		_send.call(address, port, Codec.encode_punch(_key, fields))
+		_send.call(socket, address, port, Codec.encode_punch(_key, fields))
+
+	## Birthday probing: the easy side's probes (a batch every BIRTHDAY_TICK_MS at most, within
+	## the rate and the budget), the hard side's punches from every birthday socket.
+	func _birthday_tick(now: int) -> void:
+		var easy := _birthday_easy
+		if not easy.is_empty():
+			var peer: Dictionary = easy.peer
+			if state != "punching" or not peer.confirmed.is_empty() or peer.gone == "left":
+				_birthday_easy = {}
+			elif now >= easy.next_at:
+				var allowed := mini(BIRTHDAY_PROBE_BUDGET,
+						floori((now - easy.started_at) * BIRTHDAY_PROBE_RATE / 1000.0)
+						+ floori(BIRTHDAY_PROBE_RATE * BIRTHDAY_TICK_MS / 1000.0))
+				var address: String = peer.info.publicEndpoint.address
+				while easy.sent < allowed:
+					easy.sent += 1
+					birthday_probes += 1
+					_send_to(address, _rng.randi_range(1024, 65535), {"type": "punch",
+							"requestId": _next_seq(), "from": _self_name, "to": peer.info.name,
+							"candidate": BIRTHDAY_CANDIDATE, "sentAt": posmod(now, U32)})
+				if easy.sent >= BIRTHDAY_PROBE_BUDGET:
+					_birthday_easy = {}
+				else:
+					easy.next_at = now + BIRTHDAY_TICK_MS
+		var hard := _birthday_hard
+		if not hard.is_empty():
+			var peer: Dictionary = hard.peer
+			if state != "punching" or not peer.confirmed.is_empty() or peer.gone == "left":
+				_birthday_hard = {}
+			elif now >= hard.next_at:
+				hard.rounds += 1
+				var to: Dictionary = peer.info.publicEndpoint
+				for socket: int in hard.sockets:
+					birthday_punches += 1
+					_send_to(to.address, to.port, {"type": "punch", "requestId": _next_seq(),
+							"from": _self_name, "to": peer.info.name, "candidate": 0,
+							"sentAt": posmod(now, U32)}, socket)
+				if hard.rounds >= BIRTHDAY_HARD_ROUNDS:
+					_birthday_hard = {}
+				else:
+					hard.next_at = now + BIRTHDAY_HARD_INTERVAL_MS
 
 	func _next_seq() -> int:
 		_seq += 1
@@ -897,7 +1269,7 @@ class _Punch:
 	func _add_predictions() -> void:
 		for name in _order:
 			var peer: Dictionary = _peers[name]
-			if not peer.confirmed.is_empty():
+			if not peer.confirmed.is_empty() or peer.predict != "late":
 				continue
 			var base: Dictionary = peer.info.publicEndpoint
 			for d in range(1, PREDICT_PORT_RANGE + 1):
@@ -905,20 +1277,24 @@ class _Punch:
 					if port >= 1 and port <= 65535:
 						_add_candidate(peer, base.address, port, "predicted")
 
-	## Adds a candidate unless known; returns its index (-1 when the list is full).
-	func _add_candidate(peer: Dictionary, address: String, port: int, kind: String) -> int:
-		var index := _index_of(peer, address, port)
+	## Adds a candidate unless known; returns its index (-1 when the list is full). A
+	## [param sweep] candidate is punched on every SWEEP_EVERY_ROUNDS-th round only.
+	func _add_candidate(peer: Dictionary, address: String, port: int, kind: String,
+			socket: int = MAIN_SOCKET, sweep: bool = false) -> int:
+		var index := _index_of(peer, address, port, socket)
 		if index >= 0:
 			return index
 		# The candidate index travels as a u8.
 		if peer.candidates.size() >= 255:
 			return -1
-		peer.candidates.append({"address": address, "port": port, "kind": kind})
+		peer.candidates.append({"address": address, "port": port, "kind": kind,
+				"socket": socket, "sweep": sweep})
 		return peer.candidates.size() - 1
 
-	func _index_of(peer: Dictionary, address: String, port: int) -> int:
+	func _index_of(peer: Dictionary, address: String, port: int,
+			socket: int = MAIN_SOCKET) -> int:
 		for i in peer.candidates.size():
 			var c: Dictionary = peer.candidates[i]
-			if c.port == port and c.address == address:
+			if c.port == port and c.address == address and c.socket == socket:
 				return i
 		return -1

@@ -12,7 +12,9 @@ extends Node
 ##          holepunch-client CLI's hp-test ping/pong with every peer), or "none";
 ##   enet_redundancy (default 1: the addon's enet_redundancy; its forwarder's counts are
 ##          printed at the end);
-##   use_relay (default true); drop_direct: the addon's socket drops every datagram to or
+##   use_relay (default true); nat_strategy (the addon's use_nat_strategy, left at its
+##   default unless given);
+##   drop_direct: the addon's socket drops every datagram to or
 ##          from anything but the server's main port and our relay ports, so no direct path
 ##          exists (the game's transport after hole_punched is not filtered).
 
@@ -50,6 +52,8 @@ func _ready() -> void:
 	_hp.max_player_count = int(_config.get("max_players", 2))
 	_hp.traversal_timeout_ms = int(_config.get("timeout_ms", 20000))
 	_hp.use_relay = bool(_config.get("use_relay", true))
+	if _config.has("nat_strategy"):
+		_hp.use_nat_strategy = bool(_config.nat_strategy)
 	_hp.enet_redundancy = int(_config.get("enet_redundancy", 1))
 	if bool(_config.get("drop_direct", false)):
 		_hp.drop_datagram = func(_direction: String, address: String, port: int,
