@@ -1,0 +1,242 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import {
+  CLIENT_CLI_PATH,
+  createLab,
+  DEFAULT_SERVER_PORT,
+  type Lab,
+  labNamespaces,
+  labUnavailableReasons,
+  type ProcessResult,
+  SERVER_ADDRESS,
+} from '../src/natlab/index.js';
+import {
+  godot4Argv,
+  godot4UnavailableReasons,
+  makeProject,
+  type Project,
+  REPO_ROOT,
+  removeProjects,
+  scriptErrors,
+  skipUnless,
+} from './godot4-support.js';
+
+/**
+ * The Godot 4 addon's NAT classes in the NAT lab (docs/protocol-v2.md §6, "Strategy from both
+ * NAT classes"): behind a `symmetric` NAT (random ports, class `edm-random`) against a
+ * `port-restricted` one (`eim`, a port-dependent filter) there is no direct path by plain
+ * punching; birthday probing makes one. The relay is off on both sides, so every success is
+ * direct: the Godot player measures its class, sends it, reads the peer's, and probes as the
+ * hard side (256 extra sockets, the winner's port handed to the game) or as the easy side
+ * (random ports of the peer), against the Node client and against another Godot player with
+ * ENet on the punched ports. Prints start_traversal -> hole_punched per player.
+ */
+
+const DRIVER = join(REPO_ROOT, 'godot', 'tests', 'driver');
+const PORT = DEFAULT_SERVER_PORT;
+const DEADLINE_MS = 40_000;
+const KILL_AFTER_MS = DEADLINE_MS + 10_000;
+/** Trials per scenario (roles as stated in each test). */
+const TRIALS = 2;
+
+const reasons = [...godot4UnavailableReasons(), ...(await labUnavailableReasons())];
+const timings: string[] = [];
+
+interface GodotResult {
+  local_port: number;
+  elapsed_ms: number;
+  punch_ms: number;
+  handover_ms: number;
+  nat: string;
+  peers: {
+    name: string;
+    path: string;
+    address: string;
+    port: number;
+    nat: string;
+    strategy: string;
+  }[];
+}
+
+describe('the Godot 4 addon behind a random-port NAT in the NAT lab (birthday probing)', {
+  skip: skipUnless(reasons, 'Godot 4 in the NAT lab'),
+}, () => {
+  let lab: Lab | undefined;
+  const projects: Project[] = [];
+  let counter = 0;
+
+  before(async () => {
+    assert.deepEqual(reasons, [], reasons.join('; '));
+    lab = await createLab({
+      sites: [
+        { name: 'a', nat: 'port-restricted' },
+        { name: 's', nat: 'symmetric' },
+      ],
+    });
+    // The lab's server listens on an alternate port too (port + 1): classification needs it.
+    await lab.startServer({ port: PORT, autostart: true });
+    for (let i = 0; i < 2; i++) projects.push(await makeProject(`nat${i}`, { from: DRIVER }));
+  });
+
+  after(async () => {
+    const prefix = lab?.prefix;
+    await lab?.destroy();
+    await removeProjects();
+    if (prefix !== undefined)
+      assert.deepEqual(await labNamespaces(`${prefix}-`), [], 'the lab left namespaces');
+    process.stdout.write(
+      '\nstart_traversal -> hole_punched (NAT lab, symmetric vs port-restricted, no relay):\n',
+    );
+    for (const t of timings) process.stdout.write(`  ${t}\n`);
+  });
+
+  const godot = (at: string, project: Project, config: Record<string, unknown>) => {
+    assert.ok(lab);
+    const full = {
+      server: SERVER_ADDRESS,
+      port: PORT,
+      timeout_ms: 30_000,
+      deadline_ms: DEADLINE_MS,
+      use_relay: false,
+      ...config,
+    };
+    return lab.spawn(at, godot4Argv(project, { HP_DRIVER: JSON.stringify(full) }), {
+      timeoutMs: KILL_AFTER_MS,
+    });
+  };
+
+  const nodeJoiner = (at: string, session: string) => {
+    assert.ok(lab);
+    return lab.spawn(
+      at,
+      [
+        'node',
+        CLIENT_CLI_PATH,
+        'join',
+        session,
+        '--server',
+        `${SERVER_ADDRESS}:${PORT}`,
+        '--name',
+        'bob',
+        '--timeout',
+        '30000',
+        '--no-relay',
+        '--json',
+      ],
+      { timeoutMs: KILL_AFTER_MS },
+    );
+  };
+
+  async function prepare(): Promise<string> {
+    assert.ok(lab);
+    for (const site of ['a', 's']) {
+      await lab.flushConntrack(site);
+      await lab.setLoss(site, 0);
+    }
+    return `godot4-nat-${++counter}`;
+  }
+
+  /** A Godot player's result, checked: no script error, punched, `final` reached, exit 0. */
+  function godotSide(label: string, result: ProcessResult, final: string): GodotResult {
+    assert.deepEqual(scriptErrors(result.stderr), [], `${label}: GDScript errors`);
+    const punched = result.lines.find((l) => l.godot === 'punched');
+    assert.ok(punched !== undefined, `${label} did not punch: ${JSON.stringify(result.lines)}`);
+    const res = punched.result as unknown as GodotResult;
+    assert.ok(
+      result.lines.some((l) => l.godot === final && l.ok !== false),
+      `${label}: no ${final}: ${JSON.stringify(result.lines.filter((l) => l.godot !== 'ready'))}`,
+    );
+    assert.equal(result.code, 0, `${label}: exit code ${result.code}`);
+    const signal = result.lines.find((l) => l.signal === 'hole_punched')?.args as number[];
+    assert.equal(signal?.[0], res.local_port, `${label}: hole_punched names the game's port`);
+    timings.push(
+      `${label}: ${punched.elapsed_ms} ms (punched ${res.elapsed_ms} ms, of it peers -> punched ${res.punch_ms} ms, + hand-over ${res.handover_ms} ms), nat ${res.nat}, ${res.peers.map((p) => `path ${p.path}, strategy ${p.strategy}, peer nat ${p.nat}`).join('; ')}, local port ${res.local_port}`,
+    );
+    return res;
+  }
+
+  /** What each side measured and chose: the hard side is at `s`. */
+  function checkClasses(label: string, res: GodotResult, at: string): void {
+    const hard = at === 's';
+    assert.equal(res.nat, hard ? 'edm-random' : 'eim', `${label}: our measured class`);
+    assert.equal(res.peers.length, 1, label);
+    assert.equal(res.peers[0]?.nat, hard ? 'eim' : 'edm-random', `${label}: the peer's class`);
+    assert.equal(
+      res.peers[0]?.strategy,
+      hard ? 'birthday-hard' : 'birthday-easy',
+      `${label}: the strategy`,
+    );
+    assert.notEqual(res.peers[0]?.path, 'relay', `${label}: direct`);
+  }
+
+  for (const godotAt of ['s', 'a']) {
+    const role = godotAt === 's' ? 'hard (symmetric) side' : 'easy (port-restricted) side';
+    it(`a Godot host as the ${role} and a Node joiner connect directly by birthday probing, relay off, game datagrams both ways (${TRIALS} trials)`, async () => {
+      const nodeAt = godotAt === 's' ? 'a' : 's';
+      for (let trial = 0; trial < TRIALS; trial++) {
+        const session = await prepare();
+        const host = godot(godotAt, projects[0] as Project, {
+          session,
+          host: true,
+          name: 'alice',
+          after: 'udp_echo',
+        });
+        await host.waitForLine((l) => l.signal === 'session_registered', 15_000);
+        const join = nodeJoiner(nodeAt, session);
+        try {
+          const [h, j] = await Promise.all([host.exited, join.exited]);
+          const label = `trial ${trial}, Godot host at ${godotAt}`;
+          const res = godotSide(label, h, 'udp_test');
+          checkClasses(label, res, godotAt);
+          const punched = j.lines.find((l) => l.event === 'punched');
+          assert.ok(
+            punched !== undefined,
+            `the Node joiner did not punch: ${JSON.stringify(j.lines)} ${j.stderr.slice(0, 1_000)}`,
+          );
+          const nodePath = (punched.peers as { path: string }[])[0]?.path;
+          timings.push(
+            `trial ${trial}, Node joiner at ${nodeAt}: ${punched.elapsedMs} ms, path ${nodePath}`,
+          );
+          assert.equal(j.code, 0, 'the Node joiner got answers from the Godot game socket');
+          assert.ok(
+            [res.peers[0]?.path, nodePath].includes('birthday'),
+            `${label}: birthday on at least one side (Godot ${res.peers[0]?.path}, Node ${nodePath})`,
+          );
+        } finally {
+          host.kill();
+          join.kill();
+        }
+      }
+    });
+  }
+
+  it(`two Godot players, symmetric vs port-restricted, relay off: birthday probing, then ENet RPC both ways on the punched ports (${2 * TRIALS} trials, the symmetric side hosting and joining in turn; the last with enet_redundancy 2)`, async () => {
+    const [p0, p1] = projects as [Project, Project];
+    for (let trial = 0; trial < 2 * TRIALS; trial++) {
+      const session = await prepare();
+      const [hostAt, joinAt] = trial % 2 === 0 ? ['s', 'a'] : ['a', 's'];
+      const enet_redundancy = trial === 2 * TRIALS - 1 ? 2 : 1;
+      const common = { session, after: 'enet', enet_redundancy };
+      const host = godot(hostAt, p0, { ...common, host: true, name: 'alice' });
+      await host.waitForLine((l) => l.signal === 'session_registered', 15_000);
+      const join = godot(joinAt, p1, { ...common, host: false, name: 'bob' });
+      try {
+        const [h, j] = await Promise.all([host.exited, join.exited]);
+        const hl = `trial ${trial}, Godot host at ${hostAt}${enet_redundancy > 1 ? ' (enet_redundancy 2)' : ''}`;
+        const jl = `trial ${trial}, Godot joiner at ${joinAt}${enet_redundancy > 1 ? ' (enet_redundancy 2)' : ''}`;
+        const hs = godotSide(hl, h, 'rpc_ok');
+        const js = godotSide(jl, j, 'rpc_ok');
+        checkClasses(hl, hs, hostAt);
+        checkClasses(jl, js, joinAt);
+        assert.ok(
+          [hs.peers[0]?.path, js.peers[0]?.path].includes('birthday'),
+          `trial ${trial}: birthday on at least one side (${hs.peers[0]?.path}, ${js.peers[0]?.path})`,
+        );
+      } finally {
+        host.kill();
+        join.kill();
+      }
+    }
+  });
+});
