@@ -30,7 +30,10 @@ import {
  * direct: the Godot player measures its class, sends it, reads the peer's, and probes as the
  * hard side (256 extra sockets, the winner's port handed to the game) or as the easy side
  * (random ports of the peer), against the Node client and against another Godot player with
- * ENet on the punched ports. Prints start_traversal -> hole_punched per player.
+ * ENet on the punched ports. Behind a `symmetric-sequential` NAT (`edm-sequential`) against
+ * `port-restricted` the easy side sweeps ±64 ports (§6, "Sweep") and the sequential side
+ * predicts nothing: both roles against the Node client. Prints start_traversal ->
+ * hole_punched per player.
  */
 
 const DRIVER = join(REPO_ROOT, 'godot', 'tests', 'driver');
@@ -72,6 +75,7 @@ describe('the Godot 4 addon behind a random-port NAT in the NAT lab (birthday pr
       sites: [
         { name: 'a', nat: 'port-restricted' },
         { name: 's', nat: 'symmetric' },
+        { name: 'q', nat: 'symmetric-sequential' },
       ],
     });
     // The lab's server listens on an alternate port too (port + 1): classification needs it.
@@ -86,7 +90,7 @@ describe('the Godot 4 addon behind a random-port NAT in the NAT lab (birthday pr
     if (prefix !== undefined)
       assert.deepEqual(await labNamespaces(`${prefix}-`), [], 'the lab left namespaces');
     process.stdout.write(
-      '\nstart_traversal -> hole_punched (NAT lab, symmetric vs port-restricted, no relay):\n',
+      '\nstart_traversal -> hole_punched (NAT lab, symmetric or symmetric-sequential vs port-restricted, no relay):\n',
     );
     for (const t of timings) process.stdout.write(`  ${t}\n`);
   });
@@ -130,7 +134,7 @@ describe('the Godot 4 addon behind a random-port NAT in the NAT lab (birthday pr
 
   async function prepare(): Promise<string> {
     assert.ok(lab);
-    for (const site of ['a', 's']) {
+    for (const site of ['a', 's', 'q']) {
       await lab.flushConntrack(site);
       await lab.setLoss(site, 0);
     }
@@ -156,24 +160,47 @@ describe('the Godot 4 addon behind a random-port NAT in the NAT lab (birthday pr
     return res;
   }
 
-  /** What each side measured and chose: the hard side is at `s`. */
-  function checkClasses(label: string, res: GodotResult, at: string): void {
-    const hard = at === 's';
-    assert.equal(res.nat, hard ? 'edm-random' : 'eim', `${label}: our measured class`);
+  /** Each site's class: `a` port-restricted, `s` symmetric, `q` symmetric-sequential. */
+  const CLASS_AT: Readonly<Record<string, string>> = {
+    a: 'eim',
+    s: 'edm-random',
+    q: 'edm-sequential',
+  };
+  const STRATEGY: Readonly<Record<string, string>> = {
+    's-a': 'birthday-hard',
+    'a-s': 'birthday-easy',
+    'q-a': 'sequential-hard',
+    'a-q': 'sequential-easy',
+  };
+
+  /** What a Godot player at `at` measured and chose against its peer at `peerAt`. */
+  function checkClasses(label: string, res: GodotResult, at: string, peerAt: string): void {
+    assert.equal(res.nat, CLASS_AT[at], `${label}: our measured class`);
     assert.equal(res.peers.length, 1, label);
-    assert.equal(res.peers[0]?.nat, hard ? 'eim' : 'edm-random', `${label}: the peer's class`);
-    assert.equal(
-      res.peers[0]?.strategy,
-      hard ? 'birthday-hard' : 'birthday-easy',
-      `${label}: the strategy`,
-    );
+    assert.equal(res.peers[0]?.nat, CLASS_AT[peerAt], `${label}: the peer's class`);
+    assert.equal(res.peers[0]?.strategy, STRATEGY[`${at}-${peerAt}`], `${label}: the strategy`);
     assert.notEqual(res.peers[0]?.path, 'relay', `${label}: direct`);
   }
 
-  for (const godotAt of ['s', 'a']) {
-    const role = godotAt === 's' ? 'hard (symmetric) side' : 'easy (port-restricted) side';
-    it(`a Godot host as the ${role} and a Node joiner connect directly by birthday probing, relay off, game datagrams both ways (${TRIALS} trials)`, async () => {
-      const nodeAt = godotAt === 's' ? 'a' : 's';
+  const VS_NODE = [
+    { godotAt: 's', nodeAt: 'a', what: 'as the hard (symmetric) side', how: 'birthday probing' },
+    {
+      godotAt: 'a',
+      nodeAt: 's',
+      what: 'as the easy side against symmetric',
+      how: 'birthday probing',
+    },
+    { godotAt: 'q', nodeAt: 'a', what: 'behind a sequential NAT', how: 'the Node side sweeping' },
+    {
+      godotAt: 'a',
+      nodeAt: 'q',
+      what: 'as the easy side against a sequential NAT',
+      how: 'its sweep',
+    },
+  ];
+  for (const { godotAt, nodeAt, what, how } of VS_NODE) {
+    it(`a Godot host ${what} and a Node joiner connect directly by ${how}, relay off, game datagrams both ways (${TRIALS} trials)`, async () => {
+      const birthday = godotAt === 's' || nodeAt === 's';
       for (let trial = 0; trial < TRIALS; trial++) {
         const session = await prepare();
         const host = godot(godotAt, projects[0] as Project, {
@@ -188,7 +215,7 @@ describe('the Godot 4 addon behind a random-port NAT in the NAT lab (birthday pr
           const [h, j] = await Promise.all([host.exited, join.exited]);
           const label = `trial ${trial}, Godot host at ${godotAt}`;
           const res = godotSide(label, h, 'udp_test');
-          checkClasses(label, res, godotAt);
+          checkClasses(label, res, godotAt, nodeAt);
           const punched = j.lines.find((l) => l.event === 'punched');
           assert.ok(
             punched !== undefined,
@@ -199,10 +226,11 @@ describe('the Godot 4 addon behind a random-port NAT in the NAT lab (birthday pr
             `trial ${trial}, Node joiner at ${nodeAt}: ${punched.elapsedMs} ms, path ${nodePath}`,
           );
           assert.equal(j.code, 0, 'the Node joiner got answers from the Godot game socket');
-          assert.ok(
-            [res.peers[0]?.path, nodePath].includes('birthday'),
-            `${label}: birthday on at least one side (Godot ${res.peers[0]?.path}, Node ${nodePath})`,
-          );
+          if (birthday)
+            assert.ok(
+              [res.peers[0]?.path, nodePath].includes('birthday'),
+              `${label}: birthday on at least one side (Godot ${res.peers[0]?.path}, Node ${nodePath})`,
+            );
         } finally {
           host.kill();
           join.kill();
@@ -227,8 +255,8 @@ describe('the Godot 4 addon behind a random-port NAT in the NAT lab (birthday pr
         const jl = `trial ${trial}, Godot joiner at ${joinAt}${enet_redundancy > 1 ? ' (enet_redundancy 2)' : ''}`;
         const hs = godotSide(hl, h, 'rpc_ok');
         const js = godotSide(jl, j, 'rpc_ok');
-        checkClasses(hl, hs, hostAt);
-        checkClasses(jl, js, joinAt);
+        checkClasses(hl, hs, hostAt, joinAt);
+        checkClasses(jl, js, joinAt, hostAt);
         assert.ok(
           [hs.peers[0]?.path, js.peers[0]?.path].includes('birthday'),
           `trial ${trial}: birthday on at least one side (${hs.peers[0]?.path}, ${js.peers[0]?.path})`,
