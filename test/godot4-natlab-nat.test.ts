@@ -42,6 +42,15 @@ const DEADLINE_MS = 40_000;
 const KILL_AFTER_MS = DEADLINE_MS + 10_000;
 /** Trials per scenario (roles as stated in each test). */
 const TRIALS = 2;
+/**
+ * The spec's classification calls two random ports at most 64 apart `edm-sequential`
+ * (docs/protocol-v2.md §6): measured on the lab's symmetric NAT, 1 socket in 400 (public
+ * ports 1029-65495). Such a player is not a birthday pair's hard side by the spec's own rule:
+ * a trial where the Godot player behind `symmetric` measured that is checked to have done
+ * what the spec says (sequential-hard, no direct path, `punch_failed` with the relay off),
+ * reported, and replaced by one more trial, at most this many times per test.
+ */
+const MAX_MISCLASSIFIED = 1;
 
 const reasons = [...godot4UnavailableReasons(), ...(await labUnavailableReasons())];
 const timings: string[] = [];
@@ -160,6 +169,22 @@ describe('the Godot 4 addon behind a random-port NAT in the NAT lab (birthday pr
     return res;
   }
 
+  /**
+   * True when the Godot player behind `symmetric` measured `edm-sequential` (two random
+   * ports within 64): then it must have failed as the spec says (no birthday without the
+   * `edm-random` class, the relay off).
+   */
+  function misclassified(label: string, result: ProcessResult, at: string): boolean {
+    const nat = result.lines.find((l) => l.godot === 'nat')?.nat;
+    if (at !== 's' || nat !== 'edm-sequential') return false;
+    const failed = result.lines.find((l) => l.signal === 'traversal_failed')?.args as string[];
+    assert.equal(failed?.[0], 'punch_failed', `${label}: measured edm-sequential, then ${failed}`);
+    timings.push(
+      `${label}: measured edm-sequential (two random ports within 64), punch_failed as the spec says; trial replaced`,
+    );
+    return true;
+  }
+
   /** Each site's class: `a` port-restricted, `s` symmetric, `q` symmetric-sequential. */
   const CLASS_AT: Readonly<Record<string, string>> = {
     a: 'eim',
@@ -201,7 +226,8 @@ describe('the Godot 4 addon behind a random-port NAT in the NAT lab (birthday pr
   for (const { godotAt, nodeAt, what, how } of VS_NODE) {
     it(`a Godot host ${what} and a Node joiner connect directly by ${how}, relay off, game datagrams both ways (${TRIALS} trials)`, async () => {
       const birthday = godotAt === 's' || nodeAt === 's';
-      for (let trial = 0; trial < TRIALS; trial++) {
+      let replaced = 0;
+      for (let trial = 0; trial < TRIALS + replaced; trial++) {
         const session = await prepare();
         const host = godot(godotAt, projects[0] as Project, {
           session,
@@ -214,6 +240,10 @@ describe('the Godot 4 addon behind a random-port NAT in the NAT lab (birthday pr
         try {
           const [h, j] = await Promise.all([host.exited, join.exited]);
           const label = `trial ${trial}, Godot host at ${godotAt}`;
+          if (replaced < MAX_MISCLASSIFIED && misclassified(label, h, godotAt)) {
+            replaced++;
+            continue;
+          }
           const res = godotSide(label, h, 'udp_test');
           checkClasses(label, res, godotAt, nodeAt);
           const punched = j.lines.find((l) => l.event === 'punched');
@@ -241,10 +271,11 @@ describe('the Godot 4 addon behind a random-port NAT in the NAT lab (birthday pr
 
   it(`two Godot players, symmetric vs port-restricted, relay off: birthday probing, then ENet RPC both ways on the punched ports (${2 * TRIALS} trials, the symmetric side hosting and joining in turn; the last with enet_redundancy 2)`, async () => {
     const [p0, p1] = projects as [Project, Project];
-    for (let trial = 0; trial < 2 * TRIALS; trial++) {
+    let replaced = 0;
+    for (let trial = 0; trial < 2 * TRIALS + replaced; trial++) {
       const session = await prepare();
       const [hostAt, joinAt] = trial % 2 === 0 ? ['s', 'a'] : ['a', 's'];
-      const enet_redundancy = trial === 2 * TRIALS - 1 ? 2 : 1;
+      const enet_redundancy = trial === 2 * TRIALS + replaced - 1 ? 2 : 1;
       const common = { session, after: 'enet', enet_redundancy };
       const host = godot(hostAt, p0, { ...common, host: true, name: 'alice' });
       await host.waitForLine((l) => l.signal === 'session_registered', 15_000);
@@ -253,6 +284,11 @@ describe('the Godot 4 addon behind a random-port NAT in the NAT lab (birthday pr
         const [h, j] = await Promise.all([host.exited, join.exited]);
         const hl = `trial ${trial}, Godot host at ${hostAt}${enet_redundancy > 1 ? ' (enet_redundancy 2)' : ''}`;
         const jl = `trial ${trial}, Godot joiner at ${joinAt}${enet_redundancy > 1 ? ' (enet_redundancy 2)' : ''}`;
+        const [hardLabel, hard] = hostAt === 's' ? [hl, h] : [jl, j];
+        if (replaced < MAX_MISCLASSIFIED && misclassified(hardLabel, hard, 's')) {
+          replaced++;
+          continue;
+        }
         const hs = godotSide(hl, h, 'rpc_ok');
         const js = godotSide(jl, j, 'rpc_ok');
         checkClasses(hl, hs, hostAt, joinAt);

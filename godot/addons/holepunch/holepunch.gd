@@ -98,6 +98,10 @@ var last_error_code: String = ""
 var last_result: Dictionary = {}
 ## Whether this player hosts the current session.
 var is_host: bool = false
+## This side's NAT class as measured before registering (set by [signal session_registered]):
+## "eim", "edm-sequential", "edm-random", or "unknown" (not measured, or no answer). See
+## docs/godot.md, "NAT classes".
+var nat_class: String = "unknown"
 ## Test hook, like the Node client's dropDatagram:
 ## [code]func(direction: String, address: String, port: int, data: PackedByteArray) -> bool[/code]
 ## ("in"/"out"); true drops the datagram. Only the addon's socket, never the game's.
@@ -273,6 +277,7 @@ func _process(_delta: float) -> void:
 func _on_event(event: Dictionary) -> void:
 	match event.type:
 		"registered":
+			nat_class = _traversal.nat
 			session_registered.emit()
 		"lobby":
 			update_lobby.emit(PackedStringArray(event.nicknames), int(event.max_players))
@@ -406,6 +411,7 @@ func _reset() -> void:
 	_traversal = null
 	last_error_code = ""
 	last_result = {}
+	nat_class = "unknown"
 	_punched_event = {}
 	_punched_at = -1
 

@@ -60,7 +60,9 @@ func _ready() -> void:
 				_data: PackedByteArray) -> bool:
 			return not _hp.is_server_endpoint(address, port)
 	add_child(_hp)
-	_hp.session_registered.connect(func() -> void: _signal("session_registered", []))
+	_hp.session_registered.connect(func() -> void:
+		_signal("session_registered", [])
+		_line({"godot": "nat", "nat": _hp.nat_class}))
 	_hp.update_lobby.connect(func(nicknames: PackedStringArray, max_players: int) -> void:
 		_signal("update_lobby", [Array(nicknames), max_players]))
 	_hp.return_unsuccessful.connect(func(message: String) -> void:
