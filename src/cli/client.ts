@@ -219,8 +219,9 @@ export async function runClient(o: CliOptions): Promise<number> {
         localPort: e.localPort,
         publicAddress: e.publicAddress,
         publicPort: e.publicPort,
+        nat: e.nat,
       },
-      `registered in ${e.session} as ${o.name} (local port ${e.localPort}, public ${e.publicAddress}:${e.publicPort})`,
+      `registered in ${e.session} as ${o.name} (local port ${e.localPort}, public ${e.publicAddress}:${e.publicPort}, NAT ${e.nat})`,
     ),
   );
   let lobby: readonly string[] = [];

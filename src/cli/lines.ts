@@ -9,6 +9,7 @@
 
 import type { PunchPath } from '../client/index.js';
 import type { LegacyClientEvent } from '../client-legacy/index.js';
+import type { NatClass } from '../protocol/index.js';
 import type { DoctorJson } from './doctor.js';
 
 /** A peer in a `punched` line of `holepunch-client --json`. */
@@ -31,6 +32,7 @@ export type ClientLine =
       readonly localPort: number;
       readonly publicAddress: string;
       readonly publicPort: number;
+      readonly nat: NatClass;
     }
   | { readonly event: 'left'; readonly nickname: string }
   | { readonly event: 'lobby'; readonly nicknames: readonly string[]; readonly maxPlayers: number }

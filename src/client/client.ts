@@ -14,7 +14,12 @@ import { networkInterfaces } from 'node:os';
 import { type Core, MAIN_SOCKET, type SocketId, type Work } from '../core/index.js';
 import { UdpDriver } from '../driver/index.js';
 import { HolePunchError } from '../errors.js';
-import { type Endpoint, MAX_CANDIDATES, unmappedAddress } from '../protocol/index.js';
+import {
+  type Endpoint,
+  MAX_CANDIDATES,
+  type NatClass,
+  unmappedAddress,
+} from '../protocol/index.js';
 import type { ConfirmedPeer, FailedPeer } from './punch.js';
 import { checkTraversalInput, Traversal, type TraversalEvent } from './traversal.js';
 
@@ -113,6 +118,8 @@ export interface SessionRegisteredEvent {
   readonly localPort: number;
   readonly publicAddress: string;
   readonly publicPort: number;
+  /** Our NAT's mapping class as measured before registering (`unknown` when not measured). */
+  readonly nat: NatClass;
 }
 
 export interface LobbyUpdateEvent {
@@ -422,6 +429,7 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
           localPort: this.localPort,
           publicAddress: ev.observed.address,
           publicPort: ev.observed.port,
+          nat: run.core.nat,
         });
         return;
       case 'lobby':
