@@ -15,6 +15,7 @@ import {
   BIRTHDAY_RELAY_DELAY_MS,
   CLASSIFY_MAX_PROBES,
   CLASSIFY_WITHIN_MS,
+  COLLIDE_WAIT_MAX_MS,
   natClassOf,
   peerStrategy,
   SEQUENTIAL_PORT_DELTA,
@@ -74,13 +75,28 @@ function classify(t: Traversal, now: number, mainPort: number, altPort: number):
       altPort: ALT_PORT,
     });
   t.handle(now, SERVER, reply(first.msg.requestId, mainPort));
+  const provoke = sends(drain(t)).find((s) => s.msg.type === 'probe');
+  assert.ok(
+    provoke?.msg.type === 'probe' && provoke.msg.changePort && !provoke.msg.changeAddress,
+    'then the server is asked to answer from its alternate port, unasked by our NAT',
+  );
+  assert.deepEqual(provoke.to, SERVER);
+  // The probe to the alternate port waits for that answer to reach our NAT first.
+  const altAt = t.nextDeadline();
+  assert.ok(altAt > now && altAt <= now + COLLIDE_WAIT_MAX_MS, `alternate probe at ${altAt}`);
+  t.handleTimeout(altAt - 1);
+  assert.ok(!sends(drain(t)).some((s) => s.msg.type === 'probe'), 'not before');
+  t.handleTimeout(altAt);
   const second = sends(drain(t)).find((s) => s.msg.type === 'probe');
   assert.ok(second, 'then a probe to the alternate port');
   const alt = { address: SERVER.address, port: ALT_PORT };
   assert.deepEqual(second.to, alt);
-  t.handle(now, alt, reply(second.msg.requestId, altPort));
+  t.handle(altAt, alt, reply(second.msg.requestId, altPort));
   return drain(t);
 }
+
+/** When `toPeers` hands over the peer list: after any classification (at most 5 + 150 ms). */
+const PEERS_AT = 200;
 
 function registerMsg(work: W[]): Extract<V2Message, { type: 'host' | 'join' }> {
   const reg = sends(work).find((s) => s.msg.type === 'host' || s.msg.type === 'join')?.msg;
@@ -94,7 +110,7 @@ function toPeers(t: Traversal, mainPort: number, altPort: number, nat: NatClass)
   t.start(0);
   const reg = registerMsg(classify(t, 5, mainPort, altPort));
   t.handle(
-    10,
+    PEERS_AT - 10,
     SERVER,
     encodeV2({
       type: 'registered',
@@ -113,7 +129,7 @@ function toPeers(t: Traversal, mainPort: number, altPort: number, nat: NatClass)
     ...(nat === 'unknown' ? {} : { nat }),
   };
   t.handle(
-    20,
+    PEERS_AT,
     SERVER,
     encodeV2({
       type: 'peers',
@@ -295,7 +311,7 @@ describe('NAT classes and the strategy they choose', () => {
     assert.ok(!sends(work).some((s) => s.msg.type === 'relay_allocate'), 'no relay yet');
     // The rounds end after BIRTHDAY_HARD_ROUNDS.
     let birthdayPunches = 0;
-    for (let now = 25; now < 2000; now += 25) {
+    for (let now = PEERS_AT + 5; now < PEERS_AT + 1980; now += 25) {
       t.handleTimeout(now);
       birthdayPunches += sends(drain(t)).filter((s) => s.socket !== 0).length;
     }
@@ -373,9 +389,9 @@ describe('NAT classes and the strategy they choose', () => {
     let total = first.length;
     let sweeps = 1;
     let relayAt: number | undefined;
-    let lastSweepAt = 20;
+    let lastSweepAt = PEERS_AT;
     let minGap = Number.POSITIVE_INFINITY;
-    for (let now = 25; now <= 20 + 8_000; now += 5) {
+    for (let now = PEERS_AT + 5; now <= PEERS_AT + 8_000; now += 5) {
       t.handleTimeout(now);
       work = drain(t);
       const s = swept(work);
@@ -393,7 +409,7 @@ describe('NAT classes and the strategy they choose', () => {
     assert.ok(minGap >= 50 * SWEEP_EVERY_ROUNDS, `sweeps ${minGap} ms apart at least`);
     assert.ok(total <= 2_000, `${total} sweep datagrams in the 8 s budget (${sweeps} sweeps)`);
     assert.ok(
-      relayAt !== undefined && relayAt >= 20 + SEQUENTIAL_RELAY_DELAY_MS,
+      relayAt !== undefined && relayAt >= PEERS_AT + SEQUENTIAL_RELAY_DELAY_MS,
       `relay at ${relayAt}`,
     );
   });
@@ -404,7 +420,7 @@ describe('NAT classes and the strategy they choose', () => {
     assert.equal(t.nat, 'edm-sequential');
     assert.equal(t.strategies.get('h'), 'sequential-hard');
     const others = new Set<number>();
-    for (let now = 25; now <= 2_000; now += 5) {
+    for (let now = PEERS_AT + 5; now <= PEERS_AT + 1_980; now += 5) {
       t.handleTimeout(now);
       for (const s of sends(drain(t))) {
         if (s.msg.type === 'punch' && s.to.address === '192.0.2.9') others.add(s.to.port);

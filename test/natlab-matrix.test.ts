@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import {
+  ACCEPTING_BIRTHDAY_PAIR,
   createLab,
   expectationFor,
   formatMatrix,
@@ -123,6 +124,30 @@ describe('NAT lab: hole punching across real Linux NATs', { skip }, () => {
       },
     );
   }
+
+  it(
+    'port-restricted with port-restricted-accepting: the accepting side measures edm-random and the pair goes direct by birthday probing, no relay (0% loss)',
+    HEAVY_TEST,
+    async () => {
+      const accepting = [...ACCEPTING_BIRTHDAY_PAIR].sort().join();
+      const n = TRIALS_AT[0] ?? 0;
+      const report = await runMatrix(mustLab(), {
+        lossLevels: [0],
+        clients: ['v2'],
+        trials: (_l, _c, pair) =>
+          pair.sameNat === undefined && [pair.a, pair.b].sort().join() === accepting ? n : 0,
+        concurrency: CONCURRENCY,
+      });
+      reports.push(report);
+      assert.equal(report.results.length, n);
+      assert.equal(describeFailures(report.results), '', 'every trial direct');
+      for (const r of report.results)
+        assert.ok(
+          r.hostPath === 'birthday' || r.joinPath === 'birthday',
+          `${r.pair} #${r.trial}: ${r.hostPath}/${r.joinPath}`,
+        );
+    },
+  );
 
   it(
     `every direct pair gets through in at least ${MIN_SUCCESS_AT_30 * 100}% of ${TRIALS_AT[0.3]} trials at 30% loss`,

@@ -35,8 +35,8 @@ func _init() -> void:
 	var constants := script.get_script_constant_map()
 	for name: String in expect.constants:
 		var ours: Variant = constants.get(name)
-		_check("constant " + name, ours != null and int(ours) == int(expect.constants[name]),
-				{"gdscript": ours, "typescript": expect.constants[name]})
+		var same := ours != null and is_equal_approx(float(ours), float(expect.constants[name]))
+		_check("constant " + name, same, {"gdscript": ours, "typescript": expect.constants[name]})
 	for c: Array in expect.classes:
 		var got := Traversal.nat_class_of(int(c[0]), int(c[1]))
 		_check("nat_class_of(%d, %d)" % [c[0], c[1]], got == c[2], {"got": got, "want": c[2]})
@@ -69,13 +69,28 @@ func _check_sends_measured_class(main_port: int, alt_port: int, want: String) ->
 		return
 	_sent.clear()
 	t.handle(3, SERVER, SERVER_PORT, _probe_reply(first[0].msg.requestId, main_port, ALT_PORT))
+	var provokes := _only_sent("probe")
+	_check("then %d probes asking for an answer from the alternate port" % Traversal.COLLIDE_PROBES,
+			provokes.size() == Traversal.COLLIDE_PROBES and provokes.all(
+				func(d: Dictionary) -> bool:
+					return d.port == SERVER_PORT and d.msg.changePort and not d.msg.changeAddress),
+			{"sent": provokes})
+	_sent.clear()
+	# The main probe's round trip was 3 ms.
+	var alt_at := 3 + mini(Traversal.COLLIDE_WAIT_MAX_MS,
+			Traversal.CLASSIFY_RETRY_MS + roundi(Traversal.COLLIDE_WAIT_RTTS * 3))
+	t.handle_timeout(alt_at - 1)
+	_check("no probe to the alternate port before that answer had time to arrive",
+			_only_sent("probe").is_empty(), {"sent": _sent})
+	t.handle_timeout(alt_at)
 	var second := _only_sent("probe")
 	_check("second probe to the alternate port", second.size() == 1 \
 			and second[0].port == ALT_PORT, {"sent": second})
 	if second.is_empty():
 		return
 	_sent.clear()
-	t.handle(6, SERVER, ALT_PORT, _probe_reply(second[0].msg.requestId, alt_port, ALT_PORT))
+	t.handle(alt_at + 3, SERVER, ALT_PORT,
+			_probe_reply(second[0].msg.requestId, alt_port, ALT_PORT))
 	var host := _only_sent("host")
 	_check("registers at once with nat %s" % want, host.size() == 1 \
 			and host[0].msg.get("nat", "unknown") == want and t.nat == want,

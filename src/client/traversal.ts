@@ -95,6 +95,15 @@ export const CLASSIFY_WITHIN_MS = 400;
 /** ...and at most this many probes in all (64 bytes each). */
 export const CLASSIFY_MAX_PROBES = 16;
 /**
+ * Between the two: the wait for the server's unasked answer from its alternate port to reach
+ * our NAT first, a retry interval and this many round trips of the main probe...
+ */
+export const COLLIDE_WAIT_RTTS = 1.5;
+/** Copies of that probe sent at once: one lost answer must not hide such a NAT. */
+export const COLLIDE_PROBES = 3;
+/** ...and this long at most. */
+export const COLLIDE_WAIT_MAX_MS = 150;
+/**
  * Two public ports at most this far apart are `edm-sequential`: the sweep's range
  * (`SWEEP_PORT_RANGE`). Other flows behind a busy sequential NAT may come between the two
  * probes (the lab's 64-port pool also wraps); two random ports are this close once in ≈ 500.
@@ -225,6 +234,8 @@ interface Classify {
   id: number;
   to: Endpoint;
   mainPort: number | undefined;
+  /** When the probe now awaited was last sent: its answer gives the round trip. */
+  sentAt: number;
 }
 
 type RequestKind = 'register' | 'start' | 'keepalive' | 'leave' | 'close' | 'relay';
@@ -404,6 +415,7 @@ export class Traversal implements Core<TraversalEvent> {
         id,
         to: this.#o.server,
         mainPort: undefined,
+        sentAt: now,
       };
       this.#classifyTick(now);
       return;
@@ -421,6 +433,7 @@ export class Traversal implements Core<TraversalEvent> {
     }
     c.sent++;
     c.nextAt = now + CLASSIFY_RETRY_MS;
+    c.sentAt = now;
     this.#send(
       c.to,
       encodeV2({ type: 'probe', requestId: c.id, changeAddress: false, changePort: false }),
@@ -437,10 +450,24 @@ export class Traversal implements Core<TraversalEvent> {
         this.#classified(now, 'unknown');
         return;
       }
-      c.id = this.#id();
       c.to = { address: this.#o.server.address, port: msg.altPort };
-      c.nextAt = now;
-      this.#classifyTick(now);
+      // A NAT that lets unsolicited datagrams in to its own address moves a host to another
+      // public port when the host then sends to where they came from (RFC 4787 §4.1, port
+      // collision), and so does it to a peer whose punch arrives first: have the server
+      // answer from its alternate port unasked, give that answer a round trip to arrive,
+      // then probe the alternate port. Such a NAT then measures `edm-random`, as it behaves.
+      const provoke = encodeV2({
+        type: 'probe',
+        requestId: this.#id(),
+        changeAddress: false,
+        changePort: true,
+      });
+      for (let copy = 0; copy < COLLIDE_PROBES; copy++) this.#send(this.#o.server, provoke);
+      c.sent += COLLIDE_PROBES;
+      c.id = this.#id();
+      c.nextAt =
+        now +
+        Math.min(COLLIDE_WAIT_MAX_MS, CLASSIFY_RETRY_MS + COLLIDE_WAIT_RTTS * (now - c.sentAt));
       return;
     }
     this.#classified(now, natClassOf(c.mainPort, msg.observed.port));

@@ -65,6 +65,7 @@ export {
 export { labNamespaces, removeLeftovers } from './leftovers.js';
 export { type SpawnJson, startLoopbackServer } from './loopback.js';
 export {
+  ACCEPTING_BIRTHDAY_PAIR,
   CLIENT_KINDS,
   type ClientKind,
   DEFAULT_LOSS_LEVELS,

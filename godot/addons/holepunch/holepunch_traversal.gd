@@ -65,6 +65,13 @@ const CLASSIFY_RETRY_MS := 25
 const CLASSIFY_WITHIN_MS := 400
 ## ...and at most this many probes in all (64 bytes each).
 const CLASSIFY_MAX_PROBES := 16
+## Between the two: the wait for the server's unasked answer from its alternate port to reach
+## our NAT first, a retry interval and this many round trips of the main probe...
+const COLLIDE_WAIT_RTTS := 1.5
+## ...and this long at most...
+const COLLIDE_WAIT_MAX_MS := 150
+## ...after this many copies of that probe, sent at once.
+const COLLIDE_PROBES := 3
 ## Against an edm-sequential peer the easy side sweeps this many ports on either side of the
 ## peer's public port from the first round...
 const SWEEP_PORT_RANGE := 64
@@ -222,7 +229,7 @@ func start(now: int) -> void:
 		_deadline = now + int(_o.timeout_ms)
 	if bool(_o.get("classify_nat", false)):
 		_classify = {"until": now + CLASSIFY_WITHIN_MS, "next_at": now, "sent": 0, "id": _id(),
-				"port": int(_o.server_port), "main_port": -1}
+				"port": int(_o.server_port), "main_port": -1, "sent_at": now}
 		_classify_tick(now)
 		return
 	_register(now)
@@ -252,6 +259,7 @@ func _classify_tick(now: int) -> void:
 		return
 	_classify.sent += 1
 	_classify.next_at = now + CLASSIFY_RETRY_MS
+	_classify.sent_at = now
 	send.call(_o.server_address, _classify.port, Codec.encode({"type": "probe",
 			"requestId": _classify.id, "changeAddress": false, "changePort": false}))
 
@@ -267,10 +275,20 @@ func _on_probe_reply(now: int, address: String, port: int, msg: Dictionary) -> v
 		if msg.altPort == 0 or msg.altPort == int(_o.server_port):
 			_classified(now, "unknown")
 			return
+		# A NAT that lets unsolicited datagrams in to its own address moves a host to another
+		# public port when the host then sends to where they came from (RFC 4787 section 4.1),
+		# and so does it to a peer whose punch arrives first: have the server answer from its
+		# alternate port unasked, give that answer a round trip to arrive, then probe the
+		# alternate port. Such a NAT then measures edm-random, as it behaves.
+		var provoke := Codec.encode({"type": "probe", "requestId": _id(),
+				"changeAddress": false, "changePort": true})
+		for copy in COLLIDE_PROBES:
+			send.call(_o.server_address, int(_o.server_port), provoke)
+		_classify.sent += COLLIDE_PROBES
 		_classify.id = _id()
 		_classify.port = msg.altPort
-		_classify.next_at = now
-		_classify_tick(now)
+		_classify.next_at = now + mini(COLLIDE_WAIT_MAX_MS,
+				CLASSIFY_RETRY_MS + roundi(COLLIDE_WAIT_RTTS * (now - int(_classify.sent_at))))
 		return
 	_classified(now, nat_class_of(_classify.main_port, msg.observed.port))
 
