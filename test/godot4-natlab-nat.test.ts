@@ -1,25 +1,23 @@
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import {
-  CLIENT_CLI_PATH,
   createLab,
   DEFAULT_SERVER_PORT,
   type Lab,
   labNamespaces,
   labUnavailableReasons,
   type ProcessResult,
-  SERVER_ADDRESS,
 } from '../src/natlab/index.js';
 import {
-  godot4Argv,
   godot4UnavailableReasons,
+  LAB_DRIVER,
   makeProject,
   type Project,
-  REPO_ROOT,
   removeProjects,
   scriptErrors,
   skipUnless,
+  spawnLabGodot,
+  spawnLabNodeJoiner,
 } from './godot4-support.js';
 
 /**
@@ -36,10 +34,6 @@ import {
  * hole_punched per player.
  */
 
-const DRIVER = join(REPO_ROOT, 'godot', 'tests', 'driver');
-const PORT = DEFAULT_SERVER_PORT;
-const DEADLINE_MS = 40_000;
-const KILL_AFTER_MS = DEADLINE_MS + 10_000;
 /** Trials per scenario (roles as stated in each test). */
 const TRIALS = 2;
 /**
@@ -88,8 +82,8 @@ describe('the Godot 4 addon behind a random-port NAT in the NAT lab (birthday pr
       ],
     });
     // The lab's server listens on an alternate port too (port + 1): classification needs it.
-    await lab.startServer({ port: PORT, autostart: true });
-    for (let i = 0; i < 2; i++) projects.push(await makeProject(`nat${i}`, { from: DRIVER }));
+    await lab.startServer({ port: DEFAULT_SERVER_PORT, autostart: true });
+    for (let i = 0; i < 2; i++) projects.push(await makeProject(`nat${i}`, { from: LAB_DRIVER }));
   });
 
   after(async () => {
@@ -106,39 +100,12 @@ describe('the Godot 4 addon behind a random-port NAT in the NAT lab (birthday pr
 
   const godot = (at: string, project: Project, config: Record<string, unknown>) => {
     assert.ok(lab);
-    const full = {
-      server: SERVER_ADDRESS,
-      port: PORT,
-      timeout_ms: 30_000,
-      deadline_ms: DEADLINE_MS,
-      use_relay: false,
-      ...config,
-    };
-    return lab.spawn(at, godot4Argv(project, { HP_DRIVER: JSON.stringify(full) }), {
-      timeoutMs: KILL_AFTER_MS,
-    });
+    return spawnLabGodot(lab, at, project, { use_relay: false, ...config });
   };
 
   const nodeJoiner = (at: string, session: string) => {
     assert.ok(lab);
-    return lab.spawn(
-      at,
-      [
-        'node',
-        CLIENT_CLI_PATH,
-        'join',
-        session,
-        '--server',
-        `${SERVER_ADDRESS}:${PORT}`,
-        '--name',
-        'bob',
-        '--timeout',
-        '30000',
-        '--no-relay',
-        '--json',
-      ],
-      { timeoutMs: KILL_AFTER_MS },
-    );
+    return spawnLabNodeJoiner(lab, at, session, ['--no-relay']);
   };
 
   async function prepare(): Promise<string> {

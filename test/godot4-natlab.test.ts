@@ -1,8 +1,6 @@
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import {
-  CLIENT_CLI_PATH,
   createLab,
   DEFAULT_SERVER_PORT,
   type Lab,
@@ -12,14 +10,15 @@ import {
   SERVER_ADDRESS,
 } from '../src/natlab/index.js';
 import {
-  godot4Argv,
   godot4UnavailableReasons,
+  LAB_DRIVER,
   makeProject,
   type Project,
-  REPO_ROOT,
   removeProjects,
   scriptErrors,
   skipUnless,
+  spawnLabGodot,
+  spawnLabNodeJoiner,
 } from './godot4-support.js';
 
 /**
@@ -36,11 +35,6 @@ import {
  * site hosting and joining in turn). Issue 13's bound is checked on them: playing through the
  * relay within 1.5 s p50 / 3 s p99 at 0 % loss, the path settled before the hand-over to ENet.
  */
-
-const DRIVER = join(REPO_ROOT, 'godot', 'tests', 'driver');
-const PORT = DEFAULT_SERVER_PORT;
-const DEADLINE_MS = 40_000;
-const KILL_AFTER_MS = DEADLINE_MS + 10_000;
 
 const reasons = [...godot4UnavailableReasons(), ...(await labUnavailableReasons())];
 const timings: string[] = [];
@@ -74,8 +68,8 @@ describe('the Godot 4 addon in the NAT lab', {
         { name: 't', nat: 'symmetric' },
       ],
     });
-    server = await lab.startServer({ port: PORT, autostart: true });
-    for (let i = 0; i < 2; i++) projects.push(await makeProject(`lab${i}`, { from: DRIVER }));
+    server = await lab.startServer({ port: DEFAULT_SERVER_PORT, autostart: true });
+    for (let i = 0; i < 2; i++) projects.push(await makeProject(`lab${i}`, { from: LAB_DRIVER }));
   });
 
   after(async () => {
@@ -91,16 +85,7 @@ describe('the Godot 4 addon in the NAT lab', {
 
   const godot = (at: string, project: Project, config: Record<string, unknown>) => {
     assert.ok(lab);
-    const full = {
-      server: SERVER_ADDRESS,
-      port: PORT,
-      timeout_ms: 30_000,
-      deadline_ms: DEADLINE_MS,
-      ...config,
-    };
-    return lab.spawn(at, godot4Argv(project, { HP_DRIVER: JSON.stringify(full) }), {
-      timeoutMs: KILL_AFTER_MS,
-    });
+    return spawnLabGodot(lab, at, project, config);
   };
 
   async function prepare(loss: number, sites = ['a', 'b']): Promise<string> {
@@ -188,23 +173,7 @@ describe('the Godot 4 addon in the NAT lab', {
       after: 'udp_echo',
     });
     await host.waitForLine((l) => l.signal === 'session_registered', 15_000);
-    const join = lab.spawn(
-      'b',
-      [
-        'node',
-        CLIENT_CLI_PATH,
-        'join',
-        session,
-        '--server',
-        `${SERVER_ADDRESS}:${PORT}`,
-        '--name',
-        'bob',
-        '--timeout',
-        '30000',
-        '--json',
-      ],
-      { timeoutMs: KILL_AFTER_MS },
-    );
+    const join = spawnLabNodeJoiner(lab, 'b', session);
     try {
       const [, result] = await Promise.all([host.exited, join.exited]);
       assert.ok(

@@ -6,10 +6,18 @@
  * No test lives here; `node --test dist/test/` loads it as an empty file.
  */
 import type { ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
 import {
+  CLIENT_CLI_PATH,
+  DEFAULT_SERVER_PORT,
   type Godot4Project,
+  godot4Argv,
   type JsonLine,
   type JsonProcess,
+  type Lab,
+  type LabProcess,
+  REPO_ROOT,
+  SERVER_ADDRESS,
   spawnJsonProcess,
   startLoopbackServer as startServerWith,
   withNodeBinary,
@@ -59,4 +67,48 @@ export function spawnJson(argv: readonly string[], timeoutMs: number): Proc {
 /** Starts our rendezvous server on 127.0.0.1 (a free port); resolves with it and its port. */
 export function startLoopbackServer(autostart = true): Promise<{ proc: Proc; port: number }> {
   return startServerWith(spawnJson, { autostart });
+}
+
+/** The test driver game (godot/tests/driver) and the bounds of one of its runs in the NAT lab. */
+export const LAB_DRIVER = join(REPO_ROOT, 'godot', 'tests', 'driver');
+export const LAB_DEADLINE_MS = 40_000;
+export const LAB_KILL_AFTER_MS = LAB_DEADLINE_MS + 10_000;
+
+/** A driver game player at lab site `at`, against the lab's server; `config` adds to its own. */
+export function spawnLabGodot(
+  lab: Lab,
+  at: string,
+  project: Project,
+  config: Record<string, unknown>,
+): LabProcess {
+  const full = {
+    server: SERVER_ADDRESS,
+    port: DEFAULT_SERVER_PORT,
+    timeout_ms: 30_000,
+    deadline_ms: LAB_DEADLINE_MS,
+    ...config,
+  };
+  return lab.spawn(at, godot4Argv(project, { HP_DRIVER: JSON.stringify(full) }), {
+    timeoutMs: LAB_KILL_AFTER_MS,
+  });
+}
+
+/** The Node CLI joining `session` as `bob` from lab site `at`, JSON lines; `extra` adds flags. */
+export function spawnLabNodeJoiner(
+  lab: Lab,
+  at: string,
+  session: string,
+  extra: readonly string[] = [],
+): LabProcess {
+  const server = `${SERVER_ADDRESS}:${DEFAULT_SERVER_PORT}`;
+  return lab.spawn(
+    at,
+    ['node', CLIENT_CLI_PATH, 'join', session, '--server', server, '--name', 'bob'].concat([
+      '--timeout',
+      '30000',
+      ...extra,
+      '--json',
+    ]),
+    { timeoutMs: LAB_KILL_AFTER_MS },
+  );
 }
