@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import {
   ATTACK_KINDS,
   type AttackKind,
-  LEGIT_PROBE,
+  legitBoth,
   legitLoad,
   percentile,
 } from '../src/bench/attack.js';
@@ -307,23 +307,7 @@ describe('the server under a one-source flood (CLI, --max-old-space-size=96)', {
       t.diagnostic(`net.core.rmem_max ${rmemMax()} < 4 MiB: floods at ${FLOOD_RATE}/s`);
     const server = await spawnServer([]);
     try {
-      let id = 1;
-      const nextId = (): number => {
-        id += 100_000;
-        return id;
-      };
-      const both = (ms: number, onSession?: (name: string) => void) => {
-        const until = performance.now() + ms;
-        return Promise.all([
-          legitLoad('v2', server.port, until, {
-            firstId: nextId(),
-            ...LEGIT_PROBE,
-            ...(onSession === undefined ? {} : { onSession }),
-          }),
-          legitLoad('legacy', server.port, until, { firstId: nextId(), ...LEGIT_PROBE }),
-        ]);
-      };
-      const base = await both(FLOOD_MS);
+      const base = await legitBoth(server.port, performance.now() + FLOOD_MS);
       // 10x the unflooded p99, with a floor of 5 ms: loopback p99 is noise below that.
       const bound = (i: 0 | 1) => 10 * Math.max(5, percentile(base[i].latenciesMs, 99));
       for (const kind of ATTACK_KINDS) {
@@ -332,7 +316,9 @@ describe('the server under a one-source flood (CLI, --max-old-space-size=96)', {
           sessionsToLock: () => names.slice(-4),
           ratePerS: FLOOD_RATE,
         });
-        const [v2, legacy] = await both(FLOOD_MS, (n) => names.push(n));
+        const [v2, legacy] = await legitBoth(server.port, performance.now() + FLOOD_MS, (n) =>
+          names.push(n),
+        );
         const attack = await running.result;
         const rate = Math.round((attack.sent * 1000) / attack.durationMs);
         const ratios = [v2, legacy].map((r, i) =>

@@ -101,14 +101,7 @@ export function spawnLabNodeJoiner(
   extra: readonly string[] = [],
 ): LabProcess {
   const server = `${SERVER_ADDRESS}:${DEFAULT_SERVER_PORT}`;
-  return lab.spawn(
-    at,
-    ['node', CLIENT_CLI_PATH, 'join', session, '--server', server, '--name', 'bob'].concat([
-      '--timeout',
-      '30000',
-      ...extra,
-      '--json',
-    ]),
-    { timeoutMs: LAB_KILL_AFTER_MS },
-  );
+  const argv = ['node', CLIENT_CLI_PATH, 'join', session, '--server', server, '--name', 'bob'];
+  argv.push('--timeout', '30000', ...extra, '--json');
+  return lab.spawn(at, argv, { timeoutMs: LAB_KILL_AFTER_MS });
 }

@@ -11,8 +11,10 @@ import { SERVER_CLI_PATH } from '../cli/index.js';
 import {
   type AttackKind,
   type AttackResult,
+  freshLegitId,
   LEGIT_PROBE,
   type LegitFigures,
+  legitBoth,
   legitLoad,
   percentile,
 } from './attack.js';
@@ -142,29 +144,6 @@ export function udpRcvbufErrors(): number {
   }
 }
 
-let nextLegitId = 1;
-/** Each run of legit lobbies gets addresses no earlier run used (attack.ts: id → address). */
-function legitIds(): number {
-  nextLegitId += 20_000;
-  return nextLegitId;
-}
-
-/** Legit lobbies of both protocols until `until`; `onSession` learns the v2 session names. */
-async function legitBoth(
-  port: number,
-  until: number,
-  onSession?: (name: string) => void,
-): Promise<[LegitFigures, LegitFigures]> {
-  return Promise.all([
-    legitLoad('v2', port, until, {
-      firstId: legitIds(),
-      ...LEGIT_PROBE,
-      ...(onSession === undefined ? {} : { onSession }),
-    }),
-    legitLoad('legacy', port, until, { firstId: legitIds(), ...LEGIT_PROBE }),
-  ]);
-}
-
 async function memoryAttack(sourceLimits: boolean, ms: number): Promise<MemoryAttackFigures> {
   const server = await startAttackedServer(sourceLimits);
   try {
@@ -184,11 +163,11 @@ async function memoryAttack(sourceLimits: boolean, ms: number): Promise<MemoryAt
     const [v2After, legacyAfter] = isAlive
       ? await Promise.all([
           legitLoad('v2', server.port, performance.now() + SERVING_WINDOW_MS, {
-            firstId: legitIds(),
+            firstId: freshLegitId(),
             maxLobbies: SERVING_LOBBIES,
           }),
           legitLoad('legacy', server.port, performance.now() + SERVING_WINDOW_MS, {
-            firstId: legitIds(),
+            firstId: freshLegitId(),
             maxLobbies: SERVING_LOBBIES,
           }),
         ])

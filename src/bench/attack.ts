@@ -424,3 +424,29 @@ export async function legitLoad(
   latencies.sort((a, b) => a - b);
   return { completed: latencies.length, failed, latenciesMs: latencies };
 }
+
+let lastLegitId = 1;
+/** A first lobby id no earlier call handed out: a run of legit lobbies gets fresh addresses. */
+export function freshLegitId(): number {
+  lastLegitId += 20_000;
+  return lastLegitId;
+}
+
+/**
+ * `LEGIT_PROBE` lobbies of both protocols until `until`, from fresh addresses; `onSession`
+ * learns every v2 session name (a lobby-lock flood aims at them). Resolves [v2, legacy].
+ */
+export function legitBoth(
+  port: number,
+  until: number,
+  onSession?: (name: string) => void,
+): Promise<[LegitFigures, LegitFigures]> {
+  return Promise.all([
+    legitLoad('v2', port, until, {
+      firstId: freshLegitId(),
+      ...LEGIT_PROBE,
+      ...(onSession === undefined ? {} : { onSession }),
+    }),
+    legitLoad('legacy', port, until, { firstId: freshLegitId(), ...LEGIT_PROBE }),
+  ]);
+}

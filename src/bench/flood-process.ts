@@ -31,6 +31,13 @@ type FromChild =
   | { readonly type: 'flooding' }
   | { readonly type: 'done'; readonly result: AttackResult };
 
+export interface FloodOptions {
+  /** The v2 session names a lobby-lock flood aims at, read as it goes. */
+  readonly sessionsToLock?: () => readonly string[];
+  /** Datagrams a second at most (default: as fast as one source sends here). */
+  readonly ratePerS?: number;
+}
+
 /** A flood under way in its own process; `result` settles when it has ended. */
 export interface RunningFlood {
   readonly result: Promise<AttackResult>;
@@ -44,7 +51,7 @@ export async function startFlood(
   kind: AttackKind,
   port: number,
   ms: number,
-  options: { sessionsToLock?: () => readonly string[]; ratePerS?: number } = {},
+  options: FloodOptions = {},
 ): Promise<RunningFlood> {
   const child = fork(fileURLToPath(import.meta.url), ['--flood-child'], { stdio: 'ignore' });
   if (child.pid !== undefined) setPriority(child.pid, FLOOD_NICE);
@@ -54,9 +61,14 @@ export async function startFlood(
     if (list.length > 0 && child.connected)
       child.send({ type: 'names', names: list } satisfies ToChild);
   }, NAMES_EVERY_MS);
+  let flooding: () => void = () => {};
+  const started = new Promise<void>((resolve) => {
+    flooding = resolve;
+  });
   const finished = new Promise<AttackResult>((resolve, reject) => {
     child.on('message', (m: FromChild) => {
-      if (m.type === 'done') resolve(m.result);
+      if (m.type === 'flooding') flooding();
+      else resolve(m.result);
     });
     child.once('exit', (code) => reject(new Error(`flood process exited (${code}) early`)));
     child.once('error', reject);
@@ -69,13 +81,8 @@ export async function startFlood(
     clearTimeout(timer);
     child.kill('SIGKILL');
   });
-  // Never unhandled: the caller awaits `result`, or `started` below throws first.
+  // Never unhandled: the caller awaits `result`, or the race below throws first.
   finished.catch(() => {});
-  const started = new Promise<void>((resolve) => {
-    child.on('message', (m: FromChild) => {
-      if (m.type === 'flooding') resolve();
-    });
-  });
   child.send({ type: 'start', kind, port, ms, ratePerS: options.ratePerS } satisfies ToChild);
   await Promise.race([started, finished]);
   return { result: finished };
@@ -86,7 +93,7 @@ export async function floodInChild(
   kind: AttackKind,
   port: number,
   ms: number,
-  options: { sessionsToLock?: () => readonly string[]; ratePerS?: number } = {},
+  options: FloodOptions = {},
 ): Promise<AttackResult> {
   return (await startFlood(kind, port, ms, options)).result;
 }

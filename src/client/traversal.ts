@@ -99,10 +99,13 @@ export const CLASSIFY_MAX_PROBES = 16;
  * our NAT first, a retry interval and this many round trips of the main probe...
  */
 export const COLLIDE_WAIT_RTTS = 1.5;
-/** Copies of that probe sent at once: one lost answer must not hide such a NAT. */
-export const COLLIDE_PROBES = 3;
-/** ...and this long at most. */
+/** ...and this long at most... */
 export const COLLIDE_WAIT_MAX_MS = 150;
+/**
+ * ...after this many copies of that probe, sent at once: one lost answer must not hide such
+ * a NAT.
+ */
+export const COLLIDE_PROBES = 3;
 /**
  * Two public ports at most this far apart are `edm-sequential`: the sweep's range
  * (`SWEEP_PORT_RANGE`). Other flows behind a busy sequential NAT may come between the two

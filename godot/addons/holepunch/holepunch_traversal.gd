@@ -1239,13 +1239,18 @@ class _Punch:
 		sent += 1
 		_send.call(socket, address, port, Codec.encode_punch(_key, fields))
 
+	## Whether birthday probing towards [param peer] goes on: the punch is under way and the peer
+	## has neither been confirmed nor left.
+	func _birthday_goes_on(peer: Dictionary) -> bool:
+		return state == "punching" and peer.confirmed.is_empty() and peer.gone != "left"
+
 	## Birthday probing: the easy side's probes (a batch every BIRTHDAY_TICK_MS at most, within
 	## the rate and the budget), the hard side's punches from every birthday socket.
 	func _birthday_tick(now: int) -> void:
 		var easy := _birthday_easy
 		if not easy.is_empty():
 			var peer: Dictionary = easy.peer
-			if state != "punching" or not peer.confirmed.is_empty() or peer.gone == "left":
+			if not _birthday_goes_on(peer):
 				_birthday_easy = {}
 			elif now >= easy.next_at:
 				var allowed := mini(BIRTHDAY_PROBE_BUDGET,
@@ -1265,7 +1270,7 @@ class _Punch:
 		var hard := _birthday_hard
 		if not hard.is_empty():
 			var peer: Dictionary = hard.peer
-			if state != "punching" or not peer.confirmed.is_empty() or peer.gone == "left":
+			if not _birthday_goes_on(peer):
 				_birthday_hard = {}
 			elif now >= hard.next_at:
 				hard.rounds += 1
