@@ -53,6 +53,8 @@ function setup(
   const send = (now: number, from: Endpoint, msg: Parameters<typeof encodeV2>[0]) => {
     sent.length = 0;
     server.handle(now, from, encodeV2(msg));
+    // As the driver does once the datagrams at hand are handled: run what is due now.
+    if (server.nextDeadline() <= now) server.handleTimeout(now);
     return [...sent];
   };
   const reply = (out: { msg: V2Message }[], requestId: number) =>

@@ -246,8 +246,14 @@ export type V2DecodeResult =
 const encoder = new TextEncoder();
 const strictDecoder = new TextDecoder('utf-8', { fatal: true });
 
+/**
+ * Encoding is synchronous and never nested, so every `Writer` writes into this one buffer and
+ * `done` copies the datagram out: a reply costs one allocation of its own size, not two.
+ */
+const scratch = new Uint8Array(MAX_DATAGRAM_BYTES);
+
 class Writer {
-  readonly buf = new Uint8Array(MAX_DATAGRAM_BYTES);
+  readonly buf = scratch;
   off = 0;
   overflow = false;
 
@@ -281,6 +287,19 @@ class Writer {
   }
 
   str(s: string, max: number): void {
+    // Straight into the buffer when it fits (every ASCII string within both limits does).
+    const room = Math.min(max, this.buf.length - this.off - 1);
+    if (room >= s.length) {
+      const { read, written } = encoder.encodeInto(
+        s,
+        this.buf.subarray(this.off + 1, this.off + 1 + room),
+      );
+      if (read === s.length) {
+        this.buf[this.off] = written;
+        this.off += 1 + written;
+        return;
+      }
+    }
     const b = encoder.encode(s);
     if (b.length > max) throw new RangeError(`string of ${b.length} bytes exceeds ${max}`);
     this.u8(b.length);
@@ -496,12 +515,7 @@ function encodeBody(msg: V2Encodable | V2PushBody): Uint8Array {
       for (const n of msg.nicknames) w.str(n, MAX_NICKNAME_BYTES);
       break;
     case 'peers':
-      w.fixed(msg.punchKey, PUNCH_KEY_BYTES);
-      w.fixed(msg.token, TOKEN_BYTES);
-      w.endpoint(msg.observed);
-      w.u8(msg.total);
-      w.u8(msg.first);
-      w.u8(msg.peers.length);
+      writePeersHead(w, msg, msg.peers.length);
       for (const p of msg.peers) writePeer(w, p);
       break;
     case 'closed':
@@ -571,12 +585,34 @@ function readNat(r: Reader, optional: boolean): { nat?: NatClass } {
   return nat === 'unknown' ? {} : { nat };
 }
 
-/** Bytes a peer takes in a `peers` message (for splitting the list across datagrams). */
-export function peerWireBytes(p: V2Peer): number {
-  let n = 2 + encoder.encode(p.name).length + encoder.encode(p.nickname).length + 1;
-  n += 3 + p.publicEndpoint.address.length + 1;
-  for (const c of p.candidates.slice(0, MAX_CANDIDATES)) n += 3 + c.address.length;
-  return n + 1;
+/**
+ * One peer as a `peers` message carries it. A server encodes each member once and sends the
+ * bytes to every other member (`encodeV2Peers`): a 32-player lobby's start is then 32 encodings
+ * and 992 copies, not 992 encodings.
+ */
+export function encodePeerEntry(p: V2Peer): Uint8Array {
+  const w = new Writer();
+  writePeer(w, p);
+  return w.done();
+}
+
+/** A `peers` message whose peers are entries from `encodePeerEntry`. */
+export function encodeV2Peers(msg: PeersHead, entries: readonly Uint8Array[]): Uint8Array {
+  const w = header(V2_TYPES.peers, msg.requestId);
+  writePeersHead(w, msg, entries.length);
+  for (const e of entries) w.bytes(e);
+  return w.done();
+}
+
+type PeersHead = Omit<Extract<V2Message, { type: 'peers' }>, 'type' | 'peers'>;
+
+function writePeersHead(w: Writer, msg: PeersHead, count: number): void {
+  w.fixed(msg.punchKey, PUNCH_KEY_BYTES);
+  w.fixed(msg.token, TOKEN_BYTES);
+  w.endpoint(msg.observed);
+  w.u8(msg.total);
+  w.u8(msg.first);
+  w.u8(count);
 }
 
 /** Header + key + token + observed endpoint (at most) + total/first/count of a `peers` datagram. */

@@ -57,8 +57,8 @@ export const DEFAULT_SOURCE_LIMITS: SourceLimitSettings = {
 
 /**
  * Heap bytes charged per piece of state against the memory budget. Measured with
- * `--expose-gc` (test/source-limits.test.ts checks the charge covers the heap it takes) and
- * rounded up: a v2 member costs ~0.5 KiB plus its strings, a candidate ~0.15 KiB.
+ * `--expose-gc` (test/memory-costs.test.ts checks the charge covers the heap and buffers it
+ * takes) and rounded up: a v2 member costs ~0.5 KiB plus its strings, a candidate ~0.15 KiB.
  */
 export const MEMORY_COSTS = {
   v2Session: 1024,
@@ -66,6 +66,12 @@ export const MEMORY_COSTS = {
   v2Candidate: 192,
   /** Per byte of name, nickname and session name (JS strings, two-byte when not Latin-1). */
   v2TextByte: 4,
+  /**
+   * A v2 member's encoded `peers` entry, kept once its game starts: the typed array, its
+   * buffer and the fixed fields, plus up to 3 UTF-8 bytes per UTF-16 unit of its text.
+   */
+  v2PeerEntry: 256,
+  v2PeerEntryTextByte: 3,
   legacySession: 640,
   /** Fields at their largest (64-byte NAME, 32-byte NICKNAME) plus the name index. */
   legacyMember: 768,

@@ -8,8 +8,10 @@ import {
   bytesKey,
   decodeV2,
   type Endpoint,
+  encodePeerEntry,
   encodePushBody,
   encodeV2,
+  encodeV2Peers,
   isUnicastEndpoint,
   isValidField,
   MAX_DATAGRAM_BYTES,
@@ -22,14 +24,12 @@ import {
   PEERS_FIXED_BYTES,
   type PeerLeftWhy,
   PUNCH_KEY_BYTES,
-  peerWireBytes,
   sameEndpoint,
   sealPush,
   TOKEN_BYTES,
   truncateUtf8,
   unmappedAddress,
   type V2Message,
-  type V2Peer,
 } from '../protocol/index.js';
 import { countRejection, type ServerCounters } from './counters.js';
 import type { Outbox, ProtocolHandler } from './handler.js';
@@ -140,6 +140,10 @@ interface Member {
   peersAcked: boolean;
   peersTries: number;
   peersNextAt: number;
+  /** The lobby version it was last sent (a validated member is told each newer one once). */
+  lobbySent: number;
+  /** Its `peers` entry (`peerEntry`), made when first sent; charged in `memberBytes`. */
+  peerEntry: Uint8Array | undefined;
 }
 
 interface Session {
@@ -156,6 +160,8 @@ interface Session {
   state: 'waiting' | 'started';
   startedAt: number;
   lobbyVersion: number;
+  /** The lobby changed and its members have not all been told (`#lobbyChanged`). */
+  lobbyPushDue: boolean;
   /** Waiting: expiry (refreshed by the host). Started: when it is forgotten. */
   deadline: number;
   /** The time of this session's live entry in the timer heap (Infinity: none). */
@@ -185,6 +191,19 @@ function wireEndpoint(ep: Endpoint): Endpoint {
   return address === ep.address ? ep : { address, port: ep.port };
 }
 
+/** The member as its peers get it, encoded once (again after it moved: `rebind`). */
+function peerEntry(m: Member): Uint8Array {
+  m.peerEntry ??= encodePeerEntry({
+    name: m.name,
+    nickname: m.nickname,
+    isHost: m.isHost,
+    publicEndpoint: wireEndpoint(m.endpoint),
+    candidates: m.candidates,
+    ...(m.nat === 'unknown' ? {} : { nat: m.nat }),
+  });
+  return m.peerEntry;
+}
+
 function validatedCount(session: Session): number {
   let n = 0;
   for (const m of session.members) if (m.validated) n++;
@@ -198,7 +217,9 @@ function memberBytes(msg: Extract<V2Message, { type: 'host' | 'join' }>): number
   return (
     MEMORY_COSTS.v2Member +
     MEMORY_COSTS.v2Candidate * msg.candidates.length +
-    MEMORY_COSTS.v2TextByte * text
+    MEMORY_COSTS.v2TextByte * text +
+    MEMORY_COSTS.v2PeerEntry +
+    MEMORY_COSTS.v2PeerEntryTextByte * text
   );
 }
 
@@ -437,10 +458,8 @@ export class V2Sessions implements ProtocolHandler {
           return;
         }
         this.#removeMember(session, member);
-        if (session.state === 'waiting') {
-          session.lobbyVersion++;
-          this.#broadcastLobby(session);
-        } else {
+        if (session.state === 'waiting') this.#lobbyChanged(now, session);
+        else {
           // The others may be punching it: tell them it is gone, not behind a NAT.
           this.#peerLeft(session, member, 'left');
           this.#relay?.closeMember(session.instance, member.name);
@@ -456,6 +475,7 @@ export class V2Sessions implements ProtocolHandler {
         if (this.#validate(now, session, member)) return;
         if (session.state === 'waiting') {
           if (member.isHost) session.deadline = now + this.#ttlMs;
+          member.lobbySent = session.lobbyVersion;
           this.#send(from, sealPush(member.token, this.#lobbyBody(session, msg.requestId)));
         } else this.#sendPeers(session, member, msg.requestId);
         return;
@@ -596,6 +616,7 @@ export class V2Sessions implements ProtocolHandler {
       state: 'waiting',
       startedAt: Number.NaN,
       lobbyVersion: 1,
+      lobbyPushDue: false,
       deadline: now + this.#ttlMs,
       timerAt: Number.POSITIVE_INFINITY,
       gone: false,
@@ -639,7 +660,6 @@ export class V2Sessions implements ProtocolHandler {
   #join(now: number, from: Endpoint, msg: Extract<V2Message, { type: 'join' }>): void {
     if (this.#refuseDraining(from, msg.requestId)) return;
     if (!this.#validIdentity(from, msg) || !this.#registeredFits(from, msg.requestId)) return;
-    if (!this.#validCandidates(from, msg)) return;
     const session = this.#sessions.get(msg.session);
     if (session === undefined) {
       const started = this.#recentlyStarted.get(msg.session);
@@ -674,6 +694,9 @@ export class V2Sessions implements ProtocolHandler {
       this.#refuse(from, msg.requestId, 'session_full', 'Session full.');
       return;
     }
+    // Checked last of what a join asks: the costliest check, and a flood of joins to lobbies
+    // that are not there (or are full) should not pay for it.
+    if (!this.#validCandidates(from, msg)) return;
     const source = sourceKey(from.address);
     const bytes = memberBytes(msg);
     const admitted = this.#admit(
@@ -709,6 +732,7 @@ export class V2Sessions implements ProtocolHandler {
       if (rebind === undefined || !sameToken(rebind.token, token)) continue;
       if (!sameEndpoint(rebind.endpoint, from)) return undefined;
       m.endpoint = rebind.endpoint;
+      m.peerEntry = undefined;
       m.token = rebind.token;
       m.rebind = undefined;
       return m;
@@ -740,11 +764,13 @@ export class V2Sessions implements ProtocolHandler {
     member.validated = true;
     member.lastSeenAt = now;
     if (session.state !== 'waiting') return false;
-    session.lobbyVersion++;
+    this.#lobbyChanged(now, session);
     const full = this.#autostart && validatedCount(session) >= session.maxPlayers;
-    // Everyone sees the full lobby before the peers; otherwise `member` gets it as a reply.
-    this.#broadcastLobby(session, full ? undefined : member);
-    if (full) this.#end(now, session, 'autostart');
+    if (full) {
+      // Everyone sees the full lobby before the peers.
+      this.#pushLobby(session);
+      this.#end(now, session, 'autostart');
+    }
     return full;
   }
 
@@ -774,6 +800,8 @@ export class V2Sessions implements ProtocolHandler {
       peersAcked: false,
       peersTries: 0,
       peersNextAt: Number.POSITIVE_INFINITY,
+      lobbySent: 0,
+      peerEntry: undefined,
     };
   }
 
@@ -800,47 +828,27 @@ export class V2Sessions implements ProtocolHandler {
 
   /** Sends `member` every other member, split over as many datagrams as needed. */
   #sendPeers(session: Session, member: Member, requestId: number): void {
-    const peers: V2Peer[] = [];
-    for (const m of session.members) {
-      if (m === member) continue;
-      peers.push({
-        name: m.name,
-        nickname: m.nickname,
-        isHost: m.isHost,
-        publicEndpoint: wireEndpoint(m.endpoint),
-        candidates: m.candidates,
-        ...(m.nat === 'unknown' ? {} : { nat: m.nat }),
-      });
-    }
-    const total = peers.length;
+    const entries: Uint8Array[] = [];
+    for (const m of session.members) if (m !== member) entries.push(peerEntry(m));
+    const head = {
+      requestId,
+      punchKey: session.punchKey,
+      token: member.token,
+      observed: wireEndpoint(member.endpoint),
+      total: entries.length,
+    };
     let first = 0;
-    let part: V2Peer[] = [];
     let size = PEERS_FIXED_BYTES;
-    const flush = (): void => {
-      this.#send(
-        member.endpoint,
-        encodeV2({
-          type: 'peers',
-          requestId,
-          punchKey: session.punchKey,
-          token: member.token,
-          observed: wireEndpoint(member.endpoint),
-          total,
-          first,
-          peers: part,
-        }),
-      );
-      first += part.length;
-      part = [];
+    const flush = (end: number): void => {
+      this.#send(member.endpoint, encodeV2Peers({ ...head, first }, entries.slice(first, end)));
+      first = end;
       size = PEERS_FIXED_BYTES;
     };
-    for (const p of peers) {
-      const n = peerWireBytes(p);
-      if (part.length > 0 && size + n > MAX_DATAGRAM_BYTES) flush();
-      part.push(p);
-      size += n;
+    for (const [i, entry] of entries.entries()) {
+      if (i > first && size + entry.length > MAX_DATAGRAM_BYTES) flush(i);
+      size += entry.length;
     }
-    flush();
+    flush(entries.length);
   }
 
   #forgetIfAllAcked(now: number, session: Session): void {
@@ -860,11 +868,28 @@ export class V2Sessions implements ProtocolHandler {
     });
   }
 
-  /** Pushes the lobby to every validated member but `except` (which gets it as a reply). */
-  #broadcastLobby(session: Session, except?: Member): void {
-    const body = this.#lobbyBody(session, 0);
+  /**
+   * The membership changed. The members are told by a timer due now, which the driver runs
+   * once it has handled the datagrams that arrived with this one: a lobby that fills in a
+   * burst costs a push per member per burst, not one per member per arrival (32 players:
+   * 32 pushes, not 496).
+   */
+  #lobbyChanged(now: number, session: Session): void {
+    session.lobbyVersion++;
+    if (session.lobbyPushDue) return;
+    session.lobbyPushDue = true;
+    this.#schedule(session, now);
+  }
+
+  /** Pushes the lobby to every validated member that has not had this version. */
+  #pushLobby(session: Session): void {
+    session.lobbyPushDue = false;
+    let body: Uint8Array | undefined;
     for (const m of session.members) {
-      if (m.validated && m !== except) this.#send(m.endpoint, sealPush(m.token, body));
+      if (!m.validated || m.lobbySent === session.lobbyVersion) continue;
+      body ??= this.#lobbyBody(session, 0);
+      m.lobbySent = session.lobbyVersion;
+      this.#send(m.endpoint, sealPush(m.token, body));
     }
   }
 
@@ -1063,10 +1088,8 @@ export class V2Sessions implements ProtocolHandler {
         countRejection(this.#counters, 'v2_silent_member');
         this.#removeMember(session, m);
       }
-      if (silent.length > 0) {
-        session.lobbyVersion++;
-        this.#broadcastLobby(session);
-      }
+      if (silent.length > 0) this.#lobbyChanged(now, session);
+      if (session.lobbyPushDue) this.#pushLobby(session);
       for (const m of session.members) {
         next = Math.min(
           next,
