@@ -8,6 +8,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { SERVER_CLI_PATH } from '../cli/index.js';
+import { mustRun } from '../natlab/index.js';
 import {
   type AttackKind,
   type AttackResult,
@@ -39,10 +40,15 @@ export interface AttackPlan {
   readonly baseMs: number;
   /** The floods run, in order (smoke mode runs a few). */
   readonly kinds: readonly AttackKind[];
-  /** The worst memory attack, with per-source limits (the default server). */
+  /** The worst memory attack, with per-source limits (the default server); 0: not run. */
   readonly memoryAttackMs: number;
-  /** The same without per-source limits (the memory budget alone holds it). */
+  /** The same without per-source limits (the memory budget alone holds it); 0: not run. */
   readonly memoryAttackNoLimitsMs: number;
+  /**
+   * An nftables ruleset (`deploy/holepunch.nft`) loaded with the server's port before the
+   * floods (root, in a namespace of its own: `attack-netns.ts`).
+   */
+  readonly firewallRules?: string;
 }
 
 export interface LegitSummary {
@@ -196,6 +202,9 @@ export async function runAttackPhase(plan: AttackPlan): Promise<AttackPhaseFigur
   let base: [LegitFigures, LegitFigures];
   const floods: FloodFigures[] = [];
   try {
+    if (plan.firewallRules !== undefined) {
+      await mustRun(['nft', '-D', `PORT=${server.port}`, '-f', plan.firewallRules]);
+    }
     base = await legitBoth(server.port, performance.now() + plan.baseMs);
     for (const kind of plan.kinds) {
       await sleep(SETTLE_MS);
@@ -228,7 +237,7 @@ export async function runAttackPhase(plan: AttackPlan): Promise<AttackPhaseFigur
     await server.stop();
   }
   const memory: MemoryAttackFigures[] = [];
-  memory.push(await memoryAttack(true, plan.memoryAttackMs));
+  if (plan.memoryAttackMs > 0) memory.push(await memoryAttack(true, plan.memoryAttackMs));
   if (plan.memoryAttackNoLimitsMs > 0) {
     memory.push(await memoryAttack(false, plan.memoryAttackNoLimitsMs));
   }
@@ -257,7 +266,10 @@ function ratio(flooded: number, base: number): number | null {
 }
 
 /** The figures as the bench's JSON (snake_case) and lines for its table. */
-export function attackReport(f: AttackPhaseFigures): {
+export function attackReport(
+  f: AttackPhaseFigures,
+  setting = 'the CLI server with per-source limits',
+): {
   json: Record<string, unknown>;
   lines: string[];
 } {
@@ -334,7 +346,7 @@ export function attackReport(f: AttackPhaseFigures): {
   ];
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
   const lines = [
-    `Attacks: the CLI server with per-source limits, --max-old-space-size=${f.heapMb}; legit lobbies of each protocol started ${LEGIT_PROBE.ratePerS}/s beside each flood, which runs in its own process at nice 19`,
+    `Attacks: ${setting}, --max-old-space-size=${f.heapMb}; legit lobbies of each protocol started ${LEGIT_PROBE.ratePerS}/s beside each flood, which runs in its own process at nice 19`,
     ...rows.map((r) =>
       r
         .map((c, i) => c.padEnd(widths[i] ?? 0))

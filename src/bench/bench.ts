@@ -4,6 +4,7 @@
  */
 import { ECHO_SERVER_PATH, SERVER_CLI_PATH } from '../cli/index.js';
 import { ATTACK_KINDS } from './attack.js';
+import { firewalledReport, runFirewalledAttacks } from './attack-netns.js';
 import {
   type AttackPhaseFigures,
   type AttackPlan,
@@ -368,10 +369,17 @@ export async function runBench(plan: BenchPlan): Promise<BenchResult> {
   const startedAt = performance.now();
   if (plan.attacksOnly === true) {
     const { json, lines } = attackReport(await runAttackPhase(plan.attacks));
+    const firewalled = firewalledReport(await runFirewalledAttacks(plan.attacks));
     const elapsed = Math.round((performance.now() - startedAt) / 100) / 10;
     return {
-      table: [...lines, '', `done in ${elapsed} s`].join('\n'),
-      json: { node_version: process.version, smoke: plan.smoke, ...json, elapsed_s: elapsed },
+      table: [...lines, '', ...firewalled.lines, '', `done in ${elapsed} s`].join('\n'),
+      json: {
+        node_version: process.version,
+        smoke: plan.smoke,
+        ...json,
+        ...firewalled.json,
+        elapsed_s: elapsed,
+      },
     };
   }
   const echo = await startEcho();
@@ -440,6 +448,7 @@ export async function runBench(plan: BenchPlan): Promise<BenchResult> {
       : { v2: skipped, legacy: skipped, birthday: skipped, relay: skipped };
   const godot: GodotPunchOutcome = await measureGodotPunch(plan.godotRuns);
   const attacks: AttackPhaseFigures = await runAttackPhase(plan.attacks);
+  const firewalledAttacks = await runFirewalledAttacks(plan.attacks);
   const profile =
     plan.profileDir === undefined ? undefined : await profilePhase(plan, plan.profileDir);
   return buildReport({
@@ -457,6 +466,7 @@ export async function runBench(plan: BenchPlan): Promise<BenchResult> {
     lab,
     godot,
     attacks,
+    firewalledAttacks,
     profile,
     elapsedMs: performance.now() - startedAt,
   });

@@ -3,6 +3,7 @@
  * (snake_case fields, the contract of `npm run bench`'s last line), with pass/fail per target.
  */
 import { availableParallelism } from 'node:os';
+import { firewalledReport } from './attack-netns.js';
 import { type AttackPhaseFigures, attackReport } from './attack-phase.js';
 import type { BenchPlan, MemoryFigures } from './bench.js';
 import type { GodotPunchOutcome } from './godot.js';
@@ -56,6 +57,8 @@ export interface ReportInput {
   readonly godot: GodotPunchOutcome;
   /** The one-source floods and the worst memory attack (docs/security.md). */
   readonly attacks: AttackPhaseFigures;
+  /** The floods behind deploy/holepunch.nft, or why they did not run. */
+  readonly firewalledAttacks: AttackPhaseFigures | string;
   readonly profile: ProfileSummary | undefined;
   readonly elapsedMs: number;
 }
@@ -223,6 +226,7 @@ export function buildReport(input: ReportInput): { table: string; json: Record<s
   const relay = hardPairFields(input.lab.relay);
 
   const attacks = attackReport(input.attacks);
+  const firewalled = firewalledReport(input.firewalledAttacks);
   const json = {
     node_version: process.version,
     cpu_cores: MACHINE_CORES,
@@ -328,6 +332,7 @@ export function buildReport(input: ReportInput): { table: string; json: Record<s
       }),
     ),
     ...attacks.json,
+    ...firewalled.json,
     profile_top:
       input.profile === undefined
         ? null
@@ -523,7 +528,7 @@ export function buildReport(input: ReportInput): { table: string; json: Record<s
       `memory: ${memory.failed} idle sessions failed to register (${memory.failedVerify} wrong replies, ${memory.failedTimeout} timeouts)`,
     );
   }
-  sections.push('', ...attacks.lines);
+  sections.push('', ...attacks.lines, '', ...firewalled.lines);
   if (notes.length > 0) sections.push('', ...notes.map((n) => `note: ${n}`));
   if (input.profile !== undefined) {
     sections.push(

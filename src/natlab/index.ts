@@ -31,6 +31,7 @@ export {
   SERVER_ADDRESS,
   SERVER_ALT_ADDRESS,
 } from './addresses.js';
+export { mustRun, runCommand } from './command.js';
 export {
   GODOT4_ADDON_DIR,
   GODOT4_DRIVER_DIR,
@@ -52,6 +53,7 @@ export {
 } from './json-process.js';
 export {
   createLab,
+  killNamespaceProcesses,
   LAB_PREFIX,
   Lab,
   type LabHost,
