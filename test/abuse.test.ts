@@ -259,8 +259,10 @@ const FULL_BUFFER = rmemMax() >= RECEIVE_BUFFER_BYTES;
  */
 const FLOOD_RATE = FULL_BUFFER ? 50_000 : 40_000;
 /**
- * Not held to the p99 bound, only to "no legit failure": on a fresh server the worst memory
- * flood's first second stalls it ~30 ms and legit p99 reaches 7-15x (docs/security.md).
+ * Not held to the p99 bound, only to "no legit failure": the worst memory flood's first burst
+ * fills and starts two 32-player lobbies at once, and legit p99 under it came to 0.2-0.8 of
+ * the bound (0.4-1.0 behind the nftables ruleset) in this round's runs: too close to assert
+ * (docs/security.md, "Measured under attack").
  */
 const P99_NOT_MET: readonly AttackKind[] = ['v2_memory'];
 const FLOOD_MS = 2000;
