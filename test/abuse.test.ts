@@ -254,8 +254,9 @@ function rmemMax(): number {
 const FULL_BUFFER = rmemMax() >= RECEIVE_BUFFER_BYTES;
 /**
  * Each request type's flood, capped at a rate that holds on the 2-core CI machine beside the
- * flood generator with a margin (`npm run bench` floods at the full rate one source reaches
- * here, 60,000-165,000/s: docs/security.md). With the kernel's default buffer, 40,000/s.
+ * flood generator with a margin (one source reaches 155,000-320,000/s here, past what one
+ * Node process reads: the test behind deploy/holepunch.nft below floods at that rate;
+ * docs/security.md). With the kernel's default buffer, 40,000/s.
  */
 const FLOOD_RATE = FULL_BUFFER ? 50_000 : 40_000;
 /**
@@ -266,6 +267,31 @@ const FLOOD_RATE = FULL_BUFFER ? 50_000 : 40_000;
  */
 const P99_NOT_MET: readonly AttackKind[] = ['v2_memory'];
 const FLOOD_MS = 2000;
+
+/** 10x the unflooded p99, with a floor of 5 ms: loopback p99 is noise below that. */
+const boundOf = (baseP99Ms: number): number => 10 * Math.max(5, baseP99Ms);
+
+/**
+ * Legit lobbies of both protocols ([v2, legacy]) under one flood: none failed, some completed,
+ * p99 within `bounds` (but for `P99_NOT_MET`); the margins printed as diagnostics.
+ */
+function holdToBounds(
+  t: { diagnostic(message: string): void },
+  kind: AttackKind,
+  ratePerS: number,
+  legit: readonly { failed: number; completed: number; p99Ms: number }[],
+  bounds: readonly number[],
+): void {
+  const flood = `${kind} at ${Math.round(ratePerS)}/s`;
+  const margins = legit.map((r, i) => (r.p99Ms / (bounds[i] ?? 1)).toFixed(2));
+  t.diagnostic(`${flood}: p99 / bound v2 ${margins[0]}, legacy ${margins[1]}`);
+  for (const [i, r] of legit.entries()) {
+    const what = `${flood}: ${JSON.stringify(r)} bound ${bounds[i]}`;
+    assert.equal(r.failed, 0, what);
+    assert.ok(r.completed > 0, what);
+    if (!P99_NOT_MET.includes(kind)) assert.ok(r.p99Ms <= (bounds[i] ?? 0), what);
+  }
+}
 
 async function spawnServer(extra: readonly string[]): Promise<BenchChild> {
   const port = await freeUdpPort();
@@ -323,31 +349,23 @@ describe('the server under a one-source flood (CLI, --max-old-space-size=96)', {
     const server = await spawnServer([]);
     try {
       const base = await legitBoth(server.port, performance.now() + FLOOD_MS);
-      // 10x the unflooded p99, with a floor of 5 ms: loopback p99 is noise below that.
-      const bound = (i: 0 | 1) => 10 * Math.max(5, percentile(base[i].latenciesMs, 99));
+      const bounds = base.map((r) => boundOf(percentile(r.latenciesMs, 99)));
       for (const kind of ATTACK_KINDS) {
         const names: string[] = [];
         const running = await startFlood(kind, server.port, FLOOD_MS, {
           sessionsToLock: () => names.slice(-4),
           ratePerS: FLOOD_RATE,
         });
-        const [v2, legacy] = await legitBoth(server.port, performance.now() + FLOOD_MS, (n) =>
+        const legit = await legitBoth(server.port, performance.now() + FLOOD_MS, (n) =>
           names.push(n),
         );
         const attack = await running.result;
-        const rate = Math.round((attack.sent * 1000) / attack.durationMs);
-        const ratios = [v2, legacy].map((r, i) =>
-          (percentile(r.latenciesMs, 99) / bound(i as 0 | 1)).toFixed(2),
-        );
-        t.diagnostic(`${kind} at ${rate}/s: p99 / bound v2 ${ratios[0]}, legacy ${ratios[1]}`);
-        for (const [i, r] of [v2, legacy].entries()) {
-          const p99 = percentile(r.latenciesMs, 99);
-          const what = `${kind} at ${rate}/s: ${JSON.stringify({ ...r, latenciesMs: undefined, p99 })}`;
-          assert.equal(r.failed, 0, what);
-          assert.ok(r.completed > 0, what);
-          if (!P99_NOT_MET.includes(kind))
-            assert.ok(p99 <= bound(i as 0 | 1), `${what} > ${bound(i as 0 | 1)}`);
-        }
+        const summaries = legit.map((r) => ({
+          failed: r.failed,
+          completed: r.completed,
+          p99Ms: percentile(r.latenciesMs, 99),
+        }));
+        holdToBounds(t, kind, (attack.sent * 1000) / attack.durationMs, summaries, bounds);
       }
       assert.ok(server.alive());
     } finally {
@@ -381,19 +399,9 @@ describe('behind deploy/holepunch.nft (root, a namespace of its own)', {
       memoryAttackMs: 0,
       memoryAttackNoLimitsMs: 0,
     });
-    const base = [f.baseV2.p99Ms, f.baseLegacy.p99Ms];
+    const bounds = [boundOf(f.baseV2.p99Ms), boundOf(f.baseLegacy.p99Ms)];
     for (const flood of f.floods) {
-      const legit = [flood.v2, flood.legacy];
-      const bounds = base.map((b) => 10 * Math.max(5, b));
-      const what = `${flood.kind} at ${Math.round(flood.sentPerS)}/s: ${JSON.stringify(legit)} bounds ${bounds}`;
-      t.diagnostic(
-        `${flood.kind} at ${Math.round(flood.sentPerS)}/s: p99 / bound v2 ${(flood.v2.p99Ms / (bounds[0] ?? 1)).toFixed(2)}, legacy ${(flood.legacy.p99Ms / (bounds[1] ?? 1)).toFixed(2)}`,
-      );
-      for (const [i, r] of legit.entries()) {
-        assert.equal(r.failed, 0, what);
-        assert.ok(r.completed > 0, what);
-        if (!P99_NOT_MET.includes(flood.kind)) assert.ok(r.p99Ms <= (bounds[i] ?? 0), what);
-      }
+      holdToBounds(t, flood.kind, flood.sentPerS, [flood.v2, flood.legacy], bounds);
     }
     // Unthrottled, the cheapest flood outruns the server's reading (that is the point).
     const garbage = f.floods.find((x) => x.kind === 'legacy_garbage');

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import {
   killNamespaceProcesses,
   LAB_PREFIX,
+  labUnavailableReasons,
   mustRun,
   runCommand,
   spawnJsonProcess,
@@ -19,21 +20,14 @@ export const FIREWALL_RULES = fileURLToPath(
 );
 const ATTACK_CHILD = fileURLToPath(new URL('./attack-child.js', import.meta.url));
 
-/** Empty when the firewalled attack phase can run here; otherwise why not. */
+/**
+ * Empty when the firewalled attack phase can run here; otherwise why not: what the NAT lab
+ * needs (root, namespaces, `ip`), and `nft`.
+ */
 export async function firewallUnavailableReasons(): Promise<string[]> {
-  const reasons: string[] = [];
-  if (process.platform !== 'linux') reasons.push(`needs Linux (this is ${process.platform})`);
-  if (process.getuid?.() !== 0) reasons.push('needs root (a network namespace and nftables)');
-  for (const [tool, argv] of [
-    ['ip (iproute2)', ['ip', '-V']],
-    ['nft (nftables)', ['nft', '--version']],
-  ] as const) {
-    const result = await runCommand(argv).catch(() => ({ code: 127 }));
-    if (result.code !== 0)
-      reasons.push(
-        `${tool} is missing (Debian: apt-get install -y ${tool.split(' ')[1]?.slice(1, -1)})`,
-      );
-  }
+  const reasons = await labUnavailableReasons();
+  const nft = await runCommand(['nft', '--version']).catch(() => ({ code: 127 }));
+  if (nft.code !== 0) reasons.push('nft is missing (Debian: apt-get install -y nftables)');
   return reasons;
 }
 
