@@ -6,6 +6,7 @@ import {
   BIRTHDAY_PROBE_BUDGET,
   BIRTHDAY_PROBE_RATE,
   BIRTHDAY_SOCKETS,
+  PUNCH_LINGER_MS,
   PunchAttempt,
   SWEEP_EVERY_ROUNDS,
   SWEEP_PORT_RANGE,
@@ -155,8 +156,15 @@ describe('NAT classes and the strategy they choose', () => {
 
   it('picks punch, birthday or the relay from both classes and the session size', () => {
     assert.equal(peerStrategy('eim', 'eim', 1), 'punch');
-    assert.equal(peerStrategy('unknown', 'edm-random', 1), 'punch', 'unknown behaves as today');
-    assert.equal(peerStrategy('edm-random', 'unknown', 1), 'punch');
+    assert.equal(
+      peerStrategy('unknown', 'edm-random', 1),
+      'birthday-easy',
+      'unknown as easy against a random-port side',
+    );
+    assert.equal(peerStrategy('edm-random', 'unknown', 1), 'birthday-hard');
+    assert.equal(peerStrategy('unknown', 'edm-random', 2), 'punch', 'two players only');
+    assert.equal(peerStrategy('edm-random', 'unknown', 2), 'punch');
+    assert.equal(peerStrategy('unknown', 'unknown', 1), 'punch');
     assert.equal(peerStrategy('edm-sequential', 'eim', 1), 'sequential-hard');
     assert.equal(peerStrategy('eim', 'edm-sequential', 1), 'sequential-easy');
     assert.equal(peerStrategy('eim', 'edm-sequential', 3), 'sequential-easy', 'any session size');
@@ -296,7 +304,7 @@ describe('NAT classes and the strategy they choose', () => {
     assert.equal(punch.birthdayProbes, before, 'no probes once confirmed');
   });
 
-  it('the hard side opens 256 sockets, punches from each, keeps the one that hits and closes the rest', () => {
+  it('the hard side opens 256 sockets, punches from each, keeps the one that hits and closes the rest when its linger ends', () => {
     const t = traversal();
     const work = toPeers(t, 40000, 12345, 'eim');
     assert.equal(t.strategies.get('h'), 'birthday-hard');
@@ -352,11 +360,42 @@ describe('NAT classes and the strategy they choose', () => {
     if (punched?.type !== 'event' || punched.event.type !== 'punched') return;
     assert.equal(punched.event.peers[0]?.path, 'birthday');
     assert.equal(t.gameSocket, 17);
-    const unbinds = done
-      .filter((w) => w.type === 'unbind')
-      .map((w) => (w.type === 'unbind' ? w.socket : -1));
-    assert.equal(unbinds.length, BIRTHDAY_SOCKETS - 1, 'every other birthday socket closed');
-    assert.ok(!unbinds.includes(17));
+    const unbindsIn = (work: W[]) =>
+      work.filter((w) => w.type === 'unbind').map((w) => (w.type === 'unbind' ? w.socket : -1));
+    assert.deepEqual(unbindsIn(done), [], 'the sockets stay open while the peer may punch them');
+    // The peer punches back the first mappings it heard from, here socket 40's: it is kept.
+    const punchBack40 = encodePunch(KEY, {
+      type: 'punch',
+      requestId: 7,
+      from: 'h',
+      to: 'j',
+      candidate: 3,
+      sentAt: 2990,
+    });
+    t.handle(3000, peer, punchBack40, 40);
+    const late = sends(drain(t));
+    assert.ok(
+      late.some((s) => s.msg.type === 'punch_ack' && s.socket === 40),
+      'acked there',
+    );
+    t.handle(3010, peer, new Uint8Array([6]), 40);
+    assert.ok(
+      drain(t).some((w) => w.type === 'event' && w.event.type === 'data'),
+      'its datagrams are game data',
+    );
+    const closeAt = t.nextDeadline();
+    assert.equal(closeAt, 2010 + PUNCH_LINGER_MS, 'the rest close when the linger ends');
+    t.handleTimeout(closeAt - 1);
+    assert.deepEqual(unbindsIn(drain(t)), []);
+    t.handleTimeout(closeAt);
+    const unbinds = unbindsIn(drain(t));
+    assert.equal(unbinds.length, BIRTHDAY_SOCKETS - 2, 'every other birthday socket closed');
+    assert.ok(!unbinds.includes(17) && !unbinds.includes(40));
+    t.handle(closeAt + 10, peer, new Uint8Array([7]), 41);
+    assert.ok(
+      !drain(t).some((w) => w.type === 'event' && w.event.type === 'data'),
+      "a closed socket is nobody's",
+    );
     // The game's datagrams leave from socket 17, and its datagrams there are game data.
     t.sendGame(peer, new Uint8Array([1, 2, 3]));
     const game = drain(t).find((w) => w.type === 'send');

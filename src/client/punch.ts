@@ -488,6 +488,11 @@ export class PunchAttempt {
     if (peer !== undefined) peer.granted = relay;
   }
 
+  /** When a settled attempt stops answering peers (infinite while punching). */
+  get lingerUntil(): number {
+    return this.#lingerUntil;
+  }
+
   /** True while peer messages still deserve an answer (punching or lingering after success). */
   get answering(): boolean {
     return this.#state === 'punching' || this.#state === 'punched';

@@ -124,7 +124,8 @@ export function natClassOf(mainPort: number, altPort: number): NatClass {
  * - `relay`: no direct path is to be expected (a random-port side against another
  *   port-dependent side, or a random-port side in a session of more than two): ask the
  *   relay at once, and punch all the same;
- * - `birthday-easy` / `birthday-hard`: one side `eim`, the other `edm-random`, two players;
+ * - `birthday-easy` / `birthday-hard`: one side `eim` (or `unknown`), the other `edm-random`,
+ *   two players;
  * - `sequential-easy` / `sequential-hard`: one side `eim` (or `unknown`), the other
  *   `edm-sequential`: the
  *   easy side sweeps ±`SWEEP_PORT_RANGE` ports of the hard side's public port from the first
@@ -149,6 +150,11 @@ export function peerStrategy(self: NatClass, peer: NatClass, peerCount: number):
   if (self === 'edm-sequential' && (peer === 'eim' || peer === 'unknown')) {
     return 'sequential-hard';
   }
+  // Likewise against a random-port side in a two-player session: if the unknown side is easy
+  // birthday probing is the one direct path (the plain punch goes on beside it), and if it is
+  // hard the pair needs the relay anyway.
+  if (peerCount === 1 && self === 'unknown' && peer === 'edm-random') return 'birthday-easy';
+  if (peerCount === 1 && self === 'edm-random' && peer === 'unknown') return 'birthday-hard';
   if (self === 'unknown' || peer === 'unknown') return 'punch';
   if (self !== 'edm-random' && peer !== 'edm-random') return 'punch';
   if (self === 'eim' || peer === 'eim') {
@@ -333,8 +339,14 @@ export class Traversal implements Core<TraversalEvent> {
   #lobbyFull = false;
   #nat: NatClass = 'unknown';
   #classify: Classify | undefined;
-  /** Our birthday sockets (hard side), open until the punch settles. */
+  /** Our birthday sockets (hard side) neither kept nor closed yet. */
   #birthdaySockets: SocketId[] = [];
+  /**
+   * Once the punch settled: when the birthday sockets the peer has not reached by then are
+   * closed (the end of the punch's linger), and whether a peer it reaches meanwhile is kept.
+   */
+  #birthdayCloseAt = Number.POSITIVE_INFINITY;
+  #keepLateHits = false;
   /** The socket the game's datagrams leave from: a birthday hit's socket, or the main one. */
   #gameSocket: SocketId = MAIN_SOCKET;
   /** Birthday sockets kept open after the punch (hit by the peer): their datagrams are game data. */
@@ -555,7 +567,7 @@ export class Traversal implements Core<TraversalEvent> {
     for (const r of this.#relays.values())
       if (r.phase === 'binding') next = Math.min(next, r.nextBindAt);
     if (this.#punch) next = Math.min(next, this.#punch.nextDeadline());
-    return next;
+    return Math.min(next, this.#birthdayCloseAt);
   }
 
   handleTimeout(now: number): void {
@@ -620,6 +632,7 @@ export class Traversal implements Core<TraversalEvent> {
       this.#punch.handleTimeout(now);
       this.#checkPunch(now);
     }
+    if (now >= this.#birthdayCloseAt) this.#closeBirthdaySockets();
   }
 
   /**
@@ -648,6 +661,7 @@ export class Traversal implements Core<TraversalEvent> {
     if (msg.type === 'punch' || msg.type === 'punch_ack') {
       if (this.#punch?.answering) {
         if (this.#punch.handle(now, from, msg, socket)) this.#checkPunch(now);
+        if (this.#keepLateHits) this.#keepHits(this.#punch.hitSockets);
       }
       return;
     }
@@ -1031,7 +1045,7 @@ export class Traversal implements Core<TraversalEvent> {
     const punch = this.#punch;
     if (punch === undefined) return;
     const peers = punch.confirmed;
-    this.#closeBirthdaySockets(punch);
+    this.#settleBirthdaySockets(now, punch);
     // Allocations not working by now are of no use: stop asking and binding.
     this.#relayAt = Number.POSITIVE_INFINITY;
     for (const [name, r] of [...this.#relays]) {
@@ -1063,27 +1077,52 @@ export class Traversal implements Core<TraversalEvent> {
 
   /**
    * The punch settled: a peer confirmed through a birthday socket makes that socket the
-   * game's (`gameSocket`). Both sides confirm on their own, so the peer may have confirmed
-   * us at another of our mappings than the one we confirmed it through: every birthday
-   * socket the peer's punches or acks reached stays open (its datagrams are game data; the
-   * first hit is the game's socket when we confirmed the peer on the main socket, because an
-   * `eim` peer accepts us from wherever it already sent to), every other one is closed.
+   * game's (`gameSocket`). Both sides confirm on their own, so the peer may confirm us at
+   * another of our mappings than the one we confirmed it through, and its punches to them
+   * may still be on the way (an `eim` peer punches back only the first few mappings it heard
+   * from). Every birthday socket the peer's punches or acks reach before the punch's linger
+   * ends stays open (its datagrams are game data; the first hit is the game's socket when we
+   * confirmed the peer on the main socket, because an `eim` peer accepts us from wherever it
+   * already sent to); the others are closed then. Through the relay only the game's socket
+   * counts: the others close at once.
    */
-  #closeBirthdaySockets(punch: PunchAttempt | undefined): void {
+  #settleBirthdaySockets(now: number, punch: PunchAttempt): void {
     if (this.#birthdaySockets.length === 0) return;
-    const hits = punch?.hitSockets ?? [];
+    const hits = punch.hitSockets;
     let keep: SocketId = hits[0] ?? MAIN_SOCKET;
-    for (const p of punch?.confirmed ?? []) {
-      if (p.path === 'birthday') keep = punch?.socketOf(p.name) ?? keep;
-      if (p.path === 'relay') keep = MAIN_SOCKET;
+    let relayed = false;
+    for (const p of punch.confirmed) {
+      if (p.path === 'birthday') keep = punch.socketOf(p.name);
+      if (p.path === 'relay') relayed = true;
     }
+    if (relayed) keep = MAIN_SOCKET;
     this.#gameSocket = keep;
-    for (const socket of this.#birthdaySockets) {
-      if (socket === keep || (keep !== MAIN_SOCKET && hits.includes(socket))) {
-        this.#keptSockets.add(socket);
-      } else this.#work.push({ type: 'unbind', socket });
+    if (keep !== MAIN_SOCKET) this.#keepHits([keep]);
+    if (relayed || !punch.answering) {
+      this.#closeBirthdaySockets();
+      return;
     }
+    this.#keepLateHits = true;
+    this.#keepHits(hits);
+    this.#birthdayCloseAt = Math.max(now, punch.lingerUntil);
+  }
+
+  /** Moves `sockets` that are still open from the birthday sockets to the kept ones. */
+  #keepHits(sockets: readonly SocketId[]): void {
+    for (const socket of sockets) {
+      const i = this.#birthdaySockets.indexOf(socket);
+      if (i < 0) continue;
+      this.#birthdaySockets.splice(i, 1);
+      this.#keptSockets.add(socket);
+    }
+  }
+
+  /** Closes every birthday socket not kept. */
+  #closeBirthdaySockets(): void {
+    for (const socket of this.#birthdaySockets) this.#work.push({ type: 'unbind', socket });
     this.#birthdaySockets = [];
+    this.#birthdayCloseAt = Number.POSITIVE_INFINITY;
+    this.#keepLateHits = false;
   }
 
   /** One unreached peer and its cause, in words. */
@@ -1150,7 +1189,7 @@ export class Traversal implements Core<TraversalEvent> {
     this.#relayAt = Number.POSITIVE_INFINITY;
     this.#relays.clear();
     this.#classify = undefined;
-    this.#closeBirthdaySockets(undefined);
+    this.#closeBirthdaySockets();
     if (this.#punch && this.#punch.state === 'punching') this.#punch = undefined;
     else this.#punch?.stopUpgrading();
   }

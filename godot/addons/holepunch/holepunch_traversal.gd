@@ -155,8 +155,11 @@ var _relay_failures := {}
 ## Classification under way: {until, next_at, sent, id (the current probe's), port (the
 ## server port it goes to), main_port (-1 until the main port answered)}; empty otherwise.
 var _classify := {}
-## Our birthday sockets (hard side), open until the punch settles.
+## Our birthday sockets (hard side) neither kept nor closed yet.
 var _birthday_sockets: Array[int] = []
+## Once the punch settled: when the birthday sockets the peer has not reached by then close
+## (the end of the punch's linger); INF otherwise.
+var _birthday_close_at: float = INF
 
 
 ## [param options]: server_address, server_port, session, is_host, name, nickname,
@@ -198,7 +201,7 @@ static func nat_class_of(main_port: int, alt_port: int) -> String:
 
 ## What to do with one peer, from both NAT classes (ours first) and the number of peers:
 ## "relay" (ask the relay at once, and punch all the same), "birthday-easy" /
-## "birthday-hard" (eim against edm-random, two players), "sequential-easy" (sweep) /
+## "birthday-hard" (eim or unknown against edm-random, two players), "sequential-easy" (sweep) /
 ## "sequential-hard" (predict nothing), or "punch" (everything else).
 static func peer_strategy(own: String, peer: String, peer_count: int) -> String:
 	# An unknown side against a sequential one counts as easy (classification fails mostly on
@@ -207,6 +210,12 @@ static func peer_strategy(own: String, peer: String, peer_count: int) -> String:
 		return "sequential-easy"
 	if own == "edm-sequential" and (peer == "eim" or peer == "unknown"):
 		return "sequential-hard"
+	# Likewise against a random-port side with two players: were the unknown side easy, birthday
+	# probing is the one direct path (the plain punch goes on beside it).
+	if peer_count == 1 and own == "unknown" and peer == "edm-random":
+		return "birthday-easy"
+	if peer_count == 1 and own == "edm-random" and peer == "unknown":
+		return "birthday-hard"
 	if own == "unknown" or peer == "unknown":
 		return "punch"
 	if own != "edm-random" and peer != "edm-random":
@@ -396,6 +405,8 @@ func handle_timeout(now: int) -> void:
 	if _punch != null:
 		_punch.handle_timeout(now)
 		_check_punch(now)
+	if now >= _birthday_close_at:
+		_close_lingering_sockets()
 
 
 ## One datagram that arrived on [param socket] (the main one, or a birthday socket). Returns
@@ -410,6 +421,8 @@ func handle(now: int, address: String, port: int, data: PackedByteArray,
 		if _punch != null and _punch.answering():
 			if _punch.handle(now, address, port, msg, socket):
 				_check_punch(now)
+			if _birthday_close_at < INF:
+				_keep_sockets(_punch.hit_sockets)
 		return true
 	if socket != MAIN_SOCKET:
 		return true
@@ -730,7 +743,7 @@ func _check_punch(now: int) -> void:
 ## require_all_peers) at least one; a joiner with require_host also needs the host.
 func _settle(now: int) -> void:
 	var peers := _punch.confirmed()
-	_close_birthday_sockets(true)
+	_settle_birthday_sockets(now)
 	# Allocations not working by now are of no use: stop asking and binding.
 	_relay_at = INF
 	for name: String in _relays.keys():
@@ -807,7 +820,7 @@ func _stop(new_state: String) -> void:
 	_relay_at = INF
 	_relays.clear()
 	_classify = {}
-	_close_birthday_sockets(false)
+	_close_lingering_sockets()
 	if _punch != null and _punch.state == "punching":
 		_punch = null
 	elif _punch != null:
@@ -824,31 +837,49 @@ func _request(now: int, kind: String, id: int, bytes: PackedByteArray,
 	send.call(_o.server_address, _o.server_port, bytes)
 
 
-## The punch settled (or, [param settled] false, the traversal stopped): a peer confirmed
-## through a birthday socket makes that socket the game's ([member game_socket]). Both sides
-## confirm on their own, so the peer may have confirmed us at another of our mappings: every
-## birthday socket its punches or acks reached stays open until the hand-over (the first one
+## The punch settled: a peer confirmed through a birthday socket makes that socket the game's
+## ([member game_socket]). Both sides confirm on their own, so the peer may confirm us at
+## another of our mappings, and its punches to them may still be on the way (an eim peer
+## punches back only the first few mappings it heard from): every birthday socket its punches
+## or acks reach before the punch's linger ends stays open until the hand-over (the first one
 ## is the game's when we confirmed the peer on the main socket: an eim peer accepts us from
-## wherever it already sent to), every other one is closed now.
-func _close_birthday_sockets(settled: bool) -> void:
+## wherever it already sent to), the others close then. Through the relay they close now.
+func _settle_birthday_sockets(now: int) -> void:
 	if _birthday_sockets.is_empty():
 		return
-	var hits: Array[int] = []
-	if settled and _punch != null:
-		hits = _punch.hit_sockets
+	var hits: Array[int] = _punch.hit_sockets
 	var keep: int = hits[0] if not hits.is_empty() else MAIN_SOCKET
-	if settled and _punch != null:
-		for p: Dictionary in _punch.confirmed():
-			if p.path == "birthday":
-				keep = _punch.socket_of(p.name)
-			elif p.path == "relay":
-				keep = MAIN_SOCKET
+	var relayed := false
+	for p: Dictionary in _punch.confirmed():
+		if p.path == "birthday":
+			keep = _punch.socket_of(p.name)
+		elif p.path == "relay":
+			relayed = true
+	if relayed:
+		keep = MAIN_SOCKET
 	game_socket = keep
+	var game: Array[int] = [keep]
+	_keep_sockets(game)
+	if relayed or not _punch.answering():
+		_close_lingering_sockets()
+		return
+	_keep_sockets(hits)
+	_birthday_close_at = maxf(now, _punch.linger_until())
+
+
+## Takes [param sockets] that are still open out of those to close.
+func _keep_sockets(sockets: Array[int]) -> void:
+	for socket in sockets:
+		_birthday_sockets.erase(socket)
+
+
+## Closes every birthday socket not kept.
+func _close_lingering_sockets() -> void:
 	for socket in _birthday_sockets:
-		var kept := socket == keep or (keep != MAIN_SOCKET and hits.has(socket))
-		if not kept and close_socket.is_valid():
+		if close_socket.is_valid():
 			close_socket.call(socket)
 	_birthday_sockets = []
+	_birthday_close_at = INF
 
 
 ## Sends from [param socket]: the main one through [member send], a birthday socket through
@@ -942,6 +973,10 @@ class _Punch:
 
 	func answering() -> bool:
 		return state == "punching" or state == "punched"
+
+	## When a settled attempt stops answering peers (INF while punching).
+	func linger_until() -> float:
+		return _linger_until
 
 	## Names of the peers not confirmed yet and not gone.
 	func pending() -> Array[String]:
