@@ -342,11 +342,10 @@ export class Traversal implements Core<TraversalEvent> {
   /** Our birthday sockets (hard side) neither kept nor closed yet. */
   #birthdaySockets: SocketId[] = [];
   /**
-   * Once the punch settled: when the birthday sockets the peer has not reached by then are
-   * closed (the end of the punch's linger), and whether a peer it reaches meanwhile is kept.
+   * Once the punch settled: when the birthday sockets the peer has not reached by then close
+   * (the end of the punch's linger); until then one it reaches is kept.
    */
   #birthdayCloseAt = Number.POSITIVE_INFINITY;
-  #keepLateHits = false;
   /** The socket the game's datagrams leave from: a birthday hit's socket, or the main one. */
   #gameSocket: SocketId = MAIN_SOCKET;
   /** Birthday sockets kept open after the punch (hit by the peer): their datagrams are game data. */
@@ -661,7 +660,8 @@ export class Traversal implements Core<TraversalEvent> {
     if (msg.type === 'punch' || msg.type === 'punch_ack') {
       if (this.#punch?.answering) {
         if (this.#punch.handle(now, from, msg, socket)) this.#checkPunch(now);
-        if (this.#keepLateHits) this.#keepHits(this.#punch.hitSockets);
+        if (this.#birthdayCloseAt < Number.POSITIVE_INFINITY)
+          this.#keepHits(this.#punch.hitSockets);
       }
       return;
     }
@@ -1102,7 +1102,6 @@ export class Traversal implements Core<TraversalEvent> {
       this.#closeBirthdaySockets();
       return;
     }
-    this.#keepLateHits = true;
     this.#keepHits(hits);
     this.#birthdayCloseAt = Math.max(now, punch.lingerUntil);
   }
@@ -1122,7 +1121,6 @@ export class Traversal implements Core<TraversalEvent> {
     for (const socket of this.#birthdaySockets) this.#work.push({ type: 'unbind', socket });
     this.#birthdaySockets = [];
     this.#birthdayCloseAt = Number.POSITIVE_INFINITY;
-    this.#keepLateHits = false;
   }
 
   /** One unreached peer and its cause, in words. */
