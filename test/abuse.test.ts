@@ -1,17 +1,12 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import {
-  ATTACK_KINDS,
-  type AttackKind,
-  legitBoth,
-  legitLoad,
-  percentile,
-} from '../src/bench/attack.js';
+import { ATTACK_KINDS, type AttackKind, legitBoth, legitLoad } from '../src/bench/attack.js';
 import {
   firewallUnavailableReasons,
   runAttackPhaseBehindFirewall,
 } from '../src/bench/attack-netns.js';
+import { type LegitSummary, legitSummary } from '../src/bench/attack-phase.js';
 import { type BenchChild, freeUdpPort, startChild } from '../src/bench/child.js';
 import { floodInChild, startFlood } from '../src/bench/flood-process.js';
 import { SERVER_CLI_PATH } from '../src/cli/index.js';
@@ -279,7 +274,7 @@ function holdToBounds(
   t: { diagnostic(message: string): void },
   kind: AttackKind,
   ratePerS: number,
-  legit: readonly { failed: number; completed: number; p99Ms: number }[],
+  legit: readonly LegitSummary[],
   bounds: readonly number[],
 ): void {
   const flood = `${kind} at ${Math.round(ratePerS)}/s`;
@@ -349,7 +344,7 @@ describe('the server under a one-source flood (CLI, --max-old-space-size=96)', {
     const server = await spawnServer([]);
     try {
       const base = await legitBoth(server.port, performance.now() + FLOOD_MS);
-      const bounds = base.map((r) => boundOf(percentile(r.latenciesMs, 99)));
+      const bounds = base.map((r) => boundOf(legitSummary(r).p99Ms));
       for (const kind of ATTACK_KINDS) {
         const names: string[] = [];
         const running = await startFlood(kind, server.port, FLOOD_MS, {
@@ -360,12 +355,8 @@ describe('the server under a one-source flood (CLI, --max-old-space-size=96)', {
           names.push(n),
         );
         const attack = await running.result;
-        const summaries = legit.map((r) => ({
-          failed: r.failed,
-          completed: r.completed,
-          p99Ms: percentile(r.latenciesMs, 99),
-        }));
-        holdToBounds(t, kind, (attack.sent * 1000) / attack.durationMs, summaries, bounds);
+        const rate = (attack.sent * 1000) / attack.durationMs;
+        holdToBounds(t, kind, rate, legit.map(legitSummary), bounds);
       }
       assert.ok(server.alive());
     } finally {

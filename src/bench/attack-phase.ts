@@ -122,7 +122,8 @@ async function startAttackedServer(sourceLimits: boolean): Promise<BenchChild> {
   );
 }
 
-function summary(r: LegitFigures): LegitSummary {
+/** Legit lobbies' outcome as the bench and the abuse test report it. */
+export function legitSummary(r: LegitFigures): LegitSummary {
   return {
     completed: r.completed,
     failed: r.failed,
@@ -189,8 +190,8 @@ async function memoryAttack(sourceLimits: boolean, ms: number): Promise<MemoryAt
       endRssBytes: endRss,
       endHeapBytes: gc?.heapUsed ?? Number.NaN,
       alive: isAlive && server.alive(),
-      v2After: summary(v2After),
-      legacyAfter: summary(legacyAfter),
+      v2After: legitSummary(v2After),
+      legacyAfter: legitSummary(legacyAfter),
     };
   } finally {
     await server.stop();
@@ -229,8 +230,8 @@ export async function runAttackPhase(plan: AttackPlan): Promise<AttackPhaseFigur
         serverCoreShare: attack.cpuUs / (attack.durationMs * 1000),
         serverCpuUsPerDatagram: attack.cpuUs / Math.max(1, attack.sent),
         rcvbufDrops: attack.drops,
-        v2: summary(v2),
-        legacy: summary(legacy),
+        v2: legitSummary(v2),
+        legacy: legitSummary(legacy),
       });
     }
   } finally {
@@ -243,8 +244,8 @@ export async function runAttackPhase(plan: AttackPlan): Promise<AttackPhaseFigur
   }
   return {
     heapMb: ATTACK_HEAP_MB,
-    baseV2: summary(base[0]),
-    baseLegacy: summary(base[1]),
+    baseV2: legitSummary(base[0]),
+    baseLegacy: legitSummary(base[1]),
     floods,
     memory,
   };
