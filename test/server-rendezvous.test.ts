@@ -210,7 +210,11 @@ describe('rendezvous core: relay ports are sockets of the driver', () => {
   test('an allocation binds its port (socket = port), grants once bound, and answers from that socket', () => {
     const { core, hostToken } = started();
     core.handle(4, HOST, allocate(hostToken));
-    assert.deepEqual(drain(core), [{ type: 'bind', socket: 40_000, port: 40_000 }]);
+    const [bind, relayed, ...others] = drain(core);
+    assert.deepEqual(bind, { type: 'bind', socket: 40_000, port: 40_000 });
+    // The new allocation is also reported, for the operator's log (a member event).
+    assert.equal(relayed?.type === 'event' && relayed.event.type, 'relayed');
+    assert.deepEqual(others, []);
     core.bound(5, 40_000, true);
     const [grant, ...more] = drain(core);
     assert.deepEqual(more, []);

@@ -89,6 +89,23 @@ export interface StartTraversalOptions {
    * when at least one was reached; the others are in `failedPeers` with their cause.
    */
   readonly requireAllPeers?: boolean;
+  /**
+   * Host: keep the session open this long after the start (ms, whole seconds): players who
+   * join later, or come back under their name after a crash, are punched to everyone still
+   * there (`peerJoined`). Members keep a keepalive going meanwhile. Default 0 (closed at the
+   * start). End it sooner with `closeSession()`.
+   */
+  readonly keepOpenMs?: number;
+  /**
+   * Host: how long a silent player (crashed, unplugged) stays in the lobby, ms (6000-60000;
+   * default the server's 15000).
+   */
+  readonly memberSilenceMs?: number;
+  /**
+   * Joiner: how long to keep asking for a session that does not exist yet (its host may be
+   * starting too), ms. Default 15000; 0 fails with `session_not_found` at the first answer.
+   */
+  readonly sessionWaitMs?: number;
 }
 
 /** A peer confirmed by the punch: send its game traffic from our `socket` to `address:port`. */
@@ -144,6 +161,14 @@ export interface HolePunchClientEvents {
   failed: [HolePunchError];
   /** A non-protocol datagram on the socket (game traffic from peers). */
   message: [Buffer, dgram.RemoteInfo];
+  /** After `holePunched`, in an open session (`keepOpenMs`): a late player is reached. */
+  peerJoined: [PunchedPeer];
+  /** After `holePunched`: a late player could not be reached, with the cause. */
+  peerFailed: [FailedPeer];
+  /** After `holePunched`: a player left (`left`) or stopped answering the server (`silent`). */
+  peerLeft: [{ readonly name: string; readonly why: 'left' | 'silent' }];
+  /** After `holePunched`: the open session ended (the host closed it, or its time ran out). */
+  sessionEnded: [{ readonly code: HolePunchError['code']; readonly reason: string }];
 }
 
 interface Run {
@@ -307,6 +332,9 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
           random: Math.random,
           timeoutMs: options.timeoutMs,
           requireAllPeers: options.requireAllPeers,
+          keepOpenMs: options.keepOpenMs,
+          memberSilenceMs: options.memberSilenceMs,
+          sessionWaitMs: options.sessionWaitMs,
           punchBudgetMs: this.#options.punchBudgetMs,
           relay: this.#options.relay ?? true,
           relayDelayMs: this.#options.relayDelayMs,
@@ -436,6 +464,19 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
         this.emit('lobbyUpdate', { nicknames: ev.nicknames, maxPlayers: ev.maxPlayers });
         return;
       case 'peers':
+      case 'latePeers':
+        return;
+      case 'peerJoined':
+        this.emit('peerJoined', ev.peer);
+        return;
+      case 'peerFailed':
+        this.emit('peerFailed', ev.peer);
+        return;
+      case 'peerLeft':
+        this.emit('peerLeft', { name: ev.name, why: ev.why });
+        return;
+      case 'sessionEnded':
+        this.emit('sessionEnded', { code: ev.code, reason: ev.reason });
         return;
       case 'pathChanged':
         this.emit('pathChanged', { peer: ev.peer, previous: ev.previous });

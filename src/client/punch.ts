@@ -251,6 +251,11 @@ export class PunchAttempt {
     else this.handleTimeout(options.now);
   }
 
+  /** Whether `name` is one of the peers this attempt punches. */
+  has(name: string): boolean {
+    return this.#peers.has(name);
+  }
+
   get state(): 'punching' | 'punched' | 'failed' {
     return this.#state;
   }

@@ -16,18 +16,22 @@ import {
   hasV2Prefix,
   isUnicastEndpoint,
   isValidField,
+  MAX_KEEP_OPEN_S,
   MAX_NAME_BYTES,
   MAX_NICKNAME_BYTES,
   MAX_PLAYERS_WIRE,
   MAX_REASON_BYTES,
   MAX_SESSION_BYTES,
+  MAX_SILENCE_S,
   MIN_PLAYERS,
+  MIN_SILENCE_S,
   type NatClass,
   type PushAuth,
   padRegisterRequest,
   sameEndpoint,
   truncateUtf8,
   unmappedAddress,
+  V2_REVISION,
   type V2Message,
   type V2Peer,
   verifyPushTag,
@@ -197,6 +201,30 @@ export interface TraversalOptions {
    * reached, and list the others in the `punched` event's `failed` with their cause.
    */
   readonly requireAllPeers?: boolean;
+  /**
+   * Host: keep the session open this long after the start (ms, whole seconds on the wire, at
+   * most 65535 s): late joiners and members coming back under their name are punched to
+   * everyone present (docs/protocol-v2.md §4, "Open sessions"). Default 0: closed at the start.
+   */
+  readonly keepOpenMs?: number;
+  /**
+   * Host: a member silent this long leaves the lobby (ms, 6000-60000, whole seconds; default
+   * the server's 15000). Members then send keepalives a third as often.
+   */
+  readonly memberSilenceMs?: number;
+  /**
+   * Joiner: how long a `join` to a session that does not exist (yet) is retried, since its
+   * host may not have registered yet (default `SESSION_WAIT_MS`); 0 fails at the first
+   * `session_not_found`.
+   */
+  readonly sessionWaitMs?: number;
+}
+
+/** A late peer list's punch (an open session): its attempt and when it asks for the relay. */
+interface LatePunch {
+  readonly attempt: PunchAttempt;
+  relayAt: number;
+  reported: boolean;
 }
 
 /** Our relay allocation towards one peer (docs/protocol-v2.md, "Relay"). */
@@ -225,6 +253,16 @@ export type TraversalEvent =
     }
   /** A peer reported relayed got a direct path: send its traffic to `peer` from now on. */
   | { type: 'pathChanged'; peer: ConfirmedPeer; previous: ConfirmedPeer }
+  /** An open session's new members (late joiners, or members back under their name). */
+  | { type: 'latePeers'; peers: V2Peer[] }
+  /** A late peer is reached (after `punched`): send its traffic to `peer`. */
+  | { type: 'peerJoined'; peer: ConfirmedPeer }
+  /** A late peer could not be reached, with the cause. */
+  | { type: 'peerFailed'; peer: FailedPeer }
+  /** After `punched`: a peer left the session (`leave`) or went silent. */
+  | { type: 'peerLeft'; name: string; why: 'left' | 'silent' }
+  /** After `punched`: the host closed the open session, or it ended (`code` says which). */
+  | { type: 'sessionEnded'; code: HolePunchError['code']; reason: string }
   | { type: 'failed'; error: HolePunchError }
   | { type: 'goodbye'; kind: 'leave' | 'close'; ok: boolean }
   /**
@@ -276,6 +314,8 @@ export function checkTraversalInput(o: {
   name: string;
   nickname: string;
   maxPlayers: number;
+  keepOpenMs?: number | undefined;
+  memberSilenceMs?: number | undefined;
 }): void {
   if (!isValidField(o.session, MAX_SESSION_BYTES)) {
     throw new HolePunchError('bad_request', `session must be 1..${MAX_SESSION_BYTES} UTF-8 bytes`);
@@ -294,6 +334,17 @@ export function checkTraversalInput(o: {
     throw new HolePunchError(
       'bad_request',
       `maxPlayers must be ${MIN_PLAYERS}..${MAX_PLAYERS_WIRE}`,
+    );
+  }
+  const keepOpen = o.keepOpenMs ?? 0;
+  if (!Number.isFinite(keepOpen) || keepOpen < 0 || keepOpen > MAX_KEEP_OPEN_S * 1000) {
+    throw new HolePunchError('bad_request', `keepOpenMs must be 0..${MAX_KEEP_OPEN_S * 1000}`);
+  }
+  const silence = o.memberSilenceMs ?? 0;
+  if (silence !== 0 && !(silence >= MIN_SILENCE_S * 1000 && silence <= MAX_SILENCE_S * 1000)) {
+    throw new HolePunchError(
+      'bad_request',
+      `memberSilenceMs must be ${MIN_SILENCE_S * 1000}..${MAX_SILENCE_S * 1000}`,
     );
   }
 }
@@ -327,6 +378,8 @@ export class Traversal implements Core<TraversalEvent> {
   #sessionWaitUntil = 0;
   /** The session's other members, as the server sent them. */
   #peers: V2Peer[] = [];
+  /** The members present now, by name (an open session's list changes). */
+  #peersByName = new Map<string, V2Peer>();
   /** Our relay allocations, by peer name. */
   #relays = new Map<string, RelayState>();
   /** When the peers not confirmed directly get a relay asked for. */
@@ -352,6 +405,17 @@ export class Traversal implements Core<TraversalEvent> {
   readonly #keptSockets = new Set<SocketId>();
   /** The strategy chosen for each peer (by name), for reports and tests. */
   readonly strategies = new Map<string, PeerStrategy>();
+  /** How often to keepalive: the server says (revision ≥ 1), else `KEEPALIVE_INTERVAL_MS`. */
+  #keepaliveMs = KEEPALIVE_INTERVAL_MS;
+  /** The version of the newest complete peer list, and of the parts being assembled. */
+  #peersVersion = 0;
+  #partsVersion = 0;
+  /** The session takes late joiners until then (from `peers`' `open`): keep it alive. */
+  #openUntil = Number.NEGATIVE_INFINITY;
+  /** Punches towards late peers, newest last. */
+  #late: LatePunch[] = [];
+  /** The server answered our `join` with `session_not_found`: a timeout says so. */
+  #sessionMissing = false;
 
   constructor(options: TraversalOptions) {
     checkTraversalInput(options);
@@ -417,7 +481,7 @@ export class Traversal implements Core<TraversalEvent> {
     this.#state = 'registering';
     this.#startedAt = now;
     this.#lastHeardAt = now;
-    this.#sessionWaitUntil = now + SESSION_WAIT_MS;
+    this.#sessionWaitUntil = now + (this.#o.sessionWaitMs ?? SESSION_WAIT_MS);
     const t = this.#o.timeoutMs;
     if (t !== undefined && Number.isFinite(t)) this.#deadline = now + t;
     if (this.#o.classifyNat) {
@@ -503,11 +567,18 @@ export class Traversal implements Core<TraversalEvent> {
       // The server refuses a host/join with any candidate that is not a unicast IP literal.
       candidates: this.#o.localCandidates.filter(isUnicastEndpoint),
       ...(this.#nat === 'unknown' ? {} : { nat: this.#nat }),
+      revision: V2_REVISION,
     };
     // Padded: the server's `registered` may be no larger than 3× the request.
     const bytes = padRegisterRequest(
       this.#o.isHost
-        ? encodeV2({ type: 'host', maxPlayers: this.#o.maxPlayers, ...base })
+        ? encodeV2({
+            type: 'host',
+            maxPlayers: this.#o.maxPlayers,
+            ...base,
+            keepOpenS: Math.round((this.#o.keepOpenMs ?? 0) / 1000),
+            silenceS: Math.round((this.#o.memberSilenceMs ?? 0) / 1000),
+          })
         : encodeV2({ type: 'join', ...base }),
     );
     this.#request(now, 'register', id, bytes);
@@ -566,6 +637,7 @@ export class Traversal implements Core<TraversalEvent> {
     for (const r of this.#relays.values())
       if (r.phase === 'binding') next = Math.min(next, r.nextBindAt);
     if (this.#punch) next = Math.min(next, this.#punch.nextDeadline());
+    for (const l of this.#late) next = Math.min(next, l.attempt.nextDeadline(), l.relayAt);
     return Math.min(next, this.#birthdayCloseAt);
   }
 
@@ -573,7 +645,10 @@ export class Traversal implements Core<TraversalEvent> {
     if (this.#state === 'idle') return;
     if (now >= this.#deadline && this.#active()) {
       if (!this.#heardFromServer) this.#failUnreachable(now);
-      else if (this.#state === 'lobby')
+      else if (this.#state === 'registering' && this.#sessionMissing) {
+        // The server answered all along: say what it said, not that time ran out.
+        this.#fail('session_not_found', this.#noSession(now));
+      } else if (this.#state === 'lobby')
         this.#failAndLeave(
           now,
           'timeout',
@@ -610,6 +685,12 @@ export class Traversal implements Core<TraversalEvent> {
           continue;
         }
       } else if (now - this.#lastHeardAt >= SERVER_SILENCE_LIMIT_MS) {
+        if (!this.#active()) {
+          // Keepalives of an open session after success: the game goes on without them.
+          this.#closeOpen();
+          this.#pending.delete(p.id);
+          continue;
+        }
         if (!this.#heardFromServer) {
           this.#failUnreachable(now);
           return;
@@ -631,6 +712,14 @@ export class Traversal implements Core<TraversalEvent> {
       this.#punch.handleTimeout(now);
       this.#checkPunch(now);
     }
+    for (const l of this.#late) {
+      if (now >= l.relayAt) {
+        l.relayAt = Number.POSITIVE_INFINITY;
+        this.#askRelay(now, l.attempt.pending);
+      }
+      l.attempt.handleTimeout(now);
+    }
+    this.#checkLate(now);
     if (now >= this.#birthdayCloseAt) this.#closeBirthdaySockets();
   }
 
@@ -658,6 +747,11 @@ export class Traversal implements Core<TraversalEvent> {
       return;
     }
     if (msg.type === 'punch' || msg.type === 'punch_ack') {
+      const late = this.#lateFor(msg.from);
+      if (late !== undefined) {
+        if (late.attempt.handle(now, from, msg, socket)) this.#checkLate(now);
+        return;
+      }
       if (this.#punch?.answering) {
         if (this.#punch.handle(now, from, msg, socket)) this.#checkPunch(now);
         if (this.#birthdayCloseAt < Number.POSITIVE_INFINITY)
@@ -699,6 +793,9 @@ export class Traversal implements Core<TraversalEvent> {
     switch (msg.type) {
       case 'registered':
         if (pending?.kind === 'register') {
+          if (msg.keepaliveMs !== undefined && msg.keepaliveMs > 0) {
+            this.#keepaliveMs = msg.keepaliveMs;
+          }
           this.#registered(msg.token, msg.observed);
           // Using the token at once shows the server that we receive at this address; only
           // then does it list us in the lobby and push to us. A host's `start` does it too.
@@ -730,7 +827,7 @@ export class Traversal implements Core<TraversalEvent> {
       case 'lobby':
         if (pending?.kind === 'keepalive') {
           this.#pending.delete(pending.id);
-          this.#keepaliveAt = now + KEEPALIVE_INTERVAL_MS;
+          this.#keepaliveAt = now + this.#keepaliveMs;
         }
         if (this.#state !== 'lobby' || msg.version <= this.#lobbyVersion) return;
         this.#lobbyVersion = msg.version;
@@ -748,11 +845,20 @@ export class Traversal implements Core<TraversalEvent> {
         // registering (no token yet) has none to expect and ignores them: a forged list
         // cannot make it punch anything.
         if (this.#token === undefined || !sameBytes(msg.token, this.#token)) return;
-        if (pending?.kind === 'keepalive') this.#pending.delete(pending.id);
+        if (pending?.kind === 'keepalive') {
+          this.#pending.delete(pending.id);
+          this.#keepaliveAt = now + this.#keepaliveMs;
+        }
         this.#onPeers(now, msg);
         return;
       case 'closed':
-        // Ends an active traversal only (`#fail` ignores it once punched, failed or left).
+        if (this.#state === 'punched') {
+          // The game goes on peer to peer; the open session behind it is gone.
+          this.#closeOpen();
+          this.#work.event({ type: 'sessionEnded', code: msg.code, reason: msg.reason });
+          return;
+        }
+        // Ends an active traversal only (`#fail` ignores it once failed or left).
         this.#fail(msg.code, msg.reason || 'Session closed.');
         return;
       default:
@@ -787,7 +893,11 @@ export class Traversal implements Core<TraversalEvent> {
 
   #keepalive(now: number): void {
     this.#keepaliveAt = Number.POSITIVE_INFINITY;
-    if (this.#state !== 'lobby' || this.#token === undefined) return;
+    if (this.#token === undefined) return;
+    const open = now < this.#openUntil && (this.#state === 'punching' || this.#state === 'punched');
+    if (this.#state !== 'lobby' && !open) return;
+    // One keepalive at a time: its reply (or its retries) schedules the next.
+    if ([...this.#pending.values()].some((p) => p.kind === 'keepalive')) return;
     const id = this.#id();
     const bytes = encodeV2({
       type: 'keepalive',
@@ -827,6 +937,7 @@ export class Traversal implements Core<TraversalEvent> {
     }
     if (pending.kind === 'register' && code === 'session_not_found' && !this.#o.isHost) {
       if (now < this.#sessionWaitUntil) {
+        this.#sessionMissing = true;
         // The host may not have registered yet: ask again soon. The server answered, so
         // the backoff restarts (it is for silence, not for a session that is not there yet).
         pending.nextAt = now + SESSION_WAIT_RETRY_MS;
@@ -835,14 +946,16 @@ export class Traversal implements Core<TraversalEvent> {
       }
     }
     this.#pending.delete(pending.id);
+    if (pending.kind === 'keepalive' && this.#state === 'punched') {
+      // The open session ended (its keepOpen ran out, or it was closed): the game goes on.
+      this.#closeOpen();
+      this.#work.event({ type: 'sessionEnded', code: 'session_closed', reason: message });
+      return;
+    }
     if (pending.kind === 'register' && !this.#o.isHost) {
       const wanted = `"${this.#o.session}"`;
       if (code === 'session_not_found') {
-        const waited = Math.round((now - this.#startedAt) / 1000);
-        this.#fail(
-          code,
-          `no session ${wanted} on the server after ${waited} s: check the name, and that its host has started hosting`,
-        );
+        this.#fail(code, this.#noSession(now));
         return;
       }
       if (code === 'session_full') {
@@ -864,8 +977,20 @@ export class Traversal implements Core<TraversalEvent> {
     this.#fail(code, message);
   }
 
+  #noSession(now: number): string {
+    const waited = Math.round((now - this.#startedAt) / 1000);
+    return `no session "${this.#o.session}" on the server after ${waited} s: check the name, and that its host has started hosting`;
+  }
+
   #onPeers(now: number, msg: Extract<V2Message, { type: 'peers' }>): void {
     if (this.#token === undefined) return;
+    const version = msg.version ?? 0;
+    // An older list than the one we act on (a re-push that crossed a newer one): stale.
+    if (version < this.#peersVersion) return;
+    if (version !== this.#partsVersion) {
+      this.#peerParts.clear();
+      this.#partsVersion = version;
+    }
     // Ack every complete copy, so a server whose earlier ack got lost stops re-sending.
     for (let i = 0; i < msg.peers.length; i++) {
       this.#peerParts.set(msg.first + i, msg.peers[i] as V2Peer);
@@ -883,15 +1008,27 @@ export class Traversal implements Core<TraversalEvent> {
         requestId: this.#id(),
         session: this.#o.session,
         token: this.#token,
+        ...(msg.version === undefined ? {} : { version }),
       }),
     );
+    const newer = version > this.#peersVersion;
+    this.#peersVersion = version;
+    if (msg.openS !== undefined) {
+      this.#openUntil = msg.openS > 0 ? now + msg.openS * 1000 : Number.NEGATIVE_INFINITY;
+    }
+    if (this.#state === 'punching' || this.#state === 'punched') {
+      if (newer) this.#onLatePeers(now, msg.punchKey, peers);
+      return;
+    }
     if (this.#state !== 'lobby') return;
     this.#state = 'punching';
-    this.#keepaliveAt = Number.POSITIVE_INFINITY;
+    // An open session needs us alive to the server after the start (late joiners' lists).
+    this.#keepaliveAt = now < this.#openUntil ? now + this.#keepaliveMs : Number.POSITIVE_INFINITY;
     for (const p of [...this.#pending.values()]) {
       if (p.kind === 'keepalive' || p.kind === 'start') this.#pending.delete(p.id);
     }
     this.#work.event({ type: 'peers', peers });
+    this.#peersByName = new Map(peers.map((p) => [p.name, p]));
     this.#peers = peers;
     this.#punch = new PunchAttempt({
       selfName: this.#o.name,
@@ -901,14 +1038,7 @@ export class Traversal implements Core<TraversalEvent> {
       budgetMs: this.#o.punchBudgetMs ?? PUNCH_BUDGET_MS,
       random: this.#o.random,
       send: (to, data, socket) => this.#send(to, data, socket),
-      onDirect: (peer, previous) => {
-        if (this.#state !== 'punched') return;
-        this.#direct.set(endpointKey(unmapped(previous)), {
-          address: peer.address,
-          port: peer.port,
-        });
-        this.#work.event({ type: 'pathChanged', peer, previous });
-      },
+      onDirect: (peer, previous) => this.#pathChanged(peer, previous),
     });
     const budget = this.#o.punchBudgetMs ?? PUNCH_BUDGET_MS;
     let relayDelay = this.#o.relayDelayMs ?? RELAY_DELAY_MS;
@@ -949,6 +1079,105 @@ export class Traversal implements Core<TraversalEvent> {
     this.#checkPunch(now);
   }
 
+  /**
+   * A newer peer list of an open session: members that are new, or back under their name
+   * from another address, are punched by an attempt of their own (the first one may have
+   * stopped answering long ago); members missing from it are gone.
+   */
+  #onLatePeers(now: number, punchKey: Uint8Array, peers: readonly V2Peer[]): void {
+    const fresh = peers.filter((p) => {
+      const known = this.#peersByName.get(p.name);
+      return known === undefined || !sameEndpoint(known.publicEndpoint, p.publicEndpoint);
+    });
+    const listed = new Set(peers.map((p) => p.name));
+    for (const name of [...this.#peersByName.keys()]) {
+      if (!listed.has(name)) this.#peerLeft(now, name, 'left');
+    }
+    this.#peersByName = new Map(peers.map((p) => [p.name, p]));
+    if (fresh.length === 0) return;
+    for (const p of fresh) {
+      // A member back under its name is a new endpoint: its old relay and verdicts are void.
+      this.#dropRelay(p.name);
+      this.#relayFailures.delete(p.name);
+    }
+    this.#work.event({ type: 'latePeers', peers: fresh });
+    const budget = this.#o.punchBudgetMs ?? PUNCH_BUDGET_MS;
+    const attempt = new PunchAttempt({
+      selfName: this.#o.name,
+      punchKey,
+      peers: fresh,
+      now,
+      budgetMs: budget,
+      random: this.#o.random,
+      send: (to, data, socket) => this.#send(to, data, socket),
+      onDirect: (peer, previous) => this.#pathChanged(peer, previous),
+    });
+    const late: LatePunch = { attempt, relayAt: Number.POSITIVE_INFINITY, reported: false };
+    this.#late.push(late);
+    let relayDelay = this.#o.relayDelayMs ?? RELAY_DELAY_MS;
+    const relayNow: string[] = [];
+    for (const p of fresh) {
+      const strategy =
+        (this.#o.natStrategy ?? true)
+          ? peerStrategy(this.#nat, p.nat ?? 'unknown', peers.length)
+          : 'punch';
+      this.strategies.set(p.name, strategy);
+      // Birthday probing needs the game's one socket for one peer: not after the start.
+      if (strategy === 'relay' || strategy.startsWith('birthday')) relayNow.push(p.name);
+      else if (strategy === 'sequential-easy' || strategy === 'sequential-hard') {
+        relayDelay = Math.max(relayDelay, SEQUENTIAL_RELAY_DELAY_MS);
+        attempt.setPrediction(now, p.name, strategy === 'sequential-easy' ? 'sweep' : 'none');
+      }
+    }
+    if (this.#o.relay ?? true) {
+      late.relayAt = now + Math.min(relayDelay, budget / 2);
+      if (relayNow.length > 0) this.#askRelay(now, relayNow);
+    }
+    this.#checkLate(now);
+  }
+
+  /** The late attempt that punches `name` (the newest one: a rejoin replaces an older entry). */
+  #lateFor(name: string): LatePunch | undefined {
+    for (let i = this.#late.length - 1; i >= 0; i--) {
+      const l = this.#late[i] as LatePunch;
+      if (l.attempt.has(name)) return l;
+    }
+    return undefined;
+  }
+
+  /** Reports late attempts that settled, and forgets those that stopped answering. */
+  #checkLate(now: number): void {
+    for (const l of this.#late) {
+      if (l.reported || l.attempt.state === 'punching') continue;
+      l.reported = true;
+      l.relayAt = Number.POSITIVE_INFINITY;
+      for (const peer of l.attempt.confirmed) this.#work.event({ type: 'peerJoined', peer });
+      for (const f of l.attempt.failures) {
+        if (this.#relays.get(f.name)?.phase !== 'bound') this.#dropRelay(f.name);
+        const peer = this.#relayFailures.has(f.name)
+          ? { ...f, cause: 'relay_unavailable' as const }
+          : f;
+        this.#work.event({ type: 'peerFailed', peer });
+      }
+    }
+    this.#late = this.#late.filter((l) => !l.reported || now <= l.attempt.lingerUntil);
+  }
+
+  #pathChanged(peer: ConfirmedPeer, previous: ConfirmedPeer): void {
+    if (this.#state !== 'punched') return;
+    this.#direct.set(endpointKey(unmapped(previous)), { address: peer.address, port: peer.port });
+    this.#work.event({ type: 'pathChanged', peer, previous });
+  }
+
+  /** The open session is over for us: no more keepalives. */
+  #closeOpen(): void {
+    this.#openUntil = Number.NEGATIVE_INFINITY;
+    this.#keepaliveAt = Number.POSITIVE_INFINITY;
+    for (const p of [...this.#pending.values()]) {
+      if (p.kind === 'keepalive') this.#pending.delete(p.id);
+    }
+  }
+
   #checkPunch(now: number): void {
     const punch = this.#punch;
     if (punch === undefined || this.#state !== 'punching' || punch.state === 'punching') return;
@@ -957,6 +1186,19 @@ export class Traversal implements Core<TraversalEvent> {
 
   /** The server says a peer is gone: a punch or relay to it ends now if it left. */
   #peerLeft(now: number, name: string, why: 'left' | 'silent'): void {
+    const late = this.#lateFor(name);
+    if (late !== undefined && late.attempt.state === 'punching') {
+      if (why === 'left') this.#dropRelay(name);
+      if (late.attempt.markGone(now, name, why)) this.#checkLate(now);
+      return;
+    }
+    if (this.#state === 'punched') {
+      // Told once: the push, or a newer list without it, whichever comes first.
+      if (why === 'left' && !this.#peersByName.delete(name)) return;
+      if (why === 'left') this.#dropRelay(name);
+      this.#work.event({ type: 'peerLeft', name, why });
+      return;
+    }
     const punch = this.#punch;
     if (punch === undefined || this.#state !== 'punching') return;
     if (why === 'left') this.#dropRelay(name);
@@ -972,11 +1214,17 @@ export class Traversal implements Core<TraversalEvent> {
   requestRelay(now: number, names?: readonly string[]): void {
     this.#relayAt = Number.POSITIVE_INFINITY;
     const punch = this.#punch;
+    if (this.#state !== 'punching' || !punch) return;
+    this.#askRelay(now, names ?? punch.pending);
+  }
+
+  /** Asks for a relay allocation towards each of `names` still being punched. */
+  #askRelay(now: number, names: readonly string[]): void {
     const token = this.#token;
-    if (!(this.#o.relay ?? true) || this.#state !== 'punching' || !punch || !token) return;
-    const unreached = new Set(punch.pending);
-    for (const peer of names ?? punch.pending) {
-      if (!unreached.has(peer) || this.#relays.has(peer) || this.#relayFailures.has(peer)) continue;
+    if (!(this.#o.relay ?? true) || !token) return;
+    for (const peer of names) {
+      if (this.#attemptFor(peer)?.pending.includes(peer) !== true) continue;
+      if (this.#relays.has(peer) || this.#relayFailures.has(peer)) continue;
       const id = this.#id();
       const bytes = encodeV2({
         type: 'relay_allocate',
@@ -998,9 +1246,17 @@ export class Traversal implements Core<TraversalEvent> {
   }
 
   /** The server granted an allocation: bind our game socket's source to it on the relay. */
+  /** The attempt punching `name` now: a late one, or the first while it punches. */
+  #attemptFor(name: string): PunchAttempt | undefined {
+    const late = this.#lateFor(name);
+    if (late !== undefined) return late.attempt;
+    return this.#state === 'punching' ? this.#punch : undefined;
+  }
+
   #relayGranted(now: number, msg: Extract<V2Message, { type: 'relay_granted' }>): void {
     const r = this.#relays.get(msg.peer);
-    if (r === undefined || r.phase !== 'asking' || this.#state !== 'punching') return;
+    const attempt = this.#attemptFor(msg.peer);
+    if (r === undefined || r.phase !== 'asking' || attempt?.state !== 'punching') return;
     r.phase = 'binding';
     r.port = msg.port;
     r.id = msg.id;
@@ -1013,7 +1269,7 @@ export class Traversal implements Core<TraversalEvent> {
     r.nextBindAt = now + REQUEST_RETRY_FIRST_MS;
     r.bindIntervalMs = REQUEST_RETRY_FIRST_MS * 2;
     const relay = { address: this.#o.server.address, port: r.port };
-    this.#punch?.noteRelay(msg.peer, relay);
+    attempt.noteRelay(msg.peer, relay);
     this.#send(relay, r.bindBytes);
   }
 
@@ -1024,7 +1280,10 @@ export class Traversal implements Core<TraversalEvent> {
       if (r.phase !== 'binding' || r.port !== from.port || bytesKey(r.id) !== bytesKey(id))
         continue;
       r.phase = 'bound';
-      this.#punch?.addRelay(now, name, { address: this.#o.server.address, port: r.port });
+      (this.#lateFor(name)?.attempt ?? this.#punch)?.addRelay(now, name, {
+        address: this.#o.server.address,
+        port: r.port,
+      });
       return;
     }
   }
@@ -1049,7 +1308,7 @@ export class Traversal implements Core<TraversalEvent> {
     // Allocations not working by now are of no use: stop asking and binding.
     this.#relayAt = Number.POSITIVE_INFINITY;
     for (const [name, r] of [...this.#relays]) {
-      if (r.phase !== 'bound') this.#dropRelay(name);
+      if (r.phase !== 'bound' && this.#lateFor(name) === undefined) this.#dropRelay(name);
     }
     const failed: FailedPeer[] = [];
     for (const f of punch.failures) {

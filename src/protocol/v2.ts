@@ -22,6 +22,17 @@ export const MAX_CANDIDATES = 4;
 export const MIN_PLAYERS = 2;
 export const MAX_PLAYERS_WIRE = 32;
 export const V2_VERSION = 2;
+/**
+ * The revision of v2 this codec speaks (docs/protocol-v2.md §2, "Revisions"): a client says it
+ * in `host`/`join`, and the server adds the revision's trailers only to members that did, so
+ * clients of revision 0 keep working unchanged.
+ */
+export const V2_REVISION = 1;
+/** A host's `silence` (s): how long a member may say nothing before it counts as gone. */
+export const MIN_SILENCE_S = 6;
+export const MAX_SILENCE_S = 60;
+/** A host's `keepOpen` is a u16 of seconds (about 18 hours). */
+export const MAX_KEEP_OPEN_S = 0xffff;
 /** A relay allocation id (one per side of a relayed pair), issued by the server. */
 export const RELAY_ID_BYTES = 8;
 /** The secret that proves a `relay_bind` comes from the member the allocation was given to. */
@@ -108,6 +119,15 @@ export type V2Message =
       candidates: readonly Endpoint[];
       /** Our NAT class (absent = `unknown`; decoded only when known). */
       nat?: NatClass;
+      /** The sender's revision of v2; absent = 0 (an encoder from before revisions). */
+      revision?: number;
+      /**
+       * Revision ≥ 1: seconds the session stays open for late joiners and rejoins after its
+       * start (0: it takes nobody once started, as in revision 0).
+       */
+      keepOpenS?: number;
+      /** Revision ≥ 1: seconds of silence after which a member is gone (0: the default, 15). */
+      silenceS?: number;
     }
   | {
       type: 'join';
@@ -117,6 +137,7 @@ export type V2Message =
       nickname: string;
       candidates: readonly Endpoint[];
       nat?: NatClass;
+      revision?: number;
     }
   | { type: 'start'; requestId: number; session: string; token: Uint8Array }
   | { type: 'leave'; requestId: number; session: string; token: Uint8Array }
@@ -128,8 +149,22 @@ export type V2Message =
       token: Uint8Array;
       lobbyVersion: number;
     }
-  | { type: 'peers_ack'; requestId: number; session: string; token: Uint8Array }
-  | { type: 'registered'; requestId: number; token: Uint8Array; observed: Endpoint }
+  | {
+      type: 'peers_ack';
+      requestId: number;
+      session: string;
+      token: Uint8Array;
+      /** Revision ≥ 1: the `version` of the `peers` acked (absent: whatever was sent last). */
+      version?: number;
+    }
+  | {
+      type: 'registered';
+      requestId: number;
+      token: Uint8Array;
+      observed: Endpoint;
+      /** To a revision ≥ 1 member: send a `keepalive` this often (ms; the session's silence / 3). */
+      keepaliveMs?: number;
+    }
   | { type: 'ok'; requestId: number }
   | { type: 'error'; requestId: number; code: ErrorCode; message: string }
   | ({
@@ -149,6 +184,13 @@ export type V2Message =
       total: number;
       first: number;
       peers: readonly V2Peer[];
+      /**
+       * To a revision ≥ 1 member: the list's version (a newer one replaces it: a late joiner
+       * came, a member rejoined or left) and the seconds the session stays open for late
+       * joiners from now (0: closed to them; keep sending keepalives while it is open).
+       */
+      version?: number;
+      openS?: number;
     }
   | ({ type: 'closed'; requestId: number; code: ErrorCode; reason: string } & PushAuth)
   | ({
@@ -343,6 +385,11 @@ class Reader {
     if (this.off + n > this.buf.length) throw new ShortRead('truncated datagram');
   }
 
+  /** Bytes are left: an optional trailer of a later revision follows. */
+  more(): boolean {
+    return this.off < this.buf.length;
+  }
+
   u8(): number {
     this.need(1);
     return this.buf[this.off++] as number;
@@ -474,6 +521,13 @@ function encodeBody(msg: V2Encodable | V2PushBody): Uint8Array {
       w.str(msg.nickname, MAX_NICKNAME_BYTES);
       w.endpoints(msg.candidates);
       w.u8(natByte(msg.nat));
+      if (msg.revision !== undefined) {
+        w.u8(msg.revision);
+        if (msg.revision >= 1) {
+          w.u16(msg.keepOpenS ?? 0);
+          w.u8(msg.silenceS ?? 0);
+        }
+      }
       break;
     case 'join':
       w.str(msg.session, MAX_SESSION_BYTES);
@@ -481,12 +535,17 @@ function encodeBody(msg: V2Encodable | V2PushBody): Uint8Array {
       w.str(msg.nickname, MAX_NICKNAME_BYTES);
       w.endpoints(msg.candidates);
       w.u8(natByte(msg.nat));
+      if (msg.revision !== undefined) w.u8(msg.revision);
       break;
     case 'start':
     case 'leave':
+      w.str(msg.session, MAX_SESSION_BYTES);
+      w.fixed(msg.token, TOKEN_BYTES);
+      break;
     case 'peers_ack':
       w.str(msg.session, MAX_SESSION_BYTES);
       w.fixed(msg.token, TOKEN_BYTES);
+      if (msg.version !== undefined) w.u32(msg.version >>> 0);
       break;
     case 'close':
       w.str(msg.session, MAX_SESSION_BYTES);
@@ -501,6 +560,7 @@ function encodeBody(msg: V2Encodable | V2PushBody): Uint8Array {
     case 'registered':
       w.fixed(msg.token, TOKEN_BYTES);
       w.endpoint(msg.observed);
+      if (msg.keepaliveMs !== undefined) w.u16(msg.keepaliveMs);
       break;
     case 'ok':
       break;
@@ -517,6 +577,7 @@ function encodeBody(msg: V2Encodable | V2PushBody): Uint8Array {
     case 'peers':
       writePeersHead(w, msg, msg.peers.length);
       for (const p of msg.peers) writePeer(w, p);
+      writePeersTrailer(w, msg);
       break;
     case 'closed':
       w.str(msg.code, MAX_CODE_BYTES);
@@ -578,7 +639,7 @@ function natByte(nat: NatClass | undefined): number {
  * without the field decodes to itself.
  */
 function readNat(r: Reader, optional: boolean): { nat?: NatClass } {
-  if (optional && r.off === r.buf.length) return {};
+  if (optional && !r.more()) return {};
   const n = r.u8();
   const nat = NAT_CLASSES[n];
   if (nat === undefined) throw new ShortRead('nat class not 0-3');
@@ -601,10 +662,18 @@ export function encodeV2Peers(msg: PeersHead, entries: readonly Uint8Array[]): U
   const w = header(V2_TYPES.peers, msg.requestId);
   writePeersHead(w, msg, entries.length);
   for (const e of entries) w.bytes(e);
+  writePeersTrailer(w, msg);
   return w.done();
 }
 
 type PeersHead = Omit<Extract<V2Message, { type: 'peers' }>, 'type' | 'peers'>;
+
+/** The revision-1 trailer of `peers`: both fields or neither. */
+function writePeersTrailer(w: Writer, msg: PeersHead): void {
+  if (msg.version === undefined) return;
+  w.u32(msg.version >>> 0);
+  w.u16(msg.openS ?? 0);
+}
 
 function writePeersHead(w: Writer, msg: PeersHead, count: number): void {
   w.fixed(msg.punchKey, PUNCH_KEY_BYTES);
@@ -615,9 +684,12 @@ function writePeersHead(w: Writer, msg: PeersHead, count: number): void {
   w.u8(count);
 }
 
-/** Header + key + token + observed endpoint (at most) + total/first/count of a `peers` datagram. */
+/**
+ * Header + key + token + observed endpoint (at most) + total/first/count + the revision-1
+ * trailer (version, open) of a `peers` datagram.
+ */
 export const PEERS_FIXED_BYTES =
-  V2_HEADER_BYTES + PUNCH_KEY_BYTES + TOKEN_BYTES + 1 + MAX_ADDRESS_BYTES + 2 + 3;
+  V2_HEADER_BYTES + PUNCH_KEY_BYTES + TOKEN_BYTES + 1 + MAX_ADDRESS_BYTES + 2 + 3 + 6;
 
 export interface PunchFields {
   readonly type: 'punch' | 'punch_ack';
@@ -712,6 +784,7 @@ function readBody(r: Reader, type: V2MessageType, requestId: number): V2Message 
         nickname: r.str(MAX_NICKNAME_BYTES),
         candidates: r.endpoints(),
         ...readNat(r, true),
+        ...readHostRevision(r),
       };
     }
     case 'join':
@@ -723,11 +796,19 @@ function readBody(r: Reader, type: V2MessageType, requestId: number): V2Message 
         nickname: r.str(MAX_NICKNAME_BYTES),
         candidates: r.endpoints(),
         ...readNat(r, true),
+        ...readRevision(r),
       };
     case 'start':
     case 'leave':
-    case 'peers_ack':
       return { type, requestId, session: r.str(MAX_SESSION_BYTES), token: r.bytes(TOKEN_BYTES) };
+    case 'peers_ack':
+      return {
+        type,
+        requestId,
+        session: r.str(MAX_SESSION_BYTES),
+        token: r.bytes(TOKEN_BYTES),
+        ...(r.more() ? { version: r.u32() } : {}),
+      };
     case 'close':
       return {
         type,
@@ -745,7 +826,13 @@ function readBody(r: Reader, type: V2MessageType, requestId: number): V2Message 
         lobbyVersion: r.u32(),
       };
     case 'registered':
-      return { type, requestId, token: r.bytes(TOKEN_BYTES), observed: r.endpoint() };
+      return {
+        type,
+        requestId,
+        token: r.bytes(TOKEN_BYTES),
+        observed: r.endpoint(),
+        ...(r.more() ? { keepaliveMs: r.u16() } : {}),
+      };
     case 'ok':
       return { type, requestId };
     case 'error':
@@ -781,7 +868,8 @@ function readBody(r: Reader, type: V2MessageType, requestId: number): V2Message 
           ...readNat(r, false),
         });
       }
-      return { type, requestId, punchKey, token, observed, total, first, peers };
+      const trailer = r.more() ? { version: r.u32(), openS: r.u16() } : {};
+      return { type, requestId, punchKey, token, observed, total, first, peers, ...trailer };
     }
     case 'closed':
       return {
@@ -861,6 +949,23 @@ function readBody(r: Reader, type: V2MessageType, requestId: number): V2Message 
       return { type, requestId, from, to, candidate, sentAt, tag, signed };
     }
   }
+}
+
+/**
+ * The `rev` u8 of a `join` (and `host`), read only when bytes are left: absent or 0 (the zero
+ * padding) is revision 0, decoded as no field so that such a message decodes to itself.
+ */
+function readRevision(r: Reader): { revision?: number } {
+  if (!r.more()) return {};
+  const revision = r.u8();
+  return revision === 0 ? {} : { revision };
+}
+
+/** A `host`'s revision and, from revision 1 on, its `keepOpen` u16 and `silence` u8. */
+function readHostRevision(r: Reader): { revision?: number; keepOpenS?: number; silenceS?: number } {
+  const { revision } = readRevision(r);
+  if (revision === undefined) return {};
+  return { revision, keepOpenS: r.u16(), silenceS: r.u8() };
 }
 
 /** The tag that ends a push, and the bytes it covers. */

@@ -22,7 +22,8 @@ export interface SessionLifecycleEvent {
  * refused registration, never for a retransmission that changes nothing.
  */
 export interface MemberLifecycleEvent {
-  readonly type: 'joined' | 'left' | 'refused';
+  /** `relayed`: v2 only, a new relay allocation for the member towards `reason` (a peer). */
+  readonly type: 'joined' | 'left' | 'refused' | 'relayed';
   readonly protocol: 'legacy' | 'v2';
   /** The session joined, left or asked for. */
   readonly key: string;

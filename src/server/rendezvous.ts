@@ -112,6 +112,7 @@ export class RendezvousServer implements Core<ServerEvent> {
     });
     this.v2 = new V2Sessions({
       ...shared,
+      onMember: (event) => work.event(event),
       relay: settings.relay,
       relayIo,
       relayPorts: settings.relayPorts,

@@ -10,7 +10,7 @@
  * waiting now.
  *
  * A started session (unlike a legacy one) stays in the table for at most `STARTED_LINGER_MS`
- * to re-push peers until acked. It has already ended (as `started`), so the rows with
+ * to re-push peers until acked, or, opened with `keepOpen`, that long for late joiners. It has already ended (as `started`), so the rows with
  * `from: 'started'` only take it out of the table: they count nothing and emit no event, even
  * where its members are told `closed` (the host's `close`, or shutdown, in the linger).
  */
@@ -56,6 +56,10 @@ export const V2_SESSION_ENDINGS = {
   linger_over: { from: 'started', state: 'forgotten', counter: null, told: null },
   /** A `host` for its name: a new session takes the name. */
   name_reused: { from: 'started', state: 'forgotten', counter: null, told: null },
+  /** The host of an open session (`keepOpen`) sent `leave`: the others get `closed host_left`. */
+  host_left_open: { from: 'started', state: 'forgotten', counter: null, told: 'host_left' },
+  /** Nothing from the host of an open session for its silence: `closed host_left`. */
+  host_silent_open: { from: 'started', state: 'forgotten', counter: null, told: 'host_left' },
   /** `close` from the host in the linger: the others get `closed session_closed`. */
   host_closed_started: {
     from: 'started',
@@ -92,5 +96,5 @@ export type V2SessionEndingRow =
       /** Nothing: it was counted as `sessionsStarted`. */
       readonly counter: null;
       /** A `closed` push with this code, or nothing. */
-      readonly told: 'session_closed' | null;
+      readonly told: 'session_closed' | 'host_left' | null;
     };

@@ -19,7 +19,9 @@ import {
   MAX_NICKNAME_BYTES,
   MAX_PLAYERS_WIRE,
   MAX_SESSION_BYTES,
+  MAX_SILENCE_S,
   MIN_PLAYERS,
+  MIN_SILENCE_S,
   type NatClass,
   PEERS_FIXED_BYTES,
   type PeerLeftWhy,
@@ -33,7 +35,7 @@ import {
 } from '../protocol/index.js';
 import { countRejection, type ServerCounters } from './counters.js';
 import type { Outbox, ProtocolHandler } from './handler.js';
-import type { SessionLifecycleEvent } from './lifecycle.js';
+import type { MemberLifecycleEvent, SessionLifecycleEvent } from './lifecycle.js';
 import { DEFAULT_SERVER_SETTINGS, type ServerSettings } from './settings.js';
 import { MEMORY_COSTS, type SourceLimits, sourceKey } from './source-limits.js';
 import {
@@ -53,6 +55,12 @@ export const PEERS_MAX_TRIES = 6;
  * leaves the lobby within seconds instead of holding its slot until the session expires.
  */
 export const MEMBER_SILENCE_MS = 15_000;
+/**
+ * A member sends a keepalive this often: a third of the session's silence limit (5 s for the
+ * default 15 s), so one lost keepalive, even two, does not drop it. Told to revision ≥ 1
+ * members in `registered`; revision 0 clients keep their fixed 5 s.
+ */
+export const KEEPALIVES_PER_SILENCE = 3;
 /**
  * A member that has not acked its peers this long after the start (after 6 pushes and its
  * own keepalive) is reported to the others as gone (`peer_left`, why `silent`), so their
@@ -89,8 +97,11 @@ export const VALIDATE_WITHIN_MS = 10_000;
 export const ERROR_REPLY_FACTOR = 3;
 /** Header (9) and the two length bytes of an `error`. */
 const ERROR_FIXED_BYTES = 11;
-/** Header (9), token (16) and the address length and port of a `registered`. */
-const REGISTERED_FIXED_BYTES = 28;
+/**
+ * Header (9), token (16), the address length and port, and the revision-1 keepalive (2) of a
+ * `registered`.
+ */
+const REGISTERED_FIXED_BYTES = 30;
 
 /**
  * The server settings this table reads. `relay` (docs/protocol-v2.md, "Relay") runs only with
@@ -107,6 +118,11 @@ export interface V2SessionsOptions
   readonly relayIo?: RelayIo;
   /** Session state changes, for the shell's logs (never per datagram). Default: none. */
   readonly onLifecycle?: (event: SessionLifecycleEvent) => void;
+  /**
+   * Members joining (validated), leaving, refused and relayed, for the shell's logs: once per
+   * change or refused registration, never per retransmission that changes nothing.
+   */
+  readonly onMember?: (event: MemberLifecycleEvent) => void;
   /** Per-source quotas and the memory budget (docs/security.md). Default: none. */
   readonly limits?: SourceLimits;
 }
@@ -120,6 +136,8 @@ interface Member {
   readonly candidates: readonly Endpoint[];
   /** Its NAT class as it said in `host`/`join`, passed on to its peers. */
   readonly nat: NatClass;
+  /** The revision of v2 it speaks (`host`/`join`): ≥ 1 gets the revision's trailers. */
+  readonly revision: number;
   /** The member has shown that it receives at `endpoint` (see `VALIDATE_WITHIN_MS`). */
   validated: boolean;
   /** The source it registered from (`sourceKey`), charged for it until it is gone. */
@@ -137,7 +155,8 @@ interface Member {
   lastSeenAt: number;
   /** The others were told that it did not ack its peers (`PEERS_ACK_WITHIN_MS`). */
   reportedSilent: boolean;
-  peersAcked: boolean;
+  /** The newest `peers` version it acked (0: none yet). */
+  ackedVersion: number;
   peersTries: number;
   peersNextAt: number;
   /** The lobby version it was last sent (a validated member is told each newer one once). */
@@ -159,6 +178,16 @@ interface Session {
   readonly members: Member[];
   state: 'waiting' | 'started';
   startedAt: number;
+  /**
+   * The host asked to keep the session open this long after the start (revision 1 `keepOpen`):
+   * late joiners and rejoining members are taken and punched to everyone present. 0: closed
+   * at the start.
+   */
+  readonly keepOpenMs: number;
+  /** A validated member silent this long is gone (`MEMBER_SILENCE_MS` unless the host set it). */
+  readonly silenceMs: number;
+  /** Version of the peer list; each change after the start (join, rejoin, leave) makes a new one. */
+  peersVersion: number;
   lobbyVersion: number;
   /** The lobby changed and its members have not all been told (`#lobbyChanged`). */
   lobbyPushDue: boolean;
@@ -245,6 +274,15 @@ function sameToken(a: Uint8Array, b: Uint8Array): boolean {
   return diff === 0;
 }
 
+/** The session takes late joiners and rejoins now (started with a `keepOpen`). */
+function isOpen(session: Session): boolean {
+  return session.state === 'started' && session.keepOpenMs > 0;
+}
+
+function hasAcked(session: Session, m: Member): boolean {
+  return m.ackedVersion >= session.peersVersion;
+}
+
 export class V2Sessions implements ProtocolHandler {
   readonly #outbox: Outbox;
   readonly #counters: ServerCounters;
@@ -254,6 +292,9 @@ export class V2Sessions implements ProtocolHandler {
   readonly #maxPlayersCap: number;
   readonly #autostart: boolean;
   readonly #onLifecycle: ((event: SessionLifecycleEvent) => void) | undefined;
+  readonly #onMember: ((event: MemberLifecycleEvent) => void) | undefined;
+  /** The `host`/`join` being handled: its refusal is reported as a `refused` member event. */
+  #registering: { readonly session: string; readonly name: string } | undefined;
   /** Undefined on a server that does not relay. */
   readonly #relay: RelayAllocations | undefined;
   #instances = 0;
@@ -301,6 +342,7 @@ export class V2Sessions implements ProtocolHandler {
     this.#maxPlayersCap = Math.min(options.maxPlayersCap, MAX_PLAYERS_WIRE);
     this.#autostart = options.autostart;
     this.#onLifecycle = options.onLifecycle;
+    this.#onMember = options.onMember;
     this.#limits = options.limits;
     this.#relay =
       options.relay === false || options.relayIo === undefined
@@ -323,6 +365,24 @@ export class V2Sessions implements ProtocolHandler {
       maxPlayers: session.maxPlayers,
       members: session.members.length,
       reason,
+    });
+  }
+
+  #memberEvent(
+    type: MemberLifecycleEvent['type'],
+    session: string,
+    name: string | undefined,
+    reason: string | undefined,
+    at: Endpoint,
+  ): void {
+    this.#onMember?.({
+      type,
+      protocol: 'v2',
+      key: session,
+      name,
+      reason,
+      address: at.address,
+      port: at.port,
     });
   }
 
@@ -398,10 +458,14 @@ export class V2Sessions implements ProtocolHandler {
   #request(now: number, from: Endpoint, msg: Request): void {
     switch (msg.type) {
       case 'host':
-        this.#host(now, from, msg);
-        return;
       case 'join':
-        this.#join(now, from, msg);
+        this.#registering = { session: msg.session, name: msg.name };
+        try {
+          if (msg.type === 'host') this.#host(now, from, msg);
+          else this.#join(now, from, msg);
+        } finally {
+          this.#registering = undefined;
+        }
         return;
       default:
         break;
@@ -430,7 +494,7 @@ export class V2Sessions implements ProtocolHandler {
           return;
         }
         if (!here) {
-          this.#rebind(from, msg.requestId, member);
+          this.#rebind(from, msg.requestId, session, member);
           return;
         }
         this.#send(from, encodeV2({ type: 'ok', requestId: msg.requestId }));
@@ -457,18 +521,16 @@ export class V2Sessions implements ProtocolHandler {
           this.#end(now, session, 'host_left', 'The host left.', member);
           return;
         }
-        this.#removeMember(session, member);
-        if (session.state === 'waiting') this.#lobbyChanged(now, session);
-        else {
-          // The others may be punching it: tell them it is gone, not behind a NAT.
-          this.#peerLeft(session, member, 'left');
-          this.#relay?.closeMember(session.instance, member.name);
-          this.#forgetIfAllAcked(now, session);
+        // An open session is the host's game: it ends with the host, as a lobby does.
+        if (member.isHost && isOpen(session)) {
+          this.#end(now, session, 'host_left_open', 'The host left.', member);
+          return;
         }
+        this.#memberGone(now, session, member, 'left');
         return;
       case 'keepalive':
         if (!here) {
-          this.#rebind(from, msg.requestId, member);
+          this.#rebind(from, msg.requestId, session, member);
           return;
         }
         // Autostarted by this member's arrival: the `lobby` and `peers` pushes answer it.
@@ -477,14 +539,18 @@ export class V2Sessions implements ProtocolHandler {
           if (member.isHost) session.deadline = now + this.#ttlMs;
           member.lobbySent = session.lobbyVersion;
           this.#send(from, sealPush(member.token, this.#lobbyBody(session, msg.requestId)));
-        } else this.#sendPeers(session, member, msg.requestId);
+        } else this.#sendPeers(now, session, member, msg.requestId);
         return;
       case 'peers_ack':
         this.#send(from, encodeV2({ type: 'ok', requestId: msg.requestId }));
         // A lobby has no peers to ack: an ack before the start must neither spare the member
         // its `peers` pushes nor make the lobby vanish (uncounted) once every member sent one.
         if (session.state !== 'started') return;
-        member.peersAcked = true;
+        // An ack without a version (revision 0) acks the list the member was last sent.
+        member.ackedVersion = Math.max(
+          member.ackedVersion,
+          Math.min(msg.version ?? session.peersVersion, session.peersVersion),
+        );
         this.#forgetIfAllAcked(now, session);
         return;
     }
@@ -506,6 +572,7 @@ export class V2Sessions implements ProtocolHandler {
       this.#refuse(from, msg.requestId, code, message);
       return;
     }
+    const before = relay.size;
     const refused = relay.allocate(now, {
       instance: session.instance,
       self: relayMember(member),
@@ -513,7 +580,10 @@ export class V2Sessions implements ProtocolHandler {
       requestId: msg.requestId,
     });
     if (refused !== undefined) {
+      this.#memberEvent('refused', session.name, member.name, `relay_${refused}`, from);
       this.#refuse(from, msg.requestId, 'relay_unavailable', RELAY_REFUSALS[refused]);
+    } else if (relay.size > before) {
+      this.#memberEvent('relayed', session.name, member.name, peer.name, from);
     }
   }
 
@@ -573,15 +643,25 @@ export class V2Sessions implements ProtocolHandler {
       );
       return;
     }
+    const silenceS = msg.silenceS ?? 0;
+    if (silenceS !== 0 && (silenceS < MIN_SILENCE_S || silenceS > MAX_SILENCE_S)) {
+      this.#refuse(
+        from,
+        msg.requestId,
+        'bad_request',
+        `silence must be 0 (default) or ${MIN_SILENCE_S}..${MAX_SILENCE_S} s.`,
+      );
+      return;
+    }
     const existing = this.#sessions.get(msg.session);
     if (existing !== undefined) {
       const host = existing.members.find((m) => m.isHost);
       // A retransmitted `host` (its reply was lost): same answer, same token.
       if (host !== undefined && host.name === msg.name && sameEndpoint(host.endpoint, from)) {
-        this.#registered(from, msg.requestId, host);
+        this.#registered(from, msg.requestId, existing, host);
         return;
       }
-      if (existing.state === 'waiting') {
+      if (existing.state === 'waiting' || isOpen(existing)) {
         this.#refuse(from, msg.requestId, 'session_exists', 'Tried to create existing session.');
         return;
       }
@@ -615,6 +695,9 @@ export class V2Sessions implements ProtocolHandler {
       members: [host],
       state: 'waiting',
       startedAt: Number.NaN,
+      keepOpenMs: (msg.keepOpenS ?? 0) * 1000,
+      silenceMs: silenceS === 0 ? MEMBER_SILENCE_MS : silenceS * 1000,
+      peersVersion: 0,
       lobbyVersion: 1,
       lobbyPushDue: false,
       deadline: now + this.#ttlMs,
@@ -628,7 +711,7 @@ export class V2Sessions implements ProtocolHandler {
     this.#counters.sessionsCreated++;
     this.#lifecycle('created', session);
     this.#schedule(session, Math.min(session.deadline, now + VALIDATE_WITHIN_MS));
-    this.#registered(from, msg.requestId, host);
+    this.#registered(from, msg.requestId, session, host);
   }
 
   /**
@@ -676,20 +759,22 @@ export class V2Sessions implements ProtocolHandler {
     const same = session.members.find((m) => m.name === msg.name);
     if (same !== undefined) {
       if (sameEndpoint(same.endpoint, from)) {
-        this.#registered(from, msg.requestId, same);
+        this.#registered(from, msg.requestId, session, same);
         return;
       }
-      this.#refuse(from, msg.requestId, 'name_taken', 'Client already registered.');
-      return;
+      if (!this.#mayRejoin(now, session, same, from)) {
+        this.#refuse(from, msg.requestId, 'name_taken', 'Client already registered.');
+        return;
+      }
     }
-    if (session.state === 'started') {
+    if (session.state === 'started' && !isOpen(session)) {
       this.#refuse(from, msg.requestId, 'session_full', 'The session has already started.');
       return;
     }
     // Unvalidated members do not hold slots against validated ones: the lobby is full when
     // maxPlayers members showed their address. Up to maxPlayers more may wait to show theirs;
     // beyond that the one waiting longest makes room (forged joins never validate).
-    const validated = validatedCount(session);
+    const validated = validatedCount(session) - (same?.validated ? 1 : 0);
     if (validated >= session.maxPlayers) {
       this.#refuse(from, msg.requestId, 'session_full', 'Session full.');
       return;
@@ -707,6 +792,9 @@ export class V2Sessions implements ProtocolHandler {
       'Too many players from your address.',
     );
     if (!admitted) return;
+    // The member is back (its game restarted, or its NAT gave it a new address): the old
+    // entry goes, and the new one is punched to everyone once it validates.
+    if (same !== undefined) this.#memberGone(now, session, same, 'rejoined');
     if (session.members.length >= 2 * session.maxPlayers) {
       const oldest = session.members.find((m) => !m.validated && !m.isHost);
       if (oldest !== undefined) {
@@ -718,7 +806,50 @@ export class V2Sessions implements ProtocolHandler {
     session.members.push(member);
     this.#membersOpen++;
     this.#schedule(session, now + VALIDATE_WITHIN_MS);
-    this.#registered(from, msg.requestId, member);
+    this.#registered(from, msg.requestId, session, member);
+  }
+
+  /**
+   * A `join` under the name of a member of an open session, from another address, replaces
+   * that member (docs/protocol-v2.md §4, "Rejoins") when it comes from the member's own IP
+   * address (its game restarted on another port) or the member has been silent for a
+   * keepalive period (it crashed, or its network changed). Otherwise the name is taken: a
+   * stranger cannot push a live player out by joining under its name.
+   */
+  #mayRejoin(now: number, session: Session, same: Member, from: Endpoint): boolean {
+    if (!isOpen(session) || same.isHost) return false;
+    if (unmappedAddress(same.endpoint.address) === unmappedAddress(from.address)) return true;
+    return now - same.lastSeenAt >= session.silenceMs / KEEPALIVES_PER_SILENCE;
+  }
+
+  /**
+   * A member of a started session is gone (`leave`, silence, or replaced by its rejoin):
+   * the others stop punching it and its relay allocations close. An open session's peer
+   * list changes with it; a closed one may now be forgotten.
+   */
+  #memberGone(
+    now: number,
+    session: Session,
+    member: Member,
+    why: 'left' | 'silent' | 'rejoined',
+  ): void {
+    this.#removeMember(session, member);
+    if (member.validated)
+      this.#memberEvent('left', session.name, member.name, why, member.endpoint);
+    if (session.state === 'waiting') {
+      if (member.validated) this.#lobbyChanged(now, session);
+      return;
+    }
+    if (!member.validated) return;
+    // The others may be punching it: tell them it is gone, not behind a NAT. A rejoining
+    // member is not gone: the new peer list moves it.
+    if (why !== 'rejoined') this.#peerLeft(session, member, why);
+    this.#relay?.closeMember(session.instance, member.name);
+    if (isOpen(session)) {
+      if (why === 'rejoined') return;
+      session.peersVersion++;
+    }
+    this.#forgetIfAllAcked(now, session);
   }
 
   /**
@@ -746,13 +877,10 @@ export class V2Sessions implements ProtocolHandler {
    * the new address gets only a fresh token (a reply no larger than the request), and
    * becomes the member's when that token comes back from it.
    */
-  #rebind(from: Endpoint, requestId: number, member: Member): void {
+  #rebind(from: Endpoint, requestId: number, session: Session, member: Member): void {
     const token = this.#randomBytes(TOKEN_BYTES);
     member.rebind = { endpoint: from, token };
-    this.#send(
-      from,
-      encodeV2({ type: 'registered', requestId, token, observed: wireEndpoint(from) }),
-    );
+    this.#sendRegistered(from, requestId, session, member, token);
   }
 
   /**
@@ -763,7 +891,18 @@ export class V2Sessions implements ProtocolHandler {
     if (member.validated) return false;
     member.validated = true;
     member.lastSeenAt = now;
-    if (session.state !== 'waiting') return false;
+    this.#memberEvent(
+      'joined',
+      session.name,
+      member.name,
+      session.state === 'started' ? 'late' : undefined,
+      member.endpoint,
+    );
+    if (session.state !== 'waiting') {
+      // A late joiner (or a rejoin) in an open session: everyone gets the new list.
+      this.#peersChanged(now, session);
+      return false;
+    }
     this.#lobbyChanged(now, session);
     const full = this.#autostart && validatedCount(session) >= session.maxPlayers;
     if (full) {
@@ -789,6 +928,7 @@ export class V2Sessions implements ProtocolHandler {
       endpoint,
       candidates: msg.candidates,
       nat: msg.nat ?? 'unknown',
+      revision: msg.revision ?? 0,
       source,
       bytes,
       token: this.#randomBytes(TOKEN_BYTES),
@@ -797,7 +937,7 @@ export class V2Sessions implements ProtocolHandler {
       rebind: undefined,
       lastSeenAt: now,
       reportedSilent: false,
-      peersAcked: false,
+      ackedVersion: 0,
       peersTries: 0,
       peersNextAt: Number.POSITIVE_INFINITY,
       lobbySent: 0,
@@ -812,30 +952,58 @@ export class V2Sessions implements ProtocolHandler {
     this.#startedOpen++;
     session.startedAt = now;
     this.#rememberStarted(now, session);
-    session.deadline = now + STARTED_LINGER_MS;
+    session.deadline = now + (session.keepOpenMs > 0 ? session.keepOpenMs : STARTED_LINGER_MS);
+    this.#pushPeers(now, session, members);
+  }
+
+  /**
+   * A new peer list (version): each validated member gets it, re-pushed until acked, and may
+   * ask the relay towards anyone on it for `RELAY_ASK_WINDOW_MS` from now.
+   */
+  #pushPeers(now: number, session: Session, members: readonly Member[]): void {
+    session.peersVersion++;
     if (this.#relay !== undefined) {
       const until = now + RELAY_ASK_WINDOW_MS;
-      for (const member of members)
-        this.#started.set(bytesKey(member.token), { session, member, until });
+      for (const member of members) {
+        // Re-inserted, so that the map stays in expiry order.
+        const key = bytesKey(member.token);
+        this.#started.delete(key);
+        this.#started.set(key, { session, member, until });
+      }
     }
-    for (const m of session.members) {
+    for (const m of members) {
       m.peersTries = 1;
       m.peersNextAt = now + PEERS_RETRY_FIRST_MS;
-      this.#sendPeers(session, m, 0);
+      this.#sendPeers(now, session, m, 0);
     }
     this.#schedule(session, now + PEERS_RETRY_FIRST_MS);
   }
 
-  /** Sends `member` every other member, split over as many datagrams as needed. */
-  #sendPeers(session: Session, member: Member, requestId: number): void {
+  /** An open session's membership changed after the start: everyone present gets the new list. */
+  #peersChanged(now: number, session: Session): void {
+    this.#pushPeers(
+      now,
+      session,
+      session.members.filter((m) => m.validated),
+    );
+  }
+
+  /** Sends `member` every other validated member, split over as many datagrams as needed. */
+  #sendPeers(now: number, session: Session, member: Member, requestId: number): void {
     const entries: Uint8Array[] = [];
-    for (const m of session.members) if (m !== member) entries.push(peerEntry(m));
+    for (const m of session.members) if (m !== member && m.validated) entries.push(peerEntry(m));
     const head = {
       requestId,
       punchKey: session.punchKey,
       token: member.token,
       observed: wireEndpoint(member.endpoint),
       total: entries.length,
+      ...(member.revision >= 1
+        ? {
+            version: session.peersVersion,
+            openS: isOpen(session) ? Math.max(0, Math.ceil((session.deadline - now) / 1000)) : 0,
+          }
+        : {}),
     };
     let first = 0;
     let size = PEERS_FIXED_BYTES;
@@ -852,7 +1020,9 @@ export class V2Sessions implements ProtocolHandler {
   }
 
   #forgetIfAllAcked(now: number, session: Session): void {
-    if (session.members.every((m) => m.peersAcked)) this.#end(now, session, 'all_acked');
+    // An open session stays for late joiners until its keepOpen ends or the host closes it.
+    if (session.keepOpenMs > 0) return;
+    if (session.members.every((m) => hasAcked(session, m))) this.#end(now, session, 'all_acked');
   }
 
   /** The lobby without its tag: `sealPush` tags it for each member with that member's token. */
@@ -948,15 +1118,30 @@ export class V2Sessions implements ProtocolHandler {
     return false;
   }
 
-  #registered(to: Endpoint, requestId: number, member: Member): void {
-    this.#send(
-      to,
-      encodeV2({ type: 'registered', requestId, token: member.token, observed: wireEndpoint(to) }),
-    );
+  #registered(to: Endpoint, requestId: number, session: Session, member: Member): void {
+    this.#sendRegistered(to, requestId, session, member, member.token);
+  }
+
+  /** `registered` with `token`; a revision ≥ 1 member also learns how often to keepalive. */
+  #sendRegistered(
+    to: Endpoint,
+    requestId: number,
+    session: Session,
+    member: Member,
+    token: Uint8Array,
+  ): void {
+    const observed = wireEndpoint(to);
+    const keepalive =
+      member.revision >= 1
+        ? { keepaliveMs: Math.round(session.silenceMs / KEEPALIVES_PER_SILENCE) }
+        : {};
+    this.#send(to, encodeV2({ type: 'registered', requestId, token, observed, ...keepalive }));
   }
 
   #refuse(to: Endpoint, requestId: number, code: ErrorCode, message: string): void {
     countRejection(this.#counters, `v2_${code}`);
+    const asking = this.#registering;
+    if (asking !== undefined) this.#memberEvent('refused', asking.session, asking.name, code, to);
     this.#error(to, requestId, code, message);
   }
 
@@ -1056,51 +1241,16 @@ export class V2Sessions implements ProtocolHandler {
       return;
     }
     let next = session.deadline;
-    if (session.state === 'waiting') {
-      const stale = session.members.filter(
-        (m) => !m.validated && now >= m.joinedAt + VALIDATE_WITHIN_MS,
-      );
-      if (stale.some((m) => m.isHost)) {
-        countRejection(this.#counters, 'v2_unvalidated_member');
-        this.#end(now, session, 'host_unvalidated', 'The host did not confirm its address.');
-        return;
-      }
-      for (const m of stale) {
-        countRejection(this.#counters, 'v2_unvalidated_member');
-        this.#removeMember(session, m);
-      }
-      const silent = session.members.filter(
-        (m) => m.validated && now >= m.lastSeenAt + MEMBER_SILENCE_MS,
-      );
-      const host = silent.find((m) => m.isHost);
-      if (host !== undefined) {
-        countRejection(this.#counters, 'v2_silent_member');
-        this.#end(
-          now,
-          session,
-          'host_silent',
-          `The host left: nothing from it for ${MEMBER_SILENCE_MS / 1000} s.`,
-          host,
-        );
-        return;
-      }
-      for (const m of silent) {
-        countRejection(this.#counters, 'v2_silent_member');
-        this.#removeMember(session, m);
-      }
-      if (silent.length > 0) this.#lobbyChanged(now, session);
-      if (session.lobbyPushDue) this.#pushLobby(session);
-      for (const m of session.members) {
-        next = Math.min(
-          next,
-          m.validated ? m.lastSeenAt + MEMBER_SILENCE_MS : m.joinedAt + VALIDATE_WITHIN_MS,
-        );
-      }
+    if (session.state === 'waiting' || isOpen(session)) {
+      const at = this.#checkLiveness(now, session);
+      if (session.gone) return;
+      next = Math.min(next, at);
     }
     if (session.state === 'started') {
-      const reportAt = session.startedAt + PEERS_ACK_WITHIN_MS;
       for (const m of session.members) {
-        if (m.peersAcked || m.reportedSilent) continue;
+        if (!m.validated || m.ackedVersion > 0 || m.reportedSilent) continue;
+        // Counted from when it could first have had a list: the start, or its late join.
+        const reportAt = Math.max(session.startedAt, m.joinedAt) + PEERS_ACK_WITHIN_MS;
         if (now < reportAt) {
           next = Math.min(next, reportAt);
           continue;
@@ -1110,9 +1260,9 @@ export class V2Sessions implements ProtocolHandler {
         this.#peerLeft(session, m, 'silent');
       }
       for (const m of session.members) {
-        if (m.peersAcked || m.peersTries >= PEERS_MAX_TRIES) continue;
+        if (!m.validated || hasAcked(session, m) || m.peersTries >= PEERS_MAX_TRIES) continue;
         if (now >= m.peersNextAt) {
-          this.#sendPeers(session, m, 0);
+          this.#sendPeers(now, session, m, 0);
           m.peersNextAt = now + PEERS_RETRY_FIRST_MS * 2 ** m.peersTries;
           m.peersTries++;
         }
@@ -1120,6 +1270,54 @@ export class V2Sessions implements ProtocolHandler {
       }
     }
     this.#schedule(session, next);
+  }
+
+  /**
+   * A waiting or open session drops members that never validated and validated ones silent
+   * for its `silenceMs`; a silent host ends it (`closed host_left`). Returns when to look again.
+   */
+  #checkLiveness(now: number, session: Session): number {
+    const open = session.state === 'started';
+    const stale = session.members.filter(
+      (m) => !m.validated && now >= m.joinedAt + VALIDATE_WITHIN_MS,
+    );
+    if (stale.some((m) => m.isHost)) {
+      countRejection(this.#counters, 'v2_unvalidated_member');
+      this.#end(now, session, 'host_unvalidated', 'The host did not confirm its address.');
+      return Number.POSITIVE_INFINITY;
+    }
+    for (const m of stale) {
+      countRejection(this.#counters, 'v2_unvalidated_member');
+      this.#removeMember(session, m);
+    }
+    const silent = session.members.filter(
+      (m) => m.validated && now >= m.lastSeenAt + session.silenceMs,
+    );
+    const host = silent.find((m) => m.isHost);
+    if (host !== undefined) {
+      countRejection(this.#counters, 'v2_silent_member');
+      this.#end(
+        now,
+        session,
+        open ? 'host_silent_open' : 'host_silent',
+        `The host left: nothing from it for ${session.silenceMs / 1000} s.`,
+        host,
+      );
+      return Number.POSITIVE_INFINITY;
+    }
+    for (const m of silent) {
+      countRejection(this.#counters, 'v2_silent_member');
+      this.#memberGone(now, session, m, 'silent');
+    }
+    if (session.lobbyPushDue) this.#pushLobby(session);
+    let next = Number.POSITIVE_INFINITY;
+    for (const m of session.members) {
+      next = Math.min(
+        next,
+        m.validated ? m.lastSeenAt + session.silenceMs : m.joinedAt + VALIDATE_WITHIN_MS,
+      );
+    }
+    return next;
   }
 
   /**
