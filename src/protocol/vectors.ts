@@ -126,6 +126,34 @@ const ALL_PLAIN: readonly [string, Record<string, unknown>][] = [
       nat: 'edm-random',
     },
   ],
+  [
+    'host revision 1 (open 600 s, silence 9 s)',
+    {
+      type: 'host',
+      requestId: 3,
+      session: 'open',
+      maxPlayers: 8,
+      name: 'h',
+      nickname: 'H',
+      candidates: [],
+      nat: 'edm-sequential',
+      revision: 1,
+      keepOpenS: 600,
+      silenceS: 9,
+    },
+  ],
+  [
+    'join revision 1',
+    {
+      type: 'join',
+      requestId: 4,
+      session: 'open',
+      name: 'late',
+      nickname: '',
+      candidates: [],
+      revision: 1,
+    },
+  ],
   ['start', { type: 'start', requestId: 7, session: 'lobby-1', token: TOKEN }],
   ['leave', { type: 'leave', requestId: 8, session: 'lobby-1', token: TOKEN }],
   [
@@ -144,12 +172,26 @@ const ALL_PLAIN: readonly [string, Record<string, unknown>][] = [
   ],
   ['peers_ack', { type: 'peers_ack', requestId: 11, session: 'lobby-1', token: TOKEN }],
   [
+    'peers_ack revision 1',
+    { type: 'peers_ack', requestId: 12, session: 'lobby-1', token: TOKEN, version: 0x01020304 },
+  ],
+  [
     'registered',
     {
       type: 'registered',
       requestId: 1,
       token: TOKEN,
       observed: { address: '203.0.113.5', port: 61000 },
+    },
+  ],
+  [
+    'registered revision 1',
+    {
+      type: 'registered',
+      requestId: 3,
+      token: TOKEN,
+      observed: { address: '203.0.113.5', port: 61000 },
+      keepaliveMs: 5000,
     },
   ],
   [
@@ -220,6 +262,29 @@ const ALL_PLAIN: readonly [string, Record<string, unknown>][] = [
           nat: 'edm-sequential',
         },
       ],
+    },
+  ],
+  [
+    'peers revision 1 (version 7, open 42 s)',
+    {
+      type: 'peers',
+      requestId: 0,
+      punchKey: KEY,
+      token: TOKEN,
+      observed: { address: '203.0.113.5', port: 61000 },
+      total: 1,
+      first: 0,
+      peers: [
+        {
+          name: 'late',
+          nickname: '',
+          isHost: false,
+          publicEndpoint: { address: '198.51.100.11', port: 7000 },
+          candidates: [],
+        },
+      ],
+      version: 7,
+      openS: 42,
     },
   ],
   ['closed', { type: 'closed', requestId: 0, code: 'host_left', reason: 'The host left.' }],

@@ -22,6 +22,13 @@ const MAGIC := [0x89, 0x48, 0x50, 0x02]
 ## NAT mapping classes by wire value (docs/protocol-v2.md section 6, "Strategy").
 const NAT_CLASSES: Array[String] = ["unknown", "eim", "edm-sequential", "edm-random"]
 const VERSION := 2
+## The revision of v2 this codec speaks (docs/protocol-v2.md section 2, "Revisions"): sent in
+## host/join as [code]revision[/code]; the server then adds the revision's trailers
+## ([code]keepaliveMs[/code] in registered, [code]version[/code] and [code]openS[/code] in peers).
+const REVISION := 1
+## A host's [code]silenceS[/code]: 0 (the server's default, 15 s) or this range.
+const MIN_SILENCE_S := 6
+const MAX_SILENCE_S := 60
 const HEADER_BYTES := 9
 const MAX_DATAGRAM_BYTES := 1200
 const TOKEN_BYTES := 16
@@ -116,15 +123,27 @@ static func encode(msg: Dictionary) -> PackedByteArray:
 			w.text(msg.nickname, MAX_NICKNAME_BYTES)
 			w.endpoints(msg.candidates)
 			w.u8(_nat_byte(msg))
+			if msg.has("revision"):
+				w.u8(msg.revision)
+				if int(msg.revision) >= 1:
+					w.u16(msg.get("keepOpenS", 0))
+					w.u8(msg.get("silenceS", 0))
 		"join":
 			w.text(msg.session, MAX_SESSION_BYTES)
 			w.text(msg.name, MAX_NAME_BYTES)
 			w.text(msg.nickname, MAX_NICKNAME_BYTES)
 			w.endpoints(msg.candidates)
 			w.u8(_nat_byte(msg))
-		"start", "leave", "peers_ack":
+			if msg.has("revision"):
+				w.u8(msg.revision)
+		"start", "leave":
 			w.text(msg.session, MAX_SESSION_BYTES)
 			w.fixed(msg.token, TOKEN_BYTES)
+		"peers_ack":
+			w.text(msg.session, MAX_SESSION_BYTES)
+			w.fixed(msg.token, TOKEN_BYTES)
+			if msg.has("version"):
+				w.u32(msg.version)
 		"close":
 			w.text(msg.session, MAX_SESSION_BYTES)
 			w.fixed(msg.token, TOKEN_BYTES)
@@ -136,6 +155,8 @@ static func encode(msg: Dictionary) -> PackedByteArray:
 		"registered":
 			w.fixed(msg.token, TOKEN_BYTES)
 			w.endpoint(msg.observed)
+			if msg.has("keepaliveMs"):
+				w.u16(msg.keepaliveMs)
 		"ok":
 			pass
 		"error":
@@ -161,6 +182,9 @@ static func encode(msg: Dictionary) -> PackedByteArray:
 				w.endpoint(peer.publicEndpoint)
 				w.endpoints(peer.candidates)
 				w.u8(_nat_byte(peer))
+			if msg.has("version"):
+				w.u32(msg.version)
+				w.u16(msg.get("openS", 0))
 		"closed":
 			w.text(msg.code, MAX_CODE_BYTES)
 			w.text(truncate_utf8(msg.reason, MAX_REASON_BYTES), MAX_REASON_BYTES)
@@ -337,15 +361,25 @@ static func _read_body(r: _Reader, type_name: String, request_id: int) -> Dictio
 			msg.nickname = r.text(MAX_NICKNAME_BYTES)
 			msg.candidates = r.endpoints()
 			_read_nat(r, msg, true)
+			_read_revision(r, msg)
+			if msg.has("revision"):
+				msg.keepOpenS = r.u16()
+				msg.silenceS = r.u8()
 		"join":
 			msg.session = r.text(MAX_SESSION_BYTES)
 			msg.name = r.text(MAX_NAME_BYTES)
 			msg.nickname = r.text(MAX_NICKNAME_BYTES)
 			msg.candidates = r.endpoints()
 			_read_nat(r, msg, true)
-		"start", "leave", "peers_ack":
+			_read_revision(r, msg)
+		"start", "leave":
 			msg.session = r.text(MAX_SESSION_BYTES)
 			msg.token = r.bytes(TOKEN_BYTES)
+		"peers_ack":
+			msg.session = r.text(MAX_SESSION_BYTES)
+			msg.token = r.bytes(TOKEN_BYTES)
+			if r.more():
+				msg.version = r.u32()
 		"close":
 			msg.session = r.text(MAX_SESSION_BYTES)
 			msg.token = r.bytes(TOKEN_BYTES)
@@ -357,6 +391,8 @@ static func _read_body(r: _Reader, type_name: String, request_id: int) -> Dictio
 		"registered":
 			msg.token = r.bytes(TOKEN_BYTES)
 			msg.observed = r.endpoint()
+			if r.more():
+				msg.keepaliveMs = r.u16()
 		"ok":
 			pass
 		"error":
@@ -398,6 +434,9 @@ static func _read_body(r: _Reader, type_name: String, request_id: int) -> Dictio
 				_read_nat(r, peer, false)
 				peers.append(peer)
 			msg.peers = peers
+			if r.more():
+				msg.version = r.u32()
+				msg.openS = r.u16()
 		"closed":
 			msg.code = r.code()
 			msg.reason = r.text(MAX_REASON_BYTES)
@@ -457,6 +496,16 @@ static func _read_body(r: _Reader, type_name: String, request_id: int) -> Dictio
 			msg.tag = r.bytes(TAG_BYTES)
 			msg.signed = r.buf.slice(0, signed_end)
 	return msg
+
+
+## Reads a host/join's revision u8 into [code]out.revision[/code] when bytes are left; absent
+## or 0 (the zero padding) is revision 0 and left out, as the TypeScript codec does.
+static func _read_revision(r: _Reader, out: Dictionary) -> void:
+	if r.err != "" or not r.more():
+		return
+	var revision := r.u8()
+	if revision > 0:
+		out.revision = revision
 
 
 ## The tag that ends a push, and the bytes it covers (as a punch's).
@@ -555,6 +604,10 @@ class _Reader:
 	func fail(message: String) -> void:
 		if err == "":
 			err = message
+
+	## Bytes are left: an optional trailer of a later revision follows.
+	func more() -> bool:
+		return err == "" and off < buf.size()
 
 	func need(n: int) -> bool:
 		if err != "":
