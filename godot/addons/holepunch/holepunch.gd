@@ -1,4 +1,4 @@
-@icon("res://addons/holepunch/holepunch_icon.svg")
+@icon("holepunch_icon.svg")
 class_name HolePunch
 extends Node
 ## NAT hole punching for Godot 4 through a HolePunch rendezvous server (protocol v2).
