@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -292,5 +294,39 @@ describe("a Godot 4 developer's first hour", { skip: skipUnless(reasons, 'Godot 
     process.stdout.write(
       `# dead server: server_unreachable after ${elapsed} ms (server_timeout_ms 1500)\n`,
     );
+  });
+
+  it('a server shutdown and a host close arrive with distinct codes: server_shutdown, session_closed', async () => {
+    assert.ok(checks && server);
+    const closed = await check(checks, { mode: 'close', port: server.port });
+    assert.equal(closed.end?.code, 'session_closed', JSON.stringify(closed.lines));
+    // A server of our own, stopped as systemd stops it (SIGTERM: it drains, then stops).
+    const own = spawn(process.execPath, [SERVER_CLI_PATH, '0', 'y', '--host', '127.0.0.1'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    try {
+      const [chunk] = (await once(own.stdout, 'data')) as [Buffer];
+      const port = Number(
+        (JSON.parse(chunk.toString().split('\n')[0] ?? '{}') as { port?: number }).port,
+      );
+      assert.ok(port > 0);
+      const full = { mode: 'wait_closed', port, code: `first-hour-${process.pid}-shutdown` };
+      const proc = spawnJson(
+        godot4Argv(checks, { HP_CHECK: JSON.stringify(full) }, ['--script', CHECK]),
+        40_000,
+      );
+      procs.push(proc);
+      assert.ok(
+        await proc.waitForLine((l) => l.event === 'waiting', 20_000),
+        JSON.stringify(proc.lines),
+      );
+      own.kill('SIGTERM');
+      const result = await proc.exited;
+      const end = proc.lines.find((l) => l.done === true);
+      assert.deepEqual(scriptErrors(result.stderr), []);
+      assert.equal(end?.code, 'server_shutdown', JSON.stringify(proc.lines));
+    } finally {
+      own.kill('SIGKILL');
+    }
   });
 });

@@ -144,6 +144,9 @@ func _wait_closed() -> void:
 	var host := _node("host")
 	host.max_player_count = 3
 	host.start_traversal(_c.code, true, "alice", "Alice")
+	await host.session_registered
+	await create_timer(0.5).timeout
+	_line({"who": "host", "event": "waiting"})
 	var failed: Array = await host.traversal_failed
 	_end({"code": failed[0], "message": failed[1]}, 0)
 
@@ -156,6 +159,8 @@ func _close() -> void:
 	await host.session_registered
 	joiner.start_traversal(_c.code, false, "bob", "Bob")
 	await joiner.session_registered
+	# Once the joiner proved its address (its first keepalive), the server pushes it the close.
+	await create_timer(0.5).timeout
 	host.close_session()
 	var failed: Array = await joiner.traversal_failed
 	_end({"code": failed[0], "message": failed[1]}, 0)
