@@ -218,11 +218,7 @@ describe("a Godot 4 developer's first hour", { skip: skipUnless(reasons, 'Godot 
       'is_host',
       'local_testing',
     ])
-      assert.match(
-        docs,
-        new RegExp(`^\\|.*\`${name}\``, 'm'),
-        `docs/godot.md API table: ${name}`,
-      );
+      assert.match(docs, new RegExp(`^\\|.*\`${name}\``, 'm'), `docs/godot.md API table: ${name}`);
   });
 
   it("the player's own leave and close are session_left, not return_unsuccessful or traversal_failed", async () => {
