@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createSocket } from 'node:dgram';
 import { once } from 'node:events';
 import { cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { SERVER_CLI_PATH } from '../src/cli/index.js';
+import { decodeV2 } from '../src/protocol/v2.js';
 import {
   ADDON_DIR,
   engineErrors,
@@ -299,10 +301,17 @@ describe("a Godot 4 developer's first hour", { skip: skipUnless(reasons, 'Godot 
     );
   });
 
-  it('a server shutdown and a host close arrive with distinct codes: server_shutdown, session_closed', async () => {
+  it('a host close is session_closed; a server shutdown is server_shutdown to an addon of protocol revision 1 (session_closed to revision 0, as the spec says)', async () => {
     assert.ok(checks && server);
     const closed = await check(checks, { mode: 'close', port: server.port });
     assert.equal(closed.end?.code, 'session_closed', JSON.stringify(closed.lines));
+    // Which revision the addon says in its host (docs/protocol-v2.md §2, "Revisions"): a
+    // revision-0 member is told session_closed on a shutdown, the only code it knows.
+    const revision = await addonRevision(checks);
+    const expected = revision >= 1 ? 'server_shutdown' : 'session_closed';
+    process.stdout.write(
+      `# the addon's host says protocol revision ${revision}: expects ${expected}\n`,
+    );
     // A server of our own, stopped as systemd stops it (SIGTERM: it drains, then stops).
     const own = spawn(process.execPath, [SERVER_CLI_PATH, '0', 'y', '--host', '127.0.0.1'], {
       stdio: ['ignore', 'pipe', 'inherit'],
@@ -327,9 +336,36 @@ describe("a Godot 4 developer's first hour", { skip: skipUnless(reasons, 'Godot 
       const result = await proc.exited;
       const end = proc.lines.find((l) => l.done === true);
       assert.deepEqual(scriptErrors(result.stderr), []);
-      assert.equal(end?.code, 'server_shutdown', JSON.stringify(proc.lines));
+      assert.equal(end?.code, expected, JSON.stringify(proc.lines));
     } finally {
       own.kill('SIGKILL');
     }
   });
 });
+
+/** The `revision` of the addon's v2 `host`, read by a socket that plays the server and answers nothing. */
+async function addonRevision(project: Project): Promise<number> {
+  const socket = createSocket('udp4');
+  socket.bind(0, '127.0.0.1');
+  await once(socket, 'listening');
+  const host = new Promise<number>((resolve) => {
+    socket.on('message', (data) => {
+      const d = decodeV2(data);
+      if (d.ok && d.msg.type === 'host') resolve(d.msg.revision ?? 0);
+    });
+  });
+  const config = { mode: 'wait_closed', port: socket.address().port, code: 'revision-probe' };
+  const proc = spawnJson(
+    godot4Argv(project, { HP_CHECK: JSON.stringify(config) }, ['--script', CHECK]),
+    20_000,
+  );
+  try {
+    const timeout = new Promise<number>((_, reject) =>
+      setTimeout(() => reject(new Error('the addon sent no host')), 15_000).unref(),
+    );
+    return await Promise.race([host, timeout]);
+  } finally {
+    proc.kill();
+    socket.close();
+  }
+}
