@@ -16,7 +16,14 @@ import {
 } from '../src/client/traversal.js';
 import { drain } from '../src/core/contract.js';
 import type { Endpoint } from '../src/protocol/endpoint.js';
-import { decodeV2, encodePunch, encodePush, encodeV2, type V2Peer } from '../src/protocol/v2.js';
+import {
+  decodeV2,
+  encodePunch,
+  encodePush,
+  encodeV2,
+  relayBindProof,
+  type V2Peer,
+} from '../src/protocol/v2.js';
 import { seededRandom } from '../src/sim/random.js';
 
 /**
@@ -522,7 +529,10 @@ describe('traversal core', () => {
       assert.equal(binds().length, 1, 'bound at once from the game socket');
       const bind = binds()[0]?.msg;
       assert.ok(bind?.type === 'relay_bind');
-      if (bind?.type === 'relay_bind') assert.deepEqual([bind.id, bind.bindToken], [ID, SECRET]);
+      if (bind?.type === 'relay_bind') {
+        // Signed with the secret (revision 1), never the secret itself.
+        assert.deepEqual([bind.id, bind.proof], [ID, relayBindProof(SECRET, bind.requestId, ID)]);
+      }
       c.advance(700);
       assert.ok(binds().length >= 2, 'retransmitted until acknowledged');
       c.at(710, c.relayEp, encodeV2({ type: 'relay_bound', requestId: 0, id: ID }));
