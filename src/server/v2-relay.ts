@@ -588,20 +588,23 @@ export class RelayAllocations {
     alloc.bytes = Math.min(l.bytesPerSecond, alloc.bytes + elapsed * l.bytesPerSecond);
     alloc.packets = Math.min(l.packetsPerSecond, alloc.packets + elapsed * l.packetsPerSecond);
     if (alloc.packets < 1 || alloc.bytes < bytes) return 'pair_rate';
-    if (Number.isFinite(l.totalPacketsPerSecond) || Number.isFinite(l.totalBytesPerSecond)) {
-      const total = Math.max(0, now - this.#totalRefilledAt) / 1000;
+    const capPackets = Number.isFinite(l.totalPacketsPerSecond);
+    const capBytes = Number.isFinite(l.totalBytesPerSecond);
+    if (capPackets || capBytes) {
+      const total = Math.min(1, Math.max(0, now - this.#totalRefilledAt) / 1000);
       this.#totalRefilledAt = now;
-      this.#totalBytes = Math.min(
-        l.totalBytesPerSecond,
-        this.#totalBytes + total * l.totalBytesPerSecond,
-      );
-      this.#totalPackets = Math.min(
-        l.totalPacketsPerSecond,
-        this.#totalPackets + total * l.totalPacketsPerSecond,
-      );
-      if (this.#totalPackets < 1 || this.#totalBytes < bytes) return 'server_rate';
-      this.#totalPackets -= 1;
-      this.#totalBytes -= bytes;
+      if (capPackets) {
+        const perS = l.totalPacketsPerSecond;
+        this.#totalPackets = Math.min(perS, this.#totalPackets + total * perS);
+        if (this.#totalPackets < 1) return 'server_rate';
+      }
+      if (capBytes) {
+        const perS = l.totalBytesPerSecond;
+        this.#totalBytes = Math.min(perS, this.#totalBytes + total * perS);
+        if (this.#totalBytes < bytes) return 'server_rate';
+      }
+      if (capPackets) this.#totalPackets -= 1;
+      if (capBytes) this.#totalBytes -= bytes;
     }
     alloc.packets -= 1;
     alloc.bytes -= bytes;
