@@ -110,6 +110,14 @@ describe('holepunch-server CLI', () => {
       ['--relay-ports', ' 1-2'],
       ['--drain-seconds', '-1'],
       ['--drain-seconds', 'soon'],
+      ['--relay-pair-packets', '0'],
+      ['--relay-pair-bytes', '1.5'],
+      ['--relay-total-packets', 'lots'],
+      ['--relay-total-bytes', '-1'],
+      ['--relay-session-max', '0'],
+      ['--relay-source-share', '0'],
+      ['--relay-source-share', '1.5'],
+      ['--relay-source-share', 'half'],
     ];
     const results = await Promise.all(cases.map((args) => startCli(args).finished));
     results.forEach((result, i) => {
@@ -139,6 +147,14 @@ describe('holepunch-server CLI', () => {
       'HOLEPUNCH_RELAY_PORTS',
       '--drain-seconds',
       'HOLEPUNCH_DRAIN_SECONDS',
+      '--relay-pair-packets',
+      '--relay-pair-bytes',
+      '--relay-total-packets',
+      '--relay-total-bytes',
+      '--relay-session-max',
+      '--relay-source-share',
+      'HOLEPUNCH_RELAY_PAIR_PACKETS',
+      'HOLEPUNCH_RELAY_SOURCE_SHARE',
       'HOLEPUNCH_PORT',
       'HOLEPUNCH_METRICS_PORT',
       'SIGHUP',
@@ -318,6 +334,40 @@ describe('holepunch-server CLI', () => {
     flag.child.kill('SIGTERM');
     const results = await Promise.all([fromEnv.finished, flag.finished]);
     for (const r of results) assert.equal(r.code, 0);
+  });
+
+  test('the relay limits are flags (--relay-pair-packets and the like) or HOLEPUNCH_RELAY_* variables, the flag winning; the listening line shows them', async () => {
+    const defaults = startCli(['0', '--host', '127.0.0.1']);
+    assert.deepEqual((await defaults.logLine('listening')).relayLimits, {
+      maxAllocations: 1000,
+      sourceShare: 0.5,
+      maxPerSession: 0,
+      bytesPerSecond: 2_000_000,
+      packetsPerSecond: 4000,
+      idleMs: 60_000,
+    });
+    defaults.child.kill('SIGTERM');
+    const env = {
+      HOLEPUNCH_RELAY_PAIR_PACKETS: '100',
+      HOLEPUNCH_RELAY_PAIR_BYTES: '50000',
+      HOLEPUNCH_RELAY_TOTAL_PACKETS: '1000',
+      HOLEPUNCH_RELAY_TOTAL_BYTES: '900000',
+      HOLEPUNCH_RELAY_SESSION_MAX: '31',
+      HOLEPUNCH_RELAY_SOURCE_SHARE: '0.05',
+    };
+    const cli = startCli(['0', '--host', '127.0.0.1', '--relay-pair-packets', '20000'], env);
+    assert.deepEqual((await cli.logLine('listening')).relayLimits, {
+      maxAllocations: 1000,
+      sourceShare: 0.05,
+      maxPerSession: 31,
+      bytesPerSecond: 50_000,
+      packetsPerSecond: 20_000,
+      totalBytesPerSecond: 900_000,
+      totalPacketsPerSecond: 1000,
+      idleMs: 60_000,
+    });
+    cli.child.kill('SIGTERM');
+    for (const r of await Promise.all([defaults.finished, cli.finished])) assert.equal(r.code, 0);
   });
 
   test('SIGTERM drains: a relayed game keeps playing, new hosts are refused (v2 server_full, legacy close:Server shutting down), the process exits 0 once the relay is idle', async () => {

@@ -232,7 +232,10 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
       ...(settings.relay
         ? {
             relayPorts: `${settings.relayPorts.low}-${settings.relayPorts.high}`,
-            relayLimits: core.v2.relay?.limits,
+            // No cap (Infinity) is left out: JSON would write it as null.
+            relayLimits: Object.fromEntries(
+              Object.entries(core.v2.relay?.limits ?? {}).filter(([, v]) => Number.isFinite(v)),
+            ),
           }
         : {}),
       logLevel: logger.level,
