@@ -169,7 +169,12 @@ async function register(m: RawMember, session: string, name: string, host: boole
     encodeV2({ type: 'keepalive', requestId: k, session, token: m.token, lobbyVersion: 0 }),
     20,
   );
-  if (lobby?.type !== 'lobby') throw new Error(`${name} not validated`);
+  // The last of a full lobby hears `peers`: AUTOSTART y started the session.
+  if (lobby?.type !== 'lobby' && lobby?.type !== 'peers') {
+    throw new Error(
+      `${name} not validated: ${lobby?.type === 'error' ? lobby.message : lobby?.type}`,
+    );
+  }
 }
 
 interface Lobby {
