@@ -170,6 +170,8 @@ describe('relay core: per-session cap and per-source share', () => {
     assert.equal(ask(t, 0, 3, 2, member('e', '192.0.2.5'), member('f', '192.0.2.6')), 'full');
     assert.equal(t.counters.relayRefusals.full, 1);
     assert.match(RELAY_REFUSAL_MESSAGES.full, /every relay port is in use/);
+    // Never cut: an error answers a 29-byte relay_allocate with at most 3x its size.
+    for (const m of Object.values(RELAY_REFUSAL_MESSAGES)) assert.ok(m.length <= 59, m);
   });
 });
 

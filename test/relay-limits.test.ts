@@ -9,6 +9,7 @@ import {
   runCommand,
   spawnJsonProcess,
 } from '../src/natlab/index.js';
+import { RELAY_REFUSAL_MESSAGES } from '../src/server/v2-relay.js';
 import type { RelayOutcome, RelayPlan } from './relay-attack.js';
 import { labSuitesRanElsewhere } from './suites.js';
 
@@ -79,7 +80,11 @@ describe('relay limits through the README server (root, a namespace of its own)'
     assert.ok((o.allocations ?? 0) >= 490, `and gets its share: ${o.allocations}`);
     assert.deepEqual(o.pair, { granted: true, aToB: true, bToA: true });
     // Refused with a clear message, counted by reason, logged once per interval.
-    assert.ok(Object.keys(o.refusals ?? {}).some((m) => /full for your address/.test(m)));
+    assert.ok(Object.keys(o.refusals ?? {}).includes(RELAY_REFUSAL_MESSAGES.source_full));
+    for (const m of Object.keys(o.refusals ?? {})) {
+      if (/relay/i.test(m))
+        assert.ok(Object.values(RELAY_REFUSAL_MESSAGES).includes(m), `cut: ${m}`);
+    }
     const line = o.limitLines?.[0] as { refusals?: Record<string, number> } | undefined;
     assert.ok((line?.refusals?.source_full ?? 0) > 0, JSON.stringify(o.limitLines));
     assert.ok((o.limitLines?.length ?? 0) <= 2, 'one line per 10 s, not one per request');

@@ -198,10 +198,11 @@ export type RelayRefusal = 'full' | 'source_full' | 'session_full' | 'no_port';
 
 /** The `relay_unavailable` message of each refusal: what is full, and what to do. */
 export const RELAY_REFUSAL_MESSAGES: Readonly<Record<RelayRefusal, string>> = {
-  full: 'The relay is full: every relay port is in use. Try again later.',
-  source_full: 'The relay is full for your address: it takes part in its share of the relay ports.',
-  session_full: 'The relay is full for this session: it holds one relay per pair of a full lobby.',
-  no_port: 'The relay has no free port (other programs hold them).',
+  // At most 59 bytes: an error answers with at most 3x a 29-byte relay_allocate.
+  full: 'The relay is full: every relay port is in use.',
+  source_full: 'The relay is full for your address (its share of ports).',
+  session_full: 'The relay is full for this session (one per pair).',
+  no_port: 'The relay has no free port.',
 };
 
 /** Constant-time comparison of two secrets. */
