@@ -468,6 +468,25 @@ describe('holepunch-server CLI', () => {
     }
   });
 
+  test('--relay-pair-packets 100 caps a relayed pair: of a burst of 400 datagrams about 100 arrive, and the metrics count the drops by reason (pair_rate)', async () => {
+    const game = await relayedGameOnCli(['--relay-pair-packets', '100', '--metrics-port', '0']);
+    try {
+      const metricsPort = (await game.cli.logLine('metrics listening')).port as number;
+      const burst = await game.burst(400);
+      assert.ok(burst.received > 0 && burst.received <= 110, `${burst.received} of 400 arrived`);
+      const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      const drops = Number(
+        /holepunch_relay_drops_total\{reason="pair_rate"\} (\d+)/.exec(text)?.[1],
+      );
+      // The rest: dropped by the relay, counted (the kernel may drop a few of a burst too).
+      assert.ok(drops > 0 && drops + burst.received <= 400, `pair_rate drops: ${drops}`);
+      assert.match(text, /holepunch_relay_drops_total\{reason="server_rate"\} 0/);
+    } finally {
+      await game.close();
+      game.cli.child.kill('SIGKILL');
+    }
+  });
+
   test('--drain-seconds bounds the drain while a game still plays, and 0 stops at once', async () => {
     const game = await relayedGameOnCli(['--drain-seconds', '1.5']);
     try {
@@ -552,6 +571,16 @@ async function relayedGameOnCli(extra: readonly string[]) {
       }
       await new Promise((resolve) => setTimeout(resolve, 100));
       return { sent, received: received - before };
+    },
+    /** Client 0 sends `count` datagrams to client 1 through the relay at once. */
+    async burst(count: number): Promise<{ received: number }> {
+      const peer = results[0]?.peers[0];
+      const before = received;
+      for (let i = 0; i < count; i++) {
+        clients[0]?.send(Buffer.from(`burst ${i}`), peer?.port ?? 0, LOOPBACK);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      return { received: received - before };
     },
     async close(): Promise<void> {
       await Promise.all(clients.map((c) => c.close()));
