@@ -417,6 +417,11 @@ export class Traversal implements Core<TraversalEvent> {
   readonly strategies = new Map<string, PeerStrategy>();
   /** How often to keepalive: the server says (revision ≥ 1), else `KEEPALIVE_INTERVAL_MS`. */
   #keepaliveMs = KEEPALIVE_INTERVAL_MS;
+  /**
+   * The server is of revision 1 or later (its `registered` says how often to keepalive): it
+   * takes signed `relay_bind`s. A revision-0 server gets the bare bindToken it knows.
+   */
+  #signedBinds = false;
   /** The version of the newest complete peer list, and of the parts being assembled. */
   #peersVersion = 0;
   #partsVersion = 0;
@@ -811,6 +816,7 @@ export class Traversal implements Core<TraversalEvent> {
         if (pending?.kind === 'register') {
           if (msg.keepaliveMs !== undefined && msg.keepaliveMs > 0) {
             this.#keepaliveMs = msg.keepaliveMs;
+            this.#signedBinds = true;
           }
           this.#registered(msg.token, msg.observed);
           // Using the token at once shows the server that we receive at this address; only
@@ -1291,9 +1297,12 @@ export class Traversal implements Core<TraversalEvent> {
    * side only for a counter it has not seen, so a captured bind replays as nothing.
    */
   #sendBind(r: RelayState): void {
+    const id = this.#id();
     this.#send(
       { address: this.#o.server.address, port: r.port },
-      encodeRelayBind(r.bindToken, this.#id(), r.id),
+      this.#signedBinds
+        ? encodeRelayBind(r.bindToken, id, r.id)
+        : encodeV2({ type: 'relay_bind', requestId: id, id: r.id, proof: r.bindToken }),
     );
   }
 
@@ -1304,7 +1313,8 @@ export class Traversal implements Core<TraversalEvent> {
       if (r.phase !== 'binding' || r.port !== from.port || bytesKey(r.id) !== bytesKey(id))
         continue;
       r.phase = 'bound';
-      r.nextBindAt = now + RELAY_REBIND_MS;
+      // A revision-0 server moves a side to whichever source binds last: no refresh there.
+      r.nextBindAt = this.#signedBinds ? now + RELAY_REBIND_MS : Number.POSITIVE_INFINITY;
       (this.#lateFor(name)?.attempt ?? this.#punch)?.addRelay(now, name, {
         address: this.#o.server.address,
         port: r.port,

@@ -130,6 +130,9 @@ var server_alt_port := 0
 
 var _o: Dictionary
 var _next_id := 1
+## The server is of revision 1 or later: relay binds are signed (a revision-0 server gets the
+## bare bind secret it knows).
+var _signed_binds := false
 var _pending := {}
 var _token := PackedByteArray()
 ## Our token before a rebind, for pushes the server sent before it moved us.
@@ -453,6 +456,9 @@ func _from_server(now: int, msg: Dictionary) -> void:
 	match msg.type:
 		"registered":
 			if kind == "register":
+				# A server of revision 1 or later says how often to keepalive; it also takes
+				# signed relay binds.
+				_signed_binds = int(msg.get("keepaliveMs", 0)) > 0
 				_registered(msg.token, msg.observed)
 				# Using the token at once shows the server that we receive at this address.
 				if _start_wanted:
@@ -667,7 +673,11 @@ func _relay_granted(now: int, msg: Dictionary) -> void:
 ## A signed relay_bind with a fresh counter (our next request id): the relay moves a bound
 ## side only for a counter it has not seen, so a captured bind replays as nothing.
 func _send_bind(r: Dictionary) -> void:
-	send.call(_o.server_address, r.port, Codec.encode_relay_bind(r.bind_token, _id(), r.id))
+	var id := _id()
+	var bytes := (Codec.encode_relay_bind(r.bind_token, id, r.id) if _signed_binds
+			else Codec.encode({"type": "relay_bind", "requestId": id, "id": r.id,
+				"proof": r.bind_token}))
+	send.call(_o.server_address, r.port, bytes)
 
 
 ## The relay acknowledged our bind: punch the peer through it too.
