@@ -5,6 +5,7 @@
  */
 
 import { MAIN_SOCKET, type SocketId } from '../core/index.js';
+import { SEQUENTIAL_PORT_DELTA } from '../nat/index.js';
 import type { Endpoint } from '../protocol/index.js';
 import {
   encodePunch,
@@ -31,9 +32,10 @@ export const PREDICT_PORT_RANGE = 8;
  * side sweeps this many ports on either side of the peer's public port from the first round:
  * the peer's mapping towards us is the next free port after the one the server saw, pushed
  * further by every other new flow behind that NAT (its classification probes, LAN candidates,
- * relay binds, other hosts), and a small pool may wrap.
+ * relay binds, other hosts), and a small pool may wrap: every port that classification calls
+ * sequential (src/nat).
  */
-export const SWEEP_PORT_RANGE = 64;
+export const SWEEP_PORT_RANGE = SEQUENTIAL_PORT_DELTA;
 /**
  * The sweep goes out on every this-many-th punch round only (one sweep a 200 ms at first, one
  * a 800 ms later): each sweep datagram only has to open our own NAT's filter for the peer's

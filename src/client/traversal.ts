@@ -7,6 +7,7 @@
  */
 import { type Core, MAIN_SOCKET, type SocketId, type Work, WorkQueue } from '../core/index.js';
 import { HolePunchError } from '../errors.js';
+import { natClassOf } from '../nat/index.js';
 import type { Endpoint } from '../protocol/index.js';
 import {
   bytesKey,
@@ -44,8 +45,10 @@ import {
   type PeerFailureCause,
   PUNCH_BUDGET_MS,
   PunchAttempt,
-  SWEEP_PORT_RANGE,
 } from './punch.js';
+
+// Once defined here, now shared with the doctor (src/nat); still exported from here.
+export { natClassOf, SEQUENTIAL_PORT_DELTA } from '../nat/index.js';
 
 /** First retransmission of an unanswered request; doubles up to `REQUEST_RETRY_MAX_MS`. */
 export const REQUEST_RETRY_FIRST_MS = 150;
@@ -113,19 +116,6 @@ export const COLLIDE_WAIT_MAX_MS = 150;
  * a NAT.
  */
 export const COLLIDE_PROBES = 3;
-/**
- * Two public ports at most this far apart are `edm-sequential`: the sweep's range
- * (`SWEEP_PORT_RANGE`). Other flows behind a busy sequential NAT may come between the two
- * probes (the lab's 64-port pool also wraps); two random ports are this close once in ≈ 500.
- */
-export const SEQUENTIAL_PORT_DELTA = SWEEP_PORT_RANGE;
-
-/** The NAT class from the public ports towards the server's main and alternate port. */
-export function natClassOf(mainPort: number, altPort: number): NatClass {
-  if (mainPort === altPort) return 'eim';
-  return Math.abs(mainPort - altPort) <= SEQUENTIAL_PORT_DELTA ? 'edm-sequential' : 'edm-random';
-}
-
 /**
  * What to do with one peer, from both NAT classes (ours first) and the session size:
  * - `relay`: no direct path is to be expected (a random-port side against another

@@ -1,6 +1,7 @@
 /**
  * From what the diagnosis saw to RFC 4787 terms and a verdict in plain words. Pure.
  */
+import { isSequentialStep } from '../nat/index.js';
 import type { Endpoint } from '../protocol/index.js';
 
 /** RFC 4787 mapping and filtering behaviours. */
@@ -16,9 +17,6 @@ export type NatBehaviour = (typeof NAT_BEHAVIOURS)[number];
  * (`sequential`: a peer can predict them), or anything (`random`).
  */
 export type PortAllocation = 'preserved' | 'sequential' | 'random';
-
-/** Largest step between two mappings made one after another that still counts as "next". */
-export const SEQUENTIAL_MAX_STEP = 16;
 
 /** What the tests saw (see `NatDiagnosis`). */
 export interface Observation {
@@ -164,11 +162,11 @@ function portAllocation(o: Observation): PortAllocation | null {
   );
   if (pairs.length < 2) return null;
   if (pairs.every((p) => p.local === p.public)) return 'preserved';
-  // Mappings made one after another (send order) land on the next ports: predictable.
+  // Mappings made one after another (send order) land on the next ports: predictable. The
+  // client's definition (src/nat), so the doctor's `sequential` is the client's `edm-sequential`.
   for (let i = 1; i < pairs.length; i++) {
-    const step =
-      (pairs[i] as { public: number }).public - (pairs[i - 1] as { public: number }).public;
-    if (step < 1 || step > SEQUENTIAL_MAX_STEP) return 'random';
+    const prev = (pairs[i - 1] as { public: number }).public;
+    if (!isSequentialStep(prev, (pairs[i] as { public: number }).public)) return 'random';
   }
   return 'sequential';
 }
