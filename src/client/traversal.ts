@@ -38,11 +38,11 @@ import {
   type V2Peer,
   verifyPushTag,
 } from '../protocol/index.js';
+import { FAILURE_MESSAGES, peerFailureMessage } from './messages.js';
 import {
   BIRTHDAY_SOCKETS,
   type ConfirmedPeer,
   type FailedPeer,
-  type PeerFailureCause,
   PUNCH_BUDGET_MS,
   PunchAttempt,
 } from './punch.js';
@@ -657,20 +657,14 @@ export class Traversal implements Core<TraversalEvent> {
         this.#failAndLeave(
           now,
           'timeout',
-          `the session did not start within ${this.#o.timeoutMs} ms` +
-            (this.#lobbySize ? ` (lobby ${this.#lobbySize})` : '') +
-            (this.#lobbyFull
-              ? this.#o.isHost
-                ? ': the lobby is full and the server waits for you to start it (finalizePeers)'
-                : ': the lobby is full and the server waits for the host to start it'
-              : ''),
+          FAILURE_MESSAGES.lobbyTimeout(
+            this.#o.timeoutMs,
+            this.#lobbySize,
+            this.#lobbyFull,
+            this.#o.isHost,
+          ),
         );
-      else
-        this.#failAndLeave(
-          now,
-          'timeout',
-          `no connection to all peers within ${this.#o.timeoutMs} ms`,
-        );
+      else this.#failAndLeave(now, 'timeout', FAILURE_MESSAGES.punchTimeout(this.#o.timeoutMs));
       return;
     }
     this.#classifyTick(now);
@@ -706,10 +700,9 @@ export class Traversal implements Core<TraversalEvent> {
           this.#failUnreachable(now);
           return;
         }
-        const s = this.#o.server;
         this.#fail(
           'timeout',
-          `no answer from the server ${s.address}:${s.port} for ${SERVER_SILENCE_LIMIT_MS} ms`,
+          FAILURE_MESSAGES.serverSilent(this.#o.server, SERVER_SILENCE_LIMIT_MS),
         );
         return;
       }
@@ -871,7 +864,7 @@ export class Traversal implements Core<TraversalEvent> {
           return;
         }
         // Ends an active traversal only (`#fail` ignores it once failed or left).
-        this.#fail(msg.code, msg.reason || 'Session closed.');
+        this.#fail(msg.code, msg.reason || FAILURE_MESSAGES.sessionClosed);
         return;
       default:
         return;
@@ -922,11 +915,9 @@ export class Traversal implements Core<TraversalEvent> {
   }
 
   #failUnreachable(now: number): void {
-    const s = this.#o.server;
     this.#fail(
       'server_unreachable',
-      `no answer from the server ${s.address}:${s.port} in ${Math.round(now - this.#startedAt)} ms: ` +
-        'check that it runs there and that its UDP port is open',
+      FAILURE_MESSAGES.serverUnreachable(this.#o.server, now - this.#startedAt),
     );
   }
 
@@ -936,7 +927,7 @@ export class Traversal implements Core<TraversalEvent> {
       this.#pending.delete(pending.id);
       if (pending.peer !== undefined) {
         this.#relays.delete(pending.peer);
-        this.#relayFailures.set(pending.peer, `the server cannot relay (${code}: ${message})`);
+        this.#relayFailures.set(pending.peer, FAILURE_MESSAGES.relayRefused(code, message));
       }
       return;
     }
@@ -965,13 +956,12 @@ export class Traversal implements Core<TraversalEvent> {
       return;
     }
     if (pending.kind === 'register' && !this.#o.isHost) {
-      const wanted = `"${this.#o.session}"`;
       if (code === 'session_not_found') {
         this.#fail(code, this.#noSession(now));
         return;
       }
       if (code === 'session_full') {
-        this.#fail(code, `session ${wanted} cannot take you: ${message}`);
+        this.#fail(code, FAILURE_MESSAGES.sessionFull(this.#o.session, message));
         return;
       }
     }
@@ -979,19 +969,18 @@ export class Traversal implements Core<TraversalEvent> {
       pending.kind === 'keepalive' &&
       (code === 'not_authorized' || code === 'session_not_found')
     ) {
-      this.#fail('session_closed', `the session is gone: ${message}`);
+      this.#fail('session_closed', FAILURE_MESSAGES.sessionGone(message));
       return;
     }
     if (pending.kind === 'start' && code === 'not_authorized') {
-      this.#fail('session_closed', `the session is gone: ${message}`);
+      this.#fail('session_closed', FAILURE_MESSAGES.sessionGone(message));
       return;
     }
     this.#fail(code, message);
   }
 
   #noSession(now: number): string {
-    const waited = Math.round((now - this.#startedAt) / 1000);
-    return `no session "${this.#o.session}" on the server after ${waited} s: check the name, and that its host has started hosting`;
+    return FAILURE_MESSAGES.noSession(this.#o.session, Math.round((now - this.#startedAt) / 1000));
   }
 
   #onPeers(now: number, msg: Extract<V2Message, { type: 'peers' }>): void {
@@ -1352,12 +1341,15 @@ export class Traversal implements Core<TraversalEvent> {
       });
       return;
     }
-    const why = failed.map((f) => this.#describe(f)).join('; ');
-    const stats = `${punch.candidateCount} candidates, ${punch.sent} datagrams sent`;
-    const reached =
-      peers.length > 0 ? `reached ${peers.map((p) => p.name).join(', ')} but not all: ` : '';
+    const why = failed.map((f) => this.#describe(f));
+    const message = FAILURE_MESSAGES.punchFailed(
+      peers.map((p) => p.name),
+      why,
+      punch.candidateCount,
+      punch.sent,
+    );
     const gone = failed.every((f) => f.cause === 'left' || f.cause === 'silent');
-    this.#failAndLeave(now, gone ? 'peer_left' : 'punch_failed', `${reached}${why} (${stats})`);
+    this.#failAndLeave(now, gone ? 'peer_left' : 'punch_failed', message);
   }
 
   /**
@@ -1408,32 +1400,14 @@ export class Traversal implements Core<TraversalEvent> {
     this.#birthdayCloseAt = Number.POSITIVE_INFINITY;
   }
 
-  /** One unreached peer and its cause, in words. */
+  /** One unreached peer and its cause, in words (messages.ts). */
   #describe(f: FailedPeer): string {
-    const budget = this.#o.punchBudgetMs ?? PUNCH_BUDGET_MS;
-    const texts: Record<PeerFailureCause, string> = {
-      left: `${f.name} left the session`,
-      silent: `${f.name} stopped answering the server after the start (it crashed, quit or lost its network)`,
-      no_answer:
-        `nothing from ${f.name} got through and none of our punches was answered within the ` +
-        `punch budget (${budget} ms), although the server lists it: the NATs between you need ` +
-        `the relay (typically a symmetric NAT on both sides), or a firewall drops UDP${this.#relayNote(f.name)}`,
-      one_way:
-        `${f.name}'s punches reached us but ours never reached it within the punch budget ` +
-        `(${budget} ms): its NAT filters us (typically a symmetric NAT on one side), and the ` +
-        `relay would connect you${this.#relayNote(f.name)}`,
-      relay_unavailable: `no direct path to ${f.name} and ${this.#relayFailures.get(f.name) ?? 'no relay'}`,
-    };
-    return texts[f.cause];
-  }
-
-  /** What became of the relay to a missed peer, for the failure message. */
-  #relayNote(name: string): string {
-    if (!(this.#o.relay ?? true)) return ' (the relay is off: relay false / --no-relay)';
-    const r = this.#relays.get(name);
-    if (r?.phase === 'bound')
-      return `; our relay port ${r.port} works but ${name} never reached it`;
-    return '; no relay allocation was granted in time';
+    const r = this.#relays.get(f.name);
+    return peerFailureMessage(f, this.#o.punchBudgetMs ?? PUNCH_BUDGET_MS, {
+      relayOn: this.#o.relay ?? true,
+      boundPort: r?.phase === 'bound' ? r.port : undefined,
+      refusal: this.#relayFailures.get(f.name),
+    });
   }
 
   /**
