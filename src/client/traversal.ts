@@ -17,16 +17,7 @@ import {
   endpointKey,
   hasV2Prefix,
   isUnicastEndpoint,
-  isValidField,
-  MAX_KEEP_OPEN_S,
-  MAX_NAME_BYTES,
-  MAX_NICKNAME_BYTES,
-  MAX_PLAYERS_WIRE,
   MAX_REASON_BYTES,
-  MAX_SESSION_BYTES,
-  MAX_SILENCE_S,
-  MIN_PLAYERS,
-  MIN_SILENCE_S,
   type NatClass,
   type PushAuth,
   padRegisterRequest,
@@ -50,303 +41,71 @@ import {
 // Once defined here, now shared with the doctor (src/nat); still exported from here.
 export { natClassOf, SEQUENTIAL_PORT_DELTA } from '../nat/index.js';
 
-/** First retransmission of an unanswered request; doubles up to `REQUEST_RETRY_MAX_MS`. */
-export const REQUEST_RETRY_FIRST_MS = 150;
-export const REQUEST_RETRY_MAX_MS = 500;
-/**
- * A server that answers nothing for this long is considered gone. Long enough that heavy
- * loss (half of all round trips lost) does not look like a dead server: ~40 tries.
- */
-export const SERVER_SILENCE_LIMIT_MS = 20_000;
-/** A join that meets `session_not_found` keeps trying this long (the host may start later). */
-export const SESSION_WAIT_MS = 15_000;
-/** Re-join after `session_not_found` this soon (players often start at the same moment). */
-export const SESSION_WAIT_RETRY_MS = 100;
-/** Keepalive period in a lobby: well under common UDP mapping timeouts (30 s and more). */
-export const KEEPALIVE_INTERVAL_MS = 5_000;
-/** A bound relay allocation is bound again this often (one keepalive interval). */
-export const RELAY_REBIND_MS = KEEPALIVE_INTERVAL_MS;
-/**
- * `leave` and `close` are sent at most this many times, 150/300/500 ms apart, so a goodbye
- * is acknowledged or given up within 1.5 s (then the server's keepalive silence limit,
- * 15 s, drops the member anyway).
- */
-export const GOODBYE_MAX_TRIES = 4;
-/**
- * A peer not confirmed directly this long after the peer list arrived gets a relay
- * allocation asked for, while the punch goes on: a pair without a direct path plays through
- * the relay within ~1.5 s, a pair with one has usually confirmed it by then (a punch
- * confirms in one round trip). `requestRelay` asks at once (e.g. when both NAT types make
- * a direct path impossible).
- */
-export const RELAY_DELAY_MS = 500;
-/**
- * A birthday pair (docs/protocol-v2.md §6, "Strategy") asks the relay this long after the
- * peers arrived instead of `RELAY_DELAY_MS`: birthday probing needs about a second (a few at
- * heavy loss), and a pair relayed first would stay on the relay's socket.
- */
-export const BIRTHDAY_RELAY_DELAY_MS = 3_000;
-/**
- * A sequential pair (`sequential-easy` / `sequential-hard`) asks the relay this long after
- * the peers arrived: the easy side's sweep opens its filter within a round, but each punch
- * of the sequential side needs every uplink on the way (a round trip through three lossy
- * uplinks, as to a double NAT, gets through ≈ 0.12 of the time at the lab's 30 % loss, so
- * 2 s still left ≈ 3 % relayed), and a pair relayed first reports the relay even when the
- * direct path follows.
- */
-export const SEQUENTIAL_RELAY_DELAY_MS = 3_000;
-/**
- * NAT classification while registering: a `probe` to the server's main port, then one to
- * its alternate port, each re-sent this often until answered...
- */
-export const CLASSIFY_RETRY_MS = 25;
-/** ...for at most this long from the start (then the class is `unknown`)... */
-export const CLASSIFY_WITHIN_MS = 400;
-/** ...and at most this many probes in all (64 bytes each). */
-export const CLASSIFY_MAX_PROBES = 16;
-/**
- * Between the two: the wait for the server's unasked answer from its alternate port to reach
- * our NAT first, a retry interval and this many round trips of the main probe...
- */
-export const COLLIDE_WAIT_RTTS = 1.5;
-/** ...and this long at most... */
-export const COLLIDE_WAIT_MAX_MS = 150;
-/**
- * ...after this many copies of that probe, sent at once: one lost answer must not hide such
- * a NAT.
- */
-export const COLLIDE_PROBES = 3;
-/**
- * What to do with one peer, from both NAT classes (ours first) and the session size:
- * - `relay`: no direct path is to be expected (a random-port side against another
- *   port-dependent side, or a random-port side in a session of more than two): ask the
- *   relay at once, and punch all the same;
- * - `birthday-easy` / `birthday-hard`: one side `eim` (or `unknown`), the other `edm-random`,
- *   two players;
- * - `sequential-easy` / `sequential-hard`: one side `eim` (or `unknown`), the other
- *   `edm-sequential`: the
- *   easy side sweeps ±`SWEEP_PORT_RANGE` ports of the hard side's public port from the first
- *   round, the hard side predicts nothing (the easy side keeps its port), and the relay waits
- *   `SEQUENTIAL_RELAY_DELAY_MS`;
- * - `punch`: everything else, as without classes (`unknown` on either side included).
- */
-export type PeerStrategy =
-  | 'punch'
-  | 'relay'
-  | 'birthday-easy'
-  | 'birthday-hard'
-  | 'sequential-easy'
-  | 'sequential-hard';
+import type { TraversalEvent, TraversalState } from './events.js';
+import {
+  CLASSIFY_MAX_PROBES,
+  CLASSIFY_RETRY_MS,
+  CLASSIFY_WITHIN_MS,
+  type Classify,
+  COLLIDE_PROBES,
+  COLLIDE_WAIT_MAX_MS,
+  COLLIDE_WAIT_RTTS,
+} from './nat-probe.js';
+import { RELAY_REBIND_MS, type RelayState } from './relay.js';
+import {
+  GOODBYE_MAX_TRIES,
+  KEEPALIVE_INTERVAL_MS,
+  type Pending,
+  REQUEST_RETRY_FIRST_MS,
+  REQUEST_RETRY_MAX_MS,
+  type RequestKind,
+  SERVER_SILENCE_LIMIT_MS,
+  SESSION_WAIT_MS,
+  SESSION_WAIT_RETRY_MS,
+} from './requests.js';
+import {
+  BIRTHDAY_RELAY_DELAY_MS,
+  type PeerStrategy,
+  peerStrategy,
+  RELAY_DELAY_MS,
+  SEQUENTIAL_RELAY_DELAY_MS,
+} from './strategy.js';
+import { checkTraversalInput, type TraversalOptions } from './traversal-options.js';
 
-export function peerStrategy(self: NatClass, peer: NatClass, peerCount: number): PeerStrategy {
-  // An unknown side against a sequential one is treated as easy (classification fails mostly
-  // on loss, not on hard NATs): if it is hard after all the pair needs the relay anyway.
-  if ((self === 'eim' || self === 'unknown') && peer === 'edm-sequential') {
-    return 'sequential-easy';
-  }
-  if (self === 'edm-sequential' && (peer === 'eim' || peer === 'unknown')) {
-    return 'sequential-hard';
-  }
-  // Likewise against a random-port side in a two-player session: if the unknown side is easy
-  // birthday probing is the one direct path (the plain punch goes on beside it), and if it is
-  // hard the pair needs the relay anyway.
-  if (peerCount === 1 && self === 'unknown' && peer === 'edm-random') return 'birthday-easy';
-  if (peerCount === 1 && self === 'edm-random' && peer === 'unknown') return 'birthday-hard';
-  if (self === 'unknown' || peer === 'unknown') return 'punch';
-  if (self !== 'edm-random' && peer !== 'edm-random') return 'punch';
-  if (self === 'eim' || peer === 'eim') {
-    if (peerCount !== 1) return 'relay';
-    return self === 'eim' ? 'birthday-easy' : 'birthday-hard';
-  }
-  return 'relay';
-}
-
-export interface TraversalOptions {
-  readonly server: Endpoint;
-  readonly session: string;
-  readonly isHost: boolean;
-  readonly name: string;
-  readonly nickname: string;
-  readonly maxPlayers: number;
-  /** Our LAN addresses with the bound port, handed to peers for same-NAT players. */
-  readonly localCandidates: readonly Endpoint[];
-  /** Uniform in [0, 1); picks the first request id. */
-  readonly random: () => number;
-  /** From `start` to success; `Infinity` (the default) waits in the lobby as long as it takes. */
-  readonly timeoutMs?: number;
-  readonly punchBudgetMs?: number;
-  /**
-   * Reach peers without a direct path through the server's relay (default true): asked for
-   * `relayDelayMs` after the peers arrived, in parallel with the punch.
-   */
-  readonly relay?: boolean;
-  /** Default `RELAY_DELAY_MS`. */
-  readonly relayDelayMs?: number;
-  /**
-   * Measure our NAT class before registering (two `probe`s, at most `CLASSIFY_WITHIN_MS`)
-   * and send it in `host`/`join`. Default false in the core; `HolePunchClient` turns it on.
-   */
-  readonly classifyNat?: boolean;
-  /** Choose the strategy per peer from both NAT classes (default true). */
-  readonly natStrategy?: boolean;
-  /**
-   * Fail unless every peer is reached. Default false: succeed when at least one peer is
-   * reached, and list the others in the `punched` event's `failed` with their cause.
-   */
-  readonly requireAllPeers?: boolean;
-  /**
-   * Host: keep the session open this long after the start (ms, whole seconds on the wire, at
-   * most 65535 s): late joiners and members coming back under their name are punched to
-   * everyone present (docs/protocol-v2.md §4, "Open sessions"). Default 0: closed at the start.
-   */
-  readonly keepOpenMs?: number;
-  /**
-   * Host: a member silent this long leaves the lobby (ms, 6000-60000, whole seconds; default
-   * the server's 15000). Members then send keepalives a third as often.
-   */
-  readonly memberSilenceMs?: number;
-  /**
-   * Joiner: how long a `join` to a session that does not exist (yet) is retried, since its
-   * host may not have registered yet (default `SESSION_WAIT_MS`); 0 fails at the first
-   * `session_not_found`.
-   */
-  readonly sessionWaitMs?: number;
-}
+// The traversal's public face: what moved to the modules it is made of is still exported here.
+export type { TraversalEvent, TraversalState } from './events.js';
+export {
+  CLASSIFY_MAX_PROBES,
+  CLASSIFY_RETRY_MS,
+  CLASSIFY_WITHIN_MS,
+  COLLIDE_PROBES,
+  COLLIDE_WAIT_MAX_MS,
+  COLLIDE_WAIT_RTTS,
+} from './nat-probe.js';
+export { RELAY_REBIND_MS } from './relay.js';
+export {
+  GOODBYE_MAX_TRIES,
+  KEEPALIVE_INTERVAL_MS,
+  REQUEST_RETRY_FIRST_MS,
+  REQUEST_RETRY_MAX_MS,
+  SERVER_SILENCE_LIMIT_MS,
+  SESSION_WAIT_MS,
+  SESSION_WAIT_RETRY_MS,
+} from './requests.js';
+export {
+  BIRTHDAY_RELAY_DELAY_MS,
+  type PeerStrategy,
+  peerStrategy,
+  RELAY_DELAY_MS,
+  SEQUENTIAL_RELAY_DELAY_MS,
+} from './strategy.js';
+export { checkTraversalInput, type TraversalOptions } from './traversal-options.js';
 
 /** A late peer list's punch (an open session): its attempt and when it asks for the relay. */
 interface LatePunch {
   readonly attempt: PunchAttempt;
   relayAt: number;
   reported: boolean;
-}
-
-/** Our relay allocation towards one peer (docs/protocol-v2.md, "Relay"). */
-interface RelayState {
-  phase: 'asking' | 'binding' | 'bound';
-  port: number;
-  id: Uint8Array;
-  /** Signs each `relay_bind` (a fresh counter each time: `encodeRelayBind`). */
-  bindToken: Uint8Array;
-  /** The next bind: a retry while binding, the refresh once bound. */
-  nextBindAt: number;
-  bindIntervalMs: number;
-}
-
-export type TraversalEvent =
-  | { type: 'registered'; observed: Endpoint }
-  | { type: 'lobby'; nicknames: string[]; maxPlayers: number }
-  | { type: 'peers'; peers: V2Peer[] }
-  | {
-      type: 'punched';
-      /** Every reached peer; `path: 'relay'` ones at the relay's address and port. */
-      peers: ConfirmedPeer[];
-      /** The peers not reached (only with a partial result), with the cause. */
-      failed: FailedPeer[];
-      elapsedMs: number;
-      /** From the peer list to now: how long the punch (or the relay) took. */
-      punchMs: number;
-      /**
-       * How long from now the session stays open for late joiners (`peerJoined`), 0 when it
-       * takes nobody more (the host did not keep it open, or its time ran out).
-       */
-      openMs: number;
-    }
-  /** A peer reported relayed got a direct path: send its traffic to `peer` from now on. */
-  | { type: 'pathChanged'; peer: ConfirmedPeer; previous: ConfirmedPeer }
-  /** An open session's new members (late joiners, or members back under their name). */
-  | { type: 'latePeers'; peers: V2Peer[] }
-  /** A late peer is reached (after `punched`): send its traffic to `peer`. */
-  | { type: 'peerJoined'; peer: ConfirmedPeer }
-  /** A late peer could not be reached, with the cause. */
-  | { type: 'peerFailed'; peer: FailedPeer }
-  /** After `punched`: a peer left the session (`leave`) or went silent. */
-  | { type: 'peerLeft'; name: string; why: 'left' | 'silent' }
-  /** After `punched`: the host closed the open session, or it ended (`code` says which). */
-  | { type: 'sessionEnded'; code: HolePunchError['code']; reason: string }
-  | { type: 'failed'; error: HolePunchError }
-  | { type: 'goodbye'; kind: 'leave' | 'close'; ok: boolean }
-  /**
-   * A datagram that is not HolePunch protocol: game traffic from a peer. `from` is the
-   * sender exactly as the driver reported it (an IPv4-mapped address stays mapped), so the
-   * game sees the same source as on a raw socket.
-   */
-  | { type: 'data'; from: Endpoint; data: Uint8Array };
-
-/** NAT classification under way (`classifyNat`). */
-interface Classify {
-  readonly until: number;
-  nextAt: number;
-  sent: number;
-  /** Request id of the probe to the main port, then of the one to the alternate port. */
-  id: number;
-  to: Endpoint;
-  mainPort: number | undefined;
-  /** When the probe now awaited was last sent: its answer gives the round trip. */
-  sentAt: number;
-}
-
-type RequestKind = 'register' | 'start' | 'keepalive' | 'leave' | 'close' | 'relay';
-
-interface Pending {
-  readonly kind: RequestKind;
-  /** For `relay`: the peer it asks an allocation towards. */
-  readonly peer?: string;
-  readonly id: number;
-  readonly bytes: Uint8Array;
-  nextAt: number;
-  intervalMs: number;
-  tries: number;
-  readonly firstAt: number;
-}
-
-export type TraversalState =
-  | 'idle'
-  | 'registering'
-  | 'lobby'
-  | 'punching'
-  | 'punched'
-  | 'failed'
-  | 'left';
-
-/** Validates user input before it goes anywhere; throws `bad_request`. */
-export function checkTraversalInput(o: {
-  session: string;
-  name: string;
-  nickname: string;
-  maxPlayers: number;
-  keepOpenMs?: number | undefined;
-  memberSilenceMs?: number | undefined;
-}): void {
-  if (!isValidField(o.session, MAX_SESSION_BYTES)) {
-    throw new HolePunchError('bad_request', `session must be 1..${MAX_SESSION_BYTES} UTF-8 bytes`);
-  }
-  if (!isValidField(o.name, MAX_NAME_BYTES)) {
-    throw new HolePunchError('bad_request', `name must be 1..${MAX_NAME_BYTES} UTF-8 bytes`);
-  }
-  if (!isValidField(o.nickname, MAX_NICKNAME_BYTES, true)) {
-    throw new HolePunchError('bad_request', `nickname must be at most ${MAX_NICKNAME_BYTES} bytes`);
-  }
-  if (
-    !Number.isInteger(o.maxPlayers) ||
-    o.maxPlayers < MIN_PLAYERS ||
-    o.maxPlayers > MAX_PLAYERS_WIRE
-  ) {
-    throw new HolePunchError(
-      'bad_request',
-      `maxPlayers must be ${MIN_PLAYERS}..${MAX_PLAYERS_WIRE}`,
-    );
-  }
-  const keepOpen = o.keepOpenMs ?? 0;
-  if (!Number.isFinite(keepOpen) || keepOpen < 0 || keepOpen > MAX_KEEP_OPEN_S * 1000) {
-    throw new HolePunchError('bad_request', `keepOpenMs must be 0..${MAX_KEEP_OPEN_S * 1000}`);
-  }
-  const silence = o.memberSilenceMs ?? 0;
-  if (silence !== 0 && !(silence >= MIN_SILENCE_S * 1000 && silence <= MAX_SILENCE_S * 1000)) {
-    throw new HolePunchError(
-      'bad_request',
-      `memberSilenceMs must be ${MIN_SILENCE_S * 1000}..${MAX_SILENCE_S * 1000}`,
-    );
-  }
 }
 
 export class Traversal implements Core<TraversalEvent> {
