@@ -4,7 +4,14 @@
  * ports (src/nat, shared with the doctor). Its own module: it runs before registration, with
  * its own budget, and hands the traversal one `NatClass`.
  */
-import type { Endpoint } from '../protocol/index.js';
+import { natClassOf } from '../nat/index.js';
+import {
+  type Endpoint,
+  encodeV2,
+  type NatClass,
+  sameEndpoint,
+  type V2Message,
+} from '../protocol/index.js';
 
 /**
  * NAT classification while registering: a `probe` to the server's main port, then one to
@@ -28,15 +35,103 @@ export const COLLIDE_WAIT_MAX_MS = 150;
  */
 export const COLLIDE_PROBES = 3;
 
-/** NAT classification under way (`classifyNat`). */
-export interface Classify {
-  readonly until: number;
-  nextAt: number;
-  sent: number;
+/** What the probe asks of the traversal now. */
+export type NatProbeStep =
+  /** Send this probe to the server (main or alternate port). */
+  | { readonly type: 'send'; readonly to: Endpoint; readonly data: Uint8Array }
+  /**
+   * The main port answered: provoke the port collision (`collide`, with two fresh request
+   * ids), then probe the alternate port.
+   */
+  | { readonly type: 'collide' }
+  /** Done: register with this class. */
+  | { readonly type: 'classified'; readonly nat: NatClass };
+
+/**
+ * NAT classification under way (`classifyNat`). Sans-IO and without callbacks: it says what
+ * to do (`NatProbeStep`) and the traversal sends, with request ids from its own counter.
+ */
+export class NatProbe {
+  readonly #server: Endpoint;
+  readonly #until: number;
+  #nextAt: number;
+  #sent = 0;
   /** Request id of the probe to the main port, then of the one to the alternate port. */
-  id: number;
-  to: Endpoint;
-  mainPort: number | undefined;
+  #id: number;
+  #to: Endpoint;
+  #mainPort: number | undefined;
   /** When the probe now awaited was last sent: its answer gives the round trip. */
-  sentAt: number;
+  #sentAt: number;
+
+  constructor(server: Endpoint, now: number, id: number) {
+    this.#server = server;
+    this.#until = now + CLASSIFY_WITHIN_MS;
+    this.#nextAt = now;
+    this.#id = id;
+    this.#to = server;
+    this.#sentAt = now;
+  }
+
+  /** When `tick` has something to do. */
+  get nextAt(): number {
+    return this.#nextAt;
+  }
+
+  /** (Re)sends the current probe, or gives up (`unknown`). */
+  tick(now: number): NatProbeStep | undefined {
+    if (now < this.#nextAt) return undefined;
+    if (now >= this.#until || this.#sent >= CLASSIFY_MAX_PROBES) {
+      return { type: 'classified', nat: 'unknown' };
+    }
+    this.#sent++;
+    this.#nextAt = now + CLASSIFY_RETRY_MS;
+    this.#sentAt = now;
+    const data = encodeV2({
+      type: 'probe',
+      requestId: this.#id,
+      changeAddress: false,
+      changePort: false,
+    });
+    return { type: 'send', to: this.#to, data };
+  }
+
+  /** A `probe_reply` from the server's main or alternate port; `undefined` if not ours. */
+  reply(
+    from: Endpoint,
+    msg: Extract<V2Message, { type: 'probe_reply' }>,
+  ): NatProbeStep | undefined {
+    if (msg.requestId !== this.#id || !sameEndpoint(from, this.#to)) return undefined;
+    if (this.#mainPort !== undefined) {
+      return { type: 'classified', nat: natClassOf(this.#mainPort, msg.observed.port) };
+    }
+    this.#mainPort = msg.observed.port;
+    if (msg.altPort === 0 || msg.altPort === this.#server.port) {
+      return { type: 'classified', nat: 'unknown' };
+    }
+    this.#to = { address: this.#server.address, port: msg.altPort };
+    return { type: 'collide' };
+  }
+
+  /**
+   * A NAT that lets unsolicited datagrams in to its own address moves a host to another
+   * public port when the host then sends to where they came from (RFC 4787 §4.1, port
+   * collision), and so does it to a peer whose punch arrives first: have the server answer
+   * from its alternate port unasked (`COLLIDE_PROBES` copies of the returned probe, to the
+   * main port), give that answer a round trip to arrive, then probe the alternate port under
+   * `nextId`. Such a NAT then measures `edm-random`, as it behaves.
+   */
+  collide(now: number, provokeId: number, nextId: number): Uint8Array {
+    const provoke = encodeV2({
+      type: 'probe',
+      requestId: provokeId,
+      changeAddress: false,
+      changePort: true,
+    });
+    this.#sent += COLLIDE_PROBES;
+    this.#id = nextId;
+    this.#nextAt =
+      now +
+      Math.min(COLLIDE_WAIT_MAX_MS, CLASSIFY_RETRY_MS + COLLIDE_WAIT_RTTS * (now - this.#sentAt));
+    return provoke;
+  }
 }

@@ -7,7 +7,6 @@
  */
 import { type Core, MAIN_SOCKET, type SocketId, type Work, WorkQueue } from '../core/index.js';
 import { HolePunchError } from '../errors.js';
-import { natClassOf } from '../nat/index.js';
 import type { Endpoint } from '../protocol/index.js';
 import {
   bytesKey,
@@ -42,15 +41,7 @@ import {
 export { natClassOf, SEQUENTIAL_PORT_DELTA } from '../nat/index.js';
 
 import type { TraversalEvent, TraversalState } from './events.js';
-import {
-  CLASSIFY_MAX_PROBES,
-  CLASSIFY_RETRY_MS,
-  CLASSIFY_WITHIN_MS,
-  type Classify,
-  COLLIDE_PROBES,
-  COLLIDE_WAIT_MAX_MS,
-  COLLIDE_WAIT_RTTS,
-} from './nat-probe.js';
+import { COLLIDE_PROBES, NatProbe, type NatProbeStep } from './nat-probe.js';
 import { RELAY_REBIND_MS, type RelayState } from './relay.js';
 import {
   GOODBYE_MAX_TRIES,
@@ -150,7 +141,7 @@ export class Traversal implements Core<TraversalEvent> {
   /** The last lobby was full: a server with AUTOSTART `n` then waits for the host. */
   #lobbyFull = false;
   #nat: NatClass = 'unknown';
-  #classify: Classify | undefined;
+  #classify: NatProbe | undefined;
   /** Our birthday sockets (hard side) neither kept nor closed yet. */
   #birthdaySockets: SocketId[] = [];
   /**
@@ -249,16 +240,7 @@ export class Traversal implements Core<TraversalEvent> {
     const t = this.#o.timeoutMs;
     if (t !== undefined && Number.isFinite(t)) this.#deadline = now + t;
     if (this.#o.classifyNat) {
-      const id = this.#id();
-      this.#classify = {
-        until: now + CLASSIFY_WITHIN_MS,
-        nextAt: now,
-        sent: 0,
-        id,
-        to: this.#o.server,
-        mainPort: undefined,
-        sentAt: now,
-      };
+      this.#classify = new NatProbe(this.#o.server, now, this.#id());
       this.#classifyTick(now);
       return;
     }
@@ -267,57 +249,31 @@ export class Traversal implements Core<TraversalEvent> {
 
   /** Classification: (re)sends the current probe, or gives up and registers. */
   #classifyTick(now: number): void {
-    const c = this.#classify;
-    if (c === undefined || now < c.nextAt) return;
-    if (now >= c.until || c.sent >= CLASSIFY_MAX_PROBES) {
-      this.#classified(now, 'unknown');
-      return;
-    }
-    c.sent++;
-    c.nextAt = now + CLASSIFY_RETRY_MS;
-    c.sentAt = now;
-    this.#send(
-      c.to,
-      encodeV2({ type: 'probe', requestId: c.id, changeAddress: false, changePort: false }),
-    );
+    const step = this.#classify?.tick(now);
+    if (step !== undefined) this.#classifyStep(now, step);
   }
 
   /** A `probe_reply` from the server's main or alternate port, for our current probe. */
   #onProbeReply(now: number, from: Endpoint, msg: Extract<V2Message, { type: 'probe_reply' }>) {
-    const c = this.#classify;
-    if (c === undefined || msg.requestId !== c.id || !sameEndpoint(from, c.to)) return;
-    if (c.mainPort === undefined) {
-      c.mainPort = msg.observed.port;
-      if (msg.altPort === 0 || msg.altPort === this.#o.server.port) {
-        this.#classified(now, 'unknown');
-        return;
-      }
-      c.to = { address: this.#o.server.address, port: msg.altPort };
-      // A NAT that lets unsolicited datagrams in to its own address moves a host to another
-      // public port when the host then sends to where they came from (RFC 4787 §4.1, port
-      // collision), and so does it to a peer whose punch arrives first: have the server
-      // answer from its alternate port unasked, give that answer a round trip to arrive,
-      // then probe the alternate port. Such a NAT then measures `edm-random`, as it behaves.
-      const provoke = encodeV2({
-        type: 'probe',
-        requestId: this.#id(),
-        changeAddress: false,
-        changePort: true,
-      });
-      for (let copy = 0; copy < COLLIDE_PROBES; copy++) this.#send(this.#o.server, provoke);
-      c.sent += COLLIDE_PROBES;
-      c.id = this.#id();
-      c.nextAt =
-        now +
-        Math.min(COLLIDE_WAIT_MAX_MS, CLASSIFY_RETRY_MS + COLLIDE_WAIT_RTTS * (now - c.sentAt));
-      return;
-    }
-    this.#classified(now, natClassOf(c.mainPort, msg.observed.port));
+    const step = this.#classify?.reply(from, msg);
+    if (step !== undefined) this.#classifyStep(now, step);
   }
 
-  #classified(now: number, nat: NatClass): void {
+  #classifyStep(now: number, step: NatProbeStep): void {
+    const probe = this.#classify;
+    if (probe === undefined) return;
+    if (step.type === 'send') {
+      this.#send(step.to, step.data);
+      return;
+    }
+    if (step.type === 'collide') {
+      const provokeId = this.#id();
+      const provoke = probe.collide(now, provokeId, this.#id());
+      for (let copy = 0; copy < COLLIDE_PROBES; copy++) this.#send(this.#o.server, provoke);
+      return;
+    }
     this.#classify = undefined;
-    this.#nat = nat;
+    this.#nat = step.nat;
     if (this.#state === 'registering') this.#register(now);
   }
 
