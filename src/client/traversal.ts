@@ -28,14 +28,9 @@ import {
   type V2Peer,
   verifyPushTag,
 } from '../protocol/index.js';
+import { BirthdaySockets } from './birthday-sockets.js';
 import { FAILURE_MESSAGES, peerFailureMessage } from './messages.js';
-import {
-  BIRTHDAY_SOCKETS,
-  type ConfirmedPeer,
-  type FailedPeer,
-  PUNCH_BUDGET_MS,
-  PunchAttempt,
-} from './punch.js';
+import { type ConfirmedPeer, type FailedPeer, PUNCH_BUDGET_MS, PunchAttempt } from './punch.js';
 
 // Once defined here, now shared with the doctor (src/nat); still exported from here.
 export { natClassOf, SEQUENTIAL_PORT_DELTA } from '../nat/index.js';
@@ -142,17 +137,8 @@ export class Traversal implements Core<TraversalEvent> {
   #lobbyFull = false;
   #nat: NatClass = 'unknown';
   #classify: NatProbe | undefined;
-  /** Our birthday sockets (hard side) neither kept nor closed yet. */
-  #birthdaySockets: SocketId[] = [];
-  /**
-   * Once the punch settled: when the birthday sockets the peer has not reached by then close
-   * (the end of the punch's linger); until then one it reaches is kept.
-   */
-  #birthdayCloseAt = Number.POSITIVE_INFINITY;
-  /** The socket the game's datagrams leave from: a birthday hit's socket, or the main one. */
-  #gameSocket: SocketId = MAIN_SOCKET;
-  /** Birthday sockets kept open after the punch (hit by the peer): their datagrams are game data. */
-  readonly #keptSockets = new Set<SocketId>();
+  /** The hard side's birthday sockets, and which socket is the game's. */
+  readonly #birthday = new BirthdaySockets();
   /** The strategy chosen for each peer (by name), for reports and tests. */
   readonly strategies = new Map<string, PeerStrategy>();
   /** How often to keepalive: the server says (revision ≥ 1), else `KEEPALIVE_INTERVAL_MS`. */
@@ -208,7 +194,7 @@ export class Traversal implements Core<TraversalEvent> {
    * datagrams come out as `data`).
    */
   get gameSocket(): SocketId {
-    return this.#gameSocket;
+    return this.#birthday.gameSocket;
   }
 
   poll(): Work<TraversalEvent> | undefined {
@@ -218,7 +204,7 @@ export class Traversal implements Core<TraversalEvent> {
   /** A birthday socket that could not be bound is left out (the others still try). */
   bound(_now: number, socket: SocketId, ok: boolean): void {
     if (ok || socket === MAIN_SOCKET) return;
-    this.#birthdaySockets = this.#birthdaySockets.filter((s) => s !== socket);
+    this.#birthday.bindFailed(socket);
   }
 
   /**
@@ -228,7 +214,7 @@ export class Traversal implements Core<TraversalEvent> {
    */
   sendGame(to: Endpoint, data: Uint8Array): void {
     const target = unmapped(to);
-    this.#send(this.#direct.get(endpointKey(target)) ?? target, data, this.#gameSocket);
+    this.#send(this.#direct.get(endpointKey(target)) ?? target, data, this.#birthday.gameSocket);
   }
 
   start(now: number): void {
@@ -358,7 +344,7 @@ export class Traversal implements Core<TraversalEvent> {
       if (r.phase !== 'asking') next = Math.min(next, r.nextBindAt);
     if (this.#punch) next = Math.min(next, this.#punch.nextDeadline());
     for (const l of this.#late) next = Math.min(next, l.attempt.nextDeadline(), l.relayAt);
-    return Math.min(next, this.#birthdayCloseAt);
+    return Math.min(next, this.#birthday.closeAt);
   }
 
   handleTimeout(now: number): void {
@@ -439,7 +425,7 @@ export class Traversal implements Core<TraversalEvent> {
       l.attempt.handleTimeout(now);
     }
     this.#checkLate(now);
-    if (now >= this.#birthdayCloseAt) this.#closeBirthdaySockets();
+    if (now >= this.#birthday.closeAt) this.#unbind(this.#birthday.close());
   }
 
   /**
@@ -451,7 +437,7 @@ export class Traversal implements Core<TraversalEvent> {
     if (!hasV2Prefix(data)) {
       // Game data on the main socket or the game's birthday socket; a closed or losing
       // birthday socket's leftovers are nobody's.
-      if (socket === MAIN_SOCKET || this.#keptSockets.has(socket)) {
+      if (this.#birthday.carriesGame(socket)) {
         this.#work.event({ type: 'data', from: sender, data });
       }
       return;
@@ -473,8 +459,7 @@ export class Traversal implements Core<TraversalEvent> {
       }
       if (this.#punch?.answering) {
         if (this.#punch.handle(now, from, msg, socket)) this.#checkPunch(now);
-        if (this.#birthdayCloseAt < Number.POSITIVE_INFINITY)
-          this.#keepHits(this.#punch.hitSockets);
+        if (this.#birthday.lingering) this.#birthday.keepHits(this.#punch.hitSockets);
       }
       return;
     }
@@ -776,11 +761,9 @@ export class Traversal implements Core<TraversalEvent> {
         relayDelay = Math.max(relayDelay, BIRTHDAY_RELAY_DELAY_MS);
         // Sockets 1..BIRTHDAY_SOCKETS on any port; node:dgram (and the simulator) send what
         // follows a bind from the new socket once it is bound.
-        for (let socket = 1; socket <= BIRTHDAY_SOCKETS; socket++) {
-          this.#work.push({ type: 'bind', socket, port: 0 });
-          this.#birthdaySockets.push(socket);
-        }
-        this.#punch.startBirthdayHard(now, p.name, this.#birthdaySockets);
+        const sockets = this.#birthday.open();
+        for (const socket of sockets) this.#work.push({ type: 'bind', socket, port: 0 });
+        this.#punch.startBirthdayHard(now, p.name, sockets);
       }
     }
     if (this.#o.relay ?? true) {
@@ -1033,7 +1016,7 @@ export class Traversal implements Core<TraversalEvent> {
     const punch = this.#punch;
     if (punch === undefined) return;
     const peers = punch.confirmed;
-    this.#settleBirthdaySockets(now, punch);
+    this.#unbind(this.#birthday.settle(now, punch));
     // Allocations not working by now are of no use: stop asking and binding.
     this.#relayAt = Number.POSITIVE_INFINITY;
     for (const [name, r] of [...this.#relays]) {
@@ -1067,52 +1050,8 @@ export class Traversal implements Core<TraversalEvent> {
     this.#failAndLeave(now, gone ? 'peer_left' : 'punch_failed', message);
   }
 
-  /**
-   * The punch settled: a peer confirmed through a birthday socket makes that socket the
-   * game's (`gameSocket`). Both sides confirm on their own, so the peer may confirm us at
-   * another of our mappings than the one we confirmed it through, and its punches to them
-   * may still be on the way (an `eim` peer punches back only the first few mappings it heard
-   * from). Every birthday socket the peer's punches or acks reach before the punch's linger
-   * ends stays open (its datagrams are game data; the first hit is the game's socket when we
-   * confirmed the peer on the main socket, because an `eim` peer accepts us from wherever it
-   * already sent to); the others are closed then. Through the relay only the game's socket
-   * counts: the others close at once.
-   */
-  #settleBirthdaySockets(now: number, punch: PunchAttempt): void {
-    if (this.#birthdaySockets.length === 0) return;
-    const hits = punch.hitSockets;
-    let keep: SocketId = hits[0] ?? MAIN_SOCKET;
-    let relayed = false;
-    for (const p of punch.confirmed) {
-      if (p.path === 'birthday') keep = punch.socketOf(p.name);
-      if (p.path === 'relay') relayed = true;
-    }
-    if (relayed) keep = MAIN_SOCKET;
-    this.#gameSocket = keep;
-    if (keep !== MAIN_SOCKET) this.#keepHits([keep]);
-    if (relayed || !punch.answering) {
-      this.#closeBirthdaySockets();
-      return;
-    }
-    this.#keepHits(hits);
-    this.#birthdayCloseAt = Math.max(now, punch.lingerUntil);
-  }
-
-  /** Moves `sockets` that are still open from the birthday sockets to the kept ones. */
-  #keepHits(sockets: readonly SocketId[]): void {
-    for (const socket of sockets) {
-      const i = this.#birthdaySockets.indexOf(socket);
-      if (i < 0) continue;
-      this.#birthdaySockets.splice(i, 1);
-      this.#keptSockets.add(socket);
-    }
-  }
-
-  /** Closes every birthday socket not kept. */
-  #closeBirthdaySockets(): void {
-    for (const socket of this.#birthdaySockets) this.#work.push({ type: 'unbind', socket });
-    this.#birthdaySockets = [];
-    this.#birthdayCloseAt = Number.POSITIVE_INFINITY;
+  #unbind(sockets: readonly SocketId[]): void {
+    for (const socket of sockets) this.#work.push({ type: 'unbind', socket });
   }
 
   /** One unreached peer and its cause, in words (messages.ts). */
@@ -1161,7 +1100,7 @@ export class Traversal implements Core<TraversalEvent> {
     this.#relayAt = Number.POSITIVE_INFINITY;
     this.#relays.clear();
     this.#classify = undefined;
-    this.#closeBirthdaySockets();
+    this.#unbind(this.#birthday.close());
     if (this.#punch && this.#punch.state === 'punching') this.#punch = undefined;
     else this.#punch?.stopUpgrading();
   }
