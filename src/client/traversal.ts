@@ -29,6 +29,7 @@ import {
   verifyPushTag,
 } from '../protocol/index.js';
 import { BirthdaySockets } from './birthday-sockets.js';
+import { decideOnError } from './error-policy.js';
 import { FAILURE_MESSAGES, peerFailureMessage } from './messages.js';
 import { type ConfirmedPeer, type FailedPeer, PUNCH_BUDGET_MS, PunchAttempt } from './punch.js';
 
@@ -621,62 +622,51 @@ export class Traversal implements Core<TraversalEvent> {
     );
   }
 
+  /** The server refused one of our requests: error-policy.ts decides, this carries it out. */
   #onError(now: number, pending: Pending, code: HolePunchError['code'], message: string): void {
-    if (pending.kind === 'relay') {
-      // The punch goes on; at the end of its budget this is the cause, if it is still missed.
-      this.#pending.delete(pending.id);
-      if (pending.peer !== undefined) {
-        this.#relays.delete(pending.peer);
-        this.#relayFailures.set(pending.peer, FAILURE_MESSAGES.relayRefused(code, message));
-      }
+    const decision = decideOnError(pending.kind, code, {
+      isHost: this.#o.isHost,
+      punched: this.#state === 'punched',
+      mayWait: now < this.#sessionWaitUntil,
+    });
+    if (decision.type === 'waitForHost') {
+      this.#sessionMissing = true;
+      // The host may not have registered yet: ask again soon. The server answered, so
+      // the backoff restarts (it is for silence, not for a session that is not there yet).
+      pending.nextAt = now + SESSION_WAIT_RETRY_MS;
+      pending.intervalMs = REQUEST_RETRY_FIRST_MS;
       return;
-    }
-    if (pending.kind === 'leave' || pending.kind === 'close') {
-      // Already gone (e.g. our first try got through and only its `ok` was lost).
-      this.#pending.delete(pending.id);
-      const gone = code === 'not_authorized' || code === 'session_not_found';
-      this.#work.event({ type: 'goodbye', kind: pending.kind, ok: gone });
-      return;
-    }
-    if (pending.kind === 'register' && code === 'session_not_found' && !this.#o.isHost) {
-      if (now < this.#sessionWaitUntil) {
-        this.#sessionMissing = true;
-        // The host may not have registered yet: ask again soon. The server answered, so
-        // the backoff restarts (it is for silence, not for a session that is not there yet).
-        pending.nextAt = now + SESSION_WAIT_RETRY_MS;
-        pending.intervalMs = REQUEST_RETRY_FIRST_MS;
-        return;
-      }
     }
     this.#pending.delete(pending.id);
-    if (pending.kind === 'keepalive' && this.#state === 'punched') {
-      // The open session ended (its keepOpen ran out, or it was closed): the game goes on.
-      this.#closeOpen();
-      this.#work.event({ type: 'sessionEnded', code: 'session_closed', reason: message });
-      return;
-    }
-    if (pending.kind === 'register' && !this.#o.isHost) {
-      if (code === 'session_not_found') {
-        this.#fail(code, this.#noSession(now));
+    switch (decision.type) {
+      case 'relayRefused':
+        // The punch goes on; at the end of its budget this is the cause, if it is still missed.
+        if (pending.peer !== undefined) {
+          this.#relays.delete(pending.peer);
+          this.#relayFailures.set(pending.peer, FAILURE_MESSAGES.relayRefused(code, message));
+        }
+        return;
+      case 'goodbye':
+        if (pending.kind === 'leave' || pending.kind === 'close') {
+          this.#work.event({ type: 'goodbye', kind: pending.kind, ok: decision.ok });
+        }
+        return;
+      case 'sessionEnded':
+        // The game goes on.
+        this.#closeOpen();
+        this.#work.event({ type: 'sessionEnded', code: 'session_closed', reason: message });
+        return;
+      case 'fail': {
+        const words = {
+          server: () => message,
+          noSession: () => this.#noSession(now),
+          sessionFull: () => FAILURE_MESSAGES.sessionFull(this.#o.session, message),
+          sessionGone: () => FAILURE_MESSAGES.sessionGone(message),
+        };
+        this.#fail(decision.code, words[decision.say]());
         return;
       }
-      if (code === 'session_full') {
-        this.#fail(code, FAILURE_MESSAGES.sessionFull(this.#o.session, message));
-        return;
-      }
     }
-    if (
-      pending.kind === 'keepalive' &&
-      (code === 'not_authorized' || code === 'session_not_found')
-    ) {
-      this.#fail('session_closed', FAILURE_MESSAGES.sessionGone(message));
-      return;
-    }
-    if (pending.kind === 'start' && code === 'not_authorized') {
-      this.#fail('session_closed', FAILURE_MESSAGES.sessionGone(message));
-      return;
-    }
-    this.#fail(code, message);
   }
 
   #noSession(now: number): string {
