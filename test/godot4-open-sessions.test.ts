@@ -54,10 +54,21 @@ const signalLine = (name: string) => (l: JsonLine) => l.godot === 'signal' && l.
 const joinedLine = (peer: string) => (l: JsonLine) =>
   signalLine('peer_joined')(l) && (l.args as [{ name: string }])[0]?.name === peer;
 
-/** A player that ran to its end: no script error, exit 0, its RPCs done. */
+/** Every error line the engine printed (a script error, or e.g. an RPC on a dead peer). */
+function engineErrors(stderr: string): string[] {
+  return [
+    ...scriptErrors(stderr),
+    ...stderr
+      .split('\n')
+      .filter((l) => l.startsWith('ERROR:'))
+      .map((l) => l.trim()),
+  ];
+}
+
+/** A player that ran to its end: no engine error, exit 0, its RPCs done. */
 async function checkPlayed(label: string, proc: Proc): Promise<void> {
   const result = await proc.exited;
-  assert.deepEqual(scriptErrors(result.stderr), [], `${label}: GDScript errors`);
+  assert.deepEqual(engineErrors(result.stderr), [], `${label}: engine errors`);
   const trace = JSON.stringify(proc.lines.slice(-8));
   assert.ok(
     proc.lines.some((l) => l.godot === 'rpc_ok'),
@@ -147,9 +158,17 @@ describe('the Godot 4 addon, open sessions (protocol v2 revision 1)', {
     assert.ok(await stay.waitForLine(lobbyOf(3), 10_000), 'sj sees all three');
     crash.kill();
     const killedAt = Date.now();
-    const hostSaw = await host.waitForLine(lobbyOf(2), 20_000);
+    // Only lobbies after the kill count (one of two was seen before the third player came).
+    const [hostBefore, stayBefore] = [host.lines.length, stay.lines.length];
+    const hostSaw = await host.waitForLine(
+      (l) => host.lines.indexOf(l) >= hostBefore && lobbyOf(2)(l),
+      20_000,
+    );
     const hostMs = Date.now() - killedAt;
-    const staySaw = await stay.waitForLine(lobbyOf(2), 5_000);
+    const staySaw = await stay.waitForLine(
+      (l) => stay.lines.indexOf(l) >= stayBefore && lobbyOf(2)(l),
+      5_000,
+    );
     const stayMs = Date.now() - killedAt;
     host.kill();
     stay.kill();

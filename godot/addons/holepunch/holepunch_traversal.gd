@@ -938,8 +938,10 @@ func _peer_left(now: int, name: String, why: String) -> void:
 			_check_late(now)
 		return
 	if state == "punched":
-		# Told once: the push, or a newer list without it, whichever comes first.
-		if why == "left" and not _peers_by_name.erase(name):
+		# Told once: the push, or a newer list without it, whichever comes first (a silent
+		# member is off the list too, so the newer list does not tell it again as "left").
+		var known := _peers_by_name.erase(name)
+		if why == "left" and not known:
 			return
 		if why == "left":
 			_drop_relay(name)

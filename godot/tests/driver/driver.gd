@@ -47,6 +47,7 @@ var _byes: Dictionary = {}
 var _late_wanted: int = 0
 var _late_seen: int = 0
 var _ended_seen: bool = false
+var _closed: bool = false
 
 
 func _ready() -> void:
@@ -121,7 +122,9 @@ func _on_late_signal(signal_name: String, args: Array) -> void:
 			get_tree().create_timer(float(_config.close_after_late_ms) / 1000.0).timeout.connect(
 					func() -> void:
 						_line({"godot": "call", "call": "close_session"})
-						_hp.close_session())
+						_hp.close_session()
+						_closed = true
+						_maybe_finish())
 		_maybe_finish()
 
 
@@ -237,10 +240,12 @@ func _maybe_finish() -> void:
 		_end("done", 0, 1.0)
 
 
-## Every late player expected has joined, and the session's end came if it was to be waited for.
+## Every late player expected has joined, the session's end came if it was to be waited for,
+## and the host closed it if it was to.
 func _late_done() -> bool:
 	return _late_seen >= _late_wanted \
-			and (_ended_seen or not bool(_config.get("expect_ended", false)))
+			and (_ended_seen or not bool(_config.get("expect_ended", false))) \
+			and (_closed or not _config.has("close_after_late_ms"))
 
 
 func _start_udp_echo(port: int, peers: Array) -> void:
