@@ -605,9 +605,12 @@ func _registered(token: PackedByteArray, endpoint: Dictionary) -> void:
 	_emit({"type": "registered", "observed": endpoint})
 
 
-## The server saw us at another address (our NAT re-mapped us) and sent a fresh token.
+## The server saw us at another address (our NAT re-mapped us) and sent a fresh token. After
+## punched too: an open session's keepalives leave from the game's port (the forwarder's),
+## which after a birthday win is not the one we registered from, and the server must push
+## late peers' lists there.
 func _rebound(now: int, pending: Dictionary, token: PackedByteArray, endpoint: Dictionary) -> void:
-	if state != "lobby":
+	if state != "lobby" and state != "punched":
 		return
 	_pending.erase(pending.id)
 	_previous_token = _token
