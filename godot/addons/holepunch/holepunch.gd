@@ -529,7 +529,11 @@ func _create_redundant_enet_peer(channel_count: int, copies: int) -> ENetMultipl
 	var err: Error
 	if last_result.is_host:
 		peer.set_bind_ip(Redundancy.LOOPBACK)
-		err = peer.create_server(0, max_player_count - 1, channel_count)
+		# An open session: a player back under its name connects again while its old ENet peer
+		# has not timed out yet, so ENet takes more than the session's seats (the rendezvous
+		# server still holds the session to max_player_count).
+		var clients := Codec.MAX_PLAYERS_WIRE - 1 if _after_punch else max_player_count - 1
+		err = peer.create_server(0, clients, channel_count)
 		if err == OK:
 			err = proxy.open(last_result.local_port, peer.host.get_local_port(), copies)
 	else:
