@@ -88,8 +88,9 @@ describe('the Godot 4 addon in the NAT lab: a late joiner and a rejoin', {
     });
     assert.ok(await host.waitForLine(line('ready'), STEP_WAIT_MS), 'host ready');
     const first = spawn('j', jp, { name: 'j', expect_late: 2 });
-    assert.ok(await host.waitForLine(line('punched'), STEP_WAIT_MS), 'host punched');
-    assert.ok(await first.waitForLine(line('punched'), STEP_WAIT_MS), 'j punched');
+    const trace = (p: LabProcess) => JSON.stringify(p.lines.filter((l) => l.godot !== 'ready'));
+    assert.ok(await host.waitForLine(line('punched'), STEP_WAIT_MS), `host: ${trace(host)}`);
+    assert.ok(await first.waitForLine(line('punched'), STEP_WAIT_MS), `j: ${trace(first)}`);
 
     const late = spawn('l', l1p, { name: 'late' });
     const latePunched = await late.waitForLine(line('punched'), STEP_WAIT_MS);
