@@ -76,7 +76,13 @@ describe('the Godot 4 addon in the NAT lab: a late joiner and a rejoin', {
   it('a third Godot player joins a started open session through its NAT and is punched to both, then again after its game is killed', async () => {
     assert.ok(lab);
     const [hp, jp, l1p, l2p] = projects as [Project, Project, Project, Project];
-    const base = { session: 'godot-lab-late', max_players: 3, after: 'enet', deadline_ms: 45_000 };
+    const base = {
+      session: 'godot-lab-late',
+      host: false,
+      max_players: 3,
+      after: 'enet',
+      deadline_ms: 45_000,
+    };
     const spawn = (at: string, project: Project, config: Record<string, unknown>) =>
       spawnLabGodot(lab as Lab, at, project, { ...base, ...config });
     const host = spawn('h', hp, {
@@ -88,8 +94,15 @@ describe('the Godot 4 addon in the NAT lab: a late joiner and a rejoin', {
     });
     assert.ok(await host.waitForLine(line('ready'), STEP_WAIT_MS), 'host ready');
     const first = spawn('j', jp, { name: 'j', expect_late: 2 });
-    const trace = (p: LabProcess) => JSON.stringify(p.lines.filter((l) => l.godot !== 'ready'));
-    assert.ok(await host.waitForLine(line('punched'), STEP_WAIT_MS), `host: ${trace(host)}`);
+    const trace = (p: LabProcess) => JSON.stringify(p.lines);
+    const hostPunched = await host.waitForLine(line('punched'), STEP_WAIT_MS);
+    if (hostPunched === undefined) {
+      const j = await Promise.race([
+        first.exited.then((r) => `exited ${r.code}: ${r.stderr.slice(-1500)}`),
+        new Promise<string>((r) => setTimeout(() => r('still running'), 200)),
+      ]);
+      assert.fail(`host: ${trace(host)}; j: ${trace(first)} (${j})`);
+    }
     assert.ok(await first.waitForLine(line('punched'), STEP_WAIT_MS), `j: ${trace(first)}`);
 
     const late = spawn('l', l1p, { name: 'late' });
