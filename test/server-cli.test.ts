@@ -511,7 +511,9 @@ async function probe(port: number, changePort: boolean) {
   }
 }
 
-describe("holepunch-server's alternate port (NAT probes): PORT+1 unless told otherwise", () => {
+describe("holepunch-server's alternate port (NAT probes): PORT+1 unless told otherwise", {
+  timeout: 60_000,
+}, () => {
   test('started as the README does (`holepunch-server PORT y`, no flag) it answers NAT probes from PORT+1, announced in the listening line and in every probe_reply', async () => {
     const port = await freePortPair();
     const cli = startCli([String(port), 'y']);
