@@ -226,7 +226,12 @@ describe('holepunch-server CLI', () => {
       { HOLEPUNCH_NO_ALT_PORT: 'maybe' },
       { HOLEPUNCH_ALT_PORT: '0' },
     ];
-    const results = await Promise.all(cases.map((env) => startCli([], env).finished));
+    // Bounded: a variable the CLI did not know would start a server on 4000 that never exits.
+    const results = await withTimeout(
+      Promise.all(cases.map((env) => startCli([], env).finished)),
+      EXIT_TIMEOUT_MS,
+      'usage errors',
+    );
     results.forEach((result, i) => {
       const [name] = Object.keys(cases[i] as Record<string, string>) as [string];
       assert.equal(result.code, 2, `exit code for ${name}`);
