@@ -156,6 +156,52 @@ describe('holepunch-client CLI', () => {
     assert.equal(hosted.code, 130, JSON.stringify(hosted.lines));
   });
 
+  it('host --keep-open: a player joining after the start is punched and tested by everyone still running, who name it', async () => {
+    const common = ['--server', `127.0.0.1:${server.port}`, '--json'];
+    let late: Promise<Outcome> | undefined;
+    const host = run(
+      ['host', 'cli:5', '--name', 'h', '--max-players', '3', '--finalize-after', '2500'].concat(
+        ['--keep-open', '8000'],
+        common,
+      ),
+      (line) => {
+        if (line.event !== 'punched' || late !== undefined) return;
+        // A second after the start, as a player whose game took longer to load.
+        late = new Promise((r) => setTimeout(r, 1000)).then(() =>
+          run(['join', 'cli:5', '--name', 'late', ...common]),
+        );
+      },
+    );
+    const first = run(['join', 'cli:5', '--name', 'j', ...common]);
+    const [hosted, joined] = await Promise.all([host, first]);
+    assert.ok(late !== undefined, 'the host punched');
+    const lately = await late;
+    for (const [who, r, others] of [
+      ['host', hosted, ['j']],
+      ['j', joined, ['h']],
+    ] as const) {
+      assert.equal(r.code, 0, `${who}: ${JSON.stringify(r.lines)} ${r.stderr}`);
+      assert.deepEqual(
+        findCliLine(r.lines, 'client', 'punched')?.peers.map((p) => p.name),
+        others,
+        who,
+      );
+      const open = findCliLine(r.lines, 'client', 'open');
+      assert.ok(open !== undefined && open.ms > 0 && open.ms <= 8000, who);
+      assert.equal(findCliLine(r.lines, 'client', 'joined')?.peer.name, 'late', who);
+      const rtt = r.lines.filter((l) => l.event === 'rtt' && l.peer === 'late');
+      assert.equal(rtt.length, 1, `${who} tested the late joiner once`);
+      assert.ok(rtt[0]?.event === 'rtt' && rtt[0].received >= 1, `${who} got answers from it`);
+    }
+    assert.equal(lately.code, 0, JSON.stringify(lately.lines));
+    const punched = findCliLine(lately.lines, 'client', 'punched');
+    assert.deepEqual(punched?.peers.map((p) => p.name).sort(), ['h', 'j']);
+    const answered = lately.lines.filter((l) => l.event === 'rtt' && l.received >= 1);
+    assert.equal(answered.length, 2, JSON.stringify(lately.lines));
+    const usage = await run(['join', 'x', '--keep-open', '10']);
+    assert.equal(usage.code, 2, "--keep-open is the host's");
+  });
+
   it('a full lobby on a server that waits for the host says so', async () => {
     const manual = await startServer({ port: 0, host: '127.0.0.1', autostart: false });
     try {

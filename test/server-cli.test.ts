@@ -319,6 +319,57 @@ describe('holepunch-server CLI', () => {
     }
   });
 
+  test('v2 players reach the log at info: member joined, refused (a missing session) and left, with names and no addresses', async () => {
+    const cli = startCli(['0', 'y', '--host', LOOPBACK]);
+    const port = (await cli.logLine('listening')).port as number;
+    const clients = [0, 1, 2].map(
+      () => new HolePunchClient({ server: { address: LOOPBACK, port }, bindAddress: LOOPBACK }),
+    );
+    try {
+      const [host, joiner, lost] = clients as [HolePunchClient, HolePunchClient, HolePunchClient];
+      await Promise.all([
+        host.startTraversal({ session: 'log', isHost: true, name: 'ann', timeoutMs: 10_000 }),
+        joiner.startTraversal({ session: 'log', isHost: false, name: 'bob', timeoutMs: 10_000 }),
+      ]);
+      const joined = await cli.logLine('member joined');
+      assert.equal(joined.protocol, 'v2');
+      assert.equal(joined.key, 'log');
+      assert.ok(joined.name === 'ann' || joined.name === 'bob', String(joined.name));
+      assert.equal(joined.address, undefined, 'no address at info');
+      await assert.rejects(
+        lost.startTraversal({ session: 'nowhere', isHost: false, name: 'cy', sessionWaitMs: 0 }),
+        (err: unknown) => err instanceof HolePunchError && err.code === 'session_not_found',
+      );
+      const refused = await cli.logLine('member refused');
+      assert.equal(refused.protocol, 'v2');
+      assert.equal(refused.key, 'nowhere');
+      assert.equal(refused.name, 'cy');
+      assert.equal(refused.reason, 'session_not_found');
+      // A player who leaves a waiting lobby.
+      const [owner, leaver] = [0, 1].map(
+        () => new HolePunchClient({ server: { address: LOOPBACK, port }, bindAddress: LOOPBACK }),
+      ) as [HolePunchClient, HolePunchClient];
+      clients.push(owner, leaver);
+      const options = { session: 'log2', maxPlayers: 3, timeoutMs: 10_000 };
+      void owner.startTraversal({ ...options, isHost: true, name: 'eve' }).catch(() => {});
+      const full = new Promise<void>((resolve) =>
+        owner.on('lobbyUpdate', (e) => {
+          if (e.nicknames.length === 2) resolve();
+        }),
+      );
+      void leaver.startTraversal({ ...options, isHost: false, name: 'dan' }).catch(() => {});
+      await withTimeout(full, STARTUP_TIMEOUT_MS, 'dan in the lobby');
+      await leaver.close();
+      const left = await cli.logLine('member left');
+      assert.equal(left.name, 'dan');
+      assert.equal(left.key, 'log2');
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+    }
+    cli.child.kill('SIGTERM');
+    assert.equal((await withTimeout(cli.finished, EXIT_TIMEOUT_MS, 'exit')).code, 0);
+  });
+
   test('--relay-ports LOW-HIGH (or HOLEPUNCH_RELAY_PORTS) sets the relay range, the flag winning', async () => {
     const fromEnv = startCli(['0', '--host', '127.0.0.1'], {
       HOLEPUNCH_RELAY_PORTS: '41000-41009',

@@ -1,6 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type NatType, SimNat, seededRandom, simulateTraversal } from '../src/sim/index.js';
+import fc from 'fast-check';
+import {
+  NAT_TYPES,
+  type NatType,
+  SimNat,
+  seededRandom,
+  simulateTraversal,
+} from '../src/sim/index.js';
 
 const INSIDE = { address: '10.1.0.2', port: 50000 };
 const SERVER = { address: '203.0.113.1', port: 4000 };
@@ -127,5 +134,82 @@ describe('simulated traversals (real server and client cores)', () => {
     times.sort((a, b) => a - b);
     const p50 = times[Math.floor(times.length * 0.5)] as number;
     assert.ok(p50 <= 210, `p50 ${p50} ms`);
+  });
+});
+
+/**
+ * What a pair of the simulator's NATs allows (RFC 4787): `direct` when some technique always
+ * connects it, `relay` when none can, `either` when only birthday probing can (it may lose).
+ */
+function pairAllows(a: NatType, b: NatType): 'direct' | 'relay' | 'either' {
+  const symmetric = [a, b].filter((n) => n === 'symmetric').length;
+  if (symmetric === 0) return 'direct';
+  if (symmetric === 2) return 'relay';
+  // A random-port mapping is reached at its reflexive address through any filter but an
+  // exact-port one; against that one only birthday probing goes direct.
+  return a === 'port-restricted' || b === 'port-restricted' ? 'either' : 'direct';
+}
+
+describe('simulated traversals with every socket and the relay on, as the clients run by default', () => {
+  it('random NATs and loss: every pair of every lobby connects, direct where the pair allows, relayed otherwise (property, seeded)', () => {
+    const seen: Record<string, number> = {};
+    fc.assert(
+      fc.property(
+        fc.array(fc.constantFrom(...NAT_TYPES), { minLength: 2, maxLength: 4 }),
+        fc.constantFrom(0, 0.05, 0.1, 0.3),
+        fc.integer({ min: 1, max: 2 ** 30 }),
+        (nats, lossRate, seed) => {
+          const r = simulateTraversal({
+            players: nats.length,
+            nats,
+            lossRate,
+            seed,
+            relay: true,
+            classifyNat: true,
+          });
+          const what = `${nats.join(',')} at ${lossRate} loss, seed ${seed}`;
+          assert.ok(
+            r.ok,
+            `${what}: ${r.clients.map((c) => c.failedMessage ?? JSON.stringify(c.failedPeers)).join('; ')}`,
+          );
+          r.clients.forEach((c, i) => {
+            r.clients.forEach((peer, j) => {
+              if (i === j) return;
+              const path = c.paths[peer.name];
+              const allows = pairAllows(nats[i] as NatType, nats[j] as NatType);
+              seen[`${allows}:${path === 'relay' ? 'relay' : 'direct'}`] =
+                (seen[`${allows}:${path === 'relay' ? 'relay' : 'direct'}`] ?? 0) + 1;
+              if (allows === 'direct')
+                assert.notEqual(path, 'relay', `${what}: ${c.name}->${peer.name}`);
+              if (allows === 'relay')
+                assert.equal(path, 'relay', `${what}: ${c.name}->${peer.name}`);
+            });
+          });
+        },
+      ),
+      { numRuns: 150, seed: 0x5eed },
+    );
+    // Each kind of pair came up, so the property said something about each.
+    for (const kind of ['direct:direct', 'relay:relay', 'either:direct']) {
+      assert.ok((seen[kind] ?? 0) > 0, `${kind} in ${JSON.stringify(seen)}`);
+    }
+  });
+
+  it('the random-port side and a port-restricted one go direct by birthday probing at 0 % loss, in virtual time', () => {
+    let direct = 0;
+    for (let seed = 1; seed <= 20; seed++) {
+      const r = simulateTraversal({
+        natA: seed % 2 === 0 ? 'symmetric' : 'port-restricted',
+        natB: seed % 2 === 0 ? 'port-restricted' : 'symmetric',
+        seed,
+        relay: true,
+        classifyNat: true,
+      });
+      assert.ok(r.ok, `seed ${seed}`);
+      const paths = r.clients.flatMap((c) => Object.values(c.paths));
+      // One side may confirm first at the reflexive address the winning birthday socket showed.
+      if (paths.includes('birthday') && !paths.includes('relay')) direct++;
+    }
+    assert.ok(direct >= 19, `${direct}/20 direct by birthday`);
   });
 });

@@ -5,10 +5,11 @@
 import { randomBytes } from 'node:crypto';
 import type dgram from 'node:dgram';
 import { parseArgs } from 'node:util';
-import { HolePunchClient, type HolePunchResult } from '../client/index.js';
+import { HolePunchClient, type PunchedPeer } from '../client/index.js';
 import { HolePunchError } from '../errors.js';
+import { MAX_KEEP_OPEN_S } from '../protocol/index.js';
 import { runDoctor } from './doctor.js';
-import { type ClientLine, formatCliLine } from './lines.js';
+import { type ClientLine, formatCliLine, type PunchedPeerLine } from './lines.js';
 
 const EXIT_OK = 0;
 const EXIT_FAILED = 1;
@@ -55,6 +56,9 @@ Options:
   --timeout MS           fail if not punched within MS (default 60000)
   --local-port PORT      local UDP port (default: ephemeral)
   --finalize-after MS    host: exchange peers after MS even if the lobby is not full
+  --keep-open MS         host: keep the session open MS after its start; late joiners
+                         and players coming back under their name are punched and
+                         tested by everyone still running, who stay until it closes
   --no-relay             do not use the server's relay for peers without a direct
                          path (by default they play through it, path "relay");
                          --relay is accepted and changes nothing
@@ -74,6 +78,7 @@ interface CliOptions {
   readonly timeoutMs: number;
   readonly localPort: number;
   readonly finalizeAfterMs: number | undefined;
+  readonly keepOpenMs: number;
   readonly json: boolean;
   readonly relay: boolean;
 }
@@ -112,6 +117,7 @@ export function parseClientArgs(argv: readonly string[]): Parsed {
         timeout: { type: 'string' },
         'local-port': { type: 'string' },
         'finalize-after': { type: 'string' },
+        'keep-open': { type: 'string' },
         json: { type: 'boolean' },
         relay: { type: 'boolean' },
         'no-relay': { type: 'boolean' },
@@ -125,6 +131,8 @@ export function parseClientArgs(argv: readonly string[]): Parsed {
     if (session === undefined || session === '')
       return { kind: 'error', message: 'missing SESSION' };
     if (rest.length > 0) return { kind: 'error', message: `unexpected argument ${rest[0]}` };
+    if (mode === 'join' && values['keep-open'] !== undefined)
+      return { kind: 'error', message: '--keep-open is for the host' };
     const serverText = values.server ?? '127.0.0.1:4000';
     const colon = serverText.lastIndexOf(':');
     const host = serverText.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
@@ -149,6 +157,7 @@ export function parseClientArgs(argv: readonly string[]): Parsed {
           finalize === undefined
             ? undefined
             : intOption(finalize, 'finalize-after', 0, 2 ** 31 - 1, 0),
+        keepOpenMs: intOption(values['keep-open'], 'keep-open', 0, MAX_KEEP_OPEN_S * 1000, 0),
         json: values.json === true,
         relay: values['no-relay'] !== true,
       },
@@ -247,6 +256,37 @@ export async function runClient(o: CliOptions): Promise<number> {
       );
     }, FULL_LOBBY_HINT_MS);
   });
+  // An open session's late joiners (and players back under their name) arrive after our own
+  // punch: each is named and tested while we stay (`stayOpen`).
+  const late: Promise<boolean>[] = [];
+  let ended: (() => void) | undefined;
+  client.on('peerJoined', (p) => {
+    out(
+      { event: 'joined', peer: peerLine(p) },
+      `${p.name} joined late, at ${p.address}:${p.port} (${p.path})`,
+    );
+    late.push(
+      testPeers(client, o.name, [p], stats, pingTimes).then(() => reportRtt(out, p, stats)),
+    );
+  });
+  client.on('peerFailed', (p) => {
+    out(
+      { event: 'peer_failed', peer: p.name, cause: p.cause },
+      `could not reach ${p.name}, who joined late (${p.cause})`,
+    );
+    // A late joiner that went away before the punch is not our failure.
+    if (p.cause !== 'left' && p.cause !== 'silent') late.push(Promise.resolve(false));
+  });
+  client.on('peerLeft', (e) =>
+    out({ event: 'peer_left', peer: e.name, why: e.why }, `${e.name} left the session (${e.why})`),
+  );
+  client.on('sessionEnded', (e) => {
+    out(
+      { event: 'session_ended', code: e.code, reason: e.reason },
+      `the session ended (${e.code}): ${e.reason}`,
+    );
+    ended?.();
+  });
   if (!o.isHost) {
     out(
       { event: 'waiting', for: 'host', session: o.session },
@@ -277,6 +317,7 @@ export async function runClient(o: CliOptions): Promise<number> {
       nickname: o.nickname,
       maxPlayers: o.maxPlayers,
       timeoutMs: o.timeoutMs,
+      keepOpenMs: o.keepOpenMs,
       signal: abort.signal,
     });
     clearTimeout(finalizeTimer);
@@ -290,20 +331,13 @@ export async function runClient(o: CliOptions): Promise<number> {
         publicPort: result.publicPort,
         hostAddress: result.hostAddress,
         hostPort: result.hostPort,
-        peers: result.peers.map((p) => ({
-          name: p.name,
-          nickname: p.nickname,
-          isHost: p.isHost,
-          address: p.address,
-          port: p.port,
-          path: p.path,
-        })),
+        peers: result.peers.map(peerLine),
       },
       `punched in ${Math.round(performance.now() - startedAt)} ms: ${result.peers
         .map((p) => `${p.name} at ${p.address}:${p.port} (${p.path})`)
         .join(', ')}`,
     );
-    await testPeers(client, o.name, result, stats, pingTimes);
+    await testPeers(client, o.name, result.peers, stats, pingTimes);
     // Linger: the peers may still be testing us.
     const lingerStart = performance.now();
     const everyPeerDone = (): boolean =>
@@ -315,18 +349,29 @@ export async function runClient(o: CliOptions): Promise<number> {
       await sleep(50);
     }
     // Printed after the linger, so answers that came late still count.
-    for (const p of result.peers) {
-      const s = stats.get(p.name) as PeerStats;
-      const sorted = [...s.rtts].sort((a, b) => a - b);
-      const median = sorted.length > 0 ? sorted[Math.floor(sorted.length / 2)] : undefined;
-      const rttMs = median === undefined ? null : Math.round(median * 100) / 100;
+    const answered = result.peers.map((p) => reportRtt(out, p, stats));
+    if (result.openMs > 0) {
       out(
-        { event: 'rtt', peer: p.name, rttMs, sent: s.sent, received: s.received },
-        `rtt to ${p.name}: ${rttMs === null ? 'no answer' : `${rttMs} ms`} (${s.received}/${s.sent} answered)`,
+        { event: 'open', ms: result.openMs },
+        `the session takes late joiners for ${Math.round(result.openMs / 1000)} s more`,
       );
+      // Until the host's keep-open runs out, the session ends, or Ctrl-C.
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, result.openMs);
+        ended = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+        abort.signal.addEventListener('abort', ended, { once: true });
+      });
+      answered.push(...(await Promise.all(late)));
+      if (interrupted !== undefined) {
+        await client.close();
+        out({ event: 'interrupted', signal: interrupted }, `interrupted: left ${o.session}`);
+        return EXIT_SIGNAL[interrupted] ?? EXIT_FAILED;
+      }
     }
-    const everyPeerAnswered = result.peers.every((p) => (stats.get(p.name)?.received ?? 0) > 0);
-    return everyPeerAnswered ? EXIT_OK : EXIT_FAILED;
+    return answered.every((ok) => ok) ? EXIT_OK : EXIT_FAILED;
   } catch (err) {
     clearTimeout(finalizeTimer);
     clearTimeout(fullHint);
@@ -348,25 +393,52 @@ export async function runClient(o: CliOptions): Promise<number> {
   }
 }
 
+function peerLine(p: PunchedPeer): PunchedPeerLine {
+  return {
+    name: p.name,
+    nickname: p.nickname,
+    isHost: p.isHost,
+    address: p.address,
+    port: p.port,
+    path: p.path,
+  };
+}
+
+/** Prints a peer's `rtt` line; true when it answered at all. */
+function reportRtt(
+  out: (event: ClientLine, text: string) => void,
+  p: PunchedPeer,
+  stats: Map<string, PeerStats>,
+): boolean {
+  const s = stats.get(p.name) as PeerStats;
+  const sorted = [...s.rtts].sort((a, b) => a - b);
+  const median = sorted.length > 0 ? sorted[Math.floor(sorted.length / 2)] : undefined;
+  const rttMs = median === undefined ? null : Math.round(median * 100) / 100;
+  out(
+    { event: 'rtt', peer: p.name, rttMs, sent: s.sent, received: s.received },
+    `rtt to ${p.name}: ${rttMs === null ? 'no answer' : `${rttMs} ms`} (${s.received}/${s.sent} answered)`,
+  );
+  return s.received > 0;
+}
+
 async function testPeers(
   client: HolePunchClient,
   self: string,
-  result: HolePunchResult,
+  peers: readonly PunchedPeer[],
   stats: Map<string, PeerStats>,
   pingTimes: Map<string, number>,
 ): Promise<void> {
-  for (const p of result.peers) {
-    if (!stats.has(p.name)) stats.set(p.name, { sent: 0, received: 0, rtts: [] });
-  }
+  // A peer back under its name is tested afresh.
+  for (const p of peers) stats.set(p.name, { sent: 0, received: 0, rtts: [] });
   const wanting = () =>
-    result.peers.filter((p) => {
+    peers.filter((p) => {
       const s = stats.get(p.name) as PeerStats;
       return s.received < TEST_ANSWERS_WANTED && s.sent < TEST_MAX_PINGS;
     });
   for (let round = 0; round < TEST_MAX_PINGS; round++) {
-    const peers = wanting();
-    if (peers.length === 0) break;
-    for (const p of peers) {
+    const due = wanting();
+    if (due.length === 0) break;
+    for (const p of due) {
       const s = stats.get(p.name) as PeerStats;
       pingTimes.set(`${p.name}\n${s.sent}`, performance.now());
       client.send(`${TEST_PREFIX}ping:${s.sent}:${self}`, p.port, p.address);
@@ -376,10 +448,10 @@ async function testPeers(
   }
   const waitStart = performance.now();
   while (performance.now() - waitStart < TEST_REPLY_WAIT_MS) {
-    if (result.peers.every((p) => (stats.get(p.name)?.received ?? 0) >= TEST_ANSWERS_WANTED)) break;
+    if (peers.every((p) => (stats.get(p.name)?.received ?? 0) >= TEST_ANSWERS_WANTED)) break;
     await sleep(20);
   }
-  for (const p of result.peers) {
+  for (const p of peers) {
     for (let i = 0; i < TEST_DONE_COPIES; i++) {
       client.send(`${TEST_PREFIX}done:0:${self}`, p.port, p.address);
     }

@@ -7,7 +7,7 @@
  * No I/O and no imports of the CLIs themselves (they run on import): only types from them.
  */
 
-import type { PunchPath } from '../client/index.js';
+import type { PeerFailureCause, PunchPath } from '../client/index.js';
 import type { LegacyClientEvent } from '../client-legacy/index.js';
 import type { NatClass } from '../protocol/index.js';
 import type { DoctorJson } from './doctor.js';
@@ -49,6 +49,13 @@ export type ClientLine =
       readonly peers: readonly PunchedPeerLine[];
     }
   | RttLine
+  /** The host kept the session open (`--keep-open`): we stay this long for late joiners. */
+  | { readonly event: 'open'; readonly ms: number }
+  /** A late joiner (or a player back under its name) is punched; its `rtt` line follows. */
+  | { readonly event: 'joined'; readonly peer: PunchedPeerLine }
+  | { readonly event: 'peer_failed'; readonly peer: string; readonly cause: PeerFailureCause }
+  | { readonly event: 'peer_left'; readonly peer: string; readonly why: 'left' | 'silent' }
+  | { readonly event: 'session_ended'; readonly code: string; readonly reason: string }
   | { readonly event: 'interrupted'; readonly signal: string }
   | { readonly event: 'failed'; readonly code: string; readonly message: string };
 
@@ -218,6 +225,11 @@ const EVENT_SHAPES: {
     waiting: { for: S },
     punched: { elapsedMs: N, localPort: N, publicAddress: S, publicPort: N, peers: A },
     rtt: RTT,
+    open: { ms: N },
+    joined: { peer: ['object'] },
+    peer_failed: { peer: S, cause: S },
+    peer_left: { peer: S, why: S },
+    session_ended: { code: S, reason: S },
     interrupted: { signal: S },
     failed: FAILED,
   },

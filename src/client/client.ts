@@ -127,6 +127,11 @@ export interface HolePunchResult {
   readonly peers: readonly PunchedPeer[];
   /** Peers not reached (empty unless the result is partial), each with its `cause`. */
   readonly failedPeers: readonly FailedPeer[];
+  /**
+   * How long from now the session takes late joiners and rejoins (`keepOpenMs` of the host),
+   * each reported by `peerJoined`; 0 when it takes nobody more.
+   */
+  readonly openMs: number;
 }
 
 export interface SessionRegisteredEvent {
@@ -485,7 +490,7 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
         this.emit('message', asBuffer(ev.data), remoteInfo(ev.from, ev.data.length));
         return;
       case 'punched': {
-        const result = this.#result(run, ev.peers, ev.elapsedMs, ev.punchMs, ev.failed);
+        const result = this.#result(run, ev);
         if (run.settled) return;
         run.settled = true;
         this.#cleanupAbort(run);
@@ -503,15 +508,9 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
     }
   }
 
-  #result(
-    run: Run,
-    peers: ConfirmedPeer[],
-    elapsedMs: number,
-    punchMs: number,
-    failedPeers: FailedPeer[] = [],
-  ): HolePunchResult {
+  #result(run: Run, ev: Extract<TraversalEvent, { type: 'punched' }>): HolePunchResult {
     const localPort = this.localPort;
-    const host = peers.find((p) => p.isHost);
+    const host = ev.peers.find((p) => p.isHost);
     const observed = run.core.observed;
     return {
       localPort,
@@ -519,10 +518,11 @@ export class HolePunchClient extends EventEmitter<HolePunchClientEvents> {
       hostPort: run.options.isHost ? localPort : (host?.port ?? 0),
       publicAddress: observed?.address ?? '',
       publicPort: observed?.port ?? 0,
-      elapsedMs: Math.round(elapsedMs),
-      punchMs: Math.round(punchMs),
-      peers,
-      failedPeers,
+      elapsedMs: Math.round(ev.elapsedMs),
+      punchMs: Math.round(ev.punchMs),
+      peers: ev.peers,
+      failedPeers: ev.failed,
+      openMs: Math.round(ev.openMs),
     };
   }
 

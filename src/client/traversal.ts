@@ -250,6 +250,11 @@ export type TraversalEvent =
       elapsedMs: number;
       /** From the peer list to now: how long the punch (or the relay) took. */
       punchMs: number;
+      /**
+       * How long from now the session stays open for late joiners (`peerJoined`), 0 when it
+       * takes nobody more (the host did not keep it open, or its time ran out).
+       */
+      openMs: number;
     }
   /** A peer reported relayed got a direct path: send its traffic to `peer` from now on. */
   | { type: 'pathChanged'; peer: ConfirmedPeer; previous: ConfirmedPeer }
@@ -1323,6 +1328,7 @@ export class Traversal implements Core<TraversalEvent> {
         failed,
         elapsedMs: now - this.#startedAt,
         punchMs: now - punch.startedAt,
+        openMs: Math.max(0, this.#openUntil - now),
       });
       return;
     }

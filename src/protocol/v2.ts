@@ -760,7 +760,7 @@ export function decodeV2(data: Uint8Array): V2DecodeResult {
   }
   try {
     const msg = readBody(r, type, requestId);
-    if (r.off !== data.length && !isRegisterPadding(msg.type, data, r.off)) {
+    if (r.off !== data.length && !isRegisterTail(msg, data, r.off)) {
       return { ok: false, error: 'trailing bytes', requestId, code: 'bad_request' };
     }
     return { ok: true, msg };
@@ -982,8 +982,14 @@ function readPushTag(r: Reader): PushAuth {
  */
 export const MIN_REGISTER_REQUEST_BYTES = 64;
 
-function isRegisterPadding(type: V2MessageType, data: Uint8Array, from: number): boolean {
-  if (type !== 'host' && type !== 'join') return false;
+/**
+ * What may follow the last known field of a `host`/`join`: zero padding, or anything when the
+ * sender speaks a newer revision than this codec (its extra fields, docs/protocol-v2.md §2,
+ * "Revisions": the receiver acts on the fields of its own revision).
+ */
+function isRegisterTail(msg: V2Message, data: Uint8Array, from: number): boolean {
+  if (msg.type !== 'host' && msg.type !== 'join') return false;
+  if ((msg.revision ?? 0) > V2_REVISION) return true;
   for (let i = from; i < data.length; i++) if (data[i] !== 0) return false;
   return true;
 }

@@ -15,6 +15,8 @@ export {
 } from './legacy-sessions.js';
 export type { MemberLifecycleEvent, SessionLifecycleEvent } from './lifecycle.js';
 export { LOG_LINES_PER_SECOND, LogLimiter, type LogLimiterOptions } from './log-limit.js';
+/** The socket ids of the NAT diagnosis sockets, for a driver that binds them (the simulator). */
+export { ALT_ADDRESS_BIT, ALT_PORT_BIT } from './probe.js';
 export {
   isMemberEvent,
   RendezvousServer,

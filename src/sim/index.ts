@@ -18,11 +18,15 @@
  * (default port-restricted); sameLan (everyone behind one router: LAN candidates win);
  * oneWayDelayMs (default 20, applied to every datagram); lossRate (0..1, every datagram,
  * both directions, default 0); seed (default 1: runs are deterministic); punchBudgetMs;
- * joinDelayMs / hostDelayMs (when the players / the host start, virtual ms).
+ * joinDelayMs / hostDelayMs (when the players / the host start, virtual ms); relay and
+ * classifyNat (default false; true runs the clients as HolePunchClient does by default: the
+ * server relays and answers NAT probes on its alternate port, and the clients ask for both).
  *
- * Lower level: `SimNetwork` (addNat, addHost, bind, addAgent, run) and `SimNat` drive any
- * sans-IO core; see test/sim-*.test.ts.
+ * Lower level: `SimNetwork` (addNat, addHost, bind, addAgent, run), `SimNat`, and `SimDriver`
+ * (a core's work carried out on the network, every socket of it) drive any sans-IO core; see
+ * test/sim-*.test.ts.
  */
+export { SimDriver } from './driver.js';
 export { NAT_TYPES, type NatType, SimNat } from './nat.js';
 export {
   MAX_SIM_STEPS,
@@ -38,6 +42,7 @@ export {
   SIM_CLIENT_PORT,
   SIM_LIMIT_MS,
   SIM_SERVER,
+  SIM_SERVER_ALT_PORT,
   type SimulatedClient,
   type SimulateTraversalOptions,
   type SimulateTraversalResult,

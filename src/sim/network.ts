@@ -109,13 +109,29 @@ export class SimNetwork {
     return addr;
   }
 
-  /** Binds `port` on `address` (a host added before); `receive` gets every datagram. */
+  /**
+   * Binds `port` on `address` (a host added before), or a free ephemeral port for 0;
+   * `receive` gets every datagram. Undefined when the port is taken (as EADDRINUSE).
+   */
   bind(address: string, port: number, receive: SimReceive): SimSocket {
+    const socket = this.tryBind(address, port, receive);
+    if (socket === undefined) throw new Error(`${address}:${port} is taken`);
+    return socket;
+  }
+
+  tryBind(address: string, port: number, receive: SimReceive): SimSocket | undefined {
     const host = this.#hosts.get(address);
     if (host === undefined) throw new Error(`no host ${address}`);
-    host.sockets.set(port, receive);
-    const local = { address, port };
+    const chosen = port === 0 ? ephemeralPort(host) : port;
+    if (chosen === undefined || host.sockets.has(chosen)) return undefined;
+    host.sockets.set(chosen, receive);
+    const local = { address, port: chosen };
     return { local, send: (to, data) => this.#send(host, local, to, data) };
+  }
+
+  /** Closes a socket: datagrams to it are dropped as unroutable from now on. */
+  unbind(local: Endpoint): void {
+    this.#hosts.get(local.address)?.sockets.delete(local.port);
   }
 
   addAgent(agent: SimAgent): void {
@@ -245,6 +261,17 @@ export class SimNetwork {
     }
     return top;
   }
+}
+
+/** Linux's default ephemeral range, lowest free port first (deterministic). */
+const EPHEMERAL_LOW = 32_768;
+const EPHEMERAL_HIGH = 60_999;
+
+function ephemeralPort(host: Host): number | undefined {
+  for (let port = EPHEMERAL_LOW; port <= EPHEMERAL_HIGH; port++) {
+    if (!host.sockets.has(port)) return port;
+  }
+  return undefined;
 }
 
 function before(a: Delivery, b: Delivery): boolean {

@@ -4,14 +4,18 @@
  */
 import type { PeerFailureCause, PunchPath } from '../client/index.js';
 import { Traversal, type TraversalEvent } from '../client/index.js';
+import { MAIN_SOCKET } from '../core/index.js';
 import type { ErrorCode } from '../errors.js';
 import type { Endpoint } from '../protocol/index.js';
-import { RendezvousServer } from '../server/index.js';
+import { ALT_PORT_BIT, RendezvousServer } from '../server/index.js';
+import { SimDriver } from './driver.js';
 import type { NatType } from './nat.js';
 import { SimNetwork, type SimNetworkOptions } from './network.js';
 import { seededBytes, seededRandom } from './random.js';
 
 export const SIM_SERVER: Endpoint = { address: '203.0.113.200', port: 4000 };
+/** The server's alternate port, as the README's server has it (NAT classification). */
+export const SIM_SERVER_ALT_PORT = SIM_SERVER.port + 1;
 /** Every simulated client binds this local port (cones then keep it on the public side). */
 export const SIM_CLIENT_PORT = 50_000;
 /** A simulation gives up after this much virtual time. */
@@ -36,6 +40,17 @@ export interface SimulateTraversalOptions {
   readonly joinDelayMs?: number;
   /** When the host starts, in virtual ms (default 0): joiners that come first must wait. */
   readonly hostDelayMs?: number;
+  /**
+   * The server relays and the clients ask for it, as by default outside the simulator
+   * (default false: the simulator measures direct punching).
+   */
+  readonly relay?: boolean;
+  /**
+   * The clients measure their NAT class against the server's alternate port before
+   * registering, as by default outside the simulator (default false), and so choose birthday
+   * probing or the port sweep for the pairs that need them.
+   */
+  readonly classifyNat?: boolean;
   /** Every datagram and its fate (debugging). */
   readonly trace?: SimNetworkOptions['trace'];
 }
@@ -78,28 +93,20 @@ export function simulateTraversal(options: SimulateTraversalOptions = {}): Simul
     trace: options.trace,
   });
   const random = seededRandom(seed ^ 0x5eed);
-  // No relay ports on the simulated server (relay off, as the clients'): the simulator
-  // measures direct punching.
-  const server = new RendezvousServer({ randomBytes: seededBytes(random), relay: false });
+  const relay = options.relay ?? false;
+  const classifyNat = options.classifyNat ?? false;
+  const server = new RendezvousServer({
+    randomBytes: seededBytes(random),
+    relay,
+    altPort: classifyNat ? SIM_SERVER_ALT_PORT : 0,
+  });
   net.addHost(undefined, SIM_SERVER.address);
-  const serverSocket = net.bind(SIM_SERVER.address, SIM_SERVER.port, (now, from, data) => {
-    server.handle(now, from, data);
-    sendServerReplies();
-  });
-  // What the server's driver does, on the simulated network: after every call into the core,
-  // its replies go out in the order it queued them (its log events have no reader here).
-  const sendServerReplies = (): void => {
-    for (let work = server.poll(); work !== undefined; work = server.poll()) {
-      if (work.type === 'send') serverSocket.send(work.to, work.data);
-    }
-  };
-  net.addAgent({
-    nextDeadline: () => server.nextDeadline(),
-    handleTimeout: (now) => {
-      server.handleTimeout(now);
-      sendServerReplies();
-    },
-  });
+  net.addAgent(
+    new SimDriver(net, server, SIM_SERVER.address, [
+      [MAIN_SOCKET, SIM_SERVER.port],
+      ...(classifyNat ? [[ALT_PORT_BIT, SIM_SERVER_ALT_PORT] as const] : []),
+    ]),
+  );
 
   const natOf = (i: number): NatType =>
     options.nats?.[i] ?? (i === 0 ? options.natA : options.natB) ?? 'port-restricted';
@@ -134,10 +141,6 @@ export function simulateTraversal(options: SimulateTraversalOptions = {}): Simul
       events: [],
       core: undefined as unknown as Traversal,
     };
-    const socket = net.bind(address, SIM_CLIENT_PORT, (now, from, data) => {
-      run.core.handle(now, from, data);
-      carryOut();
-    });
     run.core = new Traversal({
       server: SIM_SERVER,
       session: 'sim',
@@ -145,22 +148,18 @@ export function simulateTraversal(options: SimulateTraversalOptions = {}): Simul
       name,
       nickname: name,
       maxPlayers: players,
-      localCandidates: [socket.local],
+      localCandidates: [{ address, port: SIM_CLIENT_PORT }],
       random: seededRandom(seed * 31 + i),
       punchBudgetMs: options.punchBudgetMs,
-      // The simulated server has no relay ports: the simulator measures direct punching.
-      relay: false,
+      relay,
+      classifyNat,
     });
-    // What the client's driver does, on the simulated network: after every call into the
-    // core, its sends go out and its events are recorded, in the order it queued them.
-    const carryOut = () => {
-      for (let work = run.core.poll(); work !== undefined; work = run.core.poll()) {
-        if (work.type === 'send') {
-          socket.send(work.to, work.data);
-          continue;
-        }
-        if (work.type !== 'event') continue;
-        const ev = work.event;
+    const driver = new SimDriver(
+      net,
+      run.core,
+      address,
+      [[MAIN_SOCKET, SIM_CLIENT_PORT]],
+      (_now, ev: TraversalEvent) => {
         run.events.push(ev.type);
         if (ev.type === 'punched') {
           run.punchedAt = net.now - run.startAt;
@@ -169,19 +168,21 @@ export function simulateTraversal(options: SimulateTraversalOptions = {}): Simul
         } else if (ev.type === 'failed') {
           run.failed = { code: ev.error.code, message: ev.error.message };
         }
-      }
-    };
+      },
+    );
     clients.push(run);
     // Starts the core at its start time (the host first, so equal times keep its order).
     let started = false;
     net.addAgent({
-      nextDeadline: () => (started ? run.core.nextDeadline() : run.startAt),
+      nextDeadline: () => (started ? driver.nextDeadline() : run.startAt),
       handleTimeout: (now) => {
-        if (!started) {
-          started = true;
-          run.core.start(now);
-        } else run.core.handleTimeout(now);
-        carryOut();
+        if (started) {
+          driver.handleTimeout(now);
+          return;
+        }
+        started = true;
+        run.core.start(now);
+        driver.drain(now);
       },
     });
   }
