@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import dgram from 'node:dgram';
+import { once } from 'node:events';
 import { after, describe, it } from 'node:test';
 import type { DoctorJson } from '../src/cli/doctor.js';
 import { CLIENT_CLI_PATH, SERVER_CLI_PATH } from '../src/cli/index.js';
