@@ -11,6 +11,7 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   realpathSync,
   rmSync,
@@ -342,3 +343,49 @@ async function startNpxServer(project: string): Promise<ChildProcess> {
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
 }
+
+/** Every Markdown file a user reads: the README and docs/ (Godot's docs among them). */
+function userDocs(): { file: string; text: string }[] {
+  const files = ['README.md', ...readdirSync(join(ROOT, 'docs')).map((f) => join('docs', f))];
+  return files
+    .filter((f) => f.endsWith('.md'))
+    .map((file) => ({ file, text: readFileSync(join(ROOT, file), 'utf8') }));
+}
+
+describe('what the docs tell a user to run', () => {
+  it("a fresh clone's two commands: `npm ci && npm start` runs the server as `holepunch-server 4000 y` (built first), `npm test` the tests", () => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    const quickStart = /## Quick start[\s\S]*?```sh\n([\s\S]*?)```/.exec(readme)?.[1] ?? '';
+    const commands = quickStart
+      .trim()
+      .split('\n')
+      .map((line) => line.replace(/#.*$/, '').trim());
+    assert.deepEqual(commands, ['npm ci && npm start', 'npm test']);
+    const manifest = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+      scripts: Record<string, string>;
+      bin: Record<string, string>;
+    };
+    assert.equal(manifest.scripts.start, `node ${manifest.bin['holepunch-server']} 4000 y`);
+    assert.equal(manifest.scripts.prestart, 'npm run build', 'npm start builds first');
+    for (const script of INSTALL_SCRIPTS) {
+      assert.equal(manifest.scripts[script], undefined, `no ${script} script`);
+    }
+  });
+
+  it('no doc runs `npx holepunch-server` or `npx holepunch-client` where the package is not installed', () => {
+    for (const { file, text } of userDocs()) {
+      // `npx -p NAME` and `npm exec` fetch from the registry whatever holds that name.
+      assert.doesNotMatch(text, /npx (-p|--package)\b|npm exec\b/, file);
+      const paragraphs = text.split(/\n\s*\n/);
+      paragraphs.forEach((paragraph, i) => {
+        if (!/npx (--\S+ )*holepunch-(server|client)/.test(paragraph)) return;
+        const context = `${paragraphs[i - 1] ?? ''}\n${paragraph}`;
+        assert.match(
+          context,
+          /npm install (-g )?holepunch-rendezvous|has the package installed|package installed|installed package/,
+          `${file}: npx without saying to install first:\n${paragraph}`,
+        );
+      });
+    }
+  });
+});
