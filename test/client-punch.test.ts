@@ -16,7 +16,14 @@ import {
 } from '../src/client/traversal.js';
 import { drain } from '../src/core/contract.js';
 import type { Endpoint } from '../src/protocol/endpoint.js';
-import { decodeV2, encodePunch, encodePush, encodeV2, type V2Peer } from '../src/protocol/v2.js';
+import {
+  decodeV2,
+  encodePunch,
+  encodePush,
+  encodeV2,
+  relayBindProof,
+  type V2Peer,
+} from '../src/protocol/v2.js';
 import { seededRandom } from '../src/sim/random.js';
 
 /**
@@ -413,7 +420,7 @@ describe('traversal core', () => {
      * A joiner `j` whose direct path to the host `h` (at A) is dead, on a fake clock: the
      * test plays the server, the relay and the host.
      */
-    function cutOff(options: { relay?: boolean; budgetMs?: number } = {}) {
+    function cutOff(options: { relay?: boolean; budgetMs?: number; revision0?: boolean } = {}) {
       const server = { address: '203.0.113.1', port: 4000 };
       const relayEp = { address: server.address, port: RELAY_PORT };
       const sent: { at: number; to: Endpoint; data: Uint8Array }[] = [];
@@ -440,7 +447,14 @@ describe('traversal core', () => {
       t.handle(
         5,
         server,
-        encodeV2({ type: 'registered', requestId: join.msg.requestId, token, observed: B }),
+        encodeV2({
+          type: 'registered',
+          requestId: join.msg.requestId,
+          token,
+          observed: B,
+          // A revision-1 server says how often to keepalive; a revision-0 one does not.
+          ...(options.revision0 ? {} : { keepaliveMs: 5000 }),
+        }),
       );
       t.handle(
         10,
@@ -522,9 +536,19 @@ describe('traversal core', () => {
       assert.equal(binds().length, 1, 'bound at once from the game socket');
       const bind = binds()[0]?.msg;
       assert.ok(bind?.type === 'relay_bind');
-      if (bind?.type === 'relay_bind') assert.deepEqual([bind.id, bind.bindToken], [ID, SECRET]);
+      if (bind?.type === 'relay_bind') {
+        // Signed with the secret (revision 1), never the secret itself.
+        assert.deepEqual([bind.id, bind.proof], [ID, relayBindProof(SECRET, bind.requestId, ID)]);
+      }
       c.advance(700);
       assert.ok(binds().length >= 2, 'retransmitted until acknowledged');
+      // Each try is signed over a fresh, greater counter: none replays another.
+      const counters = binds().map((x) => x.msg.requestId);
+      assert.deepEqual(
+        counters,
+        [...counters].sort((a, b) => a - b),
+      );
+      assert.equal(new Set(counters).size, counters.length);
       c.at(710, c.relayEp, encodeV2({ type: 'relay_bound', requestId: 0, id: ID }));
       assert.ok(
         c.decoded(c.relayEp).some((x) => x.msg.type === 'punch' && x.at === 710),
@@ -567,6 +591,57 @@ describe('traversal core', () => {
       // The punch stops at the end of the budget.
       c.advance(20_000);
       assert.equal(Number.isFinite(c.t.nextDeadline()), false);
+    });
+
+    /** A cut-off joiner whose relay towards `h` is granted and bound at 710 ms. */
+    function boundRelay(revision0: boolean) {
+      const c = cutOff({ revision0 });
+      c.advance(510);
+      const ask = c.decoded(c.server).find((x) => x.msg.type === 'relay_allocate');
+      if (ask?.msg.type !== 'relay_allocate') throw new Error('no relay_allocate');
+      c.at(
+        530,
+        c.server,
+        encodeV2({
+          type: 'relay_granted',
+          requestId: ask.msg.requestId,
+          peer: 'h',
+          port: RELAY_PORT,
+          id: ID,
+          bindToken: SECRET,
+        }),
+      );
+      c.at(710, c.relayEp, encodeV2({ type: 'relay_bound', requestId: 0, id: ID }));
+      // The peer answers through the relay: it plays there.
+      c.ackFrom(730, c.relayEp, c.relayEp);
+      assert.ok(c.events.some((e) => e.type === 'punched'));
+      const binds = () =>
+        c.decoded(c.relayEp).flatMap((x) => (x.msg.type === 'relay_bind' ? [x.msg] : []));
+      return { c, binds };
+    }
+
+    it('a bound relay is bound again every 5 s (one keepalive), signed over a greater counter, so a NAT re-mapping heals within 5 s', () => {
+      const { c, binds } = boundRelay(false);
+      const before = binds().length;
+      c.advance(5_700);
+      c.advance(10_720);
+      const refreshes = binds().slice(before);
+      assert.equal(refreshes.length, 2, 'at 5.7 s and 10.7 s');
+      let last = binds()[before - 1]?.requestId ?? 0;
+      for (const b of refreshes) {
+        assert.ok(b.requestId > last, 'a greater counter');
+        assert.deepEqual(b.proof, relayBindProof(SECRET, b.requestId, ID));
+        last = b.requestId;
+      }
+    });
+
+    it('against a revision-0 server (its registered has no keepalive) it binds with the bare bindToken it knows, and never again once bound', () => {
+      const { c, binds } = boundRelay(true);
+      assert.ok(binds().length >= 1);
+      for (const b of binds()) assert.deepEqual(b.proof, SECRET);
+      const before = binds().length;
+      c.advance(12_000);
+      assert.equal(binds().length, before);
     });
 
     it('a direct confirmation before the delay asks for no relay', () => {

@@ -114,6 +114,14 @@ describe('holepunch-server CLI', () => {
       ['4000', '--alt-port', '4000'],
       ['--alt-port', '4001', '--no-alt-port'],
       ['--no-alt-port=yes'],
+      ['--relay-pair-packets', '0'],
+      ['--relay-pair-bytes', '1.5'],
+      ['--relay-total-packets', 'lots'],
+      ['--relay-total-bytes', '-1'],
+      ['--relay-session-max', '0'],
+      ['--relay-source-share', '0'],
+      ['--relay-source-share', '1.5'],
+      ['--relay-source-share', 'half'],
     ];
     const results = await Promise.all(cases.map((args) => startCli(args).finished));
     results.forEach((result, i) => {
@@ -143,6 +151,14 @@ describe('holepunch-server CLI', () => {
       'HOLEPUNCH_RELAY_PORTS',
       '--drain-seconds',
       'HOLEPUNCH_DRAIN_SECONDS',
+      '--relay-pair-packets',
+      '--relay-pair-bytes',
+      '--relay-total-packets',
+      '--relay-total-bytes',
+      '--relay-session-max',
+      '--relay-source-share',
+      'HOLEPUNCH_RELAY_PAIR_PACKETS',
+      'HOLEPUNCH_RELAY_SOURCE_SHARE',
       'HOLEPUNCH_PORT',
       'HOLEPUNCH_METRICS_PORT',
       '--alt-port',
@@ -385,6 +401,40 @@ describe('holepunch-server CLI', () => {
     for (const r of results) assert.equal(r.code, 0);
   });
 
+  test('the relay limits are flags (--relay-pair-packets and the like) or HOLEPUNCH_RELAY_* variables, the flag winning; the listening line shows them', async () => {
+    const defaults = startCli(['0', '--host', '127.0.0.1']);
+    assert.deepEqual((await defaults.logLine('listening')).relayLimits, {
+      maxAllocations: 1000,
+      sourceShare: 0.5,
+      maxPerSession: 0,
+      bytesPerSecond: 2_000_000,
+      packetsPerSecond: 4000,
+      idleMs: 60_000,
+    });
+    defaults.child.kill('SIGTERM');
+    const env = {
+      HOLEPUNCH_RELAY_PAIR_PACKETS: '100',
+      HOLEPUNCH_RELAY_PAIR_BYTES: '50000',
+      HOLEPUNCH_RELAY_TOTAL_PACKETS: '1000',
+      HOLEPUNCH_RELAY_TOTAL_BYTES: '900000',
+      HOLEPUNCH_RELAY_SESSION_MAX: '31',
+      HOLEPUNCH_RELAY_SOURCE_SHARE: '0.05',
+    };
+    const cli = startCli(['0', '--host', '127.0.0.1', '--relay-pair-packets', '20000'], env);
+    assert.deepEqual((await cli.logLine('listening')).relayLimits, {
+      maxAllocations: 1000,
+      sourceShare: 0.05,
+      maxPerSession: 31,
+      bytesPerSecond: 50_000,
+      packetsPerSecond: 20_000,
+      totalBytesPerSecond: 900_000,
+      totalPacketsPerSecond: 1000,
+      idleMs: 60_000,
+    });
+    cli.child.kill('SIGTERM');
+    for (const r of await Promise.all([defaults.finished, cli.finished])) assert.equal(r.code, 0);
+  });
+
   test('SIGTERM drains: a relayed game keeps playing, new hosts are refused (v2 server_full, legacy close:Server shutting down), the process exits 0 once the relay is idle', async () => {
     const game = await relayedGameOnCli(['--drain-seconds', '30']);
     try {
@@ -429,6 +479,25 @@ describe('holepunch-server CLI', () => {
       assert.match(result.stdout, /"idle":true[^\n]*"msg":"drained"/);
     } finally {
       await game.close();
+    }
+  });
+
+  test('--relay-pair-packets 100 caps a relayed pair: of a burst of 400 datagrams about 100 arrive, and the metrics count the drops by reason (pair_rate)', async () => {
+    const game = await relayedGameOnCli(['--relay-pair-packets', '100', '--metrics-port', '0']);
+    try {
+      const metricsPort = (await game.cli.logLine('metrics listening')).port as number;
+      const burst = await game.burst(400);
+      assert.ok(burst.received > 0 && burst.received <= 110, `${burst.received} of 400 arrived`);
+      const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      const drops = Number(
+        /holepunch_relay_drops_total\{reason="pair_rate"\} (\d+)/.exec(text)?.[1],
+      );
+      // The rest: dropped by the relay, counted (the kernel may drop a few of a burst too).
+      assert.ok(drops > 0 && drops + burst.received <= 400, `pair_rate drops: ${drops}`);
+      assert.match(text, /holepunch_relay_drops_total\{reason="server_rate"\} 0/);
+    } finally {
+      await game.close();
+      game.cli.child.kill('SIGKILL');
     }
   });
 
@@ -516,6 +585,16 @@ async function relayedGameOnCli(extra: readonly string[]) {
       }
       await new Promise((resolve) => setTimeout(resolve, 100));
       return { sent, received: received - before };
+    },
+    /** Client 0 sends `count` datagrams to client 1 through the relay at once. */
+    async burst(count: number): Promise<{ received: number }> {
+      const peer = results[0]?.peers[0];
+      const before = received;
+      for (let i = 0; i < count; i++) {
+        clients[0]?.send(Buffer.from(`burst ${i}`), peer?.port ?? 0, LOOPBACK);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      return { received: received - before };
     },
     async close(): Promise<void> {
       await Promise.all(clients.map((c) => c.close()));

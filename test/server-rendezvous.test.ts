@@ -227,7 +227,7 @@ describe('rendezvous core: relay ports are sockets of the driver', () => {
     core.handle(
       6,
       HOST,
-      encodeV2({ type: 'relay_bind', requestId: 5, id: g.msg.id, bindToken: g.msg.bindToken }),
+      encodeV2({ type: 'relay_bind', requestId: 5, id: g.msg.id, proof: g.msg.bindToken }),
       g.msg.port,
     );
     const [ack, ...rest] = drain(core);

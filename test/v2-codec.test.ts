@@ -78,7 +78,7 @@ const samples: Plain[] = [
     type: 'relay_bind',
     requestId: 10,
     id: new Uint8Array(8).fill(3),
-    bindToken: new Uint8Array(16).fill(4),
+    proof: new Uint8Array(16).fill(4),
   },
   { type: 'relay_bound', requestId: 10, id: new Uint8Array(8).fill(3) },
 ];

@@ -676,7 +676,7 @@ describe('v2 session table', () => {
           type: 'relay_bind',
           requestId: 5,
           id: g.id,
-          bindToken: g.bindToken,
+          proof: g.bindToken,
         });
         return onRelay(now, g.port, from, bytes);
       };
@@ -730,7 +730,7 @@ describe('v2 session table', () => {
         type: 'relay_bind',
         requestId: 1,
         id: a.id,
-        bindToken: new Uint8Array(16),
+        proof: new Uint8Array(16),
       });
       assert.deepEqual(t.onRelay(6, a.port, ATTACKER, forged), []);
       assert.equal(t.counters.rejections.relay_unbound_source, 1);
@@ -812,7 +812,7 @@ describe('v2 session table', () => {
         type: 'relay_bind',
         requestId: 1,
         id: evil.id,
-        bindToken: evil.bindToken,
+        proof: evil.bindToken,
       });
       assert.deepEqual(t.onRelay(11, a.port, ATTACKER, tried), []);
       assert.deepEqual(

@@ -7,7 +7,7 @@ extends SceneTree
 ##   godot --headless --path PROJECT --script res://tests/check_vectors.gd
 
 const Codec := preload("res://addons/holepunch/holepunch_codec.gd")
-const BYTE_FIELDS: Array[String] = ["token", "punchKey", "id", "bindToken", "tag"]
+const BYTE_FIELDS: Array[String] = ["token", "punchKey", "id", "bindToken", "proof", "tag"]
 
 var _passed := 0
 var _failed := 0
@@ -43,6 +43,7 @@ func _check_message(vector: Dictionary) -> void:
 	var msg: Dictionary = decoded.msg
 	var is_punch: bool = msg.type == "punch" or msg.type == "punch_ack"
 	var is_push: bool = Codec.PUSH_TYPES.has(msg.type)
+	var is_signed_bind: bool = msg.type == "relay_bind" and expected.has("key")
 	var got: Dictionary = _to_json(msg)
 	got.erase("signed")
 	var want := expected.duplicate(true)
@@ -51,7 +52,15 @@ func _check_message(vector: Dictionary) -> void:
 	_check("decode " + vector.name, _same(got, want), {"got": got, "want": want})
 	var fields: Dictionary = _from_json(expected)
 	var encoded: PackedByteArray
-	if is_punch or is_push:
+	if is_signed_bind:
+		var bind_token := _unhex(expected.key)
+		var proof := Codec.relay_bind_proof(bind_token, int(msg.requestId), msg.id)
+		_check("tag " + vector.name, (proof == msg.proof) == bool(expected.tag_valid),
+				{"proof": proof.hex_encode()})
+		if not expected.tag_valid:
+			return
+		encoded = Codec.encode_relay_bind(bind_token, int(msg.requestId), msg.id)
+	elif is_punch or is_push:
 		var key := _unhex(expected.key)
 		var valid := (Codec.verify_push(key, msg) if is_push
 				else Codec.verify_punch_tag(key, msg.signed, msg.tag))

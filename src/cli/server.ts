@@ -11,6 +11,10 @@ import {
   DEFAULT_PORT,
   DEFAULT_SERVER_SETTINGS,
   MIN_RELAY_PORT,
+  RELAY_BYTES_PER_SECOND,
+  RELAY_PACKETS_PER_SECOND,
+  RELAY_SOURCE_SHARE,
+  type RelayLimits,
   type RunningServer,
   relayPortRangeProblem,
   type ServerSettings,
@@ -67,6 +71,16 @@ Options:
   --relay-ports LOW-HIGH UDP ports (1024 and up) the relay binds on the server's
                          address, one per relayed pair; open them in the firewall (default
                          ${DEFAULTS.relayPorts.low}-${DEFAULTS.relayPorts.high})
+  --relay-pair-packets N datagrams/s one relayed pair may send, both ways together,
+                         after a 1 s burst; the rest are dropped (default ${RELAY_PACKETS_PER_SECOND})
+  --relay-pair-bytes N   bytes/s one relayed pair may send, both ways together
+                         (default ${RELAY_BYTES_PER_SECOND})
+  --relay-total-packets N datagrams/s the whole relay forwards (default: no cap)
+  --relay-total-bytes N  bytes/s the whole relay forwards (default: no cap)
+  --relay-session-max N  relay allocations one session may hold (default: one per
+                         pair of a full lobby of its size, MAX*(MAX-1)/2)
+  --relay-source-share F part of the relay ports (0-1) one source, an IPv4 address
+                         or an IPv6 /64, may take part in (default ${RELAY_SOURCE_SHARE})
   --drain-seconds N      on SIGTERM/SIGHUP refuse new sessions but keep started
                          games and their relay running until idle, at most N
                          seconds (default ${DEFAULT_DRAIN_SECONDS}; 0 = stop at once)
@@ -89,6 +103,9 @@ name in capitals, dashes as underscores: HOLEPUNCH_PORT, HOLEPUNCH_AUTOSTART,
 HOLEPUNCH_HOST, HOLEPUNCH_SESSION_TTL, HOLEPUNCH_MAX_SESSIONS,
 HOLEPUNCH_MAX_PLAYERS, HOLEPUNCH_LOG_LEVEL, HOLEPUNCH_NO_LEGACY,
 HOLEPUNCH_NO_RELAY, HOLEPUNCH_NO_ALT_PORT (1/true/yes or 0/false/no), HOLEPUNCH_RELAY_PORTS,
+HOLEPUNCH_RELAY_PAIR_PACKETS, HOLEPUNCH_RELAY_PAIR_BYTES,
+HOLEPUNCH_RELAY_TOTAL_PACKETS, HOLEPUNCH_RELAY_TOTAL_BYTES,
+HOLEPUNCH_RELAY_SESSION_MAX, HOLEPUNCH_RELAY_SOURCE_SHARE,
 HOLEPUNCH_DRAIN_SECONDS, HOLEPUNCH_METRICS_PORT, HOLEPUNCH_METRICS_HOST,
 HOLEPUNCH_ALT_ADDRESS, HOLEPUNCH_ALT_PORT, HOLEPUNCH_NO_ALT_PORT. The command line wins; an empty variable is unset.
 
@@ -139,7 +156,22 @@ type StringFlag =
   | 'alt-address'
   | 'alt-port'
   | 'relay-ports'
+  | 'relay-pair-packets'
+  | 'relay-pair-bytes'
+  | 'relay-total-packets'
+  | 'relay-total-bytes'
+  | 'relay-session-max'
+  | 'relay-source-share'
   | 'drain-seconds';
+
+/** The relay's rate and count flags, each a positive integer, and the limit each sets. */
+const RELAY_COUNT_FLAGS = [
+  ['relay-pair-packets', 'packetsPerSecond'],
+  ['relay-pair-bytes', 'bytesPerSecond'],
+  ['relay-total-packets', 'totalPacketsPerSecond'],
+  ['relay-total-bytes', 'totalBytesPerSecond'],
+  ['relay-session-max', 'maxPerSession'],
+] as const satisfies readonly (readonly [StringFlag, keyof RelayLimits])[];
 
 function parseServerArgs(
   argv: readonly string[],
@@ -294,6 +326,28 @@ function parseServerArgs(
     }
     settings.relayPorts = relayPorts;
   }
+  const relayLimits: { -readonly [K in keyof RelayLimits]?: RelayLimits[K] } = {};
+  for (const [flag, limit] of RELAY_COUNT_FLAGS) {
+    const given = setting(flag);
+    if (given.text === undefined) continue;
+    const n = Number(given.text);
+    if (!INTEGER.test(given.text) || n < 1 || !Number.isSafeInteger(n)) {
+      return { kind: 'error', message: `${given.label} must be a positive integer` };
+    }
+    relayLimits[limit] = n;
+  }
+  const share = setting('relay-source-share');
+  if (share.text !== undefined) {
+    const n = Number(share.text);
+    if (!DECIMAL.test(share.text) || !(n > 0 && n <= 1)) {
+      return {
+        kind: 'error',
+        message: `${share.label} must be a number above 0 and at most 1, got "${share.text}"`,
+      };
+    }
+    relayLimits.sourceShare = n;
+  }
+  if (Object.keys(relayLimits).length > 0) settings.relayLimits = relayLimits;
   let drainMs = DEFAULT_DRAIN_SECONDS * 1000;
   const drain = setting('drain-seconds');
   if (drain.text !== undefined) {
@@ -347,6 +401,12 @@ function parseArgsStrict(argv: readonly string[]) {
       'alt-port': { type: 'string' },
       'no-alt-port': { type: 'boolean' },
       'relay-ports': { type: 'string' },
+      'relay-pair-packets': { type: 'string' },
+      'relay-pair-bytes': { type: 'string' },
+      'relay-total-packets': { type: 'string' },
+      'relay-total-bytes': { type: 'string' },
+      'relay-session-max': { type: 'string' },
+      'relay-source-share': { type: 'string' },
       'drain-seconds': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },

@@ -11,6 +11,7 @@ import type { Endpoint } from '../protocol/index.js';
 import {
   bytesKey,
   decodeV2,
+  encodeRelayBind,
   encodeV2,
   endpointKey,
   hasV2Prefix,
@@ -60,6 +61,8 @@ export const SESSION_WAIT_MS = 15_000;
 export const SESSION_WAIT_RETRY_MS = 100;
 /** Keepalive period in a lobby: well under common UDP mapping timeouts (30 s and more). */
 export const KEEPALIVE_INTERVAL_MS = 5_000;
+/** A bound relay allocation is bound again this often (one keepalive interval). */
+export const RELAY_REBIND_MS = KEEPALIVE_INTERVAL_MS;
 /**
  * `leave` and `close` are sent at most this many times, 150/300/500 ms apart, so a goodbye
  * is acknowledged or given up within 1.5 s (then the server's keepalive silence limit,
@@ -232,7 +235,9 @@ interface RelayState {
   phase: 'asking' | 'binding' | 'bound';
   port: number;
   id: Uint8Array;
-  bindBytes: Uint8Array;
+  /** Signs each `relay_bind` (a fresh counter each time: `encodeRelayBind`). */
+  bindToken: Uint8Array;
+  /** The next bind: a retry while binding, the refresh once bound. */
   nextBindAt: number;
   bindIntervalMs: number;
 }
@@ -412,6 +417,11 @@ export class Traversal implements Core<TraversalEvent> {
   readonly strategies = new Map<string, PeerStrategy>();
   /** How often to keepalive: the server says (revision ≥ 1), else `KEEPALIVE_INTERVAL_MS`. */
   #keepaliveMs = KEEPALIVE_INTERVAL_MS;
+  /**
+   * The server is of revision 1 or later (its `registered` says how often to keepalive): it
+   * takes signed `relay_bind`s. A revision-0 server gets the bare bindToken it knows.
+   */
+  #signedBinds = false;
   /** The version of the newest complete peer list, and of the parts being assembled. */
   #peersVersion = 0;
   #partsVersion = 0;
@@ -640,7 +650,7 @@ export class Traversal implements Core<TraversalEvent> {
     if (this.#classify) next = Math.min(next, this.#classify.nextAt);
     for (const p of this.#pending.values()) next = Math.min(next, p.nextAt);
     for (const r of this.#relays.values())
-      if (r.phase === 'binding') next = Math.min(next, r.nextBindAt);
+      if (r.phase !== 'asking') next = Math.min(next, r.nextBindAt);
     if (this.#punch) next = Math.min(next, this.#punch.nextDeadline());
     for (const l of this.#late) next = Math.min(next, l.attempt.nextDeadline(), l.relayAt);
     return Math.min(next, this.#birthdayCloseAt);
@@ -676,8 +686,14 @@ export class Traversal implements Core<TraversalEvent> {
     this.#classifyTick(now);
     if (now >= this.#relayAt) this.requestRelay(now);
     for (const r of this.#relays.values()) {
-      if (r.phase !== 'binding' || now < r.nextBindAt) continue;
-      this.#send({ address: this.#o.server.address, port: r.port }, r.bindBytes);
+      if (r.phase === 'asking' || now < r.nextBindAt) continue;
+      this.#sendBind(r);
+      if (r.phase === 'bound') {
+        // Refreshed once a keepalive interval: after our NAT re-maps us, the relay follows
+        // within one interval.
+        r.nextBindAt = now + RELAY_REBIND_MS;
+        continue;
+      }
       r.nextBindAt = now + r.bindIntervalMs;
       r.bindIntervalMs = Math.min(r.bindIntervalMs * 2, REQUEST_RETRY_MAX_MS);
     }
@@ -800,6 +816,7 @@ export class Traversal implements Core<TraversalEvent> {
         if (pending?.kind === 'register') {
           if (msg.keepaliveMs !== undefined && msg.keepaliveMs > 0) {
             this.#keepaliveMs = msg.keepaliveMs;
+            this.#signedBinds = true;
           }
           this.#registered(msg.token, msg.observed);
           // Using the token at once shows the server that we receive at this address; only
@@ -1171,6 +1188,9 @@ export class Traversal implements Core<TraversalEvent> {
   #pathChanged(peer: ConfirmedPeer, previous: ConfirmedPeer): void {
     if (this.#state !== 'punched') return;
     this.#direct.set(endpointKey(unmapped(previous)), { address: peer.address, port: peer.port });
+    // Its game goes direct now: the relay allocation is no longer refreshed (it idles out).
+    const r = this.#relays.get(peer.name);
+    if (r !== undefined) r.nextBindAt = Number.POSITIVE_INFINITY;
     this.#work.event({ type: 'pathChanged', peer, previous });
   }
 
@@ -1242,7 +1262,7 @@ export class Traversal implements Core<TraversalEvent> {
         phase: 'asking',
         port: 0,
         id: new Uint8Array(0),
-        bindBytes: new Uint8Array(0),
+        bindToken: new Uint8Array(0),
         nextBindAt: Number.POSITIVE_INFINITY,
         bindIntervalMs: REQUEST_RETRY_FIRST_MS,
       });
@@ -1265,17 +1285,25 @@ export class Traversal implements Core<TraversalEvent> {
     r.phase = 'binding';
     r.port = msg.port;
     r.id = msg.id;
-    r.bindBytes = encodeV2({
-      type: 'relay_bind',
-      requestId: this.#id(),
-      id: msg.id,
-      bindToken: msg.bindToken,
-    });
+    r.bindToken = msg.bindToken;
     r.nextBindAt = now + REQUEST_RETRY_FIRST_MS;
     r.bindIntervalMs = REQUEST_RETRY_FIRST_MS * 2;
-    const relay = { address: this.#o.server.address, port: r.port };
-    attempt.noteRelay(msg.peer, relay);
-    this.#send(relay, r.bindBytes);
+    attempt.noteRelay(msg.peer, { address: this.#o.server.address, port: r.port });
+    this.#sendBind(r);
+  }
+
+  /**
+   * A signed `relay_bind` with a fresh counter (our next request id): the relay moves a bound
+   * side only for a counter it has not seen, so a captured bind replays as nothing.
+   */
+  #sendBind(r: RelayState): void {
+    const id = this.#id();
+    this.#send(
+      { address: this.#o.server.address, port: r.port },
+      this.#signedBinds
+        ? encodeRelayBind(r.bindToken, id, r.id)
+        : encodeV2({ type: 'relay_bind', requestId: id, id: r.id, proof: r.bindToken }),
+    );
   }
 
   /** The relay acknowledged our bind: punch the peer through it too. */
@@ -1285,6 +1313,8 @@ export class Traversal implements Core<TraversalEvent> {
       if (r.phase !== 'binding' || r.port !== from.port || bytesKey(r.id) !== bytesKey(id))
         continue;
       r.phase = 'bound';
+      // A revision-0 server moves a side to whichever source binds last: no refresh there.
+      r.nextBindAt = this.#signedBinds ? now + RELAY_REBIND_MS : Number.POSITIVE_INFINITY;
       (this.#lateFor(name)?.attempt ?? this.#punch)?.addRelay(now, name, {
         address: this.#o.server.address,
         port: r.port,

@@ -37,9 +37,14 @@ export const MAX_KEEP_OPEN_S = 0xffff;
 export const RELAY_ID_BYTES = 8;
 /** The secret that proves a `relay_bind` comes from the member the allocation was given to. */
 export const RELAY_BIND_TOKEN_BYTES = 16;
+/**
+ * A `relay_bind`'s proof: the bindToken itself (revision 0) or the bind tag made with it
+ * (`relayBindProof`, revision 1), both this long.
+ */
+export const RELAY_BIND_PROOF_BYTES = RELAY_BIND_TOKEN_BYTES;
 
-/** The exact size of a `relay_bind`: header, id, secret. */
-export const RELAY_BIND_BYTES = V2_HEADER_BYTES + RELAY_ID_BYTES + RELAY_BIND_TOKEN_BYTES;
+/** The exact size of a `relay_bind`: header, id, proof. */
+export const RELAY_BIND_BYTES = V2_HEADER_BYTES + RELAY_ID_BYTES + RELAY_BIND_PROOF_BYTES;
 
 /**
  * Whether a datagram on a relay port can be a `relay_bind` (size and type byte only): the
@@ -227,7 +232,14 @@ export type V2Message =
       /** The asker's bind secret (sent only to its validated endpoint). */
       bindToken: Uint8Array;
     }
-  | { type: 'relay_bind'; requestId: number; id: Uint8Array; bindToken: Uint8Array }
+  | {
+      type: 'relay_bind';
+      /** Revision 1: a counter, greater in every bind the member sends (`relayBindProof`). */
+      requestId: number;
+      id: Uint8Array;
+      /** The bind tag (`relayBindProof`, revision 1) or the bare bindToken (revision 0). */
+      proof: Uint8Array;
+    }
   | { type: 'relay_bound'; requestId: number; id: Uint8Array }
   | {
       type: 'punch' | 'punch_ack';
@@ -611,7 +623,7 @@ function encodeBody(msg: V2Encodable | V2PushBody): Uint8Array {
       break;
     case 'relay_bind':
       w.fixed(msg.id, RELAY_ID_BYTES);
-      w.fixed(msg.bindToken, RELAY_BIND_TOKEN_BYTES);
+      w.fixed(msg.proof, RELAY_BIND_PROOF_BYTES);
       break;
     case 'relay_bound':
       w.fixed(msg.id, RELAY_ID_BYTES);
@@ -713,6 +725,36 @@ export function encodePunch(key: Uint8Array, msg: PunchFields): Uint8Array {
 
 export function punchTag(key: Uint8Array, signed: Uint8Array): Uint8Array {
   return new Uint8Array(createHmac('sha256', key).update(signed).digest().subarray(0, TAG_BYTES));
+}
+
+/**
+ * The proof of a revision-1 `relay_bind` (docs/protocol-v2.md, "Binding"): HMAC-SHA-256 keyed
+ * with the side's bindToken over the bind's header (its request id, the counter) and its
+ * allocation id, truncated to 16 bytes. It shows the bindToken without revealing it, and
+ * binds it to this counter: a captured bind replays only as itself.
+ */
+export function relayBindProof(
+  bindToken: Uint8Array,
+  requestId: number,
+  id: Uint8Array,
+): Uint8Array {
+  const w = header(V2_TYPES.relay_bind, requestId);
+  w.fixed(id, RELAY_ID_BYTES);
+  return punchTag(bindToken, w.buf.subarray(0, w.off));
+}
+
+/** A revision-1 `relay_bind`: counter `requestId`, signed with `bindToken`. */
+export function encodeRelayBind(
+  bindToken: Uint8Array,
+  requestId: number,
+  id: Uint8Array,
+): Uint8Array {
+  return encodeV2({
+    type: 'relay_bind',
+    requestId,
+    id,
+    proof: relayBindProof(bindToken, requestId, id),
+  });
 }
 
 /** Constant-time comparison of the received tag with the expected one. */
@@ -933,7 +975,7 @@ function readBody(r: Reader, type: V2MessageType, requestId: number): V2Message 
         type,
         requestId,
         id: r.bytes(RELAY_ID_BYTES),
-        bindToken: r.bytes(RELAY_BIND_TOKEN_BYTES),
+        proof: r.bytes(RELAY_BIND_PROOF_BYTES),
       };
     case 'relay_bound':
       return { type, requestId, id: r.bytes(RELAY_ID_BYTES) };

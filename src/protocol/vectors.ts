@@ -8,9 +8,10 @@
  *   node dist/src/protocol/vectors.js --write   # regenerate the committed file
  *
  * Encoding of fields in JSON: byte fields (token, key, channel, tag, payload) as lower-case
- * hex, endpoints as `{ address, port }`, everything else as itself. Tagged messages (punches and
- * the pushes lobby/closed/peer_left) also carry `key` (the punch key, or the member token a push
- * is tagged with) and `tag_valid`.
+ * hex, endpoints as `{ address, port }`, everything else as itself. Tagged messages (punches,
+ * the pushes lobby/closed/peer_left and signed relay_binds) also carry `key` (the punch key,
+ * the member token a push is tagged with, or the bindToken a bind is signed with) and
+ * `tag_valid`.
  */
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +22,7 @@ import {
   decodeV2,
   encodePunch,
   encodePush,
+  encodeRelayBind,
   encodeV2,
   MAX_DATAGRAM_BYTES,
   type PunchFields,
@@ -305,7 +307,7 @@ const ALL_PLAIN: readonly [string, Record<string, unknown>][] = [
       bindToken: BIND_TOKEN,
     },
   ],
-  ['relay_bind', { type: 'relay_bind', requestId: 13, id: RELAY_ID, bindToken: BIND_TOKEN }],
+  ['relay_bind', { type: 'relay_bind', requestId: 13, id: RELAY_ID, proof: BIND_TOKEN }],
   ['relay_bound', { type: 'relay_bound', requestId: 13, id: RELAY_ID }],
   ['probe', { type: 'probe', requestId: 21, changeAddress: false, changePort: false }],
   ['probe change both', { type: 'probe', requestId: 22, changeAddress: true, changePort: true }],
@@ -468,6 +470,21 @@ export function v2Vectors(): V2Vectors {
       name,
       hex: hex(data),
       fields: { ...fieldsOf(decoded.msg), key: hex(KEY), tag_valid: true },
+    });
+  }
+  // A revision-1 relay_bind, signed with the bindToken (`key`) over its counter, and one
+  // signed with another token.
+  for (const [name, token, valid] of [
+    ['relay_bind signed', BIND_TOKEN, true],
+    ['relay_bind signed with a wrong token', seq(0x00), false],
+  ] as const) {
+    const data = encodeRelayBind(token, 0x01020304, RELAY_ID);
+    const decoded = decodeV2(data);
+    if (!decoded.ok) throw new Error(`vector ${name} does not decode: ${decoded.error}`);
+    messages.push({
+      name,
+      hex: hex(data),
+      fields: { ...fieldsOf(decoded.msg), key: hex(BIND_TOKEN), tag_valid: valid },
     });
   }
   // A punch whose tag was made with another key: decodes, but the tag does not verify.

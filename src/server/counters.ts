@@ -19,6 +19,10 @@ export interface ServerCounters {
   sessionsClosed: number;
   /** Rejected or dropped datagrams by kind (e.g. `oversized`, `not_utf8`, `unknown_type`). */
   rejections: Record<string, number>;
+  /** New relay allocations refused, by reason (`full`, `source_full`, `session_full`, `no_port`). */
+  relayRefusals: Record<string, number>;
+  /** Datagrams the relay dropped over a rate cap, by reason (`pair_rate`, `server_rate`). */
+  relayDrops: Record<string, number>;
 }
 
 export function createCounters(): ServerCounters {
@@ -34,6 +38,8 @@ export function createCounters(): ServerCounters {
     sessionsExpired: 0,
     sessionsClosed: 0,
     rejections: {},
+    relayRefusals: {},
+    relayDrops: {},
   };
 }
 

@@ -39,5 +39,14 @@ export {
   startServer,
 } from './shell.js';
 export { DEFAULT_MEMORY_BUDGET_SHARE, UNLIMITED_SOURCES } from './source-limits.js';
-export { MIN_RELAY_PORT, relayPortRangeProblem } from './v2-relay.js';
+export {
+  lobbyPairs,
+  MIN_RELAY_PORT,
+  RELAY_BYTES_PER_SECOND,
+  RELAY_LOG_INTERVAL_MS,
+  RELAY_PACKETS_PER_SECOND,
+  RELAY_SOURCE_SHARE,
+  type RelayLimits,
+  relayPortRangeProblem,
+} from './v2-relay.js';
 export { V2Sessions, type V2SessionsOptions } from './v2-sessions.js';

@@ -107,6 +107,30 @@ export function createMetricsRegistry(source: MetricsSource): Registry {
     },
   });
   new Counter({
+    name: 'holepunch_relay_refusals_total',
+    help: 'New relay allocations refused (relay_unavailable), by reason: full (every port in use), source_full (the source holds its share of the ports), session_full (the session holds a full lobby of pairs), no_port',
+    labelNames: ['reason'],
+    registers,
+    collect() {
+      this.reset();
+      for (const reason of ['full', 'source_full', 'session_full', 'no_port']) {
+        this.inc({ reason }, counters.relayRefusals[reason] ?? 0);
+      }
+    },
+  });
+  new Counter({
+    name: 'holepunch_relay_drops_total',
+    help: 'Game datagrams the relay dropped over a rate cap, by reason: pair_rate (--relay-pair-packets/--relay-pair-bytes), server_rate (--relay-total-packets/--relay-total-bytes)',
+    labelNames: ['reason'],
+    registers,
+    collect() {
+      this.reset();
+      for (const reason of ['pair_rate', 'server_rate']) {
+        this.inc({ reason }, counters.relayDrops[reason] ?? 0);
+      }
+    },
+  });
+  new Counter({
     name: 'holepunch_rejections_total',
     help: 'Datagrams refused or dropped, by kind (see docs/server.md#refusals)',
     labelNames: ['kind'],

@@ -46,7 +46,10 @@ export interface ServerSettings {
    * Default `DEFAULT_RELAY_PORTS` (40000-40999). Open them in the firewall (docs/server.md).
    */
   readonly relayPorts: RelayPortRange;
-  /** Caps of the relay (per allocation, per source, in total); defaults in v2-relay.ts. */
+  /**
+   * Caps of the relay (per pair and in total per second, per session, per source's share of
+   * the ports); defaults in v2-relay.ts, flags `--relay-pair-packets` and the like.
+   */
   readonly relayLimits: Partial<RelayLimits>;
   /**
    * Quotas per source address (IPv6: per /64), both protocols. Default

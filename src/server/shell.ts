@@ -14,7 +14,7 @@ import type { MetricsServer } from './metrics.js';
 import { ALT_ADDRESS_BIT, ALT_PORT_BIT, type ServerSocket } from './probe.js';
 import { isMemberEvent, RendezvousServer, type ServerEvent } from './rendezvous.js';
 import { resolveServerSettings, type ServerSettings } from './settings.js';
-import { MIN_RELAY_PORT } from './v2-relay.js';
+import { MIN_RELAY_PORT, RELAY_LOG_INTERVAL_MS } from './v2-relay.js';
 
 /** The original's port, and the CLI's default. */
 export const DEFAULT_PORT = 4000;
@@ -103,6 +103,22 @@ export interface RunningServer {
    * then `close()`. `maxMs` 0 is `close()` at once. Resolves once closed.
    */
   drain(maxMs: number): Promise<void>;
+}
+
+/** Counts by reason that grew since `before` (which is updated), or undefined if none did. */
+export function grownCounts(
+  before: Record<string, number>,
+  now: Readonly<Record<string, number>>,
+): Record<string, number> | undefined {
+  let grown: Record<string, number> | undefined;
+  for (const [reason, n] of Object.entries(now)) {
+    const d = n - (before[reason] ?? 0);
+    if (d <= 0) continue;
+    grown ??= {};
+    grown[reason] = d;
+    before[reason] = n;
+  }
+  return grown;
 }
 
 /** Binds the rendezvous server to a UDP socket and starts serving. */
@@ -251,7 +267,13 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
       legacy: settings.legacy,
       relay: settings.relay,
       ...(settings.relay
-        ? { relayPorts: `${settings.relayPorts.low}-${settings.relayPorts.high}` }
+        ? {
+            relayPorts: `${settings.relayPorts.low}-${settings.relayPorts.high}`,
+            // No cap (Infinity) is left out: JSON would write it as null.
+            relayLimits: Object.fromEntries(
+              Object.entries(core.v2.relay?.limits ?? {}).filter(([, v]) => Number.isFinite(v)),
+            ),
+          }
         : {}),
       logLevel: logger.level,
       ...(settings.altAddress === '' ? {} : { altAddress: settings.altAddress }),
@@ -262,6 +284,27 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
   if (metrics !== undefined) {
     logger.info({ address: metrics.address, port: metrics.port }, 'metrics listening');
   }
+  // The relay's refusals and rate drops, one line per interval with the counts by reason: a
+  // flood of asks or of game datagrams must not become a line each.
+  const relayRefused: Record<string, number> = {};
+  const relayDropped: Record<string, number> = {};
+  const relayLog = settings.relay
+    ? setInterval(() => {
+        const refusals = grownCounts(relayRefused, counters.relayRefusals);
+        const drops = grownCounts(relayDropped, counters.relayDrops);
+        if (refusals === undefined && drops === undefined) return;
+        logger.warn(
+          {
+            ...(refusals === undefined ? {} : { refusals }),
+            ...(drops === undefined ? {} : { drops }),
+            relayAllocations: core.v2.relay?.size ?? 0,
+            intervalS: RELAY_LOG_INTERVAL_MS / 1000,
+          },
+          'relay limits reached',
+        );
+      }, RELAY_LOG_INTERVAL_MS)
+    : undefined;
+  relayLog?.unref();
 
   let closing: Promise<void> | undefined;
   let drainRun: Promise<void> | undefined;
@@ -306,6 +349,7 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
     closing ??= (async () => {
       // No more datagrams or timeouts reach the core; what it queues below still goes out.
       driver.stop();
+      if (relayLog !== undefined) clearInterval(relayLog);
       metrics?.markStopping();
       const sessions = core.sessionCount;
       driver.trackSends();

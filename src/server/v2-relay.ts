@@ -13,8 +13,11 @@
  *
  * Rules: allocations are capabilities (random ids and secrets issued to a member of one
  * session instance; a new session under the same name never gets or changes them); nothing
- * is sent to a source that has not bound; one datagram out per datagram in, same bytes;
- * capped per allocation (bytes/s, packets/s), per source address and in total.
+ * is sent to a source that has not bound; a bound side moves to another source only with a
+ * fresh proof (a signed bind with a greater counter); one datagram out per datagram in, same
+ * bytes; capped per allocation and in total (bytes/s, packets/s), per session (a full lobby's
+ * pairs), per source (a share of the ports; a source as `sourceKey` says: IPv4 address, IPv6
+ * /64) and in total (the ports).
  */
 import {
   decodeV2,
@@ -23,11 +26,12 @@ import {
   mayBeRelayBind,
   RELAY_BIND_TOKEN_BYTES,
   RELAY_ID_BYTES,
+  relayBindProof,
   sameEndpoint,
-  unmappedAddress,
 } from '../protocol/index.js';
 import { countRejection, type ServerCounters } from './counters.js';
 import type { Outbox } from './handler.js';
+import { sourceKey } from './source-limits.js';
 
 /** An allocation nothing was bound to or sent through for this long is closed. */
 export const RELAY_IDLE_MS = 60_000;
@@ -36,8 +40,22 @@ export const DEFAULT_RELAY_PORTS: RelayPortRange = { low: 40_000, high: 40_999 }
 /** Per allocation, both directions together: a game's traffic with room to spare. */
 export const RELAY_BYTES_PER_SECOND = 2_000_000;
 export const RELAY_PACKETS_PER_SECOND = 4_000;
-/** Allocations one source address (IP) may take part in: every pair of a 32-player lobby. */
-export const RELAY_MAX_PER_SOURCE = 128;
+/**
+ * Part of the relay's ports one source (an IPv4 address, an IPv6 /64) may take part in: half,
+ * so that a full 32-player lobby behind one address (496 pairs) fits on the default 1000
+ * ports, and the other half stays for everyone else.
+ */
+export const RELAY_SOURCE_SHARE = 0.5;
+/**
+ * How often the relay's refusals and drops reach the log (one line per interval with the
+ * counts by reason, not one per request or datagram).
+ */
+export const RELAY_LOG_INTERVAL_MS = 10_000;
+
+/** Pairs of a lobby of `players`: what it needs when every pair is relayed. */
+export function lobbyPairs(players: number): number {
+  return players > 1 ? (players * (players - 1)) / 2 : 0;
+}
 /** A port whose bind failed (another program holds it) is left alone this long. */
 export const RELAY_PORT_RETRY_MS = 60_000;
 
@@ -81,13 +99,35 @@ export interface RelayIo {
 }
 
 export interface RelayLimits {
-  /** Allocations at once (each takes one port). */
+  /** Allocations at once (each takes one port). Default: one per port. */
   readonly maxAllocations: number;
-  readonly maxPerSource: number;
+  /**
+   * Part of the ports (0-1) one source may take part in, `RELAY_SOURCE_SHARE` by default: an
+   * allocation counts once for each source among its two sides.
+   */
+  readonly sourceShare: number;
+  /**
+   * Allocations one session may hold at once. 0 (the default): the pairs of a full lobby of
+   * the session's size, `lobbyPairs(maxPlayers)`.
+   */
+  readonly maxPerSession: number;
+  /** Per allocation, both ways together (1 s of burst). */
   readonly bytesPerSecond: number;
   readonly packetsPerSecond: number;
+  /** All allocations together (1 s of burst); Infinity (the default): no cap. */
+  readonly totalBytesPerSecond: number;
+  readonly totalPacketsPerSecond: number;
   readonly idleMs: number;
 }
+
+/** Why the relay dropped a datagram it could have forwarded (counted by reason). */
+export type RelayDrop = 'pair_rate' | 'server_rate';
+
+/** The `rejections` kind of each drop (`relay_rate_limited` as before for the pair's cap). */
+const RELAY_DROP_KINDS: Readonly<Record<RelayDrop, string>> = {
+  pair_rate: 'relay_rate_limited',
+  server_rate: 'relay_server_rate_limited',
+};
 
 /** A member as the session table knows it when it asks. */
 export interface RelayMember {
@@ -102,6 +142,8 @@ export interface RelayMember {
 export interface RelayRequest {
   /** The session instance (never reused, unlike names). */
   readonly instance: number;
+  /** The session's lobby size (its `maxPlayers`), for the per-session cap. */
+  readonly maxPlayers: number;
   readonly self: RelayMember;
   readonly peer: RelayMember;
   readonly requestId: number;
@@ -116,6 +158,8 @@ interface Side {
   readonly bindToken: Uint8Array;
   /** The source its authenticated `relay_bind` came from; nothing is sent anywhere else. */
   bound: Endpoint | undefined;
+  /** The counter (request id) of the last signed bind taken; -1: none yet. */
+  counter: number;
 }
 
 interface Waiter {
@@ -135,6 +179,8 @@ interface Allocation {
   bytes: number;
   packets: number;
   refilledAt: number;
+  /** The sources (`sourceKey`) it counts against, once each. */
+  sources: string[];
 }
 
 export interface RelayOptions {
@@ -148,7 +194,16 @@ export interface RelayOptions {
 }
 
 /** Why an allocation could not be had, for the `error` the session table sends. */
-export type RelayRefusal = 'full' | 'source_full' | 'no_port';
+export type RelayRefusal = 'full' | 'source_full' | 'session_full' | 'no_port';
+
+/** The `relay_unavailable` message of each refusal: what is full, and what to do. */
+export const RELAY_REFUSAL_MESSAGES: Readonly<Record<RelayRefusal, string>> = {
+  // At most 59 bytes: an error answers with at most 3x a 29-byte relay_allocate.
+  full: 'The relay is full: every relay port is in use.',
+  source_full: 'The relay is full for your address (its share of ports).',
+  session_full: 'The relay is full for this session (one per pair).',
+  no_port: 'The relay has no free port.',
+};
 
 /** Constant-time comparison of two secrets. */
 function sameSecret(a: Uint8Array, b: Uint8Array): boolean {
@@ -156,11 +211,6 @@ function sameSecret(a: Uint8Array, b: Uint8Array): boolean {
   let diff = 0;
   for (let i = 0; i < a.length; i++) diff |= (a[i] as number) ^ (b[i] as number);
   return diff === 0;
-}
-
-/** The address part of an endpoint, IPv4-mapped IPv6 folded, for per-source caps. */
-function sourceKey(ep: Endpoint): string {
-  return unmappedAddress(ep.address);
 }
 
 export class RelayAllocations {
@@ -174,6 +224,12 @@ export class RelayAllocations {
   readonly #byPort = new Map<number, Allocation>();
   readonly #byInstance = new Map<number, Set<Allocation>>();
   readonly #bySource = new Map<string, number>();
+  /** Allocations one source may take part in: `sourceShare` of the ports. */
+  readonly #maxPerSource: number;
+  /** The server-wide buckets (`totalBytesPerSecond`, `totalPacketsPerSecond`). */
+  #totalBytes: number;
+  #totalPackets: number;
+  #totalRefilledAt = Number.NEGATIVE_INFINITY;
   /** Ports whose bind failed, until when they are left alone. */
   readonly #failedPorts = new Map<number, number>();
   #cursor: number;
@@ -194,11 +250,17 @@ export class RelayAllocations {
     const l = options.limits ?? {};
     this.#limits = {
       maxAllocations: Math.min(l.maxAllocations ?? portCount, portCount),
-      maxPerSource: l.maxPerSource ?? RELAY_MAX_PER_SOURCE,
+      sourceShare: l.sourceShare ?? RELAY_SOURCE_SHARE,
+      maxPerSession: l.maxPerSession ?? 0,
       bytesPerSecond: l.bytesPerSecond ?? RELAY_BYTES_PER_SECOND,
       packetsPerSecond: l.packetsPerSecond ?? RELAY_PACKETS_PER_SECOND,
+      totalBytesPerSecond: l.totalBytesPerSecond ?? Number.POSITIVE_INFINITY,
+      totalPacketsPerSecond: l.totalPacketsPerSecond ?? Number.POSITIVE_INFINITY,
       idleMs: l.idleMs ?? RELAY_IDLE_MS,
     };
+    this.#maxPerSource = Math.floor(this.#limits.sourceShare * portCount);
+    this.#totalBytes = this.#limits.totalBytesPerSecond;
+    this.#totalPackets = this.#limits.totalPacketsPerSecond;
     this.#cursor = low;
   }
 
@@ -209,6 +271,21 @@ export class RelayAllocations {
 
   get limits(): RelayLimits {
     return this.#limits;
+  }
+
+  /** Allocations one source may take part in (`sourceShare` of the ports). */
+  get maxPerSource(): number {
+    return this.#maxPerSource;
+  }
+
+  /** Allocations `source` (an address; its `sourceKey` counts) takes part in now. */
+  sourceCount(address: string): number {
+    return this.#bySource.get(sourceKey(address)) ?? 0;
+  }
+
+  /** Allocations of session `instance` open now. */
+  sessionCount(instance: number): number {
+    return this.#byInstance.get(instance)?.size ?? 0;
   }
 
   /** When the relay last bound a side or forwarded a datagram (-Infinity: never). */
@@ -229,14 +306,16 @@ export class RelayAllocations {
     const sideIndex: 0 | 1 = req.self === first ? 0 : 1;
     let alloc = this.#byKey.get(key);
     if (alloc === undefined) {
-      if (this.#byKey.size >= this.#limits.maxAllocations) return 'full';
-      for (const m of [first, second]) {
-        if ((this.#bySource.get(sourceKey(m.endpoint)) ?? 0) >= this.#limits.maxPerSource) {
-          return 'source_full';
-        }
+      const refusal = this.#refusal(req.instance, req.maxPlayers, first, second);
+      if (refusal !== undefined) {
+        this.#counters.relayRefusals[refusal] = (this.#counters.relayRefusals[refusal] ?? 0) + 1;
+        return refusal;
       }
       const port = this.#freePort(now);
-      if (port === undefined) return 'no_port';
+      if (port === undefined) {
+        this.#counters.relayRefusals.no_port = (this.#counters.relayRefusals.no_port ?? 0) + 1;
+        return 'no_port';
+      }
       alloc = {
         key,
         instance: req.instance,
@@ -249,6 +328,7 @@ export class RelayAllocations {
         bytes: this.#limits.bytesPerSecond,
         packets: this.#limits.packetsPerSecond,
         refilledAt: now,
+        sources: [],
       };
       this.#byKey.set(key, alloc);
       this.#byPort.set(port, alloc);
@@ -258,16 +338,16 @@ export class RelayAllocations {
         this.#byInstance.set(req.instance, set);
       }
       set.add(alloc);
-      for (const s of alloc.sides) this.#addSource(s.control, 1);
+      this.#countSources(alloc, 1);
       if (!Number.isFinite(this.#sweepAt)) this.#sweepAt = now + this.#limits.idleMs / 2;
       this.#io.open(port);
     }
     // The session knows the member's endpoint and token now (it may have been re-mapped).
     const side = alloc.sides[sideIndex];
     if (!sameEndpoint(side.control, req.self.endpoint)) {
-      this.#addSource(side.control, -1);
+      this.#countSources(alloc, -1);
       side.control = req.self.endpoint;
-      this.#addSource(side.control, 1);
+      this.#countSources(alloc, 1);
     }
     side.tokenKey = req.self.tokenKey;
     alloc.lastActive = now;
@@ -317,7 +397,7 @@ export class RelayAllocations {
     if (mayBeRelayBind(data)) {
       const decoded = decodeV2(data);
       if (decoded.ok && decoded.msg.type === 'relay_bind') {
-        this.#bind(now, alloc, from, decoded.msg.id, decoded.msg.bindToken, decoded.msg.requestId);
+        this.#bind(now, alloc, from, decoded.msg.id, decoded.msg.proof, decoded.msg.requestId);
         return;
       }
     }
@@ -333,8 +413,10 @@ export class RelayAllocations {
       countRejection(this.#counters, 'relay_peer_unbound');
       return;
     }
-    if (!this.#spend(now, alloc, data.length)) {
-      countRejection(this.#counters, 'relay_rate_limited');
+    const drop = this.#spend(now, alloc, data.length);
+    if (drop !== undefined) {
+      countRejection(this.#counters, RELAY_DROP_KINDS[drop]);
+      this.#counters.relayDrops[drop] = (this.#counters.relayDrops[drop] ?? 0) + 1;
       return;
     }
     alloc.lastActive = now;
@@ -403,7 +485,26 @@ export class RelayAllocations {
       id: this.#randomBytes(RELAY_ID_BYTES),
       bindToken: this.#randomBytes(RELAY_BIND_TOKEN_BYTES),
       bound: undefined,
+      counter: -1,
     };
+  }
+
+  /** Why a new allocation for this pair of session `instance` is refused, if it is. */
+  #refusal(
+    instance: number,
+    maxPlayers: number,
+    first: RelayMember,
+    second: RelayMember,
+  ): RelayRefusal | undefined {
+    if (this.#byKey.size >= this.#limits.maxAllocations) return 'full';
+    const perSession =
+      this.#limits.maxPerSession > 0 ? this.#limits.maxPerSession : lobbyPairs(maxPlayers);
+    if (this.sessionCount(instance) >= perSession) return 'session_full';
+    const a = sourceKey(first.endpoint.address);
+    const b = sourceKey(second.endpoint.address);
+    if ((this.#bySource.get(a) ?? 0) >= this.#maxPerSource) return 'source_full';
+    if (b !== a && (this.#bySource.get(b) ?? 0) >= this.#maxPerSource) return 'source_full';
+    return undefined;
   }
 
   #grant(alloc: Allocation, side: 0 | 1, requestId: number): void {
@@ -422,28 +523,51 @@ export class RelayAllocations {
     );
   }
 
+  /**
+   * A `relay_bind` with a valid proof binds its side. A signed bind (revision 1: the proof is
+   * the bind tag of its counter) with a counter greater than the last one taken binds the
+   * side or moves it to this source: the member's NAT re-mapped it, or it binds again from
+   * another socket. A bare bindToken (revision 0) binds an unbound side and is answered again
+   * from the bound source, but never moves a bound side: anyone who saw it could replay it.
+   */
   #bind(
     now: number,
     alloc: Allocation,
     from: Endpoint,
     id: Uint8Array,
-    bindToken: Uint8Array,
+    proof: Uint8Array,
     requestId: number,
   ): void {
-    const side = alloc.sides.find(
-      (s) => sameSecret(s.id, id) && sameSecret(s.bindToken, bindToken),
-    );
+    const side = alloc.sides.find((s) => sameSecret(s.id, id));
     if (side === undefined) {
       countRejection(this.#counters, 'relay_bad_bind');
       return;
     }
-    if (side.bound !== undefined && !sameEndpoint(side.bound, from)) {
-      // Its NAT re-mapped it (or it bound from another socket): the latest proof wins.
-      countRejection(this.#counters, 'relay_rebind');
+    const signed = sameSecret(relayBindProof(side.bindToken, requestId, id), proof);
+    if (!signed && !sameSecret(side.bindToken, proof)) {
+      countRejection(this.#counters, 'relay_bad_bind');
+      return;
     }
-    side.bound = from;
-    alloc.lastActive = now;
-    this.#lastActiveAt = now;
+    const same = side.bound !== undefined && sameEndpoint(side.bound, from);
+    if (signed) {
+      if (requestId <= side.counter) {
+        // A bind seen before (a replay, or reordered): it proves nothing new.
+        countRejection(this.#counters, 'relay_stale_bind');
+        if (!same) return;
+      } else {
+        side.counter = requestId;
+      }
+    } else if (side.bound !== undefined && !same) {
+      countRejection(this.#counters, 'relay_rebind_refused');
+      return;
+    }
+    if (side.bound !== undefined && !same) countRejection(this.#counters, 'relay_rebind');
+    if (!same) {
+      // A refresh from the bound source keeps nothing open: only game traffic does.
+      side.bound = from;
+      alloc.lastActive = now;
+      this.#lastActiveAt = now;
+    }
     // 17 bytes in answer to 33: the relay answers no more than it was sent.
     this.#send(alloc.port, from, encodeV2({ type: 'relay_bound', requestId, id }));
   }
@@ -454,17 +578,38 @@ export class RelayAllocations {
     this.#io.send(port, to, data);
   }
 
-  /** Token buckets of the allocation (1 s of burst); false when the datagram is over. */
-  #spend(now: number, alloc: Allocation, bytes: number): boolean {
-    const { bytesPerSecond, packetsPerSecond } = this.#limits;
+  /**
+   * Token buckets of the allocation and of the whole relay (1 s of burst each): why the
+   * datagram is over, or undefined when it may go (then both buckets are spent).
+   */
+  #spend(now: number, alloc: Allocation, bytes: number): RelayDrop | undefined {
+    const l = this.#limits;
     const elapsed = Math.max(0, now - alloc.refilledAt) / 1000;
     alloc.refilledAt = now;
-    alloc.bytes = Math.min(bytesPerSecond, alloc.bytes + elapsed * bytesPerSecond);
-    alloc.packets = Math.min(packetsPerSecond, alloc.packets + elapsed * packetsPerSecond);
-    if (alloc.packets < 1 || alloc.bytes < bytes) return false;
+    alloc.bytes = Math.min(l.bytesPerSecond, alloc.bytes + elapsed * l.bytesPerSecond);
+    alloc.packets = Math.min(l.packetsPerSecond, alloc.packets + elapsed * l.packetsPerSecond);
+    if (alloc.packets < 1 || alloc.bytes < bytes) return 'pair_rate';
+    const capPackets = Number.isFinite(l.totalPacketsPerSecond);
+    const capBytes = Number.isFinite(l.totalBytesPerSecond);
+    if (capPackets || capBytes) {
+      const total = Math.min(1, Math.max(0, now - this.#totalRefilledAt) / 1000);
+      this.#totalRefilledAt = now;
+      if (capPackets) {
+        const perS = l.totalPacketsPerSecond;
+        this.#totalPackets = Math.min(perS, this.#totalPackets + total * perS);
+        if (this.#totalPackets < 1) return 'server_rate';
+      }
+      if (capBytes) {
+        const perS = l.totalBytesPerSecond;
+        this.#totalBytes = Math.min(perS, this.#totalBytes + total * perS);
+        if (this.#totalBytes < bytes) return 'server_rate';
+      }
+      if (capPackets) this.#totalPackets -= 1;
+      if (capBytes) this.#totalBytes -= bytes;
+    }
     alloc.packets -= 1;
     alloc.bytes -= bytes;
-    return true;
+    return undefined;
   }
 
   #freePort(now: number): number | undefined {
@@ -484,11 +629,19 @@ export class RelayAllocations {
     return undefined;
   }
 
-  #addSource(ep: Endpoint, delta: number): void {
-    const k = sourceKey(ep);
-    const n = (this.#bySource.get(k) ?? 0) + delta;
-    if (n <= 0) this.#bySource.delete(k);
-    else this.#bySource.set(k, n);
+  /** Counts `alloc` once (`delta` 1) or no more (-1) for each source among its sides. */
+  #countSources(alloc: Allocation, delta: 1 | -1): void {
+    if (delta === 1) {
+      const a = sourceKey(alloc.sides[0].control.address);
+      const b = sourceKey(alloc.sides[1].control.address);
+      alloc.sources = a === b ? [a] : [a, b];
+    }
+    for (const k of alloc.sources) {
+      const n = (this.#bySource.get(k) ?? 0) + delta;
+      if (n <= 0) this.#bySource.delete(k);
+      else this.#bySource.set(k, n);
+    }
+    if (delta === -1) alloc.sources = [];
   }
 
   #close(alloc: Allocation, portOpen = true): void {
@@ -499,7 +652,7 @@ export class RelayAllocations {
     const set = this.#byInstance.get(alloc.instance);
     set?.delete(alloc);
     if (set?.size === 0) this.#byInstance.delete(alloc.instance);
-    for (const s of alloc.sides) this.#addSource(s.control, -1);
+    this.#countSources(alloc, -1);
     if (portOpen) this.#io.close(alloc.port);
   }
 }

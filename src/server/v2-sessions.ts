@@ -43,7 +43,7 @@ import {
   type V2SessionEnding,
   type V2SessionEndingRow,
 } from './v2-lifecycle.js';
-import { RelayAllocations, type RelayIo, type RelayRefusal } from './v2-relay.js';
+import { RELAY_REFUSAL_MESSAGES, RelayAllocations, type RelayIo } from './v2-relay.js';
 
 /** First re-push of `peers` to a member that has not acked them; doubles each time. */
 export const PEERS_RETRY_FIRST_MS = 150;
@@ -251,12 +251,6 @@ function memberBytes(msg: Extract<V2Message, { type: 'host' | 'join' }>): number
     MEMORY_COSTS.v2PeerEntryTextByte * text
   );
 }
-
-const RELAY_REFUSALS: Record<RelayRefusal, string> = {
-  full: 'The relay holds its maximum of allocations.',
-  source_full: 'Too many relay allocations for this address.',
-  no_port: 'The relay has no free port.',
-};
 
 function relayMember(m: Member): {
   name: string;
@@ -575,13 +569,15 @@ export class V2Sessions implements ProtocolHandler {
     const before = relay.size;
     const refused = relay.allocate(now, {
       instance: session.instance,
+      maxPlayers: session.maxPlayers,
       self: relayMember(member),
       peer: relayMember(peer),
       requestId: msg.requestId,
     });
     if (refused !== undefined) {
-      this.#memberEvent('refused', session.name, member.name, `relay_${refused}`, from);
-      this.#refuse(from, msg.requestId, 'relay_unavailable', RELAY_REFUSALS[refused]);
+      // Logged by the shell once per interval with the counts by reason (a flood of asks
+      // would otherwise write a line per request).
+      this.#refuse(from, msg.requestId, 'relay_unavailable', RELAY_REFUSAL_MESSAGES[refused]);
     } else if (relay.size > before) {
       this.#memberEvent('relayed', session.name, member.name, peer.name, from);
     }

@@ -202,7 +202,7 @@ static func encode(msg: Dictionary) -> PackedByteArray:
 			w.fixed(msg.bindToken, RELAY_BIND_TOKEN_BYTES)
 		"relay_bind":
 			w.fixed(msg.id, RELAY_ID_BYTES)
-			w.fixed(msg.bindToken, RELAY_BIND_TOKEN_BYTES)
+			w.fixed(msg.proof, RELAY_BIND_TOKEN_BYTES)
 		"relay_bound":
 			w.fixed(msg.id, RELAY_ID_BYTES)
 		"probe":
@@ -262,6 +262,25 @@ static func encode_punch(key: PackedByteArray, msg: Dictionary) -> PackedByteArr
 		return PackedByteArray()
 	w.bytes(punch_tag(key, w.buf))
 	return w.done()
+
+
+## The proof of a revision-1 relay_bind (docs/protocol-v2.md, "Binding"): HMAC-SHA-256 keyed
+## with the bindToken over the bind's header (its request id is the counter) and its
+## allocation id, truncated to 16 bytes. A captured bind then replays only as itself.
+static func relay_bind_proof(
+		bind_token: PackedByteArray, request_id: int, id: PackedByteArray) -> PackedByteArray:
+	var w := _Writer.new()
+	_header(w, TYPES.relay_bind, request_id)
+	w.fixed(id, RELAY_ID_BYTES)
+	return punch_tag(bind_token, w.buf)
+
+
+## A revision-1 relay_bind: counter [param request_id] (greater in every bind), signed with
+## [param bind_token].
+static func encode_relay_bind(
+		bind_token: PackedByteArray, request_id: int, id: PackedByteArray) -> PackedByteArray:
+	return encode({"type": "relay_bind", "requestId": request_id, "id": id,
+			"proof": relay_bind_proof(bind_token, request_id, id)})
 
 
 static func punch_tag(key: PackedByteArray, signed: PackedByteArray) -> PackedByteArray:
@@ -461,7 +480,7 @@ static func _read_body(r: _Reader, type_name: String, request_id: int) -> Dictio
 			msg.bindToken = r.bytes(RELAY_BIND_TOKEN_BYTES)
 		"relay_bind":
 			msg.id = r.bytes(RELAY_ID_BYTES)
-			msg.bindToken = r.bytes(RELAY_BIND_TOKEN_BYTES)
+			msg.proof = r.bytes(RELAY_BIND_TOKEN_BYTES)
 		"relay_bound":
 			msg.id = r.bytes(RELAY_ID_BYTES)
 		"probe":

@@ -130,6 +130,9 @@ var server_alt_port := 0
 
 var _o: Dictionary
 var _next_id := 1
+## The server is of revision 1 or later: relay binds are signed (a revision-0 server gets the
+## bare bind secret it knows).
+var _signed_binds := false
 var _pending := {}
 var _token := PackedByteArray()
 ## Our token before a rebind, for pushes the server sent before it moved us.
@@ -145,7 +148,7 @@ var _peer_parts := {}
 var _session_wait_until := 0
 var _lobby_size := ""
 var _punch: _Punch = null
-## Our relay allocations by peer name: {phase: asking/binding/bound, port, id, bind_bytes,
+## Our relay allocations by peer name: {phase: asking/binding/bound, port, id, bind_token,
 ## next_bind_at, bind_interval}.
 var _relays := {}
 ## When the peers not confirmed directly get a relay asked for.
@@ -378,7 +381,7 @@ func handle_timeout(now: int) -> void:
 	for r: Dictionary in _relays.values():
 		if r.phase != "binding" or now < r.next_bind_at:
 			continue
-		send.call(_o.server_address, r.port, r.bind_bytes)
+		_send_bind(r)
 		r.next_bind_at = now + r.bind_interval
 		r.bind_interval = mini(r.bind_interval * 2, REQUEST_RETRY_MAX_MS)
 	for p: Dictionary in _pending.values().duplicate():
@@ -453,6 +456,9 @@ func _from_server(now: int, msg: Dictionary) -> void:
 	match msg.type:
 		"registered":
 			if kind == "register":
+				# A server of revision 1 or later says how often to keepalive; it also takes
+				# signed relay binds.
+				_signed_binds = int(msg.get("keepaliveMs", 0)) > 0
 				_registered(msg.token, msg.observed)
 				# Using the token at once shows the server that we receive at this address.
 				if _start_wanted:
@@ -644,7 +650,7 @@ func request_relay(now: int, names: Array = []) -> void:
 			continue
 		var id := _id()
 		_relays[peer] = {"phase": "asking", "port": 0, "id": PackedByteArray(),
-				"bind_bytes": PackedByteArray(), "next_bind_at": INF,
+				"bind_token": PackedByteArray(), "next_bind_at": INF,
 				"bind_interval": REQUEST_RETRY_FIRST_MS}
 		_request(now, "relay", id, Codec.encode({"type": "relay_allocate", "requestId": id,
 				"session": _o.session, "token": _token, "peer": peer}), peer)
@@ -658,11 +664,20 @@ func _relay_granted(now: int, msg: Dictionary) -> void:
 	r.phase = "binding"
 	r.port = msg.port
 	r.id = msg.id
-	r.bind_bytes = Codec.encode({"type": "relay_bind", "requestId": _id(), "id": msg.id,
-			"bindToken": msg.bindToken})
+	r.bind_token = msg.bindToken
 	r.next_bind_at = now + REQUEST_RETRY_FIRST_MS
 	r.bind_interval = REQUEST_RETRY_FIRST_MS * 2
-	send.call(_o.server_address, r.port, r.bind_bytes)
+	_send_bind(r)
+
+
+## A signed relay_bind with a fresh counter (our next request id): the relay moves a bound
+## side only for a counter it has not seen, so a captured bind replays as nothing.
+func _send_bind(r: Dictionary) -> void:
+	var id := _id()
+	var bytes := (Codec.encode_relay_bind(r.bind_token, id, r.id) if _signed_binds
+			else Codec.encode({"type": "relay_bind", "requestId": id, "id": r.id,
+				"proof": r.bind_token}))
+	send.call(_o.server_address, r.port, bytes)
 
 
 ## The relay acknowledged our bind: punch the peer through it too.
