@@ -52,8 +52,11 @@ function startCli(args: readonly string[], env: Readonly<Record<string, string>>
   return {
     child,
     finished,
-    /** Resolves with the first stdout JSON line whose msg is `msg`. */
-    async logLine(msg: string): Promise<ServerLine> {
+    /** Resolves with the first stdout JSON line whose msg is `msg` (and that `where` accepts). */
+    async logLine(
+      msg: string,
+      where: (line: ServerLine) => boolean = () => true,
+    ): Promise<ServerLine> {
       const deadline = Date.now() + STARTUP_TIMEOUT_MS;
       while (Date.now() < deadline && child.exitCode === null) {
         // Only complete lines: a record may still be arriving.
@@ -61,7 +64,7 @@ function startCli(args: readonly string[], env: Readonly<Record<string, string>>
           if (!line.startsWith('{')) continue;
           const record = parseCliLine('server', line);
           if (!record.ok) assert.fail(`${record.error}: ${line}`);
-          if (record.line.msg === msg) return record.line;
+          if (record.line.msg === msg && where(record.line)) return record.line;
         }
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
@@ -316,7 +319,9 @@ describe('holepunch-server CLI', () => {
       assert.equal(joined.name, 'ann');
       assert.equal(joined.key, 'hup');
       assert.equal(joined.address, undefined, 'no address at info');
-      const refused = await cli.logLine('member refused');
+      // The joiner of 'log' may itself have been refused first (its join overtook the host's
+      // host, session_not_found, then retried): the line wanted is the one for 'nowhere'.
+      const refused = await cli.logLine('member refused', (line) => line.key === 'nowhere');
       assert.equal(refused.name, 'bob');
       assert.equal(refused.reason, 'session_not_found');
       const text = await (await fetch(`http://127.0.0.1:${metrics.port}/metrics`)).text();
@@ -356,7 +361,9 @@ describe('holepunch-server CLI', () => {
         lost.startTraversal({ session: 'nowhere', isHost: false, name: 'cy', sessionWaitMs: 0 }),
         (err: unknown) => err instanceof HolePunchError && err.code === 'session_not_found',
       );
-      const refused = await cli.logLine('member refused');
+      // The joiner of 'log' may itself have been refused first (its join overtook the host's
+      // host, session_not_found, then retried): the line wanted is the one for 'nowhere'.
+      const refused = await cli.logLine('member refused', (line) => line.key === 'nowhere');
       assert.equal(refused.protocol, 'v2');
       assert.equal(refused.key, 'nowhere');
       assert.equal(refused.name, 'cy');
