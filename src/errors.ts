@@ -17,7 +17,10 @@ export const ERROR_CODES = [
   'name_taken',
   /** A request whose token does not grant it (not the member, not the host). */
   'not_authorized',
-  /** The session ended: closed by the host, expired, or the server shut down. */
+  /**
+   * The session ended: closed by the host or expired (and, to a revision-0 client, the server
+   * shut down: see `server_shutdown`).
+   */
   'session_closed',
   /** The host left the lobby (`leave`) or stopped sending keepalives: the lobby is closed. */
   'host_left',
@@ -41,6 +44,12 @@ export const ERROR_CODES = [
   'server_full',
   /** The server does not relay (`--no-relay`) or holds its maximum of relay channels. */
   'relay_unavailable',
+  /**
+   * The server ended the session because it stops or drains (protocol v2 revision 1; a
+   * revision-0 client hears `session_closed`): not the host's doing, so a game may retry on
+   * another server, or the same one once it is back.
+   */
+  'server_shutdown',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

@@ -30,6 +30,8 @@ export {
   GODOT4_ADDON_DIR as ADDON_DIR,
   GODOT4_ROOT,
   godot4Argv,
+  godot4EngineErrors as engineErrors,
+  godot4ImportArgv as importArgv,
   godot4ScriptErrors as scriptErrors,
   godot4UnavailableReasons,
   makeGodot4Project as makeProject,
@@ -68,6 +70,9 @@ export function spawnJson(argv: readonly string[], timeoutMs: number): Proc {
 export function startLoopbackServer(autostart = true): Promise<{ proc: Proc; port: number }> {
   return startServerWith(spawnJson, { autostart });
 }
+
+/** The Godot project in the repository (godot/: the addon and its demo, issue 21 point 6). */
+export const GODOT_PROJECT = join(REPO_ROOT, 'godot');
 
 /** The test driver game (godot/tests/driver) and the bounds of one of its runs in the NAT lab. */
 export const LAB_DRIVER = join(REPO_ROOT, 'godot', 'tests', 'driver');

@@ -71,7 +71,7 @@ function setup() {
     });
     return { token: reg.token, registered: reg, out };
   };
-  return { server, send, tick, enter, members };
+  return { server, send, tick, enter, members, sent };
 }
 
 const who = (name: string) => ({ name, nickname: name, candidates: [] as Endpoint[] });
@@ -287,5 +287,55 @@ describe('v2 revision 1: open sessions, silence, keepalive', () => {
       ],
     );
     assert.ok(a.token.length > 0);
+  });
+});
+
+describe('v2 revision 1: a server shutdown is not a host close (issue 21 point 15)', () => {
+  const closedTo = (out: readonly Sent[], to: Endpoint) =>
+    out
+      .filter((o) => o.to.port === to.port && o.msg.type === 'closed')
+      .map((o) => (o.msg.type === 'closed' ? o.msg.code : ''));
+  /** A waiting lobby of 4: the host and bob of revision 1, carol of revision 0. */
+  const lobby = () => {
+    const t = setup();
+    const a = t.enter(0, HOST, host({ keepOpenS: 0 }));
+    t.enter(1, BOB, join('bob'));
+    t.enter(2, CAROL, join('carol', 0));
+    t.sent.length = 0;
+    return { ...t, a };
+  };
+
+  for (const how of ['shutdown', 'drain'] as const) {
+    it(`${how}: revision 1 members hear server_shutdown, a revision 0 one session_closed as before`, () => {
+      const t = lobby();
+      if (how === 'shutdown') t.server.shutdown(5, 'The server is shutting down.');
+      else t.server.drain(5, 'The server is shutting down.');
+      assert.deepEqual(closedTo(t.sent, HOST), ['server_shutdown']);
+      assert.deepEqual(closedTo(t.sent, BOB), ['server_shutdown']);
+      assert.deepEqual(closedTo(t.sent, CAROL), ['session_closed']);
+    });
+  }
+
+  it("the host's close is session_closed for everyone", () => {
+    const t = lobby();
+    const out = t.send(5, HOST, {
+      type: 'close',
+      requestId: 5,
+      session: 'game',
+      token: t.a.token,
+      reason: 'bye',
+    });
+    assert.deepEqual(closedTo(out, BOB), ['session_closed']);
+    assert.deepEqual(closedTo(out, CAROL), ['session_closed']);
+  });
+
+  it('a started open session stopped by the server: server_shutdown to revision 1 members', () => {
+    const t = setup();
+    const a = t.enter(0, HOST, host());
+    t.enter(1, BOB, join('bob'));
+    t.send(2, HOST, { type: 'start', requestId: 3, session: 'game', token: a.token });
+    t.sent.length = 0;
+    t.server.shutdown(3, 'The server is shutting down.');
+    assert.deepEqual(closedTo(t.sent, BOB), ['server_shutdown']);
   });
 });

@@ -111,15 +111,43 @@ func _on_hole_punched(_my_port: int, _hosts_port: int, _hosts_address: String) -
 		_on_failed("socket_error", "ENet could not use the punched port")
 		return
 	multiplayer.multiplayer_peer = peer
-	multiplayer.peer_connected.connect(func(_id: int) -> void: _announce())
-	multiplayer.connected_to_server.connect(_announce)
-	_playing = true
 	_ui.visible = false
+	# The host's ENet server is up at once; a joiner's client is "connecting" until the host
+	# answers, and an RPC sent before connected_to_server goes nowhere (Godot prints an error).
+	# So a joiner plays from connected_to_server on.
+	multiplayer.peer_connected.connect(func(_id: int) -> void: _announce())
+	if _hp.is_host:
+		_play()
+	else:
+		_set_status("Connecting to the host...")
+		multiplayer.connected_to_server.connect(_play)
+		multiplayer.connection_failed.connect(
+				_on_failed.bind("socket_error", "ENet could not connect to the host"))
+		multiplayer.server_disconnected.connect(_on_host_gone)
+
+
+func _play() -> void:
+	_playing = true
 	_add_square(multiplayer.get_unique_id(), _name_edit.text)
+	_announce()
+
+
+func _on_host_gone() -> void:
+	_playing = false
+	_set_status("The host left.")
+	_line({"demo": "host_gone"})
 
 
 func _announce() -> void:
-	_add_square.rpc(multiplayer.get_unique_id(), _name_edit.text)
+	if _connected():
+		_add_square.rpc(multiplayer.get_unique_id(), _name_edit.text)
+
+
+## Whether RPCs can go out now (a peer set and connected).
+func _connected() -> bool:
+	var peer := multiplayer.multiplayer_peer
+	return peer != null and not peer is OfflineMultiplayerPeer \
+			and peer.get_connection_status() == MultiplayerPeer.CONNECTION_CONNECTED
 
 
 @rpc("any_peer", "call_local", "reliable")
@@ -151,7 +179,7 @@ func _move_to(position_: Vector2) -> void:
 
 
 func _process(delta: float) -> void:
-	if not _playing:
+	if not _playing or not _connected():
 		return
 	var me := multiplayer.get_unique_id()
 	if not _squares.has(me):
@@ -187,6 +215,10 @@ func _quit(reason: String, code: int, grace_s: float = 0.2) -> void:
 	_done = true
 	_line({"demo": "end", "reason": reason, "code": code})
 	await get_tree().create_timer(grace_s).timeout
+	# Stop playing first: _process must not touch the multiplayer API once the peer is gone.
+	_playing = false
+	if multiplayer.multiplayer_peer != null:
+		multiplayer.multiplayer_peer.close()
 	multiplayer.multiplayer_peer = null
 	get_tree().quit(code)
 

@@ -107,3 +107,23 @@ export function godot4ScriptErrors(stderr: string): string[] {
     .filter((l) => /SCRIPT ERROR|Parse Error|Failed to load script/.test(l))
     .map((l) => l.trim());
 }
+
+/**
+ * Every error line the engine printed on stderr (`ERROR:`, `SCRIPT ERROR:`, `USER ERROR:`, a
+ * parse error), not only GDScript's: what a game's developer sees in the output panel, so the
+ * demo and the first-hour tests fail on it. `editor: true` leaves out the one line this test
+ * chroot causes in every editor run, whatever the project (it has no CA bundle:
+ * `Cannot open X509CertificateMbedTLS file '/etc/ssl/certs/ca-certificates.crt'`).
+ */
+export function godot4EngineErrors(stderr: string, options: { editor?: boolean } = {}): string[] {
+  return stderr
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => /^(ERROR|SCRIPT ERROR|USER ERROR):|Parse Error|Failed to load script/.test(l))
+    .filter((l) => !(options.editor === true && /X509Certificate.*ca-certificates\.crt/.test(l)));
+}
+
+/** argv importing `project` once headless, as docs/godot.md tells a developer to. */
+export function godot4ImportArgv(project: Godot4Project): string[] {
+  return godot4Argv(project, {}, ['--import']);
+}

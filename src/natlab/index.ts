@@ -38,6 +38,8 @@ export {
   GODOT4_ROOT,
   type Godot4Project,
   godot4Argv,
+  godot4EngineErrors,
+  godot4ImportArgv,
   godot4ScriptErrors,
   godot4UnavailableReasons,
   makeGodot4Project,

@@ -290,6 +290,15 @@ const ALL_PLAIN: readonly [string, Record<string, unknown>][] = [
     },
   ],
   ['closed', { type: 'closed', requestId: 0, code: 'host_left', reason: 'The host left.' }],
+  [
+    'closed server_shutdown (revision 1)',
+    {
+      type: 'closed',
+      requestId: 0,
+      code: 'server_shutdown',
+      reason: 'The server is shutting down.',
+    },
+  ],
   ['peer_left left', { type: 'peer_left', requestId: 0, name: 'bob', why: 'left' }],
   ['peer_left silent', { type: 'peer_left', requestId: 0, name: 'bob', why: 'silent' }],
   [

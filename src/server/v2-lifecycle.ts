@@ -44,10 +44,18 @@ export const V2_SESSION_ENDINGS = {
     counter: 'sessionsExpired',
     told: 'session_closed',
   },
-  /** The server drains before it stops: `closed session_closed` with the drain's reason. */
-  drained: { from: 'waiting', state: 'closed', counter: 'sessionsClosed', told: 'session_closed' },
-  /** The server stops: `closed session_closed` with the shutdown's reason. */
-  shutdown: { from: 'waiting', state: 'closed', counter: 'sessionsClosed', told: 'session_closed' },
+  /**
+   * The server drains before it stops: `closed server_shutdown` with the drain's reason
+   * (`session_closed` to a revision-0 member, which does not know that code).
+   */
+  drained: { from: 'waiting', state: 'closed', counter: 'sessionsClosed', told: 'server_shutdown' },
+  /** The server stops: `closed server_shutdown` with the shutdown's reason (likewise). */
+  shutdown: {
+    from: 'waiting',
+    state: 'closed',
+    counter: 'sessionsClosed',
+    told: 'server_shutdown',
+  },
 
   // A started session leaves the table (it ended when it started: nothing is counted).
   /** Every member acked its peers (or left). */
@@ -67,12 +75,12 @@ export const V2_SESSION_ENDINGS = {
     counter: null,
     told: 'session_closed',
   },
-  /** The server stops in the linger: every validated member gets `closed session_closed`. */
+  /** The server stops in the linger: every validated member gets `closed server_shutdown`. */
   shutdown_started: {
     from: 'started',
     state: 'forgotten',
     counter: null,
-    told: 'session_closed',
+    told: 'server_shutdown',
   },
 } as const satisfies Record<string, V2SessionEndingRow>;
 
@@ -87,7 +95,7 @@ export type V2SessionEndingRow =
       /** Counted once, when the session ends. */
       readonly counter: 'sessionsStarted' | 'sessionsClosed' | 'sessionsExpired';
       /** What the members hear: `peers`, or a `closed` push with this code. */
-      readonly told: 'peers' | 'session_closed' | 'host_left';
+      readonly told: 'peers' | 'session_closed' | 'host_left' | 'server_shutdown';
     }
   | {
       readonly from: 'started';
@@ -96,5 +104,5 @@ export type V2SessionEndingRow =
       /** Nothing: it was counted as `sessionsStarted`. */
       readonly counter: null;
       /** A `closed` push with this code, or nothing. */
-      readonly told: 'session_closed' | 'host_left' | null;
+      readonly told: 'session_closed' | 'host_left' | 'server_shutdown' | null;
     };

@@ -1095,8 +1095,15 @@ export class V2Sessions implements ProtocolHandler {
     if (row.told !== null) {
       this.#relay?.closeSession(session.instance);
       const body = encodePushBody({ type: 'closed', requestId: 0, code: row.told, reason });
+      // A code added by a revision goes only to members of that revision: an older decoder
+      // refuses an unknown code (the whole datagram), so they hear what they always heard.
+      const older =
+        row.told === 'server_shutdown'
+          ? encodePushBody({ type: 'closed', requestId: 0, code: 'session_closed', reason })
+          : body;
       for (const m of session.members) {
-        if (m.validated && m !== except) this.#send(m.endpoint, sealPush(m.token, body));
+        if (m.validated && m !== except)
+          this.#send(m.endpoint, sealPush(m.token, m.revision >= 1 ? body : older));
       }
     }
     this.#forget(session);

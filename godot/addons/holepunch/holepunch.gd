@@ -1,4 +1,4 @@
-@icon("res://addons/holepunch/holepunch_icon.svg")
+@icon("holepunch_icon.svg")
 class_name HolePunch
 extends Node
 ## NAT hole punching for Godot 4 through a HolePunch rendezvous server (protocol v2).
@@ -35,6 +35,10 @@ signal traversal_failed(code: String, message: String)
 ## Success with every detail: see [member last_result]. Emitted right after
 ## [signal hole_punched].
 signal traversal_succeeded(result: Dictionary)
+## This player ended its own traversal: [param kind] is "leave" ([method client_disconnect],
+## [method checkout]) or "close" ([method close_session]). Not a failure: neither
+## [signal return_unsuccessful] nor [signal traversal_failed] follows.
+signal session_left(kind: String)
 
 # Preloaded rather than named by class_name: a project run headless without an editor import
 # has no global class cache.
@@ -84,6 +88,15 @@ const Redundancy := preload("holepunch_redundancy.gd")
 @export var port_cascade_range: int = 10
 ## Kept from the original for compatibility; v2 retransmits on its own.
 @export var response_window: int = 5
+## The original's "test on one machine" switch. Here loopback and LAN already work (peers'
+## public and LAN addresses); true also offers 127.0.0.1 as a candidate, for several
+## instances on one computer whose router does not hairpin.
+@export var local_testing: bool = false
+## How long the server may stay silent before the traversal fails: with
+## "server_unreachable" when it never answered (a wrong address or port, a closed firewall),
+## "timeout" when it stopped answering. Lower it (say 3000) to learn of a dead server sooner;
+## the server answers every request within a round trip.
+@export var server_timeout_ms: int = 20000
 
 ## The stable code of the last failure ("" if none): bad_request, session_not_found,
 ## session_full, name_taken, punch_failed, timeout, server_unreachable, socket_error, ...
@@ -98,6 +111,26 @@ var last_error_code: String = ""
 var last_result: Dictionary = {}
 ## Whether this player hosts the current session.
 var is_host: bool = false
+## The player's name in the session, as given to [method start_traversal] (the original's
+## property).
+var client_name: String = ""
+## Where the host is reached, once punched ("" and 0 before, and for the host itself), as
+## the original's properties; [member last_result] has the same and more.
+var host_address: String = ""
+var host_port: int = 0
+## The original's two sockets. v2 talks to the server and the peers from one socket, the
+## addon's own until [signal hole_punched] (null when there is none): both names return it.
+## Read-only (assignments are ignored).
+var server_udp: PacketPeerUDP:
+	get:
+		return _udp
+	set(_value):
+		pass
+var peer_udp: PacketPeerUDP:
+	get:
+		return _udp
+	set(_value):
+		pass
 ## This side's NAT class as measured before registering (set by [signal session_registered]):
 ## "eim", "edm-sequential", "edm-random", or "unknown" (not measured, or no answer). See
 ## docs/godot.md, "NAT classes".
@@ -119,6 +152,11 @@ var _punched_at: int = -1
 var _bound_port: int = 0
 var _redundancy: Redundancy = null
 var _redundancy_peer: WeakRef = null
+## The background resolution of [member rendevouz_address] (IP resolver item), -1 if none;
+## the start_traversal() arguments wait in [member _resolve_args].
+var _resolve_id: int = IP.RESOLVER_INVALID_ID
+var _resolve_args: Array = []
+var _resolve_until: int = 0
 
 
 func _ready() -> void:
@@ -138,15 +176,29 @@ func start_traversal(key: String, is_player_host: bool, player_name: String,
 	_reset()
 	is_host = is_player_host
 	_session = key
+	client_name = player_name
 	var problem := Traversal.check_input(key, player_name, nickname, max_player_count)
 	if problem != "":
 		_fail.call_deferred("bad_request", problem)
 		return
-	_server_ip = _resolve(rendevouz_address)
-	if _server_ip == "":
-		_fail.call_deferred("server_unreachable",
-				"the server name %s does not resolve" % rendevouz_address)
+	if not rendevouz_address.is_valid_ip_address():
+		# A host name: resolved on the engine's resolver thread (A and AAAA), polled in
+		# _process, so the frame does not wait for DNS.
+		_resolve_id = IP.resolve_hostname_queue_item(rendevouz_address, IP.TYPE_ANY)
+		if _resolve_id == IP.RESOLVER_INVALID_ID:
+			_fail.call_deferred("server_unreachable",
+					"cannot resolve the server name %s now" % rendevouz_address)
+			return
+		_resolve_args = [key, is_player_host, player_name, nickname]
+		_resolve_until = Time.get_ticks_msec() + server_timeout_ms
+		set_process(true)
 		return
+	_server_ip = _plain(rendevouz_address)
+	_open(key, is_player_host, player_name, nickname)
+
+
+## The traversal from [member _server_ip] on: binds the socket and starts the protocol.
+func _open(key: String, is_player_host: bool, player_name: String, nickname: String) -> void:
 	_udp = PacketPeerUDP.new()
 	var err := _udp.bind(local_port, "*")
 	if err != OK:
@@ -163,8 +215,9 @@ func start_traversal(key: String, is_player_host: bool, player_name: String,
 		"name": player_name,
 		"nickname": nickname,
 		"max_players": max_player_count,
-		"local_candidates": _lan_candidates(_bound_port) if use_lan_candidates else [],
+		"local_candidates": _candidates(_bound_port),
 		"timeout_ms": traversal_timeout_ms,
+		"server_timeout_ms": server_timeout_ms,
 		"punch_budget_ms": punch_budget_ms,
 		"require_all_peers": require_all_peers,
 		"require_host": not is_player_host,
@@ -246,6 +299,9 @@ func is_server_endpoint(address: String, port: int) -> bool:
 
 
 func _process(_delta: float) -> void:
+	if _resolve_id != IP.RESOLVER_INVALID_ID:
+		_poll_resolve()
+		return
 	if _redundancy != null:
 		_watch_redundancy()
 	if _udp == null or _traversal == null:
@@ -302,8 +358,8 @@ func _maybe_hand_over(now: int) -> void:
 	var game: PacketPeerUDP = _birthday.get(_traversal.game_socket)
 	if game != null:
 		local = game.get_local_port()
-	var host_address := ""
-	var host_port := local
+	var to_address := ""
+	var to_port := local
 	var peers: Array[Dictionary] = []
 	# The path of each peer is fixed now: a relayed peer whose direct path confirmed during the
 	# wait is handed over direct; after this nothing changes it (ENet binds one address).
@@ -314,15 +370,15 @@ func _maybe_hand_over(now: int) -> void:
 		p.strategy = _traversal.strategies.get(p.name, "punch")
 		peers.append(p)
 		if p.is_host:
-			host_address = p.address
-			host_port = p.port
+			to_address = p.address
+			to_port = p.port
 	last_result = {
 		"local_port": local,
 		"public_address": _traversal.observed.get("address", ""),
 		"public_port": _traversal.observed.get("port", 0),
 		"is_host": is_host,
-		"host_address": host_address,
-		"host_port": host_port,
+		"host_address": to_address,
+		"host_port": to_port,
 		"elapsed_ms": event.elapsed_ms,
 		"punch_ms": event.punch_ms,
 		"handover_ms": now - _punched_at,
@@ -334,16 +390,23 @@ func _maybe_hand_over(now: int) -> void:
 	_close_socket()
 	_traversal = null
 	set_process(false)
-	hole_punched.emit(local, host_port, host_address)
+	# The original's properties: the host's own are "" and 0.
+	host_address = to_address
+	host_port = 0 if is_host else to_port
+	hole_punched.emit(local, to_port, to_address)
 	traversal_succeeded.emit(last_result)
 
 
 func _goodbye(kind: String, message: String) -> void:
-	var active := _traversal != null and _traversal.state in ["registering", "lobby", "punching"]
+	var active := _resolve_id != IP.RESOLVER_INVALID_ID or (_traversal != null
+			and _traversal.state in ["registering", "lobby", "punching"])
+	_cancel_resolve()
 	if _traversal != null:
 		_traversal.goodbye(Time.get_ticks_msec(), kind, message)
 	if active:
-		_fail("aborted", message)
+		# The player's own choice, not a failure: the socket closes once the goodbye is sent.
+		_punched_at = -1
+		session_left.emit(kind)
 
 
 func _fail(code: String, message: String) -> void:
@@ -406,11 +469,14 @@ func _receive_birthday(now: int, socket: int) -> void:
 
 
 func _reset() -> void:
+	_cancel_resolve()
 	_close_socket()
 	_close_redundancy()
 	_traversal = null
 	last_error_code = ""
 	last_result = {}
+	host_address = ""
+	host_port = 0
 	nat_class = "unknown"
 	_punched_event = {}
 	_punched_at = -1
@@ -469,10 +535,47 @@ func _close_redundancy() -> void:
 	_redundancy_peer = null
 
 
-static func _resolve(address: String) -> String:
-	if address.is_valid_ip_address():
-		return _plain(address)
-	return _plain(IP.resolve_hostname(address, IP.TYPE_IPV4))
+## Polls the background resolution of the server's name; starts the traversal once done
+## (an IPv4 address first, else an IPv6 one).
+func _poll_resolve() -> void:
+	var status := IP.get_resolve_item_status(_resolve_id)
+	if status == IP.RESOLVER_STATUS_WAITING:
+		if Time.get_ticks_msec() < _resolve_until:
+			return
+		_cancel_resolve()
+		_fail("server_unreachable", "the server name %s did not resolve within %d ms" % [
+				rendevouz_address, server_timeout_ms])
+		return
+	var addresses: Array = IP.get_resolve_item_addresses(_resolve_id) \
+			if status == IP.RESOLVER_STATUS_DONE else []
+	var args := _resolve_args
+	_cancel_resolve()
+	_server_ip = _pick_address(addresses)
+	if _server_ip == "":
+		_fail("server_unreachable", "the server name %s does not resolve" % rendevouz_address)
+		return
+	_open(args[0], args[1], args[2], args[3])
+
+
+func _cancel_resolve() -> void:
+	if _resolve_id != IP.RESOLVER_INVALID_ID:
+		IP.erase_resolve_item(_resolve_id)
+	_resolve_id = IP.RESOLVER_INVALID_ID
+	_resolve_args = []
+
+
+## The first IPv4 address of [param addresses], else the first IPv6 one, else "".
+static func _pick_address(addresses: Array) -> String:
+	var v6 := ""
+	for a: String in addresses:
+		if not a.is_valid_ip_address():
+			continue
+		var plain := _plain(a)
+		if not plain.contains(":"):
+			return plain
+		if v6 == "":
+			v6 = plain
+	return v6
 
 
 ## IPv4-mapped IPv6 ("::ffff:1.2.3.4") to plain IPv4, as the server and peers write it.
@@ -480,6 +583,19 @@ static func _plain(address: String) -> String:
 	if address.begins_with("::ffff:") and address.contains("."):
 		return address.substr(7)
 	return address
+
+
+## The candidates offered to peers: the LAN addresses ([member use_lan_candidates]) and,
+## with [member local_testing], loopback first.
+func _candidates(port: int) -> Array[Dictionary]:
+	var out: Array[Dictionary] = []
+	if local_testing:
+		out.append({"address": "127.0.0.1", "port": port})
+	if use_lan_candidates:
+		for c: Dictionary in _lan_candidates(port):
+			if out.size() < Codec.MAX_CANDIDATES:
+				out.append(c)
+	return out
 
 
 ## This machine's LAN IPv4 addresses with [param port] (at most 4), for peers behind the

@@ -100,6 +100,7 @@ const ERROR_CODES: Array[String] = [
 	"nat_misbehaved",
 	"server_full",
 	"relay_unavailable",
+	"server_shutdown",
 ]
 
 const _ADDRESS_CHARS := "0123456789abcdefABCDEF:."

@@ -167,6 +167,8 @@ var _birthday_close_at: float = INF
 
 ## [param options]: server_address, server_port, session, is_host, name, nickname,
 ## max_players, local_candidates (Array of endpoints), timeout_ms (0: none),
+## server_timeout_ms (default [constant SERVER_SILENCE_LIMIT_MS]: fail when the server is
+## silent this long),
 ## punch_budget_ms, require_all_peers, require_host (a joiner fails unless it reached the
 ## host, whom the game's transport needs), relay (default true: reach peers without a direct
 ## path through the server's relay), relay_delay_ms (default [constant RELAY_DELAY_MS]),
@@ -392,12 +394,12 @@ func handle_timeout(now: int) -> void:
 				_pending.erase(p.id)
 				_emit({"type": "goodbye", "kind": p.kind, "ok": false})
 				continue
-		elif now - _last_heard_at >= SERVER_SILENCE_LIMIT_MS:
+		elif now - _last_heard_at >= int(_o.get("server_timeout_ms", SERVER_SILENCE_LIMIT_MS)):
 			if not _heard_from_server:
 				_fail_unreachable(now)
 			else:
-				_fail("timeout", "no answer from the server %s:%d for %d ms" % [
-						_o.server_address, _o.server_port, SERVER_SILENCE_LIMIT_MS])
+				_fail("timeout", "no answer from the server %s:%d for %d ms" % [_o.server_address,
+						_o.server_port, int(_o.get("server_timeout_ms", SERVER_SILENCE_LIMIT_MS))])
 			return
 		send.call(_o.server_address, _o.server_port, p.bytes)
 		p.tries += 1
