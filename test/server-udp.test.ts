@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import fc from 'fast-check';
 import { V2_MAGIC } from '../src/protocol/magic.js';
 import { type RunningServer, type StartServerOptions, startServer } from '../src/server/shell.js';
+import { unitTier } from './suites.js';
 
 const REPLY_TIMEOUT_MS = 2_000;
 const LOOPBACK = '127.0.0.1';
@@ -271,9 +272,10 @@ describe('rendezvous server: a datagram from source port 0', () => {
 
   test('is dropped and counted; sessions still expire and the server keeps serving', {
     skip:
-      !isRoot && process.env.CI !== 'true'
+      unitTier() ||
+      (!isRoot && process.env.CI !== 'true'
         ? 'forging source port 0 needs a raw socket (root)'
-        : false,
+        : false),
   }, async () => {
     // Long enough to outlive starting python3 on a busy machine (it forges the datagram), short
     // enough to see the expiry that a half-registered member once froze.
@@ -351,5 +353,29 @@ describe('rendezvous server under a flood of malformed datagrams', () => {
     // The flooders' address spent its quotas (source_rate, source_quota): a lobby of players
     // at another address is served as before.
     await runLobby(server, await f.clients(3, '127.0.0.2'), true);
+  });
+});
+
+describe('startServer: the alternate port NAT probes are answered from', () => {
+  test('is there by default (beside port 0, any free port), announced as altPort; altPort 0 means none; an altPort that is taken is a socket_error', async () => {
+    const server = await startServer({ port: 0, host: '127.0.0.1' });
+    try {
+      assert.ok(server.altPort > 0 && server.altPort !== server.port, String(server.altPort));
+      assert.equal(server.core.settings.altPort, server.altPort, 'the core announces that port');
+      await assert.rejects(
+        startServer({ port: 0, host: '127.0.0.1', altPort: server.altPort }),
+        (error: Error & { code?: string }) =>
+          error.code === 'socket_error' && /alternate port/.test(error.message),
+      );
+    } finally {
+      await server.close();
+    }
+    const none = await startServer({ port: 0, host: '127.0.0.1', altPort: 0 });
+    try {
+      assert.equal(none.altPort, 0);
+      assert.equal(none.core.settings.altPort, 0);
+    } finally {
+      await none.close();
+    }
   });
 });
