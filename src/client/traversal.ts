@@ -9,9 +9,7 @@ import { type Core, MAIN_SOCKET, type SocketId, type Work, WorkQueue } from '../
 import { HolePunchError } from '../errors.js';
 import type { Endpoint } from '../protocol/index.js';
 import {
-  bytesKey,
   decodeV2,
-  encodeRelayBind,
   encodeV2,
   endpointKey,
   hasV2Prefix,
@@ -38,7 +36,7 @@ export { natClassOf, SEQUENTIAL_PORT_DELTA } from '../nat/index.js';
 
 import type { TraversalEvent, TraversalState } from './events.js';
 import { COLLIDE_PROBES, NatProbe, type NatProbeStep } from './nat-probe.js';
-import { RELAY_REBIND_MS, type RelayState } from './relay.js';
+import { RelayAllocations, type RelayState } from './relay.js';
 import {
   GOODBYE_MAX_TRIES,
   KEEPALIVE_INTERVAL_MS,
@@ -126,12 +124,10 @@ export class Traversal implements Core<TraversalEvent> {
   #peers: V2Peer[] = [];
   /** The members present now, by name (an open session's list changes). */
   #peersByName = new Map<string, V2Peer>();
-  /** Our relay allocations, by peer name. */
-  #relays = new Map<string, RelayState>();
+  /** Our relay allocations, by peer name, and the refusals. */
+  readonly #relays: RelayAllocations;
   /** When the peers not confirmed directly get a relay asked for. */
   #relayAt = Number.POSITIVE_INFINITY;
-  /** Peers the relay could not be had for, with the server's word. */
-  #relayFailures = new Map<string, string>();
   /** Last lobby seen, for the timeout message. */
   #lobbySize = '';
   /** The last lobby was full: a server with AUTOSTART `n` then waits for the host. */
@@ -144,11 +140,6 @@ export class Traversal implements Core<TraversalEvent> {
   readonly strategies = new Map<string, PeerStrategy>();
   /** How often to keepalive: the server says (revision ≥ 1), else `KEEPALIVE_INTERVAL_MS`. */
   #keepaliveMs = KEEPALIVE_INTERVAL_MS;
-  /**
-   * The server is of revision 1 or later (its `registered` says how often to keepalive): it
-   * takes signed `relay_bind`s. A revision-0 server gets the bare bindToken it knows.
-   */
-  #signedBinds = false;
   /** The version of the newest complete peer list, and of the parts being assembled. */
   #peersVersion = 0;
   #partsVersion = 0;
@@ -162,6 +153,7 @@ export class Traversal implements Core<TraversalEvent> {
   constructor(options: TraversalOptions) {
     checkTraversalInput(options);
     this.#o = options;
+    this.#relays = new RelayAllocations(options.server);
     // Random start so that a restarted client's ids do not collide with its old ones.
     this.#nextId = 1 + Math.floor(options.random() * 0x3fffffff);
   }
@@ -341,8 +333,7 @@ export class Traversal implements Core<TraversalEvent> {
     let next = Math.min(this.#deadline, this.#keepaliveAt, this.#relayAt);
     if (this.#classify) next = Math.min(next, this.#classify.nextAt);
     for (const p of this.#pending.values()) next = Math.min(next, p.nextAt);
-    for (const r of this.#relays.values())
-      if (r.phase !== 'asking') next = Math.min(next, r.nextBindAt);
+    next = Math.min(next, this.#relays.nextDeadline());
     if (this.#punch) next = Math.min(next, this.#punch.nextDeadline());
     for (const l of this.#late) next = Math.min(next, l.attempt.nextDeadline(), l.relayAt);
     return Math.min(next, this.#birthday.closeAt);
@@ -371,18 +362,7 @@ export class Traversal implements Core<TraversalEvent> {
     }
     this.#classifyTick(now);
     if (now >= this.#relayAt) this.requestRelay(now);
-    for (const r of this.#relays.values()) {
-      if (r.phase === 'asking' || now < r.nextBindAt) continue;
-      this.#sendBind(r);
-      if (r.phase === 'bound') {
-        // Refreshed once a keepalive interval: after our NAT re-maps us, the relay follows
-        // within one interval.
-        r.nextBindAt = now + RELAY_REBIND_MS;
-        continue;
-      }
-      r.nextBindAt = now + r.bindIntervalMs;
-      r.bindIntervalMs = Math.min(r.bindIntervalMs * 2, REQUEST_RETRY_MAX_MS);
-    }
+    for (const r of this.#relays.due(now)) this.#sendBind(r);
     for (const p of [...this.#pending.values()]) {
       if (now < p.nextAt) continue;
       if (p.kind === 'leave' || p.kind === 'close') {
@@ -500,7 +480,7 @@ export class Traversal implements Core<TraversalEvent> {
         if (pending?.kind === 'register') {
           if (msg.keepaliveMs !== undefined && msg.keepaliveMs > 0) {
             this.#keepaliveMs = msg.keepaliveMs;
-            this.#signedBinds = true;
+            this.#relays.signedBinds = true;
           }
           this.#registered(msg.token, msg.observed);
           // Using the token at once shows the server that we receive at this address; only
@@ -642,8 +622,7 @@ export class Traversal implements Core<TraversalEvent> {
       case 'relayRefused':
         // The punch goes on; at the end of its budget this is the cause, if it is still missed.
         if (pending.peer !== undefined) {
-          this.#relays.delete(pending.peer);
-          this.#relayFailures.set(pending.peer, FAILURE_MESSAGES.relayRefused(code, message));
+          this.#relays.refuse(pending.peer, FAILURE_MESSAGES.relayRefused(code, message));
         }
         return;
       case 'goodbye':
@@ -787,7 +766,7 @@ export class Traversal implements Core<TraversalEvent> {
     for (const p of fresh) {
       // A member back under its name is a new endpoint: its old relay and verdicts are void.
       this.#dropRelay(p.name);
-      this.#relayFailures.delete(p.name);
+      this.#relays.forgetRefusal(p.name);
     }
     this.#work.event({ type: 'latePeers', peers: fresh });
     const budget = this.#o.punchBudgetMs ?? PUNCH_BUDGET_MS;
@@ -842,10 +821,11 @@ export class Traversal implements Core<TraversalEvent> {
       l.relayAt = Number.POSITIVE_INFINITY;
       for (const peer of l.attempt.confirmed) this.#work.event({ type: 'peerJoined', peer });
       for (const f of l.attempt.failures) {
-        if (this.#relays.get(f.name)?.phase !== 'bound') this.#dropRelay(f.name);
-        const peer = this.#relayFailures.has(f.name)
-          ? { ...f, cause: 'relay_unavailable' as const }
-          : f;
+        if (this.#relays.phase(f.name) !== 'bound') this.#dropRelay(f.name);
+        const peer =
+          this.#relays.refusal(f.name) !== undefined
+            ? { ...f, cause: 'relay_unavailable' as const }
+            : f;
         this.#work.event({ type: 'peerFailed', peer });
       }
     }
@@ -856,8 +836,7 @@ export class Traversal implements Core<TraversalEvent> {
     if (this.#state !== 'punched') return;
     this.#direct.set(endpointKey(unmapped(previous)), { address: peer.address, port: peer.port });
     // Its game goes direct now: the relay allocation is no longer refreshed (it idles out).
-    const r = this.#relays.get(peer.name);
-    if (r !== undefined) r.nextBindAt = Number.POSITIVE_INFINITY;
+    this.#relays.stopRefreshing(peer.name);
     this.#work.event({ type: 'pathChanged', peer, previous });
   }
 
@@ -916,7 +895,7 @@ export class Traversal implements Core<TraversalEvent> {
     if (!(this.#o.relay ?? true) || !token) return;
     for (const peer of names) {
       if (this.#attemptFor(peer)?.pending.includes(peer) !== true) continue;
-      if (this.#relays.has(peer) || this.#relayFailures.has(peer)) continue;
+      if (!this.#relays.mayAsk(peer)) continue;
       const id = this.#id();
       const bytes = encodeV2({
         type: 'relay_allocate',
@@ -925,19 +904,11 @@ export class Traversal implements Core<TraversalEvent> {
         token,
         peer,
       });
-      this.#relays.set(peer, {
-        phase: 'asking',
-        port: 0,
-        id: new Uint8Array(0),
-        bindToken: new Uint8Array(0),
-        nextBindAt: Number.POSITIVE_INFINITY,
-        bindIntervalMs: REQUEST_RETRY_FIRST_MS,
-      });
+      this.#relays.asking(peer);
       this.#request(now, 'relay', id, bytes, peer);
     }
   }
 
-  /** The server granted an allocation: bind our game socket's source to it on the relay. */
   /** The attempt punching `name` now: a late one, or the first while it punches. */
   #attemptFor(name: string): PunchAttempt | undefined {
     const late = this.#lateFor(name);
@@ -945,49 +916,30 @@ export class Traversal implements Core<TraversalEvent> {
     return this.#state === 'punching' ? this.#punch : undefined;
   }
 
+  /** The server granted an allocation: bind our game socket's source to it on the relay. */
   #relayGranted(now: number, msg: Extract<V2Message, { type: 'relay_granted' }>): void {
-    const r = this.#relays.get(msg.peer);
     const attempt = this.#attemptFor(msg.peer);
-    if (r === undefined || r.phase !== 'asking' || attempt?.state !== 'punching') return;
-    r.phase = 'binding';
-    r.port = msg.port;
-    r.id = msg.id;
-    r.bindToken = msg.bindToken;
-    r.nextBindAt = now + REQUEST_RETRY_FIRST_MS;
-    r.bindIntervalMs = REQUEST_RETRY_FIRST_MS * 2;
-    attempt.noteRelay(msg.peer, { address: this.#o.server.address, port: r.port });
+    if (!this.#relays.isAsking(msg.peer) || attempt?.state !== 'punching') return;
+    const r = this.#relays.grant(now, msg);
+    attempt.noteRelay(msg.peer, this.#relays.endpointOf(r));
     this.#sendBind(r);
   }
 
-  /**
-   * A signed `relay_bind` with a fresh counter (our next request id): the relay moves a bound
-   * side only for a counter it has not seen, so a captured bind replays as nothing.
-   */
+  /** One `relay_bind`, its counter our next request id (relay.ts). */
   #sendBind(r: RelayState): void {
-    const id = this.#id();
-    this.#send(
-      { address: this.#o.server.address, port: r.port },
-      this.#signedBinds
-        ? encodeRelayBind(r.bindToken, id, r.id)
-        : encodeV2({ type: 'relay_bind', requestId: id, id: r.id, proof: r.bindToken }),
-    );
+    this.#send(this.#relays.endpointOf(r), this.#relays.bindDatagram(r, this.#id()));
   }
 
   /** The relay acknowledged our bind: punch the peer through it too. */
   #relayBound(now: number, from: Endpoint, id: Uint8Array): void {
-    if (unmappedAddress(from.address) !== unmappedAddress(this.#o.server.address)) return;
-    for (const [name, r] of this.#relays) {
-      if (r.phase !== 'binding' || r.port !== from.port || bytesKey(r.id) !== bytesKey(id))
-        continue;
-      r.phase = 'bound';
-      // A revision-0 server moves a side to whichever source binds last: no refresh there.
-      r.nextBindAt = this.#signedBinds ? now + RELAY_REBIND_MS : Number.POSITIVE_INFINITY;
-      (this.#lateFor(name)?.attempt ?? this.#punch)?.addRelay(now, name, {
-        address: this.#o.server.address,
-        port: r.port,
-      });
-      return;
-    }
+    const r = this.#relays;
+    const name = r.bound(now, from, id);
+    if (name === undefined) return;
+    const port = r.boundPort(name) as number;
+    (this.#lateFor(name)?.attempt ?? this.#punch)?.addRelay(now, name, {
+      address: this.#o.server.address,
+      port,
+    });
   }
 
   #dropRelay(name: string): void {
@@ -1009,12 +961,14 @@ export class Traversal implements Core<TraversalEvent> {
     this.#unbind(this.#birthday.settle(now, punch));
     // Allocations not working by now are of no use: stop asking and binding.
     this.#relayAt = Number.POSITIVE_INFINITY;
-    for (const [name, r] of [...this.#relays]) {
-      if (r.phase !== 'bound' && this.#lateFor(name) === undefined) this.#dropRelay(name);
+    for (const name of this.#relays.peers()) {
+      if (this.#relays.phase(name) !== 'bound' && this.#lateFor(name) === undefined)
+        this.#dropRelay(name);
     }
     const failed: FailedPeer[] = [];
     for (const f of punch.failures) {
-      failed.push(this.#relayFailures.has(f.name) ? { ...f, cause: 'relay_unavailable' } : f);
+      const refused = this.#relays.refusal(f.name) !== undefined;
+      failed.push(refused ? { ...f, cause: 'relay_unavailable' } : f);
     }
     if (failed.length === 0 || (peers.length > 0 && !this.#o.requireAllPeers)) {
       this.#state = 'punched';
@@ -1046,11 +1000,10 @@ export class Traversal implements Core<TraversalEvent> {
 
   /** One unreached peer and its cause, in words (messages.ts). */
   #describe(f: FailedPeer): string {
-    const r = this.#relays.get(f.name);
     return peerFailureMessage(f, this.#o.punchBudgetMs ?? PUNCH_BUDGET_MS, {
       relayOn: this.#o.relay ?? true,
-      boundPort: r?.phase === 'bound' ? r.port : undefined,
-      refusal: this.#relayFailures.get(f.name),
+      boundPort: this.#relays.boundPort(f.name),
+      refusal: this.#relays.refusal(f.name),
     });
   }
 
