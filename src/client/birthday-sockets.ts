@@ -1,5 +1,5 @@
 /**
- * The hard side's birthday sockets (docs/protocol-v2.md §6, "Birthday"): opened for the
+ * The hard side's birthday sockets (docs/protocol-v2.md §6, "Strategy", birthday probing): opened for the
  * probe, then after the punch the one (or few) the peer reached kept as the game's, the
  * others closed. Apart from the traversal because it is the one part of the client that owns
  * sockets besides the main one, and its rules (which socket is the game's, which datagrams

@@ -29,6 +29,7 @@ import {
 import { BirthdaySockets } from './birthday-sockets.js';
 import { decideOnError } from './error-policy.js';
 import { FAILURE_MESSAGES, peerFailureMessage } from './messages.js';
+import { PeerListParts } from './peer-list.js';
 import { type ConfirmedPeer, type FailedPeer, PUNCH_BUDGET_MS, PunchAttempt } from './punch.js';
 
 // Once defined here, now shared with the doctor (src/nat); still exported from here.
@@ -117,7 +118,8 @@ export class Traversal implements Core<TraversalEvent> {
   #lobbyVersion = 0;
   #keepaliveAt = Number.POSITIVE_INFINITY;
   #startWanted = false;
-  #peerParts = new Map<number, V2Peer>();
+  /** The peer list's parts and versions. */
+  readonly #peerList = new PeerListParts();
   #punch: PunchAttempt | undefined;
   #sessionWaitUntil = 0;
   /** The session's other members, as the server sent them. */
@@ -140,9 +142,6 @@ export class Traversal implements Core<TraversalEvent> {
   readonly strategies = new Map<string, PeerStrategy>();
   /** How often to keepalive: the server says (revision ≥ 1), else `KEEPALIVE_INTERVAL_MS`. */
   #keepaliveMs = KEEPALIVE_INTERVAL_MS;
-  /** The version of the newest complete peer list, and of the parts being assembled. */
-  #peersVersion = 0;
-  #partsVersion = 0;
   /** The session takes late joiners until then (from `peers`' `open`): keep it alive. */
   #openUntil = Number.NEGATIVE_INFINITY;
   /** Punches towards late peers, newest last. */
@@ -654,23 +653,10 @@ export class Traversal implements Core<TraversalEvent> {
 
   #onPeers(now: number, msg: Extract<V2Message, { type: 'peers' }>): void {
     if (this.#token === undefined) return;
-    const version = msg.version ?? 0;
-    // An older list than the one we act on (a re-push that crossed a newer one): stale.
-    if (version < this.#peersVersion) return;
-    if (version !== this.#partsVersion) {
-      this.#peerParts.clear();
-      this.#partsVersion = version;
-    }
+    const list = this.#peerList.add(msg);
+    if (list === undefined) return;
+    const { peers, version, newer } = list;
     // Ack every complete copy, so a server whose earlier ack got lost stops re-sending.
-    for (let i = 0; i < msg.peers.length; i++) {
-      this.#peerParts.set(msg.first + i, msg.peers[i] as V2Peer);
-    }
-    const peers: V2Peer[] = [];
-    for (let i = 0; i < msg.total; i++) {
-      const p = this.#peerParts.get(i);
-      if (p === undefined) return;
-      peers.push(p);
-    }
     this.#send(
       this.#o.server,
       encodeV2({
@@ -681,8 +667,6 @@ export class Traversal implements Core<TraversalEvent> {
         ...(msg.version === undefined ? {} : { version }),
       }),
     );
-    const newer = version > this.#peersVersion;
-    this.#peersVersion = version;
     if (msg.openS !== undefined) {
       this.#openUntil = msg.openS > 0 ? now + msg.openS * 1000 : Number.NEGATIVE_INFINITY;
     }
