@@ -4,7 +4,7 @@
  * relay. A table-like pure function apart from the state machine, so the grid can be read
  * (and generated for the GDScript addon) as one thing.
  */
-import type { NatClass } from '../protocol/index.js';
+import type { NatClass, V2Peer } from '../protocol/index.js';
 
 /**
  * A peer not confirmed directly this long after the peer list arrived gets a relay
@@ -73,4 +73,47 @@ export function peerStrategy(self: NatClass, peer: NatClass, peerCount: number):
     return self === 'eim' ? 'birthday-easy' : 'birthday-hard';
   }
   return 'relay';
+}
+
+/** A peer list's strategies, who gets the relay at once, and how long the others wait. */
+export interface StrategyPlan {
+  /** Each peer's strategy, in the list's order. */
+  readonly strategies: readonly (readonly [name: string, strategy: PeerStrategy])[];
+  readonly relayNow: readonly string[];
+  readonly relayDelayMs: number;
+}
+
+export interface PlanOptions {
+  /** `natStrategy` (off: every peer is `punch`). */
+  readonly natStrategy: boolean;
+  /** `relayDelayMs`: the plain punch's relay delay, which a strategy may lengthen. */
+  readonly relayDelayMs: number;
+  /** The session's other members (the whole list, for a late list too). */
+  readonly peerCount: number;
+  /**
+   * A late list of an open session: birthday probing needs the game's one socket for one
+   * peer, not to be had after the start, so such a peer gets the relay at once.
+   */
+  readonly late: boolean;
+}
+
+export function planStrategies(
+  self: NatClass,
+  peers: readonly V2Peer[],
+  o: PlanOptions,
+): StrategyPlan {
+  let relayDelayMs = o.relayDelayMs;
+  const relayNow: string[] = [];
+  const strategies: (readonly [string, PeerStrategy])[] = [];
+  for (const p of peers) {
+    const strategy = o.natStrategy ? peerStrategy(self, p.nat ?? 'unknown', o.peerCount) : 'punch';
+    strategies.push([p.name, strategy]);
+    if (strategy === 'relay' || (o.late && strategy.startsWith('birthday'))) relayNow.push(p.name);
+    else if (strategy === 'sequential-easy' || strategy === 'sequential-hard') {
+      relayDelayMs = Math.max(relayDelayMs, SEQUENTIAL_RELAY_DELAY_MS);
+    } else if (strategy === 'birthday-easy' || strategy === 'birthday-hard') {
+      relayDelayMs = Math.max(relayDelayMs, BIRTHDAY_RELAY_DELAY_MS);
+    }
+  }
+  return { strategies, relayNow, relayDelayMs };
 }

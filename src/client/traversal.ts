@@ -50,11 +50,10 @@ import {
   SESSION_WAIT_RETRY_MS,
 } from './requests.js';
 import {
-  BIRTHDAY_RELAY_DELAY_MS,
   type PeerStrategy,
-  peerStrategy,
+  planStrategies,
   RELAY_DELAY_MS,
-  SEQUENTIAL_RELAY_DELAY_MS,
+  type StrategyPlan,
 } from './strategy.js';
 import { checkTraversalInput, type TraversalOptions } from './traversal-options.js';
 
@@ -695,28 +694,18 @@ export class Traversal implements Core<TraversalEvent> {
       onDirect: (peer, previous) => this.#pathChanged(peer, previous),
     });
     const budget = this.#o.punchBudgetMs ?? PUNCH_BUDGET_MS;
-    let relayDelay = this.#o.relayDelayMs ?? RELAY_DELAY_MS;
-    const relayNow: string[] = [];
-    for (const p of peers) {
-      const strategy =
-        (this.#o.natStrategy ?? true)
-          ? peerStrategy(this.#nat, p.nat ?? 'unknown', peers.length)
-          : 'punch';
-      this.strategies.set(p.name, strategy);
-      if (strategy === 'relay') relayNow.push(p.name);
-      else if (strategy === 'sequential-easy' || strategy === 'sequential-hard') {
-        relayDelay = Math.max(relayDelay, SEQUENTIAL_RELAY_DELAY_MS);
-        this.#punch.setPrediction(now, p.name, strategy === 'sequential-easy' ? 'sweep' : 'none');
+    const { strategies, relayNow, relayDelayMs: relayDelay } = this.#plan(peers, peers.length);
+    for (const [name, strategy] of strategies) {
+      if (strategy === 'sequential-easy' || strategy === 'sequential-hard') {
+        this.#punch.setPrediction(now, name, strategy === 'sequential-easy' ? 'sweep' : 'none');
       } else if (strategy === 'birthday-easy') {
-        relayDelay = Math.max(relayDelay, BIRTHDAY_RELAY_DELAY_MS);
-        this.#punch.startBirthdayEasy(now, p.name);
+        this.#punch.startBirthdayEasy(now, name);
       } else if (strategy === 'birthday-hard') {
-        relayDelay = Math.max(relayDelay, BIRTHDAY_RELAY_DELAY_MS);
         // Sockets 1..BIRTHDAY_SOCKETS on any port; node:dgram (and the simulator) send what
         // follows a bind from the new socket once it is bound.
         const sockets = this.#birthday.open();
         for (const socket of sockets) this.#work.push({ type: 'bind', socket, port: 0 });
-        this.#punch.startBirthdayHard(now, p.name, sockets);
+        this.#punch.startBirthdayHard(now, name, sockets);
       }
     }
     if (this.#o.relay ?? true) {
@@ -766,19 +755,15 @@ export class Traversal implements Core<TraversalEvent> {
     });
     const late: LatePunch = { attempt, relayAt: Number.POSITIVE_INFINITY, reported: false };
     this.#late.push(late);
-    let relayDelay = this.#o.relayDelayMs ?? RELAY_DELAY_MS;
-    const relayNow: string[] = [];
-    for (const p of fresh) {
-      const strategy =
-        (this.#o.natStrategy ?? true)
-          ? peerStrategy(this.#nat, p.nat ?? 'unknown', peers.length)
-          : 'punch';
-      this.strategies.set(p.name, strategy);
-      // Birthday probing needs the game's one socket for one peer: not after the start.
-      if (strategy === 'relay' || strategy.startsWith('birthday')) relayNow.push(p.name);
-      else if (strategy === 'sequential-easy' || strategy === 'sequential-hard') {
-        relayDelay = Math.max(relayDelay, SEQUENTIAL_RELAY_DELAY_MS);
-        attempt.setPrediction(now, p.name, strategy === 'sequential-easy' ? 'sweep' : 'none');
+    // Birthday probing needs the game's one socket for one peer: not after the start.
+    const {
+      strategies,
+      relayNow,
+      relayDelayMs: relayDelay,
+    } = this.#plan(fresh, peers.length, true);
+    for (const [name, strategy] of strategies) {
+      if (strategy === 'sequential-easy' || strategy === 'sequential-hard') {
+        attempt.setPrediction(now, name, strategy === 'sequential-easy' ? 'sweep' : 'none');
       }
     }
     if (this.#o.relay ?? true) {
@@ -786,6 +771,18 @@ export class Traversal implements Core<TraversalEvent> {
       if (relayNow.length > 0) this.#askRelay(now, relayNow);
     }
     this.#checkLate(now);
+  }
+
+  /** The strategies for `peers` (strategy.ts), recorded in `strategies`. */
+  #plan(peers: readonly V2Peer[], peerCount: number, late = false): StrategyPlan {
+    const plan = planStrategies(this.#nat, peers, {
+      natStrategy: this.#o.natStrategy ?? true,
+      relayDelayMs: this.#o.relayDelayMs ?? RELAY_DELAY_MS,
+      peerCount,
+      late,
+    });
+    for (const [name, strategy] of plan.strategies) this.strategies.set(name, strategy);
+    return plan;
   }
 
   /** The late attempt that punches `name` (the newest one: a rejoin replaces an older entry). */
