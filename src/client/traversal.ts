@@ -31,6 +31,7 @@ import { decideOnError } from './error-policy.js';
 import { FAILURE_MESSAGES, peerFailureMessage } from './messages.js';
 import { PeerListParts } from './peer-list.js';
 import { type ConfirmedPeer, type FailedPeer, PUNCH_BUDGET_MS, PunchAttempt } from './punch.js';
+import { TimerTable, TRAVERSAL_TIMERS, type TraversalTimer } from './timers.js';
 
 // Once defined here, now shared with the doctor (src/nat); still exported from here.
 export { natClassOf, SEQUENTIAL_PORT_DELTA } from '../nat/index.js';
@@ -110,12 +111,12 @@ export class Traversal implements Core<TraversalEvent> {
   #previousToken: Uint8Array | undefined;
   #observed: Endpoint | undefined;
   #startedAt = 0;
-  #deadline = Number.POSITIVE_INFINITY;
+  /** The traversal's own timers (timers.ts). */
+  readonly #timers = new TimerTable<TraversalTimer>(TRAVERSAL_TIMERS);
   #lastHeardAt = 0;
   /** Whether the server ever answered: silence from the start means it is unreachable. */
   #heardFromServer = false;
   #lobbyVersion = 0;
-  #keepaliveAt = Number.POSITIVE_INFINITY;
   #startWanted = false;
   /** The peer list's parts and versions. */
   readonly #peerList = new PeerListParts();
@@ -127,8 +128,6 @@ export class Traversal implements Core<TraversalEvent> {
   #peersByName = new Map<string, V2Peer>();
   /** Our relay allocations, by peer name, and the refusals. */
   readonly #relays: RelayAllocations;
-  /** When the peers not confirmed directly get a relay asked for. */
-  #relayAt = Number.POSITIVE_INFINITY;
   /** Last lobby seen, for the timeout message. */
   #lobbySize = '';
   /** The last lobby was full: a server with AUTOSTART `n` then waits for the host. */
@@ -215,7 +214,7 @@ export class Traversal implements Core<TraversalEvent> {
     this.#lastHeardAt = now;
     this.#sessionWaitUntil = now + (this.#o.sessionWaitMs ?? SESSION_WAIT_MS);
     const t = this.#o.timeoutMs;
-    if (t !== undefined && Number.isFinite(t)) this.#deadline = now + t;
+    if (t !== undefined && Number.isFinite(t)) this.#timers.set('timeout', now + t);
     if (this.#o.classifyNat) {
       this.#classify = new NatProbe(this.#o.server, now, this.#id());
       this.#classifyTick(now);
@@ -328,7 +327,7 @@ export class Traversal implements Core<TraversalEvent> {
   }
 
   nextDeadline(): number {
-    let next = Math.min(this.#deadline, this.#keepaliveAt, this.#relayAt);
+    let next = this.#timers.next();
     if (this.#classify) next = Math.min(next, this.#classify.nextAt);
     for (const p of this.#pending.values()) next = Math.min(next, p.nextAt);
     next = Math.min(next, this.#relays.nextDeadline());
@@ -339,7 +338,7 @@ export class Traversal implements Core<TraversalEvent> {
 
   handleTimeout(now: number): void {
     if (this.#state === 'idle') return;
-    if (now >= this.#deadline && this.#active()) {
+    if (this.#timers.expired('timeout', now) && this.#active()) {
       if (!this.#heardFromServer) this.#failUnreachable(now);
       else if (this.#state === 'registering' && this.#sessionMissing) {
         // The server answered all along: say what it said, not that time ran out.
@@ -359,7 +358,7 @@ export class Traversal implements Core<TraversalEvent> {
       return;
     }
     this.#classifyTick(now);
-    if (now >= this.#relayAt) this.requestRelay(now);
+    if (this.#timers.expired('relay', now)) this.requestRelay(now);
     for (const r of this.#relays.due(now)) this.#sendBind(r);
     for (const p of [...this.#pending.values()]) {
       if (now < p.nextAt) continue;
@@ -391,7 +390,7 @@ export class Traversal implements Core<TraversalEvent> {
       p.nextAt = now + p.intervalMs;
       p.intervalMs = Math.min(p.intervalMs * 2, REQUEST_RETRY_MAX_MS);
     }
-    if (now >= this.#keepaliveAt) this.#keepalive(now);
+    if (this.#timers.expired('keepalive', now)) this.#keepalive(now);
     if (this.#punch) {
       this.#punch.handleTimeout(now);
       this.#checkPunch(now);
@@ -511,7 +510,7 @@ export class Traversal implements Core<TraversalEvent> {
       case 'lobby':
         if (pending?.kind === 'keepalive') {
           this.#pending.delete(pending.id);
-          this.#keepaliveAt = now + this.#keepaliveMs;
+          this.#timers.set('keepalive', now + this.#keepaliveMs);
         }
         if (this.#state !== 'lobby' || msg.version <= this.#lobbyVersion) return;
         this.#lobbyVersion = msg.version;
@@ -531,7 +530,7 @@ export class Traversal implements Core<TraversalEvent> {
         if (this.#token === undefined || !sameBytes(msg.token, this.#token)) return;
         if (pending?.kind === 'keepalive') {
           this.#pending.delete(pending.id);
-          this.#keepaliveAt = now + this.#keepaliveMs;
+          this.#timers.set('keepalive', now + this.#keepaliveMs);
         }
         this.#onPeers(now, msg);
         return;
@@ -576,7 +575,7 @@ export class Traversal implements Core<TraversalEvent> {
   }
 
   #keepalive(now: number): void {
-    this.#keepaliveAt = Number.POSITIVE_INFINITY;
+    this.#timers.stop('keepalive');
     if (this.#token === undefined) return;
     const open = now < this.#openUntil && (this.#state === 'punching' || this.#state === 'punched');
     if (this.#state !== 'lobby' && !open) return;
@@ -676,7 +675,10 @@ export class Traversal implements Core<TraversalEvent> {
     if (this.#state !== 'lobby') return;
     this.#state = 'punching';
     // An open session needs us alive to the server after the start (late joiners' lists).
-    this.#keepaliveAt = now < this.#openUntil ? now + this.#keepaliveMs : Number.POSITIVE_INFINITY;
+    this.#timers.set(
+      'keepalive',
+      now < this.#openUntil ? now + this.#keepaliveMs : Number.POSITIVE_INFINITY,
+    );
     for (const p of [...this.#pending.values()]) {
       if (p.kind === 'keepalive' || p.kind === 'start') this.#pending.delete(p.id);
     }
@@ -710,11 +712,11 @@ export class Traversal implements Core<TraversalEvent> {
     }
     if (this.#o.relay ?? true) {
       // A short punch budget asks sooner: the relay must have time to work within it.
-      this.#relayAt = now + Math.min(relayDelay, budget / 2);
+      this.#timers.set('relay', now + Math.min(relayDelay, budget / 2));
       // Both NATs pick a port per destination: no direct path to expect, relay at once.
       if (relayNow.length > 0) {
         this.requestRelay(now, relayNow);
-        this.#relayAt = now + Math.min(relayDelay, budget / 2);
+        this.#timers.set('relay', now + Math.min(relayDelay, budget / 2));
       }
     }
     this.#checkPunch(now);
@@ -824,7 +826,7 @@ export class Traversal implements Core<TraversalEvent> {
   /** The open session is over for us: no more keepalives. */
   #closeOpen(): void {
     this.#openUntil = Number.NEGATIVE_INFINITY;
-    this.#keepaliveAt = Number.POSITIVE_INFINITY;
+    this.#timers.stop('keepalive');
     for (const p of [...this.#pending.values()]) {
       if (p.kind === 'keepalive') this.#pending.delete(p.id);
     }
@@ -864,7 +866,7 @@ export class Traversal implements Core<TraversalEvent> {
    * (the hook for the NAT-type exchange). A no-op with `relay: false` or once settled.
    */
   requestRelay(now: number, names?: readonly string[]): void {
-    this.#relayAt = Number.POSITIVE_INFINITY;
+    this.#timers.stop('relay');
     const punch = this.#punch;
     if (this.#state !== 'punching' || !punch) return;
     this.#askRelay(now, names ?? punch.pending);
@@ -941,7 +943,7 @@ export class Traversal implements Core<TraversalEvent> {
     const peers = punch.confirmed;
     this.#unbind(this.#birthday.settle(now, punch));
     // Allocations not working by now are of no use: stop asking and binding.
-    this.#relayAt = Number.POSITIVE_INFINITY;
+    this.#timers.stop('relay');
     for (const name of this.#relays.peers()) {
       if (this.#relays.phase(name) !== 'bound' && this.#lateFor(name) === undefined)
         this.#dropRelay(name);
@@ -953,7 +955,7 @@ export class Traversal implements Core<TraversalEvent> {
     }
     if (failed.length === 0 || (peers.length > 0 && !this.#o.requireAllPeers)) {
       this.#state = 'punched';
-      this.#deadline = Number.POSITIVE_INFINITY;
+      this.#timers.stop('timeout');
       this.#work.event({
         type: 'punched',
         peers,
@@ -1019,9 +1021,9 @@ export class Traversal implements Core<TraversalEvent> {
   #stop(state: 'failed' | 'left'): void {
     this.#state = state;
     this.#pending.clear();
-    this.#keepaliveAt = Number.POSITIVE_INFINITY;
-    this.#deadline = Number.POSITIVE_INFINITY;
-    this.#relayAt = Number.POSITIVE_INFINITY;
+    this.#timers.stop('keepalive');
+    this.#timers.stop('timeout');
+    this.#timers.stop('relay');
     this.#relays.clear();
     this.#classify = undefined;
     this.#unbind(this.#birthday.close());
