@@ -39,3 +39,69 @@ export interface Pending {
   tries: number;
   readonly firstAt: number;
 }
+
+/**
+ * Our requests waiting for an answer, by request id, and their retransmission schedule.
+ * Sans-IO: it records and schedules, the traversal sends.
+ */
+export class Requests {
+  readonly #byId = new Map<number, Pending>();
+
+  /** Records a request sent now for the first time. */
+  add(now: number, kind: RequestKind, id: number, bytes: Uint8Array, peer?: string): void {
+    this.#byId.set(id, {
+      kind,
+      ...(peer === undefined ? {} : { peer }),
+      id,
+      bytes,
+      nextAt: now + REQUEST_RETRY_FIRST_MS,
+      intervalMs: REQUEST_RETRY_FIRST_MS * 2,
+      tries: 1,
+      firstAt: now,
+    });
+  }
+
+  get(id: number): Pending | undefined {
+    return this.#byId.get(id);
+  }
+
+  delete(id: number): void {
+    this.#byId.delete(id);
+  }
+
+  /** A request of one of `kinds` is waiting. */
+  has(...kinds: RequestKind[]): boolean {
+    for (const p of this.#byId.values()) if (kinds.includes(p.kind)) return true;
+    return false;
+  }
+
+  /** Forgets every request of one of `kinds` (for `relay`, only those towards `peer` if given). */
+  drop(kinds: readonly RequestKind[], peer?: string): void {
+    for (const p of [...this.#byId.values()]) {
+      if (kinds.includes(p.kind) && (peer === undefined || p.peer === peer))
+        this.#byId.delete(p.id);
+    }
+  }
+
+  clear(): void {
+    this.#byId.clear();
+  }
+
+  /** A copy of the requests now waiting: one forgotten meanwhile stays in it. */
+  snapshot(): Pending[] {
+    return [...this.#byId.values()];
+  }
+
+  /** `p` was re-sent now: the next try after its interval, which doubles up to the max. */
+  static resent(p: Pending, now: number): void {
+    p.tries++;
+    p.nextAt = now + p.intervalMs;
+    p.intervalMs = Math.min(p.intervalMs * 2, REQUEST_RETRY_MAX_MS);
+  }
+
+  nextDeadline(): number {
+    let next = Number.POSITIVE_INFINITY;
+    for (const p of this.#byId.values()) next = Math.min(next, p.nextAt);
+    return next;
+  }
+}

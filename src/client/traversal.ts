@@ -44,8 +44,8 @@ import {
   KEEPALIVE_INTERVAL_MS,
   type Pending,
   REQUEST_RETRY_FIRST_MS,
-  REQUEST_RETRY_MAX_MS,
   type RequestKind,
+  Requests,
   SERVER_SILENCE_LIMIT_MS,
   SESSION_WAIT_MS,
   SESSION_WAIT_RETRY_MS,
@@ -105,7 +105,7 @@ export class Traversal implements Core<TraversalEvent> {
   readonly #direct = new Map<string, Endpoint>();
   #state: TraversalState = 'idle';
   #nextId: number;
-  #pending = new Map<number, Pending>();
+  readonly #pending = new Requests();
   #token: Uint8Array | undefined;
   /** Our token before the server gave us a fresh one (a rebind), for pushes still under it. */
   #previousToken: Uint8Array | undefined;
@@ -288,7 +288,7 @@ export class Traversal implements Core<TraversalEvent> {
       return;
     }
     if (this.#state !== 'lobby' || this.#token === undefined) return;
-    if ([...this.#pending.values()].some((p) => p.kind === 'start')) return;
+    if (this.#pending.has('start')) return;
     const id = this.#id();
     const bytes = encodeV2({
       type: 'start',
@@ -329,7 +329,7 @@ export class Traversal implements Core<TraversalEvent> {
   nextDeadline(): number {
     let next = this.#timers.next();
     if (this.#classify) next = Math.min(next, this.#classify.nextAt);
-    for (const p of this.#pending.values()) next = Math.min(next, p.nextAt);
+    next = Math.min(next, this.#pending.nextDeadline());
     next = Math.min(next, this.#relays.nextDeadline());
     if (this.#punch) next = Math.min(next, this.#punch.nextDeadline());
     for (const l of this.#late) next = Math.min(next, l.attempt.nextDeadline(), l.relayAt);
@@ -360,7 +360,7 @@ export class Traversal implements Core<TraversalEvent> {
     this.#classifyTick(now);
     if (this.#timers.expired('relay', now)) this.requestRelay(now);
     for (const r of this.#relays.due(now)) this.#sendBind(r);
-    for (const p of [...this.#pending.values()]) {
+    for (const p of this.#pending.snapshot()) {
       if (now < p.nextAt) continue;
       if (p.kind === 'leave' || p.kind === 'close') {
         if (p.tries >= GOODBYE_MAX_TRIES) {
@@ -386,9 +386,7 @@ export class Traversal implements Core<TraversalEvent> {
         return;
       }
       this.#send(this.#o.server, p.bytes);
-      p.tries++;
-      p.nextAt = now + p.intervalMs;
-      p.intervalMs = Math.min(p.intervalMs * 2, REQUEST_RETRY_MAX_MS);
+      Requests.resent(p, now);
     }
     if (this.#timers.expired('keepalive', now)) this.#keepalive(now);
     if (this.#punch) {
@@ -551,9 +549,7 @@ export class Traversal implements Core<TraversalEvent> {
 
   #registered(token: Uint8Array, observed: Endpoint): void {
     if (this.#state !== 'registering') return;
-    for (const p of [...this.#pending.values()]) {
-      if (p.kind === 'register') this.#pending.delete(p.id);
-    }
+    this.#pending.drop(['register']);
     this.#token = token;
     this.#observed = observed;
     this.#state = 'lobby';
@@ -580,7 +576,7 @@ export class Traversal implements Core<TraversalEvent> {
     const open = now < this.#openUntil && (this.#state === 'punching' || this.#state === 'punched');
     if (this.#state !== 'lobby' && !open) return;
     // One keepalive at a time: its reply (or its retries) schedules the next.
-    if ([...this.#pending.values()].some((p) => p.kind === 'keepalive')) return;
+    if (this.#pending.has('keepalive')) return;
     const id = this.#id();
     const bytes = encodeV2({
       type: 'keepalive',
@@ -679,9 +675,7 @@ export class Traversal implements Core<TraversalEvent> {
       'keepalive',
       now < this.#openUntil ? now + this.#keepaliveMs : Number.POSITIVE_INFINITY,
     );
-    for (const p of [...this.#pending.values()]) {
-      if (p.kind === 'keepalive' || p.kind === 'start') this.#pending.delete(p.id);
-    }
+    this.#pending.drop(['keepalive', 'start']);
     this.#work.event({ type: 'peers', peers });
     this.#peersByName = new Map(peers.map((p) => [p.name, p]));
     this.#peers = peers;
@@ -827,9 +821,7 @@ export class Traversal implements Core<TraversalEvent> {
   #closeOpen(): void {
     this.#openUntil = Number.NEGATIVE_INFINITY;
     this.#timers.stop('keepalive');
-    for (const p of [...this.#pending.values()]) {
-      if (p.kind === 'keepalive') this.#pending.delete(p.id);
-    }
+    this.#pending.drop(['keepalive']);
   }
 
   #checkPunch(now: number): void {
@@ -927,9 +919,7 @@ export class Traversal implements Core<TraversalEvent> {
 
   #dropRelay(name: string): void {
     this.#relays.delete(name);
-    for (const p of [...this.#pending.values()]) {
-      if (p.kind === 'relay' && p.peer === name) this.#pending.delete(p.id);
-    }
+    this.#pending.drop(['relay'], name);
   }
 
   /**
@@ -1032,16 +1022,7 @@ export class Traversal implements Core<TraversalEvent> {
   }
 
   #request(now: number, kind: RequestKind, id: number, bytes: Uint8Array, peer?: string): void {
-    this.#pending.set(id, {
-      kind,
-      ...(peer === undefined ? {} : { peer }),
-      id,
-      bytes,
-      nextAt: now + REQUEST_RETRY_FIRST_MS,
-      intervalMs: REQUEST_RETRY_FIRST_MS * 2,
-      tries: 1,
-      firstAt: now,
-    });
+    this.#pending.add(now, kind, id, bytes, peer);
     this.#send(this.#o.server, bytes);
   }
 
