@@ -28,6 +28,7 @@ import {
 } from '../protocol/index.js';
 import { BirthdaySockets } from './birthday-sockets.js';
 import { decideOnError } from './error-policy.js';
+import { LatePunches } from './late-punches.js';
 import { FAILURE_MESSAGES, peerFailureMessage } from './messages.js';
 import { PeerListParts } from './peer-list.js';
 import { type ConfirmedPeer, type FailedPeer, PUNCH_BUDGET_MS, PunchAttempt } from './punch.js';
@@ -87,13 +88,6 @@ export {
 } from './strategy.js';
 export { checkTraversalInput, type TraversalOptions } from './traversal-options.js';
 
-/** A late peer list's punch (an open session): its attempt and when it asks for the relay. */
-interface LatePunch {
-  readonly attempt: PunchAttempt;
-  relayAt: number;
-  reported: boolean;
-}
-
 export class Traversal implements Core<TraversalEvent> {
   readonly #o: TraversalOptions;
   readonly #work = new WorkQueue<TraversalEvent>();
@@ -143,7 +137,7 @@ export class Traversal implements Core<TraversalEvent> {
   /** The session takes late joiners until then (from `peers`' `open`): keep it alive. */
   #openUntil = Number.NEGATIVE_INFINITY;
   /** Punches towards late peers, newest last. */
-  #late: LatePunch[] = [];
+  readonly #late = new LatePunches();
   /** The server answered our `join` with `session_not_found`: a timeout says so. */
   #sessionMissing = false;
 
@@ -332,7 +326,7 @@ export class Traversal implements Core<TraversalEvent> {
     next = Math.min(next, this.#pending.nextDeadline());
     next = Math.min(next, this.#relays.nextDeadline());
     if (this.#punch) next = Math.min(next, this.#punch.nextDeadline());
-    for (const l of this.#late) next = Math.min(next, l.attempt.nextDeadline(), l.relayAt);
+    next = Math.min(next, this.#late.nextDeadline());
     return Math.min(next, this.#birthday.closeAt);
   }
 
@@ -393,7 +387,7 @@ export class Traversal implements Core<TraversalEvent> {
       this.#punch.handleTimeout(now);
       this.#checkPunch(now);
     }
-    for (const l of this.#late) {
+    for (const l of this.#late.all) {
       if (now >= l.relayAt) {
         l.relayAt = Number.POSITIVE_INFINITY;
         this.#askRelay(now, l.attempt.pending);
@@ -428,7 +422,7 @@ export class Traversal implements Core<TraversalEvent> {
       return;
     }
     if (msg.type === 'punch' || msg.type === 'punch_ack') {
-      const late = this.#lateFor(msg.from);
+      const late = this.#late.for(msg.from);
       if (late !== undefined) {
         if (late.attempt.handle(now, from, msg, socket)) this.#checkLate(now);
         return;
@@ -749,8 +743,7 @@ export class Traversal implements Core<TraversalEvent> {
       send: (to, data, socket) => this.#send(to, data, socket),
       onDirect: (peer, previous) => this.#pathChanged(peer, previous),
     });
-    const late: LatePunch = { attempt, relayAt: Number.POSITIVE_INFINITY, reported: false };
-    this.#late.push(late);
+    const late = this.#late.add(attempt);
     // Birthday probing needs the game's one socket for one peer: not after the start.
     const {
       strategies,
@@ -781,23 +774,11 @@ export class Traversal implements Core<TraversalEvent> {
     return plan;
   }
 
-  /** The late attempt that punches `name` (the newest one: a rejoin replaces an older entry). */
-  #lateFor(name: string): LatePunch | undefined {
-    for (let i = this.#late.length - 1; i >= 0; i--) {
-      const l = this.#late[i] as LatePunch;
-      if (l.attempt.has(name)) return l;
-    }
-    return undefined;
-  }
-
   /** Reports late attempts that settled, and forgets those that stopped answering. */
   #checkLate(now: number): void {
-    for (const l of this.#late) {
-      if (l.reported || l.attempt.state === 'punching') continue;
-      l.reported = true;
-      l.relayAt = Number.POSITIVE_INFINITY;
-      for (const peer of l.attempt.confirmed) this.#work.event({ type: 'peerJoined', peer });
-      for (const f of l.attempt.failures) {
+    for (const attempt of this.#late.settled()) {
+      for (const peer of attempt.confirmed) this.#work.event({ type: 'peerJoined', peer });
+      for (const f of attempt.failures) {
         if (this.#relays.phase(f.name) !== 'bound') this.#dropRelay(f.name);
         const peer =
           this.#relays.refusal(f.name) !== undefined
@@ -806,7 +787,7 @@ export class Traversal implements Core<TraversalEvent> {
         this.#work.event({ type: 'peerFailed', peer });
       }
     }
-    this.#late = this.#late.filter((l) => !l.reported || now <= l.attempt.lingerUntil);
+    this.#late.prune(now);
   }
 
   #pathChanged(peer: ConfirmedPeer, previous: ConfirmedPeer): void {
@@ -832,7 +813,7 @@ export class Traversal implements Core<TraversalEvent> {
 
   /** The server says a peer is gone: a punch or relay to it ends now if it left. */
   #peerLeft(now: number, name: string, why: 'left' | 'silent'): void {
-    const late = this.#lateFor(name);
+    const late = this.#late.for(name);
     if (late !== undefined && late.attempt.state === 'punching') {
       if (why === 'left') this.#dropRelay(name);
       if (late.attempt.markGone(now, name, why)) this.#checkLate(now);
@@ -886,7 +867,7 @@ export class Traversal implements Core<TraversalEvent> {
 
   /** The attempt punching `name` now: a late one, or the first while it punches. */
   #attemptFor(name: string): PunchAttempt | undefined {
-    const late = this.#lateFor(name);
+    const late = this.#late.for(name);
     if (late !== undefined) return late.attempt;
     return this.#state === 'punching' ? this.#punch : undefined;
   }
@@ -911,7 +892,7 @@ export class Traversal implements Core<TraversalEvent> {
     const name = r.bound(now, from, id);
     if (name === undefined) return;
     const port = r.boundPort(name) as number;
-    (this.#lateFor(name)?.attempt ?? this.#punch)?.addRelay(now, name, {
+    (this.#late.for(name)?.attempt ?? this.#punch)?.addRelay(now, name, {
       address: this.#o.server.address,
       port,
     });
@@ -935,7 +916,7 @@ export class Traversal implements Core<TraversalEvent> {
     // Allocations not working by now are of no use: stop asking and binding.
     this.#timers.stop('relay');
     for (const name of this.#relays.peers()) {
-      if (this.#relays.phase(name) !== 'bound' && this.#lateFor(name) === undefined)
+      if (this.#relays.phase(name) !== 'bound' && this.#late.for(name) === undefined)
         this.#dropRelay(name);
     }
     const failed: FailedPeer[] = [];
