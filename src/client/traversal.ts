@@ -10,18 +10,12 @@ import { HolePunchError } from '../errors.js';
 import type { Endpoint } from '../protocol/index.js';
 import {
   decodeV2,
-  encodeV2,
   endpointKey,
   hasV2Prefix,
-  isUnicastEndpoint,
-  MAX_REASON_BYTES,
   type NatClass,
   type PushAuth,
-  padRegisterRequest,
   sameEndpoint,
-  truncateUtf8,
   unmappedAddress,
-  V2_REVISION,
   type V2Message,
   type V2Peer,
   verifyPushTag,
@@ -32,6 +26,14 @@ import { LatePunches } from './late-punches.js';
 import { FAILURE_MESSAGES, peerFailureMessage } from './messages.js';
 import { PeerListParts } from './peer-list.js';
 import { type ConfirmedPeer, type FailedPeer, PUNCH_BUDGET_MS, PunchAttempt } from './punch.js';
+import {
+  goodbyeRequest,
+  keepaliveRequest,
+  peersAck,
+  registerRequest,
+  relayAllocate,
+  startRequest,
+} from './server-requests.js';
 import { TimerTable, TRAVERSAL_TIMERS, type TraversalTimer } from './timers.js';
 
 // Once defined here, now shared with the doctor (src/nat); still exported from here.
@@ -249,29 +251,7 @@ export class Traversal implements Core<TraversalEvent> {
 
   #register(now: number): void {
     const id = this.#id();
-    const base = {
-      requestId: id,
-      session: this.#o.session,
-      name: this.#o.name,
-      nickname: this.#o.nickname,
-      // The server refuses a host/join with any candidate that is not a unicast IP literal.
-      candidates: this.#o.localCandidates.filter(isUnicastEndpoint),
-      ...(this.#nat === 'unknown' ? {} : { nat: this.#nat }),
-      revision: V2_REVISION,
-    };
-    // Padded: the server's `registered` may be no larger than 3× the request.
-    const bytes = padRegisterRequest(
-      this.#o.isHost
-        ? encodeV2({
-            type: 'host',
-            maxPlayers: this.#o.maxPlayers,
-            ...base,
-            keepOpenS: Math.round((this.#o.keepOpenMs ?? 0) / 1000),
-            silenceS: Math.round((this.#o.memberSilenceMs ?? 0) / 1000),
-          })
-        : encodeV2({ type: 'join', ...base }),
-    );
-    this.#request(now, 'register', id, bytes);
+    this.#request(now, 'register', id, registerRequest(this.#o, id, this.#nat));
   }
 
   /** Host: ask the server to exchange peers now (seed `finalize_peers`). */
@@ -284,13 +264,7 @@ export class Traversal implements Core<TraversalEvent> {
     if (this.#state !== 'lobby' || this.#token === undefined) return;
     if (this.#pending.has('start')) return;
     const id = this.#id();
-    const bytes = encodeV2({
-      type: 'start',
-      requestId: id,
-      session: this.#o.session,
-      token: this.#token,
-    });
-    this.#request(now, 'start', id, bytes);
+    this.#request(now, 'start', id, startRequest(this.#o.session, this.#token, id));
   }
 
   /**
@@ -306,18 +280,7 @@ export class Traversal implements Core<TraversalEvent> {
       return;
     }
     const id = this.#id();
-    const session = this.#o.session;
-    const bytes =
-      kind === 'close'
-        ? encodeV2({
-            type: 'close',
-            requestId: id,
-            session,
-            token,
-            reason: truncateUtf8(reason, MAX_REASON_BYTES),
-          })
-        : encodeV2({ type: 'leave', requestId: id, session, token });
-    this.#request(now, kind, id, bytes);
+    this.#request(now, kind, id, goodbyeRequest(kind, this.#o.session, token, id, reason));
   }
 
   nextDeadline(): number {
@@ -572,13 +535,7 @@ export class Traversal implements Core<TraversalEvent> {
     // One keepalive at a time: its reply (or its retries) schedules the next.
     if (this.#pending.has('keepalive')) return;
     const id = this.#id();
-    const bytes = encodeV2({
-      type: 'keepalive',
-      requestId: id,
-      session: this.#o.session,
-      token: this.#token,
-      lobbyVersion: this.#lobbyVersion,
-    });
+    const bytes = keepaliveRequest(this.#o.session, this.#token, id, this.#lobbyVersion);
     this.#request(now, 'keepalive', id, bytes);
   }
 
@@ -645,16 +602,8 @@ export class Traversal implements Core<TraversalEvent> {
     if (list === undefined) return;
     const { peers, version, newer } = list;
     // Ack every complete copy, so a server whose earlier ack got lost stops re-sending.
-    this.#send(
-      this.#o.server,
-      encodeV2({
-        type: 'peers_ack',
-        requestId: this.#id(),
-        session: this.#o.session,
-        token: this.#token,
-        ...(msg.version === undefined ? {} : { version }),
-      }),
-    );
+    const ackVersion = msg.version === undefined ? undefined : version;
+    this.#send(this.#o.server, peersAck(this.#o.session, this.#token, this.#id(), ackVersion));
     if (msg.openS !== undefined) {
       this.#openUntil = msg.openS > 0 ? now + msg.openS * 1000 : Number.NEGATIVE_INFINITY;
     }
@@ -853,15 +802,8 @@ export class Traversal implements Core<TraversalEvent> {
       if (this.#attemptFor(peer)?.pending.includes(peer) !== true) continue;
       if (!this.#relays.mayAsk(peer)) continue;
       const id = this.#id();
-      const bytes = encodeV2({
-        type: 'relay_allocate',
-        requestId: id,
-        session: this.#o.session,
-        token,
-        peer,
-      });
       this.#relays.asking(peer);
-      this.#request(now, 'relay', id, bytes, peer);
+      this.#request(now, 'relay', id, relayAllocate(this.#o.session, token, id, peer), peer);
     }
   }
 
@@ -971,12 +913,7 @@ export class Traversal implements Core<TraversalEvent> {
     this.#fail(code, message);
     if (token === undefined || !registered) return;
     const id = this.#id();
-    this.#request(
-      now,
-      'leave',
-      id,
-      encodeV2({ type: 'leave', requestId: id, session: this.#o.session, token }),
-    );
+    this.#request(now, 'leave', id, goodbyeRequest('leave', this.#o.session, token, id, ''));
   }
 
   #active(): boolean {
