@@ -622,16 +622,7 @@ export class Traversal implements Core<TraversalEvent> {
     this.#work.event({ type: 'peers', peers });
     this.#peersByName = new Map(peers.map((p) => [p.name, p]));
     this.#peers = peers;
-    this.#punch = new PunchAttempt({
-      selfName: this.#o.name,
-      punchKey: msg.punchKey,
-      peers,
-      now,
-      budgetMs: this.#o.punchBudgetMs ?? PUNCH_BUDGET_MS,
-      random: this.#o.random,
-      send: (to, data, socket) => this.#send(to, data, socket),
-      onDirect: (peer, previous) => this.#pathChanged(peer, previous),
-    });
+    this.#punch = this.#newAttempt(now, msg.punchKey, peers);
     const budget = this.#o.punchBudgetMs ?? PUNCH_BUDGET_MS;
     const { strategies, relayNow, relayDelayMs: relayDelay } = this.#plan(peers, peers.length);
     for (const [name, strategy] of strategies) {
@@ -682,16 +673,7 @@ export class Traversal implements Core<TraversalEvent> {
     }
     this.#work.event({ type: 'latePeers', peers: fresh });
     const budget = this.#o.punchBudgetMs ?? PUNCH_BUDGET_MS;
-    const attempt = new PunchAttempt({
-      selfName: this.#o.name,
-      punchKey,
-      peers: fresh,
-      now,
-      budgetMs: budget,
-      random: this.#o.random,
-      send: (to, data, socket) => this.#send(to, data, socket),
-      onDirect: (peer, previous) => this.#pathChanged(peer, previous),
-    });
+    const attempt = this.#newAttempt(now, punchKey, fresh);
     const late = this.#late.add(attempt);
     // Birthday probing needs the game's one socket for one peer: not after the start.
     const {
@@ -709,6 +691,20 @@ export class Traversal implements Core<TraversalEvent> {
       if (relayNow.length > 0) this.#askRelay(now, relayNow);
     }
     this.#checkLate(now);
+  }
+
+  /** A punch towards `peers` (punch.ts), its datagrams sent and its upgrades reported by us. */
+  #newAttempt(now: number, punchKey: Uint8Array, peers: readonly V2Peer[]): PunchAttempt {
+    return new PunchAttempt({
+      selfName: this.#o.name,
+      punchKey,
+      peers,
+      now,
+      budgetMs: this.#o.punchBudgetMs ?? PUNCH_BUDGET_MS,
+      random: this.#o.random,
+      send: (to, data, socket) => this.#send(to, data, socket),
+      onDirect: (peer, previous) => this.#pathChanged(peer, previous),
+    });
   }
 
   /** The strategies for `peers` (strategy.ts), recorded in `strategies`. */
