@@ -56,6 +56,12 @@ describe('deploy/holepunch-server.service', () => {
     }
   });
 
+  test('tells the operator to open the alternate port (PORT+1) beside PORT and the relay range, and shows the nftables line that limits both', () => {
+    assert.match(unitText, /HOLEPUNCH_ALT_PORT, default PORT\+1 = 4001/);
+    assert.match(unitText, /HOLEPUNCH_RELAY_PORTS/);
+    assert.match(unitText, /nft -D PORT=4000 -D ALT_PORT=4001 -f \/etc\/holepunch\/holepunch\.nft/);
+  });
+
   test('passes systemd-analyze verify with no warning', { skip: skipAnalyze }, async () => {
     // verify checks that ExecStart's program exists; the package is not installed globally on
     // a test machine, so point it at this build (the only line changed).
@@ -103,7 +109,39 @@ describe('deploy/holepunch-server.service', () => {
     assert.equal(listening.maxSessions, Number(env.HOLEPUNCH_MAX_SESSIONS));
     assert.equal(listening.legacy, true);
     assert.equal(listening.relay, true);
+    // The example leaves the alternate port at its default (PORT+1; a free one beside PORT 0).
+    assert.equal(env.HOLEPUNCH_ALT_PORT, '');
+    assert.equal(env.HOLEPUNCH_NO_ALT_PORT, '0');
+    assert.ok(
+      typeof listening.altPort === 'number' && listening.altPort !== listening.port,
+      `an alternate port: ${JSON.stringify(listening)}`,
+    );
     assert.match(stdout, /"msg":"metrics listening"/);
     assert.equal(code, 0);
+  });
+});
+
+const nftText = readFileSync(join(ROOT, 'deploy', 'holepunch.nft'), 'utf8');
+const canNft = process.getuid?.() === 0 && spawnSync('nft', ['--version']).status === 0;
+const skipNft =
+  !canNft && process.env.CI !== 'true' ? 'needs root and nft (apt-get install nftables)' : false;
+
+describe('deploy/holepunch.nft', () => {
+  test('limits floods to PORT and to the alternate port alike, and says how to load it with both', () => {
+    const rules = nftText.split('\n').filter((line) => /^\s*udp dport/.test(line));
+    assert.equal(rules.length, 2, 'one rule for IPv4 sources, one for IPv6');
+    for (const rule of rules) assert.match(rule, /udp dport \{ \$PORT, \$ALT_PORT \} /);
+    assert.match(nftText, /nft -D PORT=4000 -D ALT_PORT=4001 -f /);
+  });
+
+  test('nft accepts it with PORT and ALT_PORT (check mode: nothing is loaded)', {
+    skip: skipNft,
+  }, () => {
+    const check = spawnSync(
+      'nft',
+      ['-c', '-D', 'PORT=4000', '-D', 'ALT_PORT=4001', '-f', join(ROOT, 'deploy', 'holepunch.nft')],
+      { encoding: 'utf8' },
+    );
+    assert.equal(check.status, 0, check.stderr);
   });
 });

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import dgram from 'node:dgram';
+import { once } from 'node:events';
 import { after, describe, it } from 'node:test';
 import type { DoctorJson } from '../src/cli/doctor.js';
 import { CLIENT_CLI_PATH, SERVER_CLI_PATH } from '../src/cli/index.js';
@@ -235,8 +236,8 @@ describe('holepunch-client doctor over loopback', () => {
     assert.ok(json.notes.some((n) => /IPv6: not tested/.test(n)));
   });
 
-  it('against a server without them: what could not be tested, in words', async () => {
-    const server = await startServer({ port: 0, host: '127.0.0.1' });
+  it('against a server with --no-alt-port (and no --alt-address): what could not be tested, in words', async () => {
+    const server = await startServer({ port: 0, host: '127.0.0.1', altPort: 0 });
     servers.push(server);
     const { code, stdout } = await runCli(['doctor', '--server', `127.0.0.1:${server.port}`]);
     assert.equal(code, 0, stdout);
@@ -277,5 +278,71 @@ describe('holepunch-client doctor over loopback', () => {
     assert.equal(code, 1);
     const json = JSON.parse(stdout) as DoctorJson;
     assert.match(json.verdict, /did not answer: check the address/);
+  });
+});
+
+/** The environment without the caller's HOLEPUNCH_ settings: the server runs on its defaults. */
+function defaultsEnv(): NodeJS.ProcessEnv {
+  return Object.fromEntries(
+    Object.entries(process.env).filter(([name]) => !name.startsWith('HOLEPUNCH_')),
+  );
+}
+
+/** How long the README's server may wait for UDP 4000 (another suite may hold it briefly). */
+const PORT_4000_WAIT_MS = 30_000;
+
+/**
+ * `holepunch-server 4000 y`, the README's first command, as a child process; resolves once it
+ * listens. Port 4000 is fixed, as the README has it: while another process holds it, retry.
+ */
+async function startReadmeServer(): Promise<ChildProcess> {
+  const deadline = Date.now() + PORT_4000_WAIT_MS;
+  for (;;) {
+    const child = spawn(process.execPath, [SERVER_CLI, '4000', 'y'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: defaultsEnv(),
+    });
+    let stdout = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout += chunk;
+    });
+    const exited = once(child, 'exit');
+    const listening = await Promise.race([
+      exited.then(() => false),
+      (async () => {
+        while (!stdout.includes('"msg":"listening"')) {
+          if (child.exitCode !== null) return false;
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        return true;
+      })(),
+    ]);
+    if (listening) return child;
+    if (Date.now() > deadline) throw new Error(`holepunch-server 4000 y did not start: ${stdout}`);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+}
+
+describe("holepunch-client doctor against the README's server", () => {
+  it('`holepunch-client doctor --server 127.0.0.1:4000 --json` against `holepunch-server 4000 y` (no flag) reports the mapping, the filtering and the ports, none of them untested', async () => {
+    const server = await startReadmeServer();
+    try {
+      const { code, stdout } = await runCli(['doctor', '--server', '127.0.0.1:4000', '--json']);
+      assert.equal(code, 0, stdout);
+      const json = JSON.parse(stdout) as DoctorJson;
+      // Loopback has no NAT: one endpoint for every destination, kept ports.
+      assert.equal(json.mapping, 'endpoint-independent');
+      assert.notEqual(json.filtering, null);
+      assert.equal(json.ports, 'preserved');
+      assert.deepEqual(
+        json.untested.filter((u) => /no alternate|no answer from/.test(u)),
+        [],
+        `every test an alternate port makes possible ran: ${JSON.stringify(json.untested)}`,
+      );
+      assert.match(json.verdict, /direct connections will work/);
+    } finally {
+      server.kill('SIGTERM');
+      await once(server, 'exit');
+    }
   });
 });

@@ -81,7 +81,8 @@ describe('the Godot 4 addon behind a random-port NAT in the NAT lab (birthday pr
         { name: 'q', nat: 'symmetric-sequential' },
       ],
     });
-    // The lab's server listens on an alternate port too (port + 1): classification needs it.
+    // Started as the README does: its default alternate port (port + 1) is what classification
+    // needs, with no flag.
     await lab.startServer({ port: DEFAULT_SERVER_PORT, autostart: true });
     for (let i = 0; i < 2; i++) projects.push(await makeProject(`nat${i}`, { from: LAB_DRIVER }));
   });

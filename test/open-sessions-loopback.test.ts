@@ -156,12 +156,17 @@ describe('open sessions over loopback (keepOpenMs, late joiners, rejoins, fail-f
       traverse(host, 'open:3', 'host', { keepOpenMs: 30_000, memberSilenceMs, maxPlayers: 2 }),
       traverse(crashed.client, 'open:3', 'p1'),
     ]);
+    const told: string[] = [];
+    host.on('peerLeft', (e) => told.push(`${e.name} ${e.why}`));
     const gone = next<{ name: string; why: string }>(host, 'peerLeft', (e) => e.name === 'p1');
     const at = performance.now();
     crashed.crash();
     const e = await gone;
     const tookMs = performance.now() - at;
     assert.equal(e.why, 'silent');
+    // The newer peer list without it comes with the next keepalive (silence / 3): no second report.
+    await new Promise((r) => setTimeout(r, memberSilenceMs / 3 + 1_000));
+    assert.deepEqual(told, ['p1 silent'], 'told once');
     // Its last keepalive was up to a keepalive period (silence / 3) before the crash.
     assert.ok(
       tookMs > memberSilenceMs * (2 / 3) - 500 && tookMs < memberSilenceMs + 2_000,

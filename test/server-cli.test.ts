@@ -6,6 +6,7 @@ import { after, describe, test } from 'node:test';
 import { parseCliLine, SERVER_CLI_PATH, type ServerLine } from '../src/cli/index.js';
 import { HolePunchClient, type HolePunchResult } from '../src/client/index.js';
 import { HolePunchError } from '../src/errors.js';
+import { decodeV2, encodeV2 } from '../src/protocol/index.js';
 
 const CLI = SERVER_CLI_PATH;
 const STARTUP_TIMEOUT_MS = 5_000;
@@ -51,8 +52,11 @@ function startCli(args: readonly string[], env: Readonly<Record<string, string>>
   return {
     child,
     finished,
-    /** Resolves with the first stdout JSON line whose msg is `msg`. */
-    async logLine(msg: string): Promise<ServerLine> {
+    /** Resolves with the first stdout JSON line whose msg is `msg` (and that `where` accepts). */
+    async logLine(
+      msg: string,
+      where: (line: ServerLine) => boolean = () => true,
+    ): Promise<ServerLine> {
       const deadline = Date.now() + STARTUP_TIMEOUT_MS;
       while (Date.now() < deadline && child.exitCode === null) {
         // Only complete lines: a record may still be arriving.
@@ -60,7 +64,7 @@ function startCli(args: readonly string[], env: Readonly<Record<string, string>>
           if (!line.startsWith('{')) continue;
           const record = parseCliLine('server', line);
           if (!record.ok) assert.fail(`${record.error}: ${line}`);
-          if (record.line.msg === msg) return record.line;
+          if (record.line.msg === msg && where(record.line)) return record.line;
         }
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
@@ -110,6 +114,9 @@ describe('holepunch-server CLI', () => {
       ['--relay-ports', ' 1-2'],
       ['--drain-seconds', '-1'],
       ['--drain-seconds', 'soon'],
+      ['4000', '--alt-port', '4000'],
+      ['--alt-port', '4001', '--no-alt-port'],
+      ['--no-alt-port=yes'],
       ['--relay-pair-packets', '0'],
       ['--relay-pair-bytes', '1.5'],
       ['--relay-total-packets', 'lots'],
@@ -157,6 +164,9 @@ describe('holepunch-server CLI', () => {
       'HOLEPUNCH_RELAY_SOURCE_SHARE',
       'HOLEPUNCH_PORT',
       'HOLEPUNCH_METRICS_PORT',
+      '--alt-port',
+      '--no-alt-port',
+      'HOLEPUNCH_NO_ALT_PORT',
       'SIGHUP',
       '--help',
     ]) {
@@ -232,8 +242,15 @@ describe('holepunch-server CLI', () => {
       { HOLEPUNCH_METRICS_PORT: 'http' },
       { HOLEPUNCH_RELAY_PORTS: '5-4' },
       { HOLEPUNCH_DRAIN_SECONDS: 'soon' },
+      { HOLEPUNCH_NO_ALT_PORT: 'maybe' },
+      { HOLEPUNCH_ALT_PORT: '0' },
     ];
-    const results = await Promise.all(cases.map((env) => startCli([], env).finished));
+    // Bounded: a variable the CLI did not know would start a server on 4000 that never exits.
+    const results = await withTimeout(
+      Promise.all(cases.map((env) => startCli([], env).finished)),
+      EXIT_TIMEOUT_MS,
+      'usage errors',
+    );
     results.forEach((result, i) => {
       const [name] = Object.keys(cases[i] as Record<string, string>) as [string];
       assert.equal(result.code, 2, `exit code for ${name}`);
@@ -302,7 +319,9 @@ describe('holepunch-server CLI', () => {
       assert.equal(joined.name, 'ann');
       assert.equal(joined.key, 'hup');
       assert.equal(joined.address, undefined, 'no address at info');
-      const refused = await cli.logLine('member refused');
+      // The joiner of 'log' may itself have been refused first (its join overtook the host's
+      // host, session_not_found, then retried): the line wanted is the one for 'nowhere'.
+      const refused = await cli.logLine('member refused', (line) => line.key === 'nowhere');
       assert.equal(refused.name, 'bob');
       assert.equal(refused.reason, 'session_not_found');
       const text = await (await fetch(`http://127.0.0.1:${metrics.port}/metrics`)).text();
@@ -342,7 +361,9 @@ describe('holepunch-server CLI', () => {
         lost.startTraversal({ session: 'nowhere', isHost: false, name: 'cy', sessionWaitMs: 0 }),
         (err: unknown) => err instanceof HolePunchError && err.code === 'session_not_found',
       );
-      const refused = await cli.logLine('member refused');
+      // The joiner of 'log' may itself have been refused first (its join overtook the host's
+      // host, session_not_found, then retried): the line wanted is the one for 'nowhere'.
+      const refused = await cli.logLine('member refused', (line) => line.key === 'nowhere');
       assert.equal(refused.protocol, 'v2');
       assert.equal(refused.key, 'nowhere');
       assert.equal(refused.name, 'cy');
@@ -587,3 +608,151 @@ async function relayedGameOnCli(extra: readonly string[]) {
     },
   };
 }
+
+/** Two free UDP ports in a row on loopback, as `holepunch-server PORT` wants PORT and PORT+1. */
+async function freePortPair(): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    const sockets = [dgram.createSocket('udp6'), dgram.createSocket('udp6')];
+    const bound = await Promise.all(
+      sockets.map(
+        (socket, i) =>
+          new Promise<boolean>((resolve) => {
+            socket.once('error', () => resolve(false));
+            socket.bind({ port: port + i, address: '::', exclusive: true }, () => resolve(true));
+          }),
+      ),
+    );
+    await Promise.all(
+      sockets.map((socket) => new Promise<void>((resolve) => socket.close(() => resolve()))),
+    );
+    if (bound.every((ok) => ok)) return port;
+  }
+  throw new Error('no two free UDP ports in a row');
+}
+
+/** Sends a v2 `probe` to 127.0.0.1:`port` and returns the reply and the port it came from. */
+async function probe(port: number, changePort: boolean) {
+  const socket = dgram.createSocket('udp4');
+  try {
+    await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+    const reply = new Promise<{ fromPort: number; altPort: number }>((resolve) => {
+      socket.on('message', (data, from) => {
+        const decoded = decodeV2(data);
+        if (decoded.ok && decoded.msg.type === 'probe_reply') {
+          resolve({ fromPort: from.port, altPort: decoded.msg.altPort });
+        }
+      });
+    });
+    const bytes = encodeV2({ type: 'probe', requestId: 7, changeAddress: false, changePort });
+    // A probe that is answered is answered at once; a few copies cover a lost one.
+    for (let copy = 0; copy < 3; copy++) socket.send(bytes, port, '127.0.0.1');
+    return await withTimeout(reply, 2_000, `probe_reply from ${port}`);
+  } finally {
+    socket.close();
+  }
+}
+
+describe("holepunch-server's alternate port (NAT probes): PORT+1 unless told otherwise", {
+  timeout: 60_000,
+}, () => {
+  test('started as the README does (`holepunch-server PORT y`, no flag) it answers NAT probes from PORT+1, announced in the listening line and in every probe_reply', async () => {
+    const port = await freePortPair();
+    const cli = startCli([String(port), 'y']);
+    const listening = await cli.logLine('listening');
+    assert.equal(listening.port, port);
+    assert.equal(listening.altPort, port + 1);
+    // What a client measuring its NAT class does: probe PORT, then PORT+1.
+    assert.deepEqual(await probe(port, false), { fromPort: port, altPort: port + 1 });
+    assert.deepEqual(await probe(port + 1, false), { fromPort: port + 1, altPort: port + 1 });
+    // A filtering test: asked on PORT, answered from the other port.
+    assert.deepEqual(await probe(port, true), { fromPort: port + 1, altPort: port + 1 });
+    cli.child.kill('SIGTERM');
+    assert.equal((await withTimeout(cli.finished, EXIT_TIMEOUT_MS, 'exit')).code, 0);
+  });
+
+  test('PORT+1 taken: the server still starts and serves on PORT, without an alternate port, and says so in one "alternate port unavailable" warning', async () => {
+    const port = await freePortPair();
+    const squatter = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => squatter.bind(port + 1, '0.0.0.0', resolve));
+    try {
+      const cli = startCli([String(port), 'y']);
+      const listening = await cli.logLine('listening');
+      assert.equal(listening.port, port);
+      assert.equal(listening.altPort, undefined, 'no alternate port is announced');
+      const warning = await cli.logLine('alternate port unavailable');
+      assert.equal(warning.level, 40, 'a warning');
+      assert.equal(warning.altPort, port + 1);
+      assert.equal(warning.code, 'EADDRINUSE');
+      assert.match(String(warning.fix), /--alt-port/);
+      // Probes on PORT are answered and announce no alternate port, so a client does not wait
+      // for one.
+      assert.deepEqual(await probe(port, false), { fromPort: port, altPort: 0 });
+      cli.child.kill('SIGTERM');
+      const result = await withTimeout(cli.finished, EXIT_TIMEOUT_MS, 'exit');
+      assert.equal(result.code, 0);
+      assert.equal(result.stdout.split('alternate port unavailable').length, 2, 'logged once');
+    } finally {
+      squatter.close();
+    }
+  });
+
+  test('--alt-port (or HOLEPUNCH_ALT_PORT) moves it, the flag winning; an --alt-port that is taken stops the start (exit 1) naming it', async () => {
+    const port = await freePortPair();
+    const other = await freePortPair();
+    const cli = startCli(['0', '--alt-port', String(other)], { HOLEPUNCH_ALT_PORT: String(port) });
+    const listening = await cli.logLine('listening');
+    assert.equal(listening.altPort, other, 'the flag wins');
+    assert.deepEqual(await probe(listening.port as number, true), {
+      fromPort: other,
+      altPort: other,
+    });
+    cli.child.kill('SIGTERM');
+    await withTimeout(cli.finished, EXIT_TIMEOUT_MS, 'exit');
+
+    const fromEnv = startCli(['0'], { HOLEPUNCH_ALT_PORT: String(port) });
+    assert.equal((await fromEnv.logLine('listening')).altPort, port);
+    // The same port asked for again, while the first server holds it.
+    const taken = await withTimeout(
+      startCli(['0', '--alt-port', String(port)]).finished,
+      EXIT_TIMEOUT_MS,
+      'exit of a server whose --alt-port is taken',
+    );
+    assert.equal(taken.code, 1);
+    assert.match(
+      taken.stderr,
+      new RegExp(`cannot bind the alternate port ${port} \\(--alt-port\\)`),
+    );
+    fromEnv.child.kill('SIGTERM');
+    await withTimeout(fromEnv.finished, EXIT_TIMEOUT_MS, 'exit');
+  });
+
+  test('--no-alt-port (or HOLEPUNCH_NO_ALT_PORT=1) turns it off: probes announce none and a probe asking for it is not answered', async () => {
+    for (const [args, env] of [
+      [['0', '--no-alt-port'], {}],
+      [['0'], { HOLEPUNCH_NO_ALT_PORT: '1' }],
+    ] as const) {
+      const cli = startCli(args, env);
+      const listening = await cli.logLine('listening');
+      assert.equal(listening.altPort, undefined, JSON.stringify(args));
+      assert.deepEqual(await probe(listening.port as number, false), {
+        fromPort: listening.port,
+        altPort: 0,
+      });
+      await assert.rejects(probe(listening.port as number, true), /nothing within/);
+      cli.child.kill('SIGTERM');
+      await withTimeout(cli.finished, EXIT_TIMEOUT_MS, 'exit');
+      assert.doesNotMatch((await cli.finished).stdout, /alternate port unavailable/);
+    }
+  });
+
+  test('PORT 0 (any free port): the alternate port is any free port too', async () => {
+    const cli = startCli(['0', 'y']);
+    const listening = await cli.logLine('listening');
+    const altPort = listening.altPort as number;
+    assert.ok(Number.isInteger(altPort) && altPort > 0 && altPort !== listening.port);
+    assert.deepEqual(await probe(listening.port as number, true), { fromPort: altPort, altPort });
+    cli.child.kill('SIGTERM');
+    await withTimeout(cli.finished, EXIT_TIMEOUT_MS, 'exit');
+  });
+});

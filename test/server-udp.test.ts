@@ -353,3 +353,27 @@ describe('rendezvous server under a flood of malformed datagrams', () => {
     await runLobby(server, await f.clients(3, '127.0.0.2'), true);
   });
 });
+
+describe('startServer: the alternate port NAT probes are answered from', () => {
+  test('is there by default (beside port 0, any free port), announced as altPort; altPort 0 means none; an altPort that is taken is a socket_error', async () => {
+    const server = await startServer({ port: 0, host: '127.0.0.1' });
+    try {
+      assert.ok(server.altPort > 0 && server.altPort !== server.port, String(server.altPort));
+      assert.equal(server.core.settings.altPort, server.altPort, 'the core announces that port');
+      await assert.rejects(
+        startServer({ port: 0, host: '127.0.0.1', altPort: server.altPort }),
+        (error: Error & { code?: string }) =>
+          error.code === 'socket_error' && /alternate port/.test(error.message),
+      );
+    } finally {
+      await server.close();
+    }
+    const none = await startServer({ port: 0, host: '127.0.0.1', altPort: 0 });
+    try {
+      assert.equal(none.altPort, 0);
+      assert.equal(none.core.settings.altPort, 0);
+    } finally {
+      await none.close();
+    }
+  });
+});

@@ -204,7 +204,16 @@ export async function runAttackPhase(plan: AttackPlan): Promise<AttackPhaseFigur
   const floods: FloodFigures[] = [];
   try {
     if (plan.firewallRules !== undefined) {
-      await mustRun(['nft', '-D', `PORT=${server.port}`, '-f', plan.firewallRules]);
+      // The server's alternate port is its default, PORT+1 (a probe flood there is limited too).
+      await mustRun([
+        'nft',
+        '-D',
+        `PORT=${server.port}`,
+        '-D',
+        `ALT_PORT=${Math.min(server.port + 1, 65535)}`,
+        '-f',
+        plan.firewallRules,
+      ]);
     }
     base = await legitBoth(server.port, performance.now() + plan.baseMs);
     for (const kind of plan.kinds) {

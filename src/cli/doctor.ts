@@ -9,9 +9,11 @@ export const DOCTOR_USAGE = `Usage: holepunch-client doctor [--server HOST:PORT]
 
 Diagnoses the NAT in front of this machine against a HolePunch server, for IPv4
 and IPv6: public address, mapping and filtering behaviour (RFC 4787), how ports
-are allocated, hairpinning, and what that means for direct connections. Every
-test runs against a server started with --alt-address and --alt-port; without
-them the doctor says which tests it could not run.
+are allocated, hairpinning, and what that means for direct connections. A server
+as the README starts it (holepunch-server 4000 y: alternate port 4001) allows
+every test but telling endpoint-independent from address-dependent behaviour,
+which needs a server started with --host and --alt-address too; the doctor says
+which tests it could not run.
 
 Options:
   --server HOST:PORT     the server (default 127.0.0.1:4000)

@@ -102,7 +102,11 @@ interface ServerRecords {
     readonly port: number;
     readonly family: 'IPv4' | 'IPv6';
     readonly relayPorts?: string;
+    /** The alternate port NAT probes are answered from; absent without one. */
+    readonly altPort?: number;
   };
+  /** The default alternate port (PORT+1) could not be bound: the server runs without it. */
+  readonly 'alternate port unavailable': { readonly altPort?: number; readonly code?: string };
   readonly 'metrics listening': { readonly address: string; readonly port: number };
   readonly 'shutting down': { readonly signal: string; readonly drainSeconds: number };
   readonly 'shutdown failed': { readonly err: unknown };

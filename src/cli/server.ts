@@ -89,19 +89,25 @@ Options:
   --metrics-host ADDRESS bind address of the metrics listener (default ${DEFAULT_METRICS_HOST})
   --alt-address ADDRESS  a second IP address of this machine from which NAT probes
                          are answered (holepunch-client doctor); needs --host
-  --alt-port PORT        a second UDP port from which NAT probes are answered
+  --alt-port PORT        the second UDP port from which NAT probes are answered, so
+                         clients can tell a symmetric NAT and punch it; open it in
+                         the firewall too (default: PORT+1; a free port when PORT is
+                         0; if PORT+1 is taken the server starts without it and logs
+                         "alternate port unavailable"; a PORT given here must be free)
+  --no-alt-port          no alternate port: NAT probes only on PORT (clients then
+                         cannot tell a symmetric NAT and rely on the relay)
   -h, --help             show this help and exit
 
 Environment: every option and argument can also be given as HOLEPUNCH_ and its
 name in capitals, dashes as underscores: HOLEPUNCH_PORT, HOLEPUNCH_AUTOSTART,
 HOLEPUNCH_HOST, HOLEPUNCH_SESSION_TTL, HOLEPUNCH_MAX_SESSIONS,
 HOLEPUNCH_MAX_PLAYERS, HOLEPUNCH_LOG_LEVEL, HOLEPUNCH_NO_LEGACY,
-HOLEPUNCH_NO_RELAY (1/true/yes or 0/false/no), HOLEPUNCH_RELAY_PORTS,
+HOLEPUNCH_NO_RELAY, HOLEPUNCH_NO_ALT_PORT (1/true/yes or 0/false/no), HOLEPUNCH_RELAY_PORTS,
 HOLEPUNCH_RELAY_PAIR_PACKETS, HOLEPUNCH_RELAY_PAIR_BYTES,
 HOLEPUNCH_RELAY_TOTAL_PACKETS, HOLEPUNCH_RELAY_TOTAL_BYTES,
 HOLEPUNCH_RELAY_SESSION_MAX, HOLEPUNCH_RELAY_SOURCE_SHARE,
 HOLEPUNCH_DRAIN_SECONDS, HOLEPUNCH_METRICS_PORT, HOLEPUNCH_METRICS_HOST,
-HOLEPUNCH_ALT_ADDRESS, HOLEPUNCH_ALT_PORT. The command line wins; an empty variable is unset.
+HOLEPUNCH_ALT_ADDRESS, HOLEPUNCH_ALT_PORT, HOLEPUNCH_NO_ALT_PORT. The command line wins; an empty variable is unset.
 
 Logs are JSON lines on stdout. SIGINT/SIGTERM/SIGHUP: members of waiting lobbies
 are told close:Server shutting down and new sessions are refused; started games
@@ -111,6 +117,8 @@ code 0. A second signal exits at once (code 1).
 
 interface ServerCliOptions {
   readonly port: number;
+  /** `--alt-port`, 0 for `--no-alt-port`, undefined for the shell's default (PORT+1). */
+  readonly altPort: number | undefined;
   readonly host: string | undefined;
   /** Only what the command line or the environment set: startServer defaults the rest. */
   readonly settings: Partial<ServerSettings>;
@@ -190,7 +198,9 @@ function parseServerArgs(
       : { text, label: envNameOf(name) };
   };
   const setting = (flag: StringFlag) => fromEnv(flag, `--${flag}`, values[flag]);
-  const flagOn = (flag: 'no-legacy' | 'no-relay' | 'no-source-limits'): boolean | string => {
+  const flagOn = (
+    flag: 'no-legacy' | 'no-relay' | 'no-source-limits' | 'no-alt-port',
+  ): boolean | string => {
     if (values[flag] === true) return true;
     const text = env[envNameOf(flag)]?.toLowerCase();
     if (text === undefined || text === '' || ENV_FALSE.includes(text)) return false;
@@ -285,12 +295,24 @@ function parseServerArgs(
     };
   }
   if (altAddress.text !== undefined) settings.altAddress = altAddress.text;
+  let altPort: number | undefined;
   const alt = setting('alt-port');
   if (alt.text !== undefined) {
     if (!INTEGER.test(alt.text) || Number(alt.text) < 1 || Number(alt.text) > 65535) {
       return { kind: 'error', message: `${alt.label} must be an integer 1-65535` };
     }
-    settings.altPort = Number(alt.text);
+    if (Number(alt.text) === port) {
+      return { kind: 'error', message: `${alt.label} must differ from PORT (${port})` };
+    }
+    altPort = Number(alt.text);
+  }
+  const noAltPort = flagOn('no-alt-port');
+  if (typeof noAltPort === 'string') return { kind: 'error', message: noAltPort };
+  if (noAltPort) {
+    if (altPort !== undefined) {
+      return { kind: 'error', message: `${alt.label} and --no-alt-port exclude each other` };
+    }
+    altPort = 0;
   }
   const ports = setting('relay-ports');
   if (ports.text !== undefined) {
@@ -347,6 +369,7 @@ function parseServerArgs(
     kind: 'run',
     options: {
       port,
+      altPort,
       host: host.text,
       settings,
       drainMs,
@@ -376,6 +399,7 @@ function parseArgsStrict(argv: readonly string[]) {
       'metrics-host': { type: 'string' },
       'alt-address': { type: 'string' },
       'alt-port': { type: 'string' },
+      'no-alt-port': { type: 'boolean' },
       'relay-ports': { type: 'string' },
       'relay-pair-packets': { type: 'string' },
       'relay-pair-bytes': { type: 'string' },
@@ -439,6 +463,7 @@ async function main(): Promise<void> {
       ...options.settings,
       port: options.port,
       host: options.host,
+      ...(options.altPort === undefined ? {} : { altPort: options.altPort }),
       logger,
       ...(options.metricsPort === undefined
         ? {}

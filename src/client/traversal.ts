@@ -1218,8 +1218,8 @@ export class Traversal implements Core<TraversalEvent> {
       return;
     }
     if (this.#state === 'punched') {
-      // Told once: the push, or a newer list without it, whichever comes first.
-      if (why === 'left' && !this.#peersByName.delete(name)) return;
+      // Told once: the push (left or silent), or a newer list without it, whichever comes first.
+      if (!this.#peersByName.delete(name)) return;
       if (why === 'left') this.#dropRelay(name);
       this.#work.event({ type: 'peerLeft', name, why });
       return;

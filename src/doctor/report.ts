@@ -179,7 +179,7 @@ function verdictOf(mapping: NatBehaviour | null, ports: PortAllocation | null): 
   }
   if (mapping === null) {
     return ports === 'random'
-      ? 'your NAT may be strict (random ports); run against a server with --alt-address and --alt-port to know'
+      ? 'your NAT may be strict (random ports); run against a server with an alternate port (the default; not --no-alt-port) to know'
       : 'direct connections will likely work with most players (mapping not tested)';
   }
   if (ports === 'sequential' || ports === 'preserved') {

@@ -64,6 +64,7 @@ export {
   type LabSpec,
   MAX_HOSTS_PER_SITE,
   MAX_SITES,
+  SERVER_WITH_ALT_ADDRESS_ARGS,
   type SiteSpec,
 } from './lab.js';
 export { labNamespaces, removeLeftovers } from './leftovers.js';

@@ -38,6 +38,18 @@ export const MAX_HOSTS_PER_SITE = 4;
 /** A process in the lab is killed after this long unless the caller says otherwise. */
 const DEFAULT_PROCESS_TIMEOUT_MS = 60_000;
 const SERVER_START_TIMEOUT_MS = 15_000;
+
+/**
+ * `startServer` flags for the doctor's full RFC 5780 run: a second address (which needs the
+ * main one as `--host`, since replies leave from the address they came to). The alternate
+ * port is the server's default (PORT+1).
+ */
+export const SERVER_WITH_ALT_ADDRESS_ARGS: readonly string[] = [
+  '--host',
+  SERVER_ADDRESS,
+  '--alt-address',
+  SERVER_ALT_ADDRESS,
+];
 /** The server lives as long as the lab; this only bounds a forgotten one. */
 const SERVER_LIFETIME_MS = 6 * 60 * 60 * 1_000;
 
@@ -432,9 +444,15 @@ export class Lab {
 
   /**
    * Starts our rendezvous server (`holepunch-server`) in the public server namespace and
-   * waits for its startup line. Killed with the lab.
+   * waits for its startup line. Killed with the lab. Without `args` it is started exactly as
+   * the README's first command: `holepunch-server PORT y` (or `n`), no flag, so every figure
+   * the lab measures is for the server users run. `args` (flags after those two) is for the
+   * tests of a flag, which say so in their names (the doctor's full RFC 5780 run needs
+   * `--host` and `--alt-address`: `SERVER_WITH_ALT_ADDRESS_ARGS`).
    */
-  async startServer(options: { port?: number; autostart?: boolean } = {}): Promise<LabProcess> {
+  async startServer(
+    options: { port?: number; autostart?: boolean; args?: readonly string[] } = {},
+  ): Promise<LabProcess> {
     const port = options.port ?? DEFAULT_SERVER_PORT;
     const server = this.spawn(
       'server',
@@ -443,15 +461,7 @@ export class Lab {
         SERVER_CLI_PATH,
         String(port),
         options.autostart === false ? 'n' : 'y',
-        '--host',
-        SERVER_ADDRESS,
-        // NAT diagnosis: every RFC 5780 test can run against the lab's server.
-        '--alt-address',
-        SERVER_ALT_ADDRESS,
-        '--alt-port',
-        String(port + 1),
-        '--log-level',
-        'info',
+        ...(options.args ?? []),
       ],
       { timeoutMs: SERVER_LIFETIME_MS },
     );

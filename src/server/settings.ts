@@ -65,8 +65,10 @@ export interface ServerSettings {
    * NAT diagnosis (`holepunch-client doctor`, `--alt-address`, `--alt-port`): a second address
    * of this machine and/or a second port from which the server answers probes that ask for
    * it, announced in every `probe_reply` so clients can run every RFC 5780 test. '' and 0:
-   * none (the default). The shell's `altAddress` needs `host`, since replies must leave from
-   * the address they were sent to; only probes are served there.
+   * none (the core's default: it has no sockets). The shell (`startServer`) binds an
+   * alternate port by default, PORT+1 (`DEFAULT_ALT_PORT_OFFSET`), and gives the core the port
+   * it bound; its `altAddress` needs `host`, since replies must leave from the address they
+   * were sent to; only probes are served there.
    */
   readonly altAddress: string;
   readonly altPort: number;

@@ -19,6 +19,18 @@ import { MIN_RELAY_PORT, RELAY_LOG_INTERVAL_MS } from './v2-relay.js';
 /** The original's port, and the CLI's default. */
 export const DEFAULT_PORT = 4000;
 
+/**
+ * The alternate port, from which NAT probes are answered, is the main port plus this unless
+ * told otherwise (`altPort`, `--alt-port`): without one a client cannot tell a random-port
+ * (symmetric) NAT from a cone, and never tries birthday probing (docs/protocol-v2.md §6).
+ */
+export const DEFAULT_ALT_PORT_OFFSET = 1;
+
+/** The warning logged when the default alternate port cannot be had. */
+const ALT_PORT_UNAVAILABLE = 'alternate port unavailable';
+const ALT_PORT_MISSING_EFFECT =
+  'NAT probes are answered from PORT only: clients cannot tell a symmetric NAT and relay instead of punching it';
+
 /** The metrics HTTP listener binds loopback unless told otherwise: metrics are not public. */
 export const DEFAULT_METRICS_HOST = '127.0.0.1';
 
@@ -48,6 +60,14 @@ export interface StartServerOptions extends Partial<ServerSettings> {
    * (`::` dual-stack), or `0.0.0.0` where the machine has no IPv6.
    */
   readonly host?: string;
+  /**
+   * The alternate port NAT probes are answered from (`ServerSettings.altPort`). Default
+   * (undefined): `port + DEFAULT_ALT_PORT_OFFSET`, a free port when `port` is 0; when that
+   * default is taken (or `port` is 65535) the server starts without one and logs a warning
+   * (`alternate port unavailable`). A port given here must be free: start fails
+   * (`socket_error`) otherwise. 0: no alternate port.
+   */
+  readonly altPort?: number;
   /** pino logger for the startup line and lifecycle events. Default: silent. */
   readonly logger?: Logger;
   /**
@@ -65,6 +85,8 @@ export interface RunningServer {
   /** The bound port (the actual one when 0 was asked for). */
   readonly port: number;
   readonly family: 'IPv4' | 'IPv6';
+  /** The bound alternate port NAT probes are answered from, or 0 without one. */
+  readonly altPort: number;
   /** Live counters of the core (datagrams, sessions, rejections by kind). */
   readonly counters: ServerCounters;
   /** The sans-IO core, for inspection (`core.legacy.describeSessions()`). */
@@ -103,8 +125,13 @@ export function grownCounts(
 export async function startServer(options: StartServerOptions = {}): Promise<RunningServer> {
   const logger = options.logger ?? pino({ enabled: false });
   const port = options.port ?? DEFAULT_PORT;
-  // Before any socket is bound: a setting the core refuses must not leave one open.
-  const settings = resolveServerSettings(options);
+  // Before any socket is bound: a setting the core refuses must not leave one open. The
+  // alternate port is settled once its socket is bound (a free one may be asked for).
+  const wanted = resolveServerSettings({ ...options, altPort: 0 });
+  const altPortWanted = wantedAltPort(options.altPort, port);
+  if (altPortWanted.port !== undefined && altPortWanted.port === port && port !== 0) {
+    throw new HolePunchError('bad_request', `the alternate port must differ from PORT ${port}`);
+  }
 
   const socket = await bindSocket(options.host, port);
   try {
@@ -114,11 +141,21 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
   }
   let probeSockets: Map<ServerSocket, dgram.Socket>;
   try {
-    probeSockets = await bindProbeSockets(settings, options.host, socket);
+    probeSockets = await bindProbeSockets(
+      wanted.altAddress,
+      altPortWanted,
+      options.host,
+      socket,
+      logger,
+    );
   } catch (error) {
     socket.close();
     throw error;
   }
+  const settings = {
+    ...wanted,
+    altPort: probeSockets.get(ALT_PORT_BIT as ServerSocket)?.address().port ?? 0,
+  };
 
   const counters = createCounters();
   // Lifecycle lines are rate-limited per kind: a flood of forged registrations must not turn
@@ -330,6 +367,7 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
     address: bound.address,
     port: bound.port,
     family,
+    altPort: settings.altPort,
     counters: core.counters,
     core,
     metrics: metrics === undefined ? undefined : { address: metrics.address, port: metrics.port },
@@ -339,37 +377,97 @@ export async function startServer(options: StartServerOptions = {}): Promise<Run
 }
 
 /**
+ * The alternate port asked for: `port` undefined is none; `required`: a taken one is fatal;
+ * `impossible`: the default could not be had (PORT 65535 has no PORT+1).
+ */
+interface AltPortWanted {
+  readonly port: number | undefined;
+  readonly required: boolean;
+  readonly impossible?: boolean;
+}
+
+function wantedAltPort(given: number | undefined, mainPort: number): AltPortWanted {
+  if (given === 0) return { port: undefined, required: false };
+  if (given !== undefined) return { port: given, required: true };
+  // The default: beside the main port, or any free one beside an ephemeral main port.
+  if (mainPort === 0) return { port: 0, required: false };
+  const next = mainPort + DEFAULT_ALT_PORT_OFFSET;
+  return next <= 65535
+    ? { port: next, required: false }
+    : { port: undefined, required: false, impossible: true };
+}
+
+/**
  * The NAT diagnosis sockets beside the main one (`ServerSocket` 1-3): on the alternate
- * address, the alternate port, and both. Empty without `altAddress`/`altPort`.
+ * address, the alternate port, and both. Empty without an alternate address or port. A
+ * default alternate port that is taken is logged and left out; an asked-for one fails.
  */
 async function bindProbeSockets(
-  settings: Pick<ServerSettings, 'altAddress' | 'altPort'>,
+  altAddressSetting: string,
+  altPortWanted: AltPortWanted,
   host: string | undefined,
   main: dgram.Socket,
+  logger: Logger,
 ): Promise<Map<ServerSocket, dgram.Socket>> {
   const sockets = new Map<ServerSocket, dgram.Socket>();
-  // '' and 0 are "none" in the settings; undefined below is "this socket is not wanted".
-  const altAddress = settings.altAddress === '' ? undefined : settings.altAddress;
-  const altPort = settings.altPort === 0 ? undefined : settings.altPort;
-  if (altAddress === undefined && altPort === undefined) return sockets;
+  // '' is "none" in the settings; undefined below is "this socket is not wanted".
+  const altAddress = altAddressSetting === '' ? undefined : altAddressSetting;
+  const mainAddress = main.address().address;
+  const mainPort = main.address().port;
+  if (altPortWanted.impossible === true) {
+    logger.warn(
+      { port: mainPort, effect: ALT_PORT_MISSING_EFFECT, fix: 'set --alt-port PORT' },
+      ALT_PORT_UNAVAILABLE,
+    );
+  }
+  if (altAddress === undefined && altPortWanted.port === undefined) return sockets;
   if (altAddress !== undefined && (host === undefined || isIP(host) === 0)) {
     throw new HolePunchError(
       'bad_request',
       'an alternate address needs --host with the main IP address: replies must leave from the address they were sent to',
     );
   }
-  const mainAddress = main.address().address;
-  const mainPort = main.address().port;
-  const wanted: [ServerSocket, string | undefined, number | undefined][] = [
-    [ALT_ADDRESS_BIT, altAddress, mainPort],
-    [ALT_PORT_BIT, mainAddress, altPort],
-    [(ALT_ADDRESS_BIT | ALT_PORT_BIT) as ServerSocket, altAddress, altPort],
-  ];
+  const open = (address: string, port: number): Promise<dgram.Socket> =>
+    bindTo(
+      dgram.createSocket({ type: isIP(address) === 6 ? 'udp6' : 'udp4', ipv6Only: false }),
+      port,
+      address,
+    );
   try {
-    for (const [via, address, port] of wanted) {
-      if (address === undefined || port === undefined) continue;
-      const type = isIP(address) === 6 ? 'udp6' : 'udp4';
-      sockets.set(via, await bindTo(dgram.createSocket({ type, ipv6Only: false }), port, address));
+    let altPort: number | undefined;
+    if (altPortWanted.port !== undefined) {
+      try {
+        const s = await open(mainAddress, altPortWanted.port);
+        sockets.set(ALT_PORT_BIT as ServerSocket, s);
+        altPort = s.address().port;
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (altPortWanted.required) {
+          throw new HolePunchError(
+            'socket_error',
+            `cannot bind the alternate port ${altPortWanted.port} (--alt-port): ${code ?? (error as Error).message}`,
+          );
+        }
+        // The default beside PORT is taken: serve without it rather than not at all, and say so.
+        logger.warn(
+          {
+            altPort: altPortWanted.port,
+            code,
+            effect: ALT_PORT_MISSING_EFFECT,
+            fix: 'free that UDP port, or set --alt-port PORT (or --no-alt-port)',
+          },
+          ALT_PORT_UNAVAILABLE,
+        );
+      }
+    }
+    if (altAddress !== undefined) {
+      sockets.set(ALT_ADDRESS_BIT as ServerSocket, await open(altAddress, mainPort));
+      if (altPort !== undefined) {
+        sockets.set(
+          (ALT_ADDRESS_BIT | ALT_PORT_BIT) as ServerSocket,
+          await open(altAddress, altPort),
+        );
+      }
     }
   } catch (error) {
     for (const s of sockets.values()) s.close();

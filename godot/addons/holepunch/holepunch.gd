@@ -35,6 +35,21 @@ signal traversal_failed(code: String, message: String)
 ## Success with every detail: see [member last_result]. Emitted right after
 ## [signal hole_punched].
 signal traversal_succeeded(result: Dictionary)
+## An open session ([member keep_open_ms]), after [signal hole_punched]: a player who joined
+## late, or came back under its name, is reached. [param peer] is as in
+## [code]last_result.peers[/code] (name, nickname, is_host, address, port, path, rtt_ms, nat,
+## strategy). The host's ENet from [method create_enet_peer] accepts its connection by itself.
+signal peer_joined(peer: Dictionary)
+## An open session: a late player could not be reached; [param peer] has name, nickname,
+## is_host and cause (as [code]last_result.failed[/code]).
+signal peer_failed(peer: Dictionary)
+## After [signal hole_punched], while the session is open: a player left
+## ([param why] "left") or went silent for the session's member silence ("silent": its game
+## crashed or lost its network; see [member member_silence_ms]).
+signal peer_left(player_name: String, why: String)
+## The open session ended after [signal hole_punched] (the game goes on peer to peer): the
+## host closed it ([param code] session_closed), it left, or the keep-open time ran out.
+signal session_ended(code: String, message: String)
 ## This player ended its own traversal: [param kind] is "leave" ([method client_disconnect],
 ## [method checkout]) or "close" ([method close_session]). Not a failure: neither
 ## [signal return_unsuccessful] nor [signal traversal_failed] follows.
@@ -84,6 +99,21 @@ const Redundancy := preload("holepunch_redundancy.gd")
 ## punched port (ENet runs on loopback behind it), for very lossy paths; costs that many
 ## times the upload. See docs/godot.md, "ENet on a very lossy path".
 @export_range(1, 4) var enet_redundancy: int = 1
+## Host: keep the session open this long after the start (ms, whole seconds, at most
+## 65535 s; 0: closed at the start). Players who join late, and a player whose game crashed
+## and comes back under its name, are punched to everyone present ([signal peer_joined]); the
+## host ends it with [method close_session]. The traversal then goes on after
+## [signal hole_punched] on the punched port, which needs [method create_enet_peer] (its ENet
+## runs behind the addon's forwarder). See docs/godot.md, "Late join and rejoin".
+@export var keep_open_ms: int = 0
+## Host: a player silent this long leaves the lobby, or the open session, for everyone (ms,
+## 6000-60000; 0: the server's default, 15000). Players then send keepalives a third as
+## often. This is what a crashed player costs the others.
+@export var member_silence_ms: int = 0
+## Joiner: how long a join to a session that does not exist (yet) is retried, since its host
+## may start a moment later (ms). 0: fail at once with session_not_found (a code typed by a
+## player).
+@export var session_wait_ms: int = 15000
 ## Kept from the original for compatibility; v2 predicts ports on its own (+-8).
 @export var port_cascade_range: int = 10
 ## Kept from the original for compatibility; v2 retransmits on its own.
@@ -152,6 +182,9 @@ var _punched_at: int = -1
 var _bound_port: int = 0
 var _redundancy: Redundancy = null
 var _redundancy_peer: WeakRef = null
+## After the hand-over, while the session is open: the traversal goes on (through the
+## forwarder of create_enet_peer).
+var _after_punch: bool = false
 ## The background resolution of [member rendevouz_address] (IP resolver item), -1 if none;
 ## the start_traversal() arguments wait in [member _resolve_args].
 var _resolve_id: int = IP.RESOLVER_INVALID_ID
@@ -177,7 +210,8 @@ func start_traversal(key: String, is_player_host: bool, player_name: String,
 	is_host = is_player_host
 	_session = key
 	client_name = player_name
-	var problem := Traversal.check_input(key, player_name, nickname, max_player_count)
+	var problem := Traversal.check_input(key, player_name, nickname, max_player_count,
+			keep_open_ms if is_player_host else 0, member_silence_ms if is_player_host else 0)
 	if problem != "":
 		_fail.call_deferred("bad_request", problem)
 		return
@@ -224,6 +258,9 @@ func _open(key: String, is_player_host: bool, player_name: String, nickname: Str
 		"relay": use_relay,
 		"classify_nat": use_nat_strategy,
 		"nat_strategy": use_nat_strategy,
+		"keep_open_ms": keep_open_ms,
+		"member_silence_ms": member_silence_ms,
+		"session_wait_ms": maxi(0, session_wait_ms),
 	})
 	_traversal.send = _send
 	_traversal.send_from = _send_from
@@ -262,7 +299,8 @@ func create_enet_peer(channel_count: int = 0) -> ENetMultiplayerPeer:
 	if last_result.is_empty():
 		push_error("HolePunch.create_enet_peer: nothing punched yet")
 		return null
-	if enet_redundancy > 1:
+	# An open session: the forwarder keeps the punched port, so the traversal goes on there.
+	if enet_redundancy > 1 or _after_punch:
 		return _create_redundant_enet_peer(channel_count, enet_redundancy)
 	var peer := ENetMultiplayerPeer.new()
 	var err: Error
@@ -304,6 +342,9 @@ func _process(_delta: float) -> void:
 		return
 	if _redundancy != null:
 		_watch_redundancy()
+	if _after_punch:
+		_serve_open_session()
+		return
 	if _udp == null or _traversal == null:
 		if _redundancy != null:
 			return
@@ -343,6 +384,44 @@ func _on_event(event: Dictionary) -> void:
 			_maybe_hand_over(_punched_at)
 		"failed":
 			_fail(event.code, event.message)
+		"peer_joined":
+			var peer: Dictionary = event.peer.duplicate()
+			peer.nat = _traversal.peer_nat(peer.name)
+			peer.strategy = _traversal.strategies.get(peer.name, "punch")
+			peer_joined.emit(peer)
+		"peer_failed":
+			peer_failed.emit(event.peer)
+		"peer_left":
+			peer_left.emit(event.name, event.why)
+		"session_ended":
+			session_ended.emit(event.code, event.message)
+
+
+## After the hand-over of an open session: the traversal's datagrams (through the forwarder,
+## or the goodbye's own socket), its timers, and its end.
+func _serve_open_session() -> void:
+	var now := Time.get_ticks_msec()
+	if _traversal != null and _udp != null:
+		while _udp != null and _udp.get_available_packet_count() > 0:
+			var data := _udp.get_packet()
+			_traversal.handle(now, _plain(_udp.get_packet_ip()), _udp.get_packet_port(), data)
+	if _traversal != null and _redundancy != null and _redundancy.tap_protocol:
+		for item: Array in _redundancy.take_protocol():
+			if _traversal == null:
+				break
+			_traversal.handle(now, item[0], item[1], item[2])
+	if _traversal != null:
+		_traversal.handle_timeout(now)
+	if _traversal != null:
+		var done: bool = not _traversal.is_open(now) if _traversal.state == "punched" \
+				else not _traversal.has_pending()
+		if not done:
+			return
+	_traversal = null
+	_after_punch = false
+	_close_socket()
+	if _redundancy == null:
+		set_process(false)
 
 
 ## Releases the port once the peers stopped punching us (they confirmed us), then tells the
@@ -388,8 +467,12 @@ func _maybe_hand_over(now: int) -> void:
 	}
 	_punched_at = -1
 	_close_socket()
-	_traversal = null
-	set_process(false)
+	# An open session goes on (keepalives, late peers) once create_enet_peer's forwarder owns
+	# the port; the rest is done with the traversal.
+	_after_punch = _traversal.is_open(now)
+	if not _after_punch:
+		_traversal = null
+		set_process(false)
 	# The original's properties: the host's own are "" and 0.
 	host_address = to_address
 	host_port = 0 if is_host else to_port
@@ -401,6 +484,13 @@ func _goodbye(kind: String, message: String) -> void:
 	var active := _resolve_id != IP.RESOLVER_INVALID_ID or (_traversal != null
 			and _traversal.state in ["registering", "lobby", "punching"])
 	_cancel_resolve()
+	if _after_punch and _traversal != null and _udp == null \
+			and (_redundancy == null or not _redundancy.tap_protocol):
+		# After the hand-over without the forwarder: the server takes a goodbye by its token
+		# from any port.
+		_udp = PacketPeerUDP.new()
+		if _udp.bind(0, "*") != OK:
+			_udp = null
 	if _traversal != null:
 		_traversal.goodbye(Time.get_ticks_msec(), kind, message)
 	if active:
@@ -420,7 +510,12 @@ func _fail(code: String, message: String) -> void:
 
 
 func _send(address: String, port: int, data: PackedByteArray) -> void:
-	if _udp == null or data.is_empty():
+	if data.is_empty():
+		return
+	if _udp == null:
+		# After the hand-over of an open session: from the punched port, through the forwarder.
+		if _after_punch and _redundancy != null and _redundancy.tap_protocol:
+			_redundancy.send_protocol(address, port, data)
 		return
 	if drop_datagram.is_valid() and drop_datagram.call("out", address, port, data):
 		return
@@ -473,6 +568,7 @@ func _reset() -> void:
 	_close_socket()
 	_close_redundancy()
 	_traversal = null
+	_after_punch = false
 	last_error_code = ""
 	last_result = {}
 	host_address = ""
@@ -499,7 +595,11 @@ func _create_redundant_enet_peer(channel_count: int, copies: int) -> ENetMultipl
 	var err: Error
 	if last_result.is_host:
 		peer.set_bind_ip(Redundancy.LOOPBACK)
-		err = peer.create_server(0, max_player_count - 1, channel_count)
+		# An open session: a player back under its name connects again while its old ENet peer
+		# has not timed out yet, so ENet takes more than the session's seats (the rendezvous
+		# server still holds the session to max_player_count).
+		var clients := Codec.MAX_PLAYERS_WIRE - 1 if _after_punch else max_player_count - 1
+		err = peer.create_server(0, clients, channel_count)
 		if err == OK:
 			err = proxy.open(last_result.local_port, peer.host.get_local_port(), copies)
 	else:
@@ -513,6 +613,7 @@ func _create_redundant_enet_peer(channel_count: int, copies: int) -> ENetMultipl
 		peer.close()
 		push_error("HolePunch.create_enet_peer: %s" % error_string(err))
 		return null
+	proxy.tap_protocol = _after_punch
 	proxy.start()
 	_redundancy = proxy
 	_redundancy_peer = weakref(peer)

@@ -326,9 +326,23 @@ static func decode(data: PackedByteArray) -> Dictionary:
 	var msg := _read_body(r, type_name, request_id)
 	if r.err != "":
 		return _refused(r.err, request_id)
-	if r.off != data.size():
+	if r.off != data.size() and not _is_register_tail(msg, data, r.off):
 		return _refused("trailing bytes", request_id)
 	return {"ok": true, "msg": msg}
+
+
+## What may follow the last known field of a host/join: zero padding (clients pad both to 64
+## bytes), or anything from a sender of a newer revision than ours (its extra fields), as the
+## TypeScript codec's isRegisterTail.
+static func _is_register_tail(msg: Dictionary, data: PackedByteArray, from: int) -> bool:
+	if msg.type != "host" and msg.type != "join":
+		return false
+	if int(msg.get("revision", 0)) > REVISION:
+		return true
+	for i in range(from, data.size()):
+		if data[i] != 0:
+			return false
+	return true
 
 
 ## True when [param text] is non-empty (unless [param allow_empty]) and at most

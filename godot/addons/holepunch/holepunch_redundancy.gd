@@ -15,6 +15,14 @@ extends RefCounted
 ## address. Others: ENet's client connects to the loopback socket of the host's endpoint.
 ## A thread polls the sockets (about every [constant IDLE_USEC] µs when idle), so the proxy
 ## adds well under a millisecond, not a frame.
+##
+## With [member tap_protocol] (an open session, see holepunch.gd) the proxy also carries the
+## traversal after the hand-over: HolePunch datagrams (the v2 magic) that reach the punched
+## port are kept for [method take_protocol] instead of going to ENet, and
+## [method send_protocol] sends from the punched port, so keepalives, late peers' punches and
+## the host's close use the mapping the server and the peers know.
+
+const Codec := preload("holepunch_codec.gd")
 
 ## Sleep between polls when no datagram moved.
 const IDLE_USEC := 500
@@ -39,6 +47,11 @@ var _links := {}
 var _thread: Thread = null
 var _mutex := Mutex.new()
 var _running: bool = false
+## Keep HolePunch datagrams for the traversal (see the class description).
+var tap_protocol: bool = false
+## [address, port, data] received (for the traversal) and to send (from it); under _mutex.
+var _inbox: Array = []
+var _outbox: Array = []
 
 
 ## One remote endpoint and the loopback socket ENet talks to it through.
@@ -120,6 +133,22 @@ func is_open() -> bool:
 	return _public != null
 
 
+## The HolePunch datagrams received since the last call, each [address, port, data].
+func take_protocol() -> Array:
+	_mutex.lock()
+	var out := _inbox
+	_inbox = []
+	_mutex.unlock()
+	return out
+
+
+## Sends [param data] (a HolePunch datagram) from the punched port on the next poll.
+func send_protocol(address: String, port: int, data: PackedByteArray) -> void:
+	_mutex.lock()
+	_outbox.append([address, port, data])
+	_mutex.unlock()
+
+
 ## received, duplicates, from_enet, sent (datagram counts so far).
 func get_stats() -> Dictionary:
 	_mutex.lock()
@@ -145,11 +174,26 @@ func _poll(now: int) -> bool:
 	var received := 0
 	var duplicates := 0
 	var from_enet := 0
+	if tap_protocol:
+		_mutex.lock()
+		var out := _outbox
+		_outbox = []
+		_mutex.unlock()
+		for item: Array in out:
+			moved = true
+			_public.set_dest_address(item[0], item[1])
+			_public.put_packet(item[2])
 	while _public.get_available_packet_count() > 0:
 		var data := _public.get_packet()
 		moved = true
-		var link: _Link = _link(_plain(_public.get_packet_ip()), _public.get_packet_port(),
-				_accept_new)
+		var address := _plain(_public.get_packet_ip())
+		var port := _public.get_packet_port()
+		if tap_protocol and _is_protocol(data):
+			_mutex.lock()
+			_inbox.append([address, port, data])
+			_mutex.unlock()
+			continue
+		var link: _Link = _link(address, port, _accept_new)
 		if link == null or link.enet_port == 0:
 			continue
 		if link.is_duplicate(data, now):
@@ -190,6 +234,17 @@ func _link(address: String, port: int, create: bool = true) -> _Link:
 	link.enet_port = _enet_port
 	_links[key] = link
 	return link
+
+
+## A HolePunch v2 datagram (its 4-byte magic): never an ENet one, whose first two bytes are a
+## small peer id with flags.
+static func _is_protocol(data: PackedByteArray) -> bool:
+	if data.size() < Codec.MAGIC.size():
+		return false
+	for i in Codec.MAGIC.size():
+		if data[i] != Codec.MAGIC[i]:
+			return false
+	return true
 
 
 static func _plain(address: String) -> String:

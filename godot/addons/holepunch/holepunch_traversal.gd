@@ -22,6 +22,11 @@ extends RefCounted
 ## [code]peers[/code] (peers), [code]punched[/code] (peers, failed, elapsed_ms, punch_ms),
 ## [code]path_changed[/code] (peer, previous: a relayed peer got a direct path after
 ## [code]punched[/code]), [code]failed[/code] (code, message), [code]goodbye[/code] (kind, ok).
+## An open session (revision 1, docs/protocol-v2.md section 4, "Open sessions") goes on after
+## [code]punched[/code]: [code]late_peers[/code] (peers: new members, or members back under
+## their name), [code]peer_joined[/code] (peer: a late peer reached), [code]peer_failed[/code]
+## (peer: with its cause), [code]peer_left[/code] (name, why: "left" or "silent") and
+## [code]session_ended[/code] (code, message: the host closed it, or it ended).
 
 const Codec := preload("holepunch_codec.gd")
 
@@ -33,8 +38,14 @@ const SERVER_SILENCE_LIMIT_MS := 20000
 ## A join that meets session_not_found keeps trying this long (the host may start later).
 const SESSION_WAIT_MS := 15000
 const SESSION_WAIT_RETRY_MS := 100
-## Keepalive period in a lobby (keeps the NAT mapping to the server open).
+## Keepalive period in a lobby (keeps the NAT mapping to the server open), unless the server's
+## registered says another (revision 1: a third of the session's member silence).
 const KEEPALIVE_INTERVAL_MS := 5000
+## A host/join is padded with zero bytes to this length: a server answers an unvalidated source
+## with at most 3x what it received (docs/protocol-v2.md section 2).
+const MIN_REGISTER_REQUEST_BYTES := 64
+## A host's keep_open_ms travels in whole seconds as a u16.
+const MAX_KEEP_OPEN_S := 0xffff
 ## leave/close are sent at most this many times (about 1.5 s).
 const GOODBYE_MAX_TRIES := 4
 ## Punch rounds: every 50 ms for 20 rounds, then slowing down to every 200 ms.
@@ -163,6 +174,19 @@ var _birthday_sockets: Array[int] = []
 ## Once the punch settled: when the birthday sockets the peer has not reached by then close
 ## (the end of the punch's linger); INF otherwise.
 var _birthday_close_at: float = INF
+## How often to keepalive: the server says (revision 1), else [constant KEEPALIVE_INTERVAL_MS].
+var _keepalive_ms := KEEPALIVE_INTERVAL_MS
+## The version of the newest complete peer list, and of the parts being assembled.
+var _peers_version := 0
+var _parts_version := 0
+## The session takes late joiners until then (from the peers' openS): keep it alive.
+var _open_until: float = -INF
+## The members present now, by name (an open session's list changes).
+var _peers_by_name := {}
+## Punches towards late peers, newest last: {attempt: _Punch, relay_at, reported}.
+var _late: Array[Dictionary] = []
+## The server answered our join with session_not_found: a timeout says so.
+var _session_missing := false
 
 
 ## [param options]: server_address, server_port, session, is_host, name, nickname,
@@ -173,7 +197,11 @@ var _birthday_close_at: float = INF
 ## host, whom the game's transport needs), relay (default true: reach peers without a direct
 ## path through the server's relay), relay_delay_ms (default [constant RELAY_DELAY_MS]),
 ## classify_nat (default false: measure our NAT class before registering), nat_strategy
-## (default true: choose the strategy per peer from both NAT classes).
+## (default true: choose the strategy per peer from both NAT classes), keep_open_ms (host:
+## keep the session open this long after the start for late joiners and rejoins; default 0),
+## member_silence_ms (host: a member silent this long leaves; 0, the default, is the server's
+## 15000, else 6000..60000), session_wait_ms (joiner: how long a join to a missing session is
+## retried; default [constant SESSION_WAIT_MS], 0 fails at the first session_not_found).
 func _init(options: Dictionary) -> void:
 	_o = options
 	var rng := RandomNumberGenerator.new()
@@ -184,7 +212,7 @@ func _init(options: Dictionary) -> void:
 
 ## Why the traversal's input is refused ("" when it is fine), as the TS client checks it.
 static func check_input(session: String, name: String, nickname: String,
-		max_players: int) -> String:
+		max_players: int, keep_open_ms: int = 0, member_silence_ms: int = 0) -> String:
 	if not Codec.is_valid_field(session, Codec.MAX_SESSION_BYTES):
 		return "session must be 1..%d UTF-8 bytes" % Codec.MAX_SESSION_BYTES
 	if not Codec.is_valid_field(name, Codec.MAX_NAME_BYTES):
@@ -193,6 +221,12 @@ static func check_input(session: String, name: String, nickname: String,
 		return "nickname must be at most %d bytes" % Codec.MAX_NICKNAME_BYTES
 	if max_players < Codec.MIN_PLAYERS or max_players > Codec.MAX_PLAYERS_WIRE:
 		return "max players must be %d..%d" % [Codec.MIN_PLAYERS, Codec.MAX_PLAYERS_WIRE]
+	if keep_open_ms < 0 or keep_open_ms > MAX_KEEP_OPEN_S * 1000:
+		return "keep_open_ms must be 0..%d" % (MAX_KEEP_OPEN_S * 1000)
+	if member_silence_ms != 0 and (member_silence_ms < Codec.MIN_SILENCE_S * 1000
+			or member_silence_ms > Codec.MAX_SILENCE_S * 1000):
+		return "member_silence_ms must be %d..%d" % [Codec.MIN_SILENCE_S * 1000,
+				Codec.MAX_SILENCE_S * 1000]
 	return ""
 
 
@@ -238,7 +272,7 @@ func start(now: int) -> void:
 	state = "registering"
 	_started_at = now
 	_last_heard_at = now
-	_session_wait_until = now + SESSION_WAIT_MS
+	_session_wait_until = now + int(_o.get("session_wait_ms", SESSION_WAIT_MS))
 	if int(_o.get("timeout_ms", 0)) > 0:
 		_deadline = now + int(_o.timeout_ms)
 	if bool(_o.get("classify_nat", false)):
@@ -260,8 +294,16 @@ func _register(now: int) -> void:
 		"candidates": _o.get("local_candidates", []),
 		"maxPlayers": int(_o.get("max_players", 2)),
 		"nat": nat,
+		"revision": Codec.REVISION,
 	}
-	_request(now, "register", id, Codec.encode(msg))
+	if _o.is_host:
+		msg.keepOpenS = roundi(int(_o.get("keep_open_ms", 0)) / 1000.0)
+		msg.silenceS = roundi(int(_o.get("member_silence_ms", 0)) / 1000.0)
+	var bytes := Codec.encode(msg)
+	# Padded: the server's registered may be no larger than 3x the request.
+	if not bytes.is_empty() and bytes.size() < MIN_REGISTER_REQUEST_BYTES:
+		bytes.resize(MIN_REGISTER_REQUEST_BYTES)
+	_request(now, "register", id, bytes)
 
 
 ## Classification: (re)sends the current probe, or gives up and registers.
@@ -349,7 +391,30 @@ func goodbye(now: int, kind: String, reason: String = "Session closed by the hos
 
 ## True while the traversal still needs the socket (requests, punches, lingering answers).
 func is_busy() -> bool:
-	return not _pending.is_empty() or (_punch != null and _punch.answering())
+	if not _pending.is_empty() or (_punch != null and _punch.answering()):
+		return true
+	for l: Dictionary in _late:
+		if (l.attempt as _Punch).answering():
+			return true
+	return false
+
+
+## Whether a request (a goodbye, say) still waits for the server's answer.
+func has_pending() -> bool:
+	return not _pending.is_empty()
+
+
+## After punched: whether the session still takes late joiners (the traversal then goes on:
+## keepalives, late peers) or a late peer's punch is under way.
+func is_open(now: int) -> bool:
+	if state != "punched":
+		return false
+	if now < _open_until:
+		return true
+	for l: Dictionary in _late:
+		if (l.attempt as _Punch).answering():
+			return true
+	return false
 
 
 ## The time in ms at which the peers last sent us a punch (for handing the port over only
@@ -369,6 +434,9 @@ func handle_timeout(now: int) -> void:
 	if now >= _deadline and _active():
 		if not _heard_from_server:
 			_fail_unreachable(now)
+		elif state == "registering" and _session_missing:
+			# The server answered all along: say what it said, not that time ran out.
+			_fail("session_not_found", _no_session(now))
 		elif state == "lobby":
 			var size := " (lobby %s)" % _lobby_size if _lobby_size != "" else ""
 			_fail_and_leave(now, "timeout", "the session did not start within %d ms%s" % [
@@ -395,6 +463,11 @@ func handle_timeout(now: int) -> void:
 				_emit({"type": "goodbye", "kind": p.kind, "ok": false})
 				continue
 		elif now - _last_heard_at >= int(_o.get("server_timeout_ms", SERVER_SILENCE_LIMIT_MS)):
+			if not _active():
+				# Keepalives of an open session after success: the game goes on without them.
+				_close_open()
+				_pending.erase(p.id)
+				continue
 			if not _heard_from_server:
 				_fail_unreachable(now)
 			else:
@@ -410,6 +483,13 @@ func handle_timeout(now: int) -> void:
 	if _punch != null:
 		_punch.handle_timeout(now)
 		_check_punch(now)
+	for l: Dictionary in _late:
+		var attempt: _Punch = l.attempt
+		if now >= l.relay_at:
+			l.relay_at = INF
+			_ask_relay(now, Array(attempt.pending()))
+		attempt.handle_timeout(now)
+	_check_late(now)
 	if now >= _birthday_close_at:
 		_close_lingering_sockets()
 
@@ -423,6 +503,11 @@ func handle(now: int, address: String, port: int, data: PackedByteArray,
 		return false
 	var msg: Dictionary = decoded.msg
 	if msg.type == "punch" or msg.type == "punch_ack":
+		var late := _late_for(msg.from)
+		if not late.is_empty():
+			if (late.attempt as _Punch).handle(now, address, port, msg, socket):
+				_check_late(now)
+			return true
 		if _punch != null and _punch.answering():
 			if _punch.handle(now, address, port, msg, socket):
 				_check_punch(now)
@@ -458,6 +543,8 @@ func _from_server(now: int, msg: Dictionary) -> void:
 	match msg.type:
 		"registered":
 			if kind == "register":
+				if int(msg.get("keepaliveMs", 0)) > 0:
+					_keepalive_ms = int(msg.keepaliveMs)
 				# A server of revision 1 or later says how often to keepalive; it also takes
 				# signed relay binds.
 				_signed_binds = int(msg.get("keepaliveMs", 0)) > 0
@@ -484,15 +571,11 @@ func _from_server(now: int, msg: Dictionary) -> void:
 			_pending.erase(pending.id)
 			_relay_granted(now, msg)
 		"peer_left":
-			if _punch != null and state == "punching":
-				if msg.why == "left":
-					_drop_relay(msg.name)
-				if _punch.mark_gone(now, msg.name, msg.why):
-					_check_punch(now)
+			_peer_left(now, msg.name, msg.why)
 		"lobby":
 			if kind == "keepalive":
 				_pending.erase(pending.id)
-				_keepalive_at = now + KEEPALIVE_INTERVAL_MS
+				_keepalive_at = now + _keepalive_ms
 			if state != "lobby" or msg.version <= _lobby_version:
 				return
 			_lobby_version = msg.version
@@ -500,12 +583,21 @@ func _from_server(now: int, msg: Dictionary) -> void:
 			_emit({"type": "lobby", "nicknames": msg.nicknames.duplicate(),
 					"max_players": msg.maxPlayers})
 		"peers":
+			# Peers prove the registration: a client whose registered was lost goes on. Once
+			# registered, only a list with our token is ours.
+			_registered(msg.token, msg.observed)
+			if _token.is_empty() or msg.token != _token:
+				return
 			if kind == "keepalive":
 				_pending.erase(pending.id)
-			# Peers prove the registration: a client whose registered was lost goes on.
-			_registered(msg.token, msg.observed)
+				_keepalive_at = now + _keepalive_ms
 			_on_peers(now, msg)
 		"closed":
+			if state == "punched":
+				# The game goes on peer to peer; the open session behind it is gone.
+				_close_open()
+				_emit({"type": "session_ended", "code": msg.code, "message": msg.reason})
+				return
 			_fail(msg.code, msg.reason if msg.reason != "" else "Session closed.")
 
 
@@ -521,9 +613,12 @@ func _registered(token: PackedByteArray, endpoint: Dictionary) -> void:
 	_emit({"type": "registered", "observed": endpoint})
 
 
-## The server saw us at another address (our NAT re-mapped us) and sent a fresh token.
+## The server saw us at another address (our NAT re-mapped us) and sent a fresh token. After
+## punched too: an open session's keepalives leave from the game's port (the forwarder's),
+## which after a birthday win is not the one we registered from, and the server must push
+## late peers' lists there.
 func _rebound(now: int, pending: Dictionary, token: PackedByteArray, endpoint: Dictionary) -> void:
-	if state != "lobby":
+	if state != "lobby" and state != "punched":
 		return
 	_pending.erase(pending.id)
 	_previous_token = _token
@@ -537,8 +632,15 @@ func _rebound(now: int, pending: Dictionary, token: PackedByteArray, endpoint: D
 
 func _keepalive(now: int) -> void:
 	_keepalive_at = INF
-	if state != "lobby" or _token.is_empty():
+	if _token.is_empty():
 		return
+	var open := now < _open_until and (state == "punching" or state == "punched")
+	if state != "lobby" and not open:
+		return
+	# One keepalive at a time: its reply (or its retries) schedules the next.
+	for p: Dictionary in _pending.values():
+		if p.kind == "keepalive":
+			return
 	var id := _id()
 	_request(now, "keepalive", id, Codec.encode({"type": "keepalive", "requestId": id,
 			"session": _o.session, "token": _token, "lobbyVersion": _lobby_version}))
@@ -564,12 +666,25 @@ func _on_error(now: int, pending: Dictionary, code: String, message: String) -> 
 		_emit({"type": "goodbye", "kind": kind, "ok": gone})
 		return
 	if kind == "register" and code == "session_not_found" and not _o.is_host:
+		_session_missing = true
 		if now < _session_wait_until:
 			# The host may not have registered yet: ask again soon.
 			pending.next_at = now + SESSION_WAIT_RETRY_MS
 			pending.interval = REQUEST_RETRY_FIRST_MS
 			return
 	_pending.erase(pending.id)
+	if kind == "keepalive" and state == "punched":
+		# The open session ended (its keep-open ran out, or it was closed): the game goes on.
+		_close_open()
+		_emit({"type": "session_ended", "code": "session_closed", "message": message})
+		return
+	if kind == "register" and not _o.is_host:
+		if code == "session_not_found":
+			_fail(code, _no_session(now))
+			return
+		if code == "session_full":
+			_fail(code, "session \"%s\" cannot take you: %s" % [_o.session, message])
+			return
 	if kind == "keepalive" and (code == "not_authorized" or code == "session_not_found"):
 		_fail("session_closed", "the session is gone: " + message)
 		return
@@ -579,9 +694,21 @@ func _on_error(now: int, pending: Dictionary, code: String, message: String) -> 
 	_fail(code, message)
 
 
+func _no_session(now: int) -> String:
+	return ("no session \"%s\" on the server after %d s: check the name, and that its host has"
+			+ " started hosting") % [_o.session, roundi((now - _started_at) / 1000.0)]
+
+
 func _on_peers(now: int, msg: Dictionary) -> void:
 	if _token.is_empty():
 		return
+	var version := int(msg.get("version", 0))
+	# An older list than the one we act on (a re-push that crossed a newer one): stale.
+	if version < _peers_version:
+		return
+	if version != _parts_version:
+		_peer_parts.clear()
+		_parts_version = version
 	for i in msg.peers.size():
 		_peer_parts[msg.first + i] = msg.peers[i]
 	var peers: Array[Dictionary] = []
@@ -590,16 +717,30 @@ func _on_peers(now: int, msg: Dictionary) -> void:
 			return
 		peers.append(_peer_parts[i])
 	# Ack every complete copy, so a server whose earlier ack got lost stops re-sending.
-	send.call(_o.server_address, _o.server_port, Codec.encode({"type": "peers_ack",
-			"requestId": _id(), "session": _o.session, "token": _token}))
+	var ack := {"type": "peers_ack", "requestId": _id(), "session": _o.session, "token": _token}
+	if msg.has("version"):
+		ack.version = version
+	send.call(_o.server_address, _o.server_port, Codec.encode(ack))
+	var newer := version > _peers_version
+	_peers_version = version
+	if msg.has("openS"):
+		_open_until = now + int(msg.openS) * 1000 if int(msg.openS) > 0 else -INF
+	if state == "punching" or state == "punched":
+		if newer:
+			_on_late_peers(now, msg.punchKey, peers)
+		return
 	if state != "lobby":
 		return
 	state = "punching"
-	_keepalive_at = INF
+	# An open session needs us alive to the server after the start (late joiners' lists).
+	_keepalive_at = now + _keepalive_ms if now < _open_until else INF
 	for p: Dictionary in _pending.values().duplicate():
 		if p.kind == "keepalive" or p.kind == "start":
 			_pending.erase(p.id)
 	_emit({"type": "peers", "peers": peers})
+	_peers_by_name = {}
+	for p: Dictionary in peers:
+		_peers_by_name[p.name] = p
 	var budget := int(_o.get("punch_budget_ms", PUNCH_BUDGET_MS))
 	_punch = _Punch.new(_o.name, msg.punchKey, peers, now, budget, _send_on)
 	_punch.on_direct = _on_direct
@@ -642,13 +783,21 @@ func _on_peers(now: int, msg: Dictionary) -> void:
 ## the peers arrived. A no-op with relay false or once settled.
 func request_relay(now: int, names: Array = []) -> void:
 	_relay_at = INF
-	if not bool(_o.get("relay", true)) or state != "punching" or _punch == null \
-			or _token.is_empty():
+	if state != "punching" or _punch == null:
 		return
-	var unreached := _punch.pending()
-	var wanted: Array = names if not names.is_empty() else Array(unreached)
-	for peer: String in wanted:
-		if not unreached.has(peer) or _relays.has(peer) or _relay_failures.has(peer):
+	_ask_relay(now, names if not names.is_empty() else Array(_punch.pending()))
+
+
+## Asks for a relay allocation towards each of [param names] still being punched (by the
+## first attempt or a late one).
+func _ask_relay(now: int, names: Array) -> void:
+	if not bool(_o.get("relay", true)) or _token.is_empty():
+		return
+	for peer: String in names:
+		var attempt := _attempt_for(peer)
+		if attempt == null or not attempt.pending().has(peer):
+			continue
+		if _relays.has(peer) or _relay_failures.has(peer):
 			continue
 		var id := _id()
 		_relays[peer] = {"phase": "asking", "port": 0, "id": PackedByteArray(),
@@ -661,7 +810,8 @@ func request_relay(now: int, names: Array = []) -> void:
 ## The server granted an allocation: bind our socket's source to it on the relay.
 func _relay_granted(now: int, msg: Dictionary) -> void:
 	var r: Dictionary = _relays.get(msg.peer, {})
-	if r.is_empty() or r.phase != "asking" or state != "punching":
+	var attempt := _attempt_for(msg.peer)
+	if r.is_empty() or r.phase != "asking" or attempt == null or attempt.state != "punching":
 		return
 	r.phase = "binding"
 	r.port = msg.port
@@ -691,8 +841,10 @@ func _relay_bound(now: int, address: String, port: int, id: PackedByteArray) -> 
 		if r.phase != "binding" or r.port != port or r.id != id:
 			continue
 		r.phase = "bound"
-		if _punch != null:
-			_punch.add_relay(now, name, _o.server_address, port)
+		var late := _late_for(name)
+		var attempt: _Punch = late.attempt if not late.is_empty() else _punch
+		if attempt != null:
+			attempt.add_relay(now, name, _o.server_address, port)
 		return
 
 
@@ -700,6 +852,135 @@ func _drop_relay(name: String) -> void:
 	_relays.erase(name)
 	for p: Dictionary in _pending.values().duplicate():
 		if p.kind == "relay" and p.get("peer", "") == name:
+			_pending.erase(p.id)
+
+
+## The attempt punching [param name] now: a late one, or the first while it punches.
+func _attempt_for(name: String) -> _Punch:
+	var late := _late_for(name)
+	if not late.is_empty():
+		return late.attempt
+	return _punch if state == "punching" else null
+
+
+## The late attempt that punches [param name] (the newest: a rejoin replaces an older one),
+## or {}.
+func _late_for(name: String) -> Dictionary:
+	for i in range(_late.size() - 1, -1, -1):
+		if (_late[i].attempt as _Punch).has(name):
+			return _late[i]
+	return {}
+
+
+## A newer peer list of an open session: members that are new, or back under their name from
+## another address, are punched by an attempt of their own (the first one may have stopped
+## answering long ago); members missing from it are gone.
+func _on_late_peers(now: int, punch_key: PackedByteArray, peers: Array[Dictionary]) -> void:
+	var fresh: Array[Dictionary] = []
+	var listed := {}
+	for p: Dictionary in peers:
+		listed[p.name] = true
+		var known: Dictionary = _peers_by_name.get(p.name, {})
+		if known.is_empty() or known.publicEndpoint.address != p.publicEndpoint.address \
+				or known.publicEndpoint.port != p.publicEndpoint.port:
+			fresh.append(p)
+	for name: String in _peers_by_name.keys():
+		if not listed.has(name):
+			_peer_left(now, name, "left")
+	_peers_by_name = {}
+	for p: Dictionary in peers:
+		_peers_by_name[p.name] = p
+	if fresh.is_empty():
+		return
+	for p: Dictionary in fresh:
+		# A member back under its name is a new endpoint: its old relay and verdicts are void.
+		_drop_relay(p.name)
+		_relay_failures.erase(p.name)
+	_emit({"type": "late_peers", "peers": fresh})
+	var budget := int(_o.get("punch_budget_ms", PUNCH_BUDGET_MS))
+	var attempt := _Punch.new(_o.name, punch_key, fresh, now, budget, _send_on)
+	attempt.on_direct = _on_direct
+	var late := {"attempt": attempt, "relay_at": INF, "reported": false}
+	_late.append(late)
+	var relay_delay := int(_o.get("relay_delay_ms", RELAY_DELAY_MS))
+	var relay_now: Array[String] = []
+	for p: Dictionary in fresh:
+		var strategy := "punch"
+		if bool(_o.get("nat_strategy", true)):
+			strategy = peer_strategy(nat, String(p.get("nat", "unknown")), peers.size())
+		strategies[p.name] = strategy
+		# Birthday probing needs the game's one socket for one peer: not after the start.
+		if strategy == "relay" or strategy.begins_with("birthday"):
+			relay_now.append(p.name)
+		elif strategy == "sequential-easy" or strategy == "sequential-hard":
+			relay_delay = maxi(relay_delay, SEQUENTIAL_RELAY_DELAY_MS)
+			attempt.set_prediction(now, p.name,
+					"sweep" if strategy == "sequential-easy" else "none")
+	if bool(_o.get("relay", true)):
+		late.relay_at = now + mini(relay_delay, budget / 2)
+		if not relay_now.is_empty():
+			_ask_relay(now, relay_now)
+	_check_late(now)
+
+
+## Reports late attempts that settled, and forgets those that stopped answering.
+func _check_late(now: int) -> void:
+	for l: Dictionary in _late:
+		var attempt: _Punch = l.attempt
+		if l.reported or attempt.state == "punching":
+			continue
+		l.reported = true
+		l.relay_at = INF
+		for peer: Dictionary in attempt.confirmed():
+			_emit({"type": "peer_joined", "peer": peer})
+		for f: Dictionary in attempt.failures():
+			if _relays.get(f.name, {}).get("phase", "") != "bound":
+				_drop_relay(f.name)
+			if _relay_failures.has(f.name):
+				f.cause = "relay_unavailable"
+				f.relay = _relay_failures[f.name]
+			_emit({"type": "peer_failed", "peer": f})
+	var kept: Array[Dictionary] = []
+	for l: Dictionary in _late:
+		if not l.reported or now <= (l.attempt as _Punch).linger_until():
+			kept.append(l)
+	_late = kept
+
+
+## The server says a peer is gone: a punch or relay to it ends now if it left; after punched,
+## the game is told.
+func _peer_left(now: int, name: String, why: String) -> void:
+	var late := _late_for(name)
+	if not late.is_empty() and (late.attempt as _Punch).state == "punching":
+		if why == "left":
+			_drop_relay(name)
+		if (late.attempt as _Punch).mark_gone(now, name, why):
+			_check_late(now)
+		return
+	if state == "punched":
+		# Told once: the push, or a newer list without it, whichever comes first (a silent
+		# member is off the list too, so the newer list does not tell it again as "left").
+		var known := _peers_by_name.erase(name)
+		if why == "left" and not known:
+			return
+		if why == "left":
+			_drop_relay(name)
+		_emit({"type": "peer_left", "name": name, "why": why})
+		return
+	if _punch == null or state != "punching":
+		return
+	if why == "left":
+		_drop_relay(name)
+	if _punch.mark_gone(now, name, why):
+		_check_punch(now)
+
+
+## The open session is over for us: no more keepalives.
+func _close_open() -> void:
+	_open_until = -INF
+	_keepalive_at = INF
+	for p: Dictionary in _pending.values().duplicate():
+		if p.kind == "keepalive":
 			_pending.erase(p.id)
 
 
@@ -711,6 +992,8 @@ func _on_direct(peer: Dictionary, previous: Dictionary) -> void:
 ## The NAT class [param name]'s host/join carried, as the server passed it on ("unknown"
 ## when it sent none).
 func peer_nat(name: String) -> String:
+	if _peers_by_name.has(name):
+		return String(_peers_by_name[name].get("nat", "unknown"))
 	for i: int in _peer_parts:
 		var p: Dictionary = _peer_parts[i]
 		if p.name == name:
@@ -744,7 +1027,7 @@ func is_server_endpoint(address: String, port: int) -> bool:
 func stop_punching() -> void:
 	_relay_at = INF
 	for name: String in _relays.keys():
-		if _relays[name].phase != "bound":
+		if _relays[name].phase != "bound" and _late_for(name).is_empty():
 			_drop_relay(name)
 	if _punch != null:
 		_punch.stop_upgrading()
@@ -764,7 +1047,7 @@ func _settle(now: int) -> void:
 	# Allocations not working by now are of no use: stop asking and binding.
 	_relay_at = INF
 	for name: String in _relays.keys():
-		if _relays[name].phase != "bound":
+		if _relays[name].phase != "bound" and _late_for(name).is_empty():
 			_drop_relay(name)
 	var failed: Array[Dictionary] = []
 	for f: Dictionary in _punch.failures():
@@ -990,6 +1273,9 @@ class _Punch:
 
 	func answering() -> bool:
 		return state == "punching" or state == "punched"
+
+	func has(name: String) -> bool:
+		return _peers.has(name)
 
 	## When a settled attempt stops answering peers (INF while punching).
 	func linger_until() -> float:

@@ -16,7 +16,15 @@ extends Node
 ##   default unless given);
 ##   drop_direct: the addon's socket drops every datagram to or
 ##          from anything but the server's main port and our relay ports, so no direct path
-##          exists (the game's transport after hole_punched is not filtered).
+##          exists (the game's transport after hole_punched is not filtered);
+##   keep_open_ms, member_silence_ms, session_wait_ms: the addon's properties of those names
+##          (set only when given; set() so that an addon without them runs and is judged by
+##          what it does);
+##   expect_late: players this one waits to see join after hole_punched (peer_joined) before
+##          it ends, and with "enet" on the host, that many more RPC round trips;
+##   close_after_late_ms (host): close_session() this long after the last expected late
+##          player joined; expect_ended: wait for session_ended before ending;
+##   finalize_at_lobby (host): finalize_peers once the lobby has this many players.
 
 const HolePunchScript := preload("res://addons/holepunch/holepunch.gd")
 const TEST_PREFIX := "hp-test:"
@@ -36,6 +44,10 @@ var _udp_next_at: int = 0
 var _done: bool = false
 var _rpc_ok: bool = false
 var _byes: Dictionary = {}
+var _late_wanted: int = 0
+var _late_seen: int = 0
+var _ended_seen: bool = false
+var _closed: bool = false
 
 
 func _ready() -> void:
@@ -55,6 +67,10 @@ func _ready() -> void:
 	if _config.has("nat_strategy"):
 		_hp.use_nat_strategy = bool(_config.nat_strategy)
 	_hp.enet_redundancy = int(_config.get("enet_redundancy", 1))
+	for property: String in ["keep_open_ms", "member_silence_ms", "session_wait_ms"]:
+		if _config.has(property):
+			_hp.set(property, int(_config[property]))
+	_late_wanted = int(_config.get("expect_late", 0))
 	if bool(_config.get("drop_direct", false)):
 		_hp.drop_datagram = func(_direction: String, address: String, port: int,
 				_data: PackedByteArray) -> bool:
@@ -64,10 +80,22 @@ func _ready() -> void:
 		_signal("session_registered", [])
 		_line({"godot": "nat", "nat": _hp.nat_class}))
 	_hp.update_lobby.connect(func(nicknames: PackedStringArray, max_players: int) -> void:
-		_signal("update_lobby", [Array(nicknames), max_players]))
+		_signal("update_lobby", [Array(nicknames), max_players])
+		if nicknames.size() == int(_config.get("finalize_at_lobby", 0)):
+			_line({"godot": "call", "call": "finalize_peers"})
+			_hp.finalize_peers())
 	_hp.return_unsuccessful.connect(func(message: String) -> void:
 		_signal("return_unsuccessful", [message]))
 	_hp.traversal_failed.connect(_on_failed)
+	if _hp.has_signal("peer_joined"):
+		_hp.connect("peer_joined", func(peer: Dictionary) -> void:
+				_on_late_signal("peer_joined", [peer]))
+		_hp.connect("peer_failed", func(peer: Dictionary) -> void:
+				_on_late_signal("peer_failed", [peer]))
+		_hp.connect("peer_left", func(player_name: String, why: String) -> void:
+				_on_late_signal("peer_left", [player_name, why]))
+		_hp.connect("session_ended", func(code: String, message: String) -> void:
+				_on_late_signal("session_ended", [code, message]))
 	_hp.hole_punched.connect(_on_hole_punched)
 	_line({"godot": "ready", "engine": Engine.get_version_info()["string"]})
 	get_tree().create_timer(float(_config.get("deadline_ms", 30000)) / 1000.0).timeout.connect(
@@ -83,6 +111,23 @@ func _ready() -> void:
 					_hp.finalize_peers())
 
 
+func _on_late_signal(signal_name: String, args: Array) -> void:
+	_signal(signal_name, args)
+	if signal_name == "session_ended":
+		_ended_seen = true
+		_maybe_finish()
+	if signal_name == "peer_joined":
+		_late_seen += 1
+		if _late_seen >= _late_wanted and _config.has("close_after_late_ms"):
+			get_tree().create_timer(float(_config.close_after_late_ms) / 1000.0).timeout.connect(
+					func() -> void:
+						_line({"godot": "call", "call": "close_session"})
+						_hp.close_session()
+						_closed = true
+						_maybe_finish())
+		_maybe_finish()
+
+
 func _on_failed(code: String, message: String) -> void:
 	_signal("traversal_failed", [code, message])
 	_end("failed", 1)
@@ -94,6 +139,8 @@ func _on_hole_punched(my_port: int, hosts_port: int, hosts_address: String) -> v
 	var result: Dictionary = _hp.last_result
 	_line({"godot": "punched", "elapsed_ms": elapsed, "result": result})
 	_expected_peers = result.peers.size()
+	if bool(_config.get("host", false)):
+		_expected_peers += _late_wanted
 	match str(_config.get("after", "enet")):
 		"enet":
 			_start_enet()
@@ -172,7 +219,9 @@ func _check_enet_done() -> void:
 			_bye.rpc()
 		else:
 			_bye.rpc_id(1)
-		get_tree().create_timer(LINGER_S).timeout.connect(func() -> void: _end("done", 0))
+		get_tree().create_timer(LINGER_S).timeout.connect(func() -> void:
+				if _late_done():
+					_end("done", 0))
 		_maybe_finish()
 
 
@@ -184,9 +233,19 @@ func _bye() -> void:
 
 
 func _maybe_finish() -> void:
+	if not _late_done():
+		return
 	var done := _byes.size() >= _expected_peers if multiplayer.is_server() else _byes.has(1)
 	if _rpc_ok and done:
 		_end("done", 0, 1.0)
+
+
+## Every late player expected has joined, the session's end came if it was to be waited for,
+## and the host closed it if it was to.
+func _late_done() -> bool:
+	return _late_seen >= _late_wanted \
+			and (_ended_seen or not bool(_config.get("expect_ended", false))) \
+			and (_closed or not _config.has("close_after_late_ms"))
 
 
 func _start_udp_echo(port: int, peers: Array) -> void:
