@@ -15,7 +15,7 @@ import { decodeV2, encodeV2, padRegisterRequest } from '../src/protocol/v2.js';
 import { RendezvousServer } from '../src/server/rendezvous.js';
 import { RECEIVE_BUFFER_BYTES } from '../src/server/shell.js';
 import { DEFAULT_SOURCE_LIMITS, UNLIMITED_SOURCES } from '../src/server/source-limits.js';
-import { labSuitesRanElsewhere } from './suites.js';
+import { labSuitesRanElsewhere, unitTier } from './suites.js';
 
 /**
  * Issue 15: abuse from one source. Fake-clock checks of every quota and of the memory budget,
@@ -309,6 +309,7 @@ async function spawnServer(extra: readonly string[]): Promise<BenchChild> {
 
 /** Flooding the real server from one loopback socket; bounded: a few seconds per attack. */
 describe('the server under a one-source flood (CLI, --max-old-space-size=96)', {
+  skip: unitTier(),
   timeout: 120_000,
 }, () => {
   it('the worst memory attack for 8 s, with and without per-source limits: alive, and serving with them', async () => {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { BENCH_RUN_PATH } from '../src/cli/index.js';
+import { unitTier } from './suites.js';
 
 const RUN_SCRIPT = BENCH_RUN_PATH;
 /** The smoke run takes ~25 s alone (attacks ~9 s, the NAT lab ~8 s); a loaded CI machine gets generous headroom. */
@@ -50,7 +51,7 @@ function positive(json: Record<string, unknown>, field: string): number {
   return value as number;
 }
 
-describe('npm run bench, smoke mode', () => {
+describe('npm run bench, smoke mode', { skip: unitTier() }, () => {
   it('runs every phase in seconds and ends with one JSON line holding every published figure', async () => {
     const run = await runSmoke();
     assert.equal(run.code, 0, `exit code 0\n${run.stderr}`);

@@ -7,12 +7,14 @@ import {
   labNamespaces,
   labUnavailableReasons,
 } from '../src/natlab/index.js';
+import { unitTier } from './suites.js';
 
 const reasons = await labUnavailableReasons();
 const skip =
-  reasons.length > 0 && process.env.CI !== 'true'
+  unitTier() ||
+  (reasons.length > 0 && process.env.CI !== 'true'
     ? `NAT lab unavailable: ${reasons.join('; ')}`
-    : false;
+    : false);
 const ownPrefix = `${LAB_PREFIX}${process.pid}-`;
 const LAB_MODULE = new URL('../src/natlab/index.js', import.meta.url).href;
 

@@ -18,90 +18,48 @@ extends RefCounted
 ## [code]{"ok": false, "error": String}[/code] (plus [code]code[/code] and
 ## [code]requestId[/code] when the header was readable).
 
-const MAGIC := [0x89, 0x48, 0x50, 0x02]
+## The values shared with the TypeScript client, generated from it (src/client/godot-shared.ts).
+const Shared := preload("holepunch_shared.gd")
+const MAGIC := Shared.MAGIC
 ## NAT mapping classes by wire value (docs/protocol-v2.md section 6, "Strategy").
-const NAT_CLASSES: Array[String] = ["unknown", "eim", "edm-sequential", "edm-random"]
-const VERSION := 2
+const NAT_CLASSES := Shared.NAT_CLASSES
+const VERSION := Shared.VERSION
 ## The revision of v2 this codec speaks (docs/protocol-v2.md section 2, "Revisions"): sent in
 ## host/join as [code]revision[/code]; the server then adds the revision's trailers
 ## ([code]keepaliveMs[/code] in registered, [code]version[/code] and [code]openS[/code] in peers).
-const REVISION := 1
+const REVISION := Shared.REVISION
 ## A host's [code]silenceS[/code]: 0 (the server's default, 15 s) or this range.
-const MIN_SILENCE_S := 6
-const MAX_SILENCE_S := 60
-const HEADER_BYTES := 9
-const MAX_DATAGRAM_BYTES := 1200
-const TOKEN_BYTES := 16
-const PUNCH_KEY_BYTES := 16
-const TAG_BYTES := 16
+const MIN_SILENCE_S := Shared.MIN_SILENCE_S
+const MAX_SILENCE_S := Shared.MAX_SILENCE_S
+const HEADER_BYTES := Shared.HEADER_BYTES
+const MAX_DATAGRAM_BYTES := Shared.MAX_DATAGRAM_BYTES
+const TOKEN_BYTES := Shared.TOKEN_BYTES
+const PUNCH_KEY_BYTES := Shared.PUNCH_KEY_BYTES
+const TAG_BYTES := Shared.TAG_BYTES
 ## The server's pushes to one member, which end in a tag keyed with that member's token.
 const PUSH_TYPES: Array[String] = ["lobby", "closed", "peer_left"]
-const RELAY_ID_BYTES := 8
-const RELAY_BIND_TOKEN_BYTES := 16
-const MAX_SESSION_BYTES := 64
-const MAX_NAME_BYTES := 32
-const MAX_NICKNAME_BYTES := 32
-const MAX_REASON_BYTES := 200
-const MAX_CODE_BYTES := 32
-const MAX_ADDRESS_BYTES := 45
-const MAX_CANDIDATES := 4
-const MIN_PLAYERS := 2
-const MAX_PLAYERS_WIRE := 32
+const RELAY_ID_BYTES := Shared.RELAY_ID_BYTES
+const RELAY_BIND_TOKEN_BYTES := Shared.RELAY_BIND_TOKEN_BYTES
+const MAX_SESSION_BYTES := Shared.MAX_SESSION_BYTES
+const MAX_NAME_BYTES := Shared.MAX_NAME_BYTES
+const MAX_NICKNAME_BYTES := Shared.MAX_NICKNAME_BYTES
+const MAX_REASON_BYTES := Shared.MAX_REASON_BYTES
+const MAX_CODE_BYTES := Shared.MAX_CODE_BYTES
+const MAX_ADDRESS_BYTES := Shared.MAX_ADDRESS_BYTES
+const MAX_CANDIDATES := Shared.MAX_CANDIDATES
+const MIN_PLAYERS := Shared.MIN_PLAYERS
+const MAX_PLAYERS_WIRE := Shared.MAX_PLAYERS_WIRE
 
 ## Message type codes (the spec's section 2). 0x61-0x63 (the wrapped relay's) are retired.
-const TYPES := {
-	"host": 0x01,
-	"join": 0x02,
-	"start": 0x03,
-	"leave": 0x04,
-	"close": 0x05,
-	"keepalive": 0x06,
-	"peers_ack": 0x07,
-	"registered": 0x20,
-	"ok": 0x21,
-	"error": 0x22,
-	"lobby": 0x23,
-	"peers": 0x24,
-	"closed": 0x25,
-	"peer_left": 0x26,
-	"punch": 0x40,
-	"punch_ack": 0x41,
-	"relay_allocate": 0x60,
-	"relay_granted": 0x64,
-	"relay_bind": 0x65,
-	"relay_bound": 0x66,
-	"probe": 0x70,
-	"probe_reply": 0x71,
-}
+const TYPES := Shared.TYPES
 
 ## NAT diagnosis: a probe is exactly this long (zero padding), so a reply never doubles it.
-const PROBE_BYTES := 64
-const PROBE_CHANGE_ADDRESS := 0x01
-const PROBE_CHANGE_PORT := 0x02
+const PROBE_BYTES := Shared.PROBE_BYTES
+const PROBE_CHANGE_ADDRESS := Shared.PROBE_CHANGE_ADDRESS
+const PROBE_CHANGE_PORT := Shared.PROBE_CHANGE_PORT
 
 ## The stable error codes of src/errors.ts, in its order.
-const ERROR_CODES: Array[String] = [
-	"bad_request",
-	"unsupported_version",
-	"session_exists",
-	"session_not_found",
-	"session_full",
-	"name_taken",
-	"not_authorized",
-	"session_closed",
-	"host_left",
-	"peer_left",
-	"timeout",
-	"server_unreachable",
-	"socket_error",
-	"punch_failed",
-	"aborted",
-	"lab_unavailable",
-	"nat_misbehaved",
-	"server_full",
-	"relay_unavailable",
-	"server_shutdown",
-]
+const ERROR_CODES := Shared.ERROR_CODES
 
 const _ADDRESS_CHARS := "0123456789abcdefABCDEF:."
 

@@ -28,87 +28,89 @@ extends RefCounted
 ## (peer: with its cause), [code]peer_left[/code] (name, why: "left" or "silent") and
 ## [code]session_ended[/code] (code, message: the host closed it, or it ended).
 
+## The values shared with the TypeScript client, generated from it (src/client/godot-shared.ts).
+const Shared := preload("holepunch_shared.gd")
 const Codec := preload("holepunch_codec.gd")
 
 ## First retransmission of an unanswered request; doubles up to [constant REQUEST_RETRY_MAX_MS].
-const REQUEST_RETRY_FIRST_MS := 150
-const REQUEST_RETRY_MAX_MS := 500
+const REQUEST_RETRY_FIRST_MS := Shared.REQUEST_RETRY_FIRST_MS
+const REQUEST_RETRY_MAX_MS := Shared.REQUEST_RETRY_MAX_MS
 ## A server that answers nothing for this long is considered gone.
-const SERVER_SILENCE_LIMIT_MS := 20000
+const SERVER_SILENCE_LIMIT_MS := Shared.SERVER_SILENCE_LIMIT_MS
 ## A join that meets session_not_found keeps trying this long (the host may start later).
-const SESSION_WAIT_MS := 15000
-const SESSION_WAIT_RETRY_MS := 100
+const SESSION_WAIT_MS := Shared.SESSION_WAIT_MS
+const SESSION_WAIT_RETRY_MS := Shared.SESSION_WAIT_RETRY_MS
 ## Keepalive period in a lobby (keeps the NAT mapping to the server open), unless the server's
 ## registered says another (revision 1: a third of the session's member silence).
-const KEEPALIVE_INTERVAL_MS := 5000
+const KEEPALIVE_INTERVAL_MS := Shared.KEEPALIVE_INTERVAL_MS
 ## A host/join is padded with zero bytes to this length: a server answers an unvalidated source
 ## with at most 3x what it received (docs/protocol-v2.md section 2).
-const MIN_REGISTER_REQUEST_BYTES := 64
+const MIN_REGISTER_REQUEST_BYTES := Shared.MIN_REGISTER_REQUEST_BYTES
 ## A host's keep_open_ms travels in whole seconds as a u16.
-const MAX_KEEP_OPEN_S := 0xffff
+const MAX_KEEP_OPEN_S := Shared.MAX_KEEP_OPEN_S
 ## leave/close are sent at most this many times (about 1.5 s).
-const GOODBYE_MAX_TRIES := 4
+const GOODBYE_MAX_TRIES := Shared.GOODBYE_MAX_TRIES
 ## Punch rounds: every 50 ms for 20 rounds, then slowing down to every 200 ms.
-const PUNCH_INTERVAL_MS := 50
-const PUNCH_INTERVAL_MAX_MS := 200
-const PUNCH_FAST_ROUNDS := 20
+const PUNCH_INTERVAL_MS := Shared.PUNCH_INTERVAL_MS
+const PUNCH_INTERVAL_MAX_MS := Shared.PUNCH_INTERVAL_MAX_MS
+const PUNCH_FAST_ROUNDS := Shared.PUNCH_FAST_ROUNDS
 ## Port prediction joins after this many rounds, on ports +-PREDICT_PORT_RANGE.
-const PREDICT_AFTER_ROUNDS := 8
-const PREDICT_PORT_RANGE := 8
-const PUNCH_BUDGET_MS := 8000
+const PREDICT_AFTER_ROUNDS := Shared.PREDICT_AFTER_ROUNDS
+const PREDICT_PORT_RANGE := Shared.PREDICT_PORT_RANGE
+const PUNCH_BUDGET_MS := Shared.PUNCH_BUDGET_MS
 ## After success keep answering peers' punches this long, so they can confirm us too.
-const PUNCH_LINGER_MS := 5000
-const MAX_REFLEXIVE_CANDIDATES := 4
+const PUNCH_LINGER_MS := Shared.PUNCH_LINGER_MS
+const MAX_REFLEXIVE_CANDIDATES := Shared.MAX_REFLEXIVE_CANDIDATES
 ## A peer not confirmed directly this long after the peer list gets a relay allocation asked
 ## for (at most half the punch budget), as the TS core does.
-const RELAY_DELAY_MS := 500
+const RELAY_DELAY_MS := Shared.RELAY_DELAY_MS
 const U32 := 0x100000000
 ## The socket the traversal registers and punches from; birthday sockets are 1..256.
-const MAIN_SOCKET := 0
+const MAIN_SOCKET := Shared.MAIN_SOCKET
 
 # NAT classes and the strategy from both (docs/protocol-v2.md section 6, "Strategy from both
 # NAT classes", where each rule and bound is defined once; the names and values are the
 # TypeScript core's, src/client/traversal.ts and src/client/punch.ts).
 
 ## Classification: each probe is re-sent this often until answered...
-const CLASSIFY_RETRY_MS := 25
+const CLASSIFY_RETRY_MS := Shared.CLASSIFY_RETRY_MS
 ## ...for at most this long from the start (then the class is "unknown")...
-const CLASSIFY_WITHIN_MS := 400
+const CLASSIFY_WITHIN_MS := Shared.CLASSIFY_WITHIN_MS
 ## ...and at most this many probes in all (64 bytes each).
-const CLASSIFY_MAX_PROBES := 16
+const CLASSIFY_MAX_PROBES := Shared.CLASSIFY_MAX_PROBES
 ## Between the two: the wait for the server's unasked answer from its alternate port to reach
 ## our NAT first, a retry interval and this many round trips of the main probe...
-const COLLIDE_WAIT_RTTS := 1.5
+const COLLIDE_WAIT_RTTS := Shared.COLLIDE_WAIT_RTTS
 ## ...and this long at most...
-const COLLIDE_WAIT_MAX_MS := 150
+const COLLIDE_WAIT_MAX_MS := Shared.COLLIDE_WAIT_MAX_MS
 ## ...after this many copies of that probe, sent at once.
-const COLLIDE_PROBES := 3
+const COLLIDE_PROBES := Shared.COLLIDE_PROBES
 ## Against an edm-sequential peer the easy side sweeps this many ports on either side of the
 ## peer's public port from the first round...
-const SWEEP_PORT_RANGE := 64
+const SWEEP_PORT_RANGE := Shared.SWEEP_PORT_RANGE
 ## ...on every this-many-th punch round.
-const SWEEP_EVERY_ROUNDS := 4
+const SWEEP_EVERY_ROUNDS := Shared.SWEEP_EVERY_ROUNDS
 ## Two public ports at most this far apart are "edm-sequential" (the sweep's range).
-const SEQUENTIAL_PORT_DELTA := SWEEP_PORT_RANGE
+const SEQUENTIAL_PORT_DELTA := Shared.SEQUENTIAL_PORT_DELTA
 ## A sequential pair asks the relay this long after the peer list (not RELAY_DELAY_MS).
-const SEQUENTIAL_RELAY_DELAY_MS := 3000
+const SEQUENTIAL_RELAY_DELAY_MS := Shared.SEQUENTIAL_RELAY_DELAY_MS
 ## A birthday pair asks the relay this long after the peer list: probing needs about a second.
-const BIRTHDAY_RELAY_DELAY_MS := 3000
+const BIRTHDAY_RELAY_DELAY_MS := Shared.BIRTHDAY_RELAY_DELAY_MS
 ## Birthday probing, hard side (edm-random): this many extra sockets (ids 1..256, any port),
 ## each punching the easy side's public endpoint...
-const BIRTHDAY_SOCKETS := 256
+const BIRTHDAY_SOCKETS := Shared.BIRTHDAY_SOCKETS
 ## ...this many times...
-const BIRTHDAY_HARD_ROUNDS := 4
+const BIRTHDAY_HARD_ROUNDS := Shared.BIRTHDAY_HARD_ROUNDS
 ## ...this far apart.
-const BIRTHDAY_HARD_INTERVAL_MS := 250
+const BIRTHDAY_HARD_INTERVAL_MS := Shared.BIRTHDAY_HARD_INTERVAL_MS
 ## Easy side (eim): at most this many probes to random ports (1024-65535) of the hard side...
-const BIRTHDAY_PROBE_BUDGET := 4096
+const BIRTHDAY_PROBE_BUDGET := Shared.BIRTHDAY_PROBE_BUDGET
 ## ...at this rate at most (probes per second)...
-const BIRTHDAY_PROBE_RATE := 1000
+const BIRTHDAY_PROBE_RATE := Shared.BIRTHDAY_PROBE_RATE
 ## ...in batches this often.
-const BIRTHDAY_TICK_MS := 10
+const BIRTHDAY_TICK_MS := Shared.BIRTHDAY_TICK_MS
 ## The candidate byte of the easy side's birthday probes: never a real index (at most 254).
-const BIRTHDAY_CANDIDATE := 255
+const BIRTHDAY_CANDIDATE := Shared.BIRTHDAY_CANDIDATE
 
 ## [code]func(address: String, port: int, data: PackedByteArray)[/code].
 var send: Callable
@@ -243,27 +245,9 @@ static func nat_class_of(main_port: int, alt_port: int) -> String:
 ## "birthday-hard" (eim or unknown against edm-random, two players), "sequential-easy" (sweep) /
 ## "sequential-hard" (predict nothing), or "punch" (everything else).
 static func peer_strategy(own: String, peer: String, peer_count: int) -> String:
-	# An unknown side against a sequential one counts as easy (classification fails mostly on
-	# loss, not on hard NATs): were it hard after all, the pair needs the relay anyway.
-	if (own == "eim" or own == "unknown") and peer == "edm-sequential":
-		return "sequential-easy"
-	if own == "edm-sequential" and (peer == "eim" or peer == "unknown"):
-		return "sequential-hard"
-	# Likewise against a random-port side with two players: were the unknown side easy, birthday
-	# probing is the one direct path (the plain punch goes on beside it).
-	if peer_count == 1 and own == "unknown" and peer == "edm-random":
-		return "birthday-easy"
-	if peer_count == 1 and own == "edm-random" and peer == "unknown":
-		return "birthday-hard"
-	if own == "unknown" or peer == "unknown":
-		return "punch"
-	if own != "edm-random" and peer != "edm-random":
-		return "punch"
-	if own == "eim" or peer == "eim":
-		if peer_count != 1:
-			return "relay"
-		return "birthday-easy" if own == "eim" else "birthday-hard"
-	return "relay"
+	# The TypeScript client's peerStrategy for every pair, generated (the rule tells one peer
+	# from several, so any count above 1 reads as 2).
+	return Shared.STRATEGY["%s/%s/%d" % [own, peer, 1 if peer_count == 1 else 2]]
 
 
 func start(now: int) -> void:

@@ -1,0 +1,214 @@
+/**
+ * What the Godot 4 addon shares with this client, generated from it: every constant of the
+ * wire and of the traversal the addon also uses, and the strategy table (`peerStrategy` for
+ * every pair of NAT classes), written into one GDScript file that the addon's scripts take
+ * their values from. A test checks that the committed file equals what this module produces
+ * now, so a constant changed here alone fails CI instead of drifting (docs/godot.md).
+ *
+ *   node dist/src/client/godot-shared.js --write   # regenerate the committed file
+ */
+import { writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { MAIN_SOCKET } from '../core/index.js';
+import { ERROR_CODES } from '../errors.js';
+import {
+  MAX_ADDRESS_BYTES,
+  MAX_CANDIDATES,
+  MAX_CODE_BYTES,
+  MAX_DATAGRAM_BYTES,
+  MAX_KEEP_OPEN_S,
+  MAX_NAME_BYTES,
+  MAX_NICKNAME_BYTES,
+  MAX_PLAYERS_WIRE,
+  MAX_REASON_BYTES,
+  MAX_SESSION_BYTES,
+  MAX_SILENCE_S,
+  MIN_PLAYERS,
+  MIN_REGISTER_REQUEST_BYTES,
+  MIN_SILENCE_S,
+  NAT_CLASSES,
+  PROBE_BYTES,
+  PROBE_CHANGE_ADDRESS,
+  PROBE_CHANGE_PORT,
+  PUNCH_KEY_BYTES,
+  RELAY_BIND_TOKEN_BYTES,
+  RELAY_ID_BYTES,
+  TAG_BYTES,
+  TOKEN_BYTES,
+  V2_HEADER_BYTES,
+  V2_MAGIC,
+  V2_REVISION,
+  V2_TYPES,
+  V2_VERSION,
+} from '../protocol/index.js';
+import {
+  BIRTHDAY_CANDIDATE,
+  BIRTHDAY_HARD_INTERVAL_MS,
+  BIRTHDAY_HARD_ROUNDS,
+  BIRTHDAY_PROBE_BUDGET,
+  BIRTHDAY_PROBE_RATE,
+  BIRTHDAY_SOCKETS,
+  BIRTHDAY_TICK_MS,
+  MAX_REFLEXIVE_CANDIDATES,
+  PREDICT_AFTER_ROUNDS,
+  PREDICT_PORT_RANGE,
+  PUNCH_BUDGET_MS,
+  PUNCH_FAST_ROUNDS,
+  PUNCH_INTERVAL_MAX_MS,
+  PUNCH_INTERVAL_MS,
+  PUNCH_LINGER_MS,
+  SWEEP_EVERY_ROUNDS,
+  SWEEP_PORT_RANGE,
+} from './punch.js';
+import {
+  BIRTHDAY_RELAY_DELAY_MS,
+  CLASSIFY_MAX_PROBES,
+  CLASSIFY_RETRY_MS,
+  CLASSIFY_WITHIN_MS,
+  COLLIDE_PROBES,
+  COLLIDE_WAIT_MAX_MS,
+  COLLIDE_WAIT_RTTS,
+  GOODBYE_MAX_TRIES,
+  KEEPALIVE_INTERVAL_MS,
+  peerStrategy,
+  RELAY_DELAY_MS,
+  REQUEST_RETRY_FIRST_MS,
+  REQUEST_RETRY_MAX_MS,
+  SEQUENTIAL_PORT_DELTA,
+  SEQUENTIAL_RELAY_DELAY_MS,
+  SERVER_SILENCE_LIMIT_MS,
+  SESSION_WAIT_MS,
+  SESSION_WAIT_RETRY_MS,
+} from './traversal.js';
+
+/** Where the generated file lives, relative to the repository root. */
+export const GODOT_SHARED_PATH = 'godot/addons/holepunch/holepunch_shared.gd';
+
+type GdValue = number | string | readonly string[] | readonly number[] | Record<string, unknown>;
+
+/**
+ * The shared values by their GDScript name (the addon's names are the TypeScript ones, but
+ * for the v2 prefix its codec drops).
+ */
+export function godotSharedValues(): Readonly<Record<string, GdValue>> {
+  return {
+    // The wire (src/protocol/v2.ts).
+    MAGIC: [...V2_MAGIC],
+    VERSION: V2_VERSION,
+    REVISION: V2_REVISION,
+    HEADER_BYTES: V2_HEADER_BYTES,
+    MAX_DATAGRAM_BYTES,
+    TOKEN_BYTES,
+    PUNCH_KEY_BYTES,
+    TAG_BYTES,
+    RELAY_ID_BYTES,
+    RELAY_BIND_TOKEN_BYTES,
+    MAX_SESSION_BYTES,
+    MAX_NAME_BYTES,
+    MAX_NICKNAME_BYTES,
+    MAX_REASON_BYTES,
+    MAX_CODE_BYTES,
+    MAX_ADDRESS_BYTES,
+    MAX_CANDIDATES,
+    MIN_PLAYERS,
+    MAX_PLAYERS_WIRE,
+    MIN_SILENCE_S,
+    MAX_SILENCE_S,
+    MAX_KEEP_OPEN_S,
+    MIN_REGISTER_REQUEST_BYTES,
+    PROBE_BYTES,
+    PROBE_CHANGE_ADDRESS,
+    PROBE_CHANGE_PORT,
+    NAT_CLASSES: [...NAT_CLASSES],
+    TYPES: { ...V2_TYPES },
+    ERROR_CODES: [...ERROR_CODES],
+    // The traversal (src/client/traversal.ts, punch.ts).
+    MAIN_SOCKET,
+    REQUEST_RETRY_FIRST_MS,
+    REQUEST_RETRY_MAX_MS,
+    SERVER_SILENCE_LIMIT_MS,
+    SESSION_WAIT_MS,
+    SESSION_WAIT_RETRY_MS,
+    KEEPALIVE_INTERVAL_MS,
+    GOODBYE_MAX_TRIES,
+    PUNCH_INTERVAL_MS,
+    PUNCH_INTERVAL_MAX_MS,
+    PUNCH_FAST_ROUNDS,
+    PREDICT_AFTER_ROUNDS,
+    PREDICT_PORT_RANGE,
+    PUNCH_BUDGET_MS,
+    PUNCH_LINGER_MS,
+    MAX_REFLEXIVE_CANDIDATES,
+    RELAY_DELAY_MS,
+    CLASSIFY_RETRY_MS,
+    CLASSIFY_WITHIN_MS,
+    CLASSIFY_MAX_PROBES,
+    COLLIDE_WAIT_RTTS,
+    COLLIDE_WAIT_MAX_MS,
+    COLLIDE_PROBES,
+    SWEEP_PORT_RANGE,
+    SWEEP_EVERY_ROUNDS,
+    SEQUENTIAL_PORT_DELTA,
+    SEQUENTIAL_RELAY_DELAY_MS,
+    BIRTHDAY_RELAY_DELAY_MS,
+    BIRTHDAY_SOCKETS,
+    BIRTHDAY_HARD_ROUNDS,
+    BIRTHDAY_HARD_INTERVAL_MS,
+    BIRTHDAY_PROBE_BUDGET,
+    BIRTHDAY_PROBE_RATE,
+    BIRTHDAY_TICK_MS,
+    BIRTHDAY_CANDIDATE,
+    STRATEGY: strategyTable(),
+  };
+}
+
+/**
+ * `peerStrategy(own, peer, count)` for every pair of classes, keyed `own/peer/count` with the
+ * count 1 or 2 (the rule tells only one peer from several).
+ */
+function strategyTable(): Record<string, string> {
+  const table: Record<string, string> = {};
+  for (const own of NAT_CLASSES) {
+    for (const peer of NAT_CLASSES) {
+      for (const count of [1, 2]) table[`${own}/${peer}/${count}`] = peerStrategy(own, peer, count);
+    }
+  }
+  return table;
+}
+
+/** The generated GDScript file. */
+export function renderGodotShared(): string {
+  const lines = [
+    '# Generated by src/client/godot-shared.ts from the TypeScript client; do not edit.',
+    '# Regenerate: npx tsc -p . && node dist/src/client/godot-shared.js --write',
+    '# The addon takes these values from here, so they cannot differ from the TypeScript ones.',
+    'extends RefCounted',
+    '',
+  ];
+  for (const [name, value] of Object.entries(godotSharedValues())) {
+    lines.push(`const ${name}${gdType(value)} = ${gdLiteral(value)}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+function gdType(value: GdValue): string {
+  if (typeof value === 'number') return Number.isInteger(value) ? ': int' : ': float';
+  if (typeof value === 'string') return ': String';
+  if (Array.isArray(value))
+    return typeof value[0] === 'string' ? ': Array[String]' : ': Array[int]';
+  return ': Dictionary';
+}
+
+function gdLiteral(value: unknown): string {
+  if (typeof value === 'number') return Number.isInteger(value) ? String(value) : value.toFixed(2);
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (Array.isArray(value)) return `[${value.map(gdLiteral).join(', ')}]`;
+  const entries = Object.entries(value as Record<string, unknown>);
+  return `{\n${entries.map(([k, v]) => `\t${JSON.stringify(k)}: ${gdLiteral(v)},`).join('\n')}\n}`;
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url) && process.argv[2] === '--write') {
+  const root = fileURLToPath(new URL('../../../', import.meta.url));
+  writeFileSync(`${root}${GODOT_SHARED_PATH}`, renderGodotShared());
+  process.stdout.write(`wrote ${root}${GODOT_SHARED_PATH}\n`);
+}
