@@ -499,8 +499,12 @@ describe('holepunch-server CLI', () => {
       const drops = Number(
         /holepunch_relay_drops_total\{reason="pair_rate"\} (\d+)/.exec(text)?.[1],
       );
-      // The rest: dropped by the relay, counted (the kernel may drop a few of a burst too).
-      assert.ok(drops > 0 && drops + burst.received <= 400, `pair_rate drops: ${drops}`);
+      // The rest: dropped by the relay and counted, or by the kernel before the relay read them
+      // (a relay port has the default receive buffer: on a loaded machine 120 of the burst were
+      // lost so); the pair's own punches through the relay count in its bucket too (once 306
+      // drops with 100 arrived). So: counted, and never many more than did not arrive.
+      const rest = 400 - burst.received;
+      assert.ok(drops > 0 && drops <= rest + 20, `pair_rate drops: ${drops}, ${rest} not arrived`);
       assert.match(text, /holepunch_relay_drops_total\{reason="server_rate"\} 0/);
     } finally {
       await game.close();
