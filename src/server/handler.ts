@@ -1,8 +1,9 @@
 import type { Endpoint } from '../protocol/index.js';
 
 /**
- * Where a sans-IO core puts the datagrams it wants sent. The shell binds it to a
- * `node:dgram` socket; tests bind it to an array.
+ * Where a sans-IO core puts the datagrams it wants sent: a sink that only records them. The
+ * rendezvous core binds it to its work queue (`ReplySink`, work-sink.ts), which the driver
+ * pulls after the core returned; tests bind it to an array. It never calls back into a core.
  */
 export interface Outbox {
   /**

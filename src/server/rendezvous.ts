@@ -16,6 +16,7 @@ import { resolveServerSettings, type ServerSettings } from './settings.js';
 import { MemoryBudget, SourceLimits } from './source-limits.js';
 import { MIN_RELAY_PORT, type RelayIo } from './v2-relay.js';
 import { V2Sessions } from './v2-sessions.js';
+import { RelaySocketSink, ReplySink } from './work-sink.js';
 
 /**
  * What the server reports for its logs and metrics, handed to the application by the driver
@@ -70,20 +71,9 @@ export class RendezvousServer implements Core<ServerEvent> {
     const counters = options.counters ?? createCounters();
     this.counters = counters;
     const work = this.#work;
-    // Counting at the one place every reply passes keeps the handlers free of it.
-    const outbox: Outbox = {
-      send(to: Endpoint, data: Uint8Array, via?: number): void {
-        counters.datagramsOut++;
-        counters.bytesOut += data.length;
-        work.send(to, data, via === MAIN_SOCKET ? undefined : via);
-      },
-    };
-    // The relay counts its own datagrams (relayed ones apart); its ports are socket ids.
-    const relayIo: RelayIo = {
-      open: (port) => work.push({ type: 'bind', socket: port, port }),
-      close: (port) => work.push({ type: 'unbind', socket: port }),
-      send: (port, to, data) => work.send(to, data, port),
-    };
+    // Sinks that only append to the work queue: the tables never call back into the server.
+    const outbox: Outbox = new ReplySink(work, counters);
+    const relayIo: RelayIo = new RelaySocketSink(work);
     this.#probes = new ProbeResponder({
       outbox,
       counters,

@@ -87,8 +87,9 @@ export function relayPortRangeProblem(range: RelayPortRange): string | undefined
 }
 
 /**
- * What the relay needs done with its ports' sockets. The server core turns each call into
- * `bind`/`unbind`/`send` work for its driver, with the port as the socket id.
+ * What the relay needs done with its ports' sockets. The server core's `RelaySocketSink`
+ * (work-sink.ts) appends each call to its work queue as `bind`/`unbind`/`send` work for its
+ * driver, with the port as the socket id.
  */
 export interface RelayIo {
   /** Bind a socket on `port` (then call `portOpened` or `portFailed`). */
