@@ -22,7 +22,6 @@ import {
   startLoopbackServer as startServerWith,
   withNodeBinary,
 } from '../src/natlab/index.js';
-import { labSuitesRanElsewhere } from './suites.js';
 
 // Where Godot 4 is, its temp projects and its argv live in src/natlab/godot4.ts (the benchmark
 // starts the same driver game); the suites keep their short names.
@@ -40,14 +39,7 @@ export {
 } from '../src/natlab/index.js';
 export type Project = Godot4Project;
 
-/** `skip` for describe(): a reason locally, false under CI=true (which must run, or fail). */
-export function skipUnless(reasons: readonly string[], what: string): string | false {
-  const ranElsewhere = labSuitesRanElsewhere();
-  if (ranElsewhere) return ranElsewhere;
-  return reasons.length > 0 && process.env.CI !== 'true'
-    ? `${what} unavailable: ${reasons.join('; ')}`
-    : false;
-}
+export { skipUnless } from './suites.js';
 
 export type { JsonLine };
 /** A process the Godot suites run on this machine: the NAT lab's JSON-line runner, unchanged. */

@@ -16,7 +16,7 @@ import {
   SERVER_WITH_ALT_ADDRESS_ARGS,
 } from '../src/natlab/index.js';
 import { FAST_EXPIRY_S } from '../src/natlab/nat-types.js';
-import { labSuitesRanElsewhere } from './suites.js';
+import { skipUnless } from './suites.js';
 
 /**
  * Issue 13: `holepunch-client doctor`'s verdict matches the router's configured type for
@@ -45,11 +45,7 @@ const SITES: readonly { name: string; nat: NatType; hosts?: number; hairpin?: bo
 ];
 
 const reasons = await labUnavailableReasons();
-const skip =
-  labSuitesRanElsewhere() ||
-  (reasons.length > 0 && process.env.CI !== 'true'
-    ? `NAT lab unavailable: ${reasons.join('; ')}`
-    : false);
+const skip = skipUnless(reasons, 'NAT lab');
 
 describe('NAT lab: holepunch-client doctor names every NAT type right against a server with --host and --alt-address (the full RFC 5780 run)', {
   skip,

@@ -10,7 +10,7 @@ import {
   labUnavailableReasons,
   SERVER_ADDRESS,
 } from '../src/natlab/index.js';
-import { labSuitesRanElsewhere } from './suites.js';
+import { skipUnless } from './suites.js';
 
 /**
  * Issue 21 point 12 in the NAT lab: a host keeps its session open (`--keep-open`), and a third
@@ -23,11 +23,7 @@ const STEP_WAIT_MS = 15_000;
 const PROCESS_LIMIT_MS = 60_000;
 
 const reasons = await labUnavailableReasons();
-const skip =
-  labSuitesRanElsewhere() ||
-  (reasons.length > 0 && process.env.CI !== 'true'
-    ? `NAT lab unavailable: ${reasons.join('; ')}`
-    : false);
+const skip = skipUnless(reasons, 'NAT lab');
 
 const event = (name: string, peer?: string) => (l: JsonLine) =>
   l.event === name &&

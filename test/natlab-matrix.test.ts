@@ -16,7 +16,7 @@ import {
   runMatrix,
   type TrialResult,
 } from '../src/natlab/index.js';
-import { labSuitesRanElsewhere } from './suites.js';
+import { skipUnless } from './suites.js';
 
 /**
  * The issue-5 claims, on real Linux NATs. Trial counts per pair (stated in test names):
@@ -44,11 +44,7 @@ const relayedPair = (pair: MatrixPair): boolean =>
 
 const reasons = await labUnavailableReasons();
 // Locally without root the suite skips, saying why; in CI it must run (or fail loudly).
-const skip =
-  labSuitesRanElsewhere() ||
-  (reasons.length > 0 && process.env.CI !== 'true'
-    ? `NAT lab unavailable: ${reasons.join('; ')}`
-    : false);
+const skip = skipUnless(reasons, 'NAT lab');
 
 const describeFailures = (results: readonly TrialResult[]) =>
   results

@@ -11,7 +11,7 @@ import {
 } from '../src/natlab/index.js';
 import { RELAY_REFUSAL_MESSAGES } from '../src/server/v2-relay.js';
 import type { RelayOutcome, RelayPlan } from './relay-attack.js';
-import { labSuitesRanElsewhere } from './suites.js';
+import { skipUnless } from './suites.js';
 
 /**
  * Issue 24 through a live server: the CLI started as the README says (`holepunch-server 4000
@@ -22,9 +22,7 @@ import { labSuitesRanElsewhere } from './suites.js';
 
 const CHILD = fileURLToPath(new URL('./relay-attack.js', import.meta.url));
 const reasons = await labUnavailableReasons();
-const skip =
-  labSuitesRanElsewhere() ||
-  (reasons.length > 0 && process.env.CI !== 'true' ? `needs root: ${reasons.join('; ')}` : false);
+const skip = skipUnless(reasons, 'a network namespace of its own (root)');
 
 /** The attacker's /64 (documentation space), the server's and the outside pair's addresses. */
 const ATTACK_64 = '2001:db8:1:2::';

@@ -15,6 +15,18 @@ export function labSuitesRanElsewhere(): string | false {
   return unitTier();
 }
 
+/**
+ * `skip` for a root, NAT-lab or engine suite's describe(): why it cannot run here (`reasons`
+ * from its preflight), or false under CI=true, which must run it (or fail loudly).
+ */
+export function skipUnless(reasons: readonly string[], what: string): string | false {
+  const ranElsewhere = labSuitesRanElsewhere();
+  if (ranElsewhere) return ranElsewhere;
+  return reasons.length > 0 && process.env.CI !== 'true'
+    ? `${what} unavailable: ${reasons.join('; ')}`
+    : false;
+}
+
 /** The reason a root, lab, engine or flood suite skips in `npm run test:unit`, else false. */
 export function unitTier(): string | false {
   return process.env.HOLEPUNCH_TEST_TIER === 'unit'
