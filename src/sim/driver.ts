@@ -83,9 +83,8 @@ export class SimDriver<E> implements SimAgent {
   }
 
   #receiver(id: SocketId) {
+    // A closed socket's port is gone from the network: nothing is delivered to it any more.
     return (now: number, from: Endpoint, data: Uint8Array): void => {
-      // A datagram queued before an unbind, for a socket since closed or replaced.
-      if (this.#sockets.get(id) === undefined) return;
       this.#core.handle(now, from, data, id);
       this.drain(now);
     };
